@@ -1,0 +1,161 @@
+//! What a module step sees: its inputs, the run's options, cancellation and progress reporting.
+
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{Error, Result};
+use crate::executor::{Event, EventSink};
+use crate::handle::{Handle, Input};
+use crate::module::{ErasedOutput, Step};
+
+/// Typed values a caller hands to every module of a run (engine options, a shared client).
+#[derive(Default, Clone)]
+pub struct Extensions(HashMap<TypeId, Arc<dyn Any + Send + Sync>>);
+
+impl Extensions {
+    /// Inserts `value`, replacing one of the same type.
+    pub fn insert<T: Send + Sync + 'static>(&mut self, value: T) {
+        self.0.insert(TypeId::of::<T>(), Arc::new(value));
+    }
+
+    /// The value of type `T`, if one was inserted.
+    pub fn get<T: Send + Sync + 'static>(&self) -> Option<&T> {
+        self.0.get(&TypeId::of::<T>()).and_then(|v| v.downcast_ref())
+    }
+}
+
+impl std::fmt::Debug for Extensions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Extensions({} values)", self.0.len())
+    }
+}
+
+/// One slot per module: its output once produced, `None` when it is known not to exist.
+pub(crate) type Outputs = Arc<[OnceLock<Option<ErasedOutput>>]>;
+
+pub(crate) fn new_outputs(n: usize) -> Outputs {
+    (0..n).map(|_| OnceLock::new()).collect()
+}
+
+/// The context of one module step.
+#[derive(Clone)]
+pub struct Context {
+    pub(crate) module: Arc<str>,
+    pub(crate) stack: Arc<str>,
+    pub(crate) step: Step,
+    pub(crate) outputs: Outputs,
+    pub(crate) declared: Arc<[usize]>,
+    pub(crate) names: Arc<[Arc<str>]>,
+    pub(crate) cancel: CancellationToken,
+    pub(crate) events: EventSink,
+    pub(crate) extensions: Arc<Extensions>,
+    pub(crate) start: Instant,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("stack", &self.stack)
+            .field("module", &self.module)
+            .field("step", &self.step)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Context {
+    /// The running module's id.
+    pub fn module_id(&self) -> &str {
+        &self.module
+    }
+
+    /// The stack's name (labels and state are keyed by it).
+    pub fn stack_name(&self) -> &str {
+        &self.stack
+    }
+
+    /// The step being run.
+    pub fn step(&self) -> Step {
+        self.step
+    }
+
+    /// Reads an input: a constant, or a projection of a declared dependency's output.
+    ///
+    /// # Errors
+    /// [`Error::UndeclaredDependency`] when the input's module is not in this module's
+    /// [`Module::needs`](crate::Module::needs); [`Error::OutputUnavailable`] when that module has
+    /// produced no output (it failed, or does not exist during a destroy) or the projection failed.
+    pub fn get<U: Clone + Send + Sync + 'static>(&self, input: &Input<U>) -> Result<U> {
+        let output = match input.dependency() {
+            None => None,
+            Some(dep) => Some(self.slot(dep.index, &dep.module)?),
+        };
+        input
+            .resolve(output.map(|o| &*o.value))
+            .map_err(|reason| Error::OutputUnavailable {
+                module: self.module.to_string(),
+                dependency: input.dependency().map_or_else(|| "a constant".into(), |d| d.module.to_string()),
+                reason,
+            })
+    }
+
+    /// The whole output behind a handle, shared.
+    ///
+    /// # Errors
+    /// As [`Context::get`].
+    pub fn output<T: Send + Sync + 'static>(&self, handle: &Handle<T>) -> Result<Arc<T>> {
+        let slot = self.slot(handle.dep.index, &handle.dep.module)?;
+        slot.value.clone().downcast::<T>().map_err(|_| Error::OutputUnavailable {
+            module: self.module.to_string(),
+            dependency: handle.dep.module.to_string(),
+            reason: format!("it is not a {}", std::any::type_name::<T>()),
+        })
+    }
+
+    fn slot(&self, index: usize, name: &str) -> Result<&ErasedOutput> {
+        if self.declared.binary_search(&index).is_err() || self.names.get(index).map(|n| &**n) != Some(name) {
+            return Err(Error::UndeclaredDependency {
+                module: self.module.to_string(),
+                dependency: name.to_owned(),
+            });
+        }
+        match self.outputs[index].get() {
+            Some(Some(o)) => Ok(o),
+            Some(None) => Err(Error::OutputUnavailable {
+                module: self.module.to_string(),
+                dependency: name.to_owned(),
+                reason: "its resources do not exist".into(),
+            }),
+            None => Err(Error::OutputUnavailable {
+                module: self.module.to_string(),
+                dependency: name.to_owned(),
+                reason: "it has not finished".into(),
+            }),
+        }
+    }
+
+    /// The run's cancellation token; long waits should end when it fires.
+    pub fn cancellation(&self) -> &CancellationToken {
+        &self.cancel
+    }
+
+    /// Reports progress (shown by progress displays and logs).
+    pub fn progress(&self, message: impl Into<String>) {
+        let message = message.into();
+        tracing::info!(module = %self.module, step = %self.step, "{message}");
+        self.events.send(Event::Progress {
+            module: self.module.to_string(),
+            step: self.step,
+            elapsed: self.start.elapsed(),
+            message,
+        });
+    }
+
+    /// A value of type `T` the caller put in [`RunOptions::extension`](crate::RunOptions::extension).
+    pub fn extension<T: Send + Sync + 'static>(&self) -> Option<&T> {
+        self.extensions.get::<T>()
+    }
+}

@@ -1,0 +1,120 @@
+use serde::Serialize;
+
+use super::Hostnames;
+use crate::secret::Secret;
+
+/// The OIDC settings one application needs to log its users in.
+#[derive(Debug, Clone, Serialize)]
+pub struct Oidc {
+    /// The issuer URL (the `iss` of tokens; discovery is at `/.well-known/openid-configuration`).
+    pub issuer_url: String,
+    /// The authorization endpoint.
+    pub authorization_url: String,
+    /// The token endpoint.
+    pub token_url: String,
+    /// The userinfo endpoint.
+    pub userinfo_url: String,
+    /// The end-session (logout) endpoint, if the provider has one.
+    pub logout_url: Option<String>,
+    /// The client id.
+    pub client_id: String,
+    /// The client secret: redacted in `Debug`, plans and logs.
+    pub client_secret: Secret,
+    /// The scopes to request.
+    pub scopes: Vec<String>,
+    /// The claim that carries group membership.
+    pub groups_claim: String,
+    /// Extra arguments for an OIDC proxy (oauth2-proxy) in front of apps without OIDC support.
+    pub extra_proxy_args: Vec<String>,
+}
+
+/// The applications of the stack that log in with OIDC, with their callback paths.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum App {
+    /// Argo CD (`/auth/callback`).
+    ArgoCd,
+    /// Grafana (`/login/generic_oauth`).
+    Grafana,
+    /// Prometheus behind oauth2-proxy (`/oauth2/callback`).
+    Prometheus,
+    /// Alertmanager behind oauth2-proxy (`/oauth2/callback`).
+    Alertmanager,
+}
+
+impl App {
+    /// Every built-in app.
+    pub const ALL: [App; 4] = [App::ArgoCd, App::Grafana, App::Prometheus, App::Alertmanager];
+
+    /// The app's name: its client name and hostname prefix.
+    pub fn name(self) -> &'static str {
+        match self {
+            App::ArgoCd => "argocd",
+            App::Grafana => "grafana",
+            App::Prometheus => "prometheus",
+            App::Alertmanager => "alertmanager",
+        }
+    }
+
+    /// The path the provider redirects to after login.
+    pub fn callback_path(self) -> &'static str {
+        match self {
+            App::ArgoCd => "/auth/callback",
+            App::Grafana => "/login/generic_oauth",
+            App::Prometheus | App::Alertmanager => "/oauth2/callback",
+        }
+    }
+}
+
+/// A client an OIDC provider creates: its name and where it may redirect to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OidcClient {
+    /// The client's name (`argocd`).
+    pub name: String,
+    /// The allowed redirect (callback) URIs.
+    pub redirect_uris: Vec<String>,
+    /// The allowed post-logout redirect URIs.
+    pub logout_uris: Vec<String>,
+}
+
+impl OidcClient {
+    /// A client with explicit redirect URIs.
+    pub fn new(name: impl Into<String>, redirect_uris: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        OidcClient {
+            name: name.into(),
+            redirect_uris: redirect_uris.into_iter().map(Into::into).collect(),
+            logout_uris: Vec::new(),
+        }
+    }
+
+    /// The client of a built-in app, its URIs derived from the stack's hostnames.
+    ///
+    /// ```
+    /// use devops_stack_core::interfaces::{App, Hostnames, OidcClient};
+    /// let c = OidcClient::app(App::Grafana, &Hostnames::new("prod", "example.com"));
+    /// assert_eq!(c.redirect_uris, ["https://grafana.apps.prod.example.com/login/generic_oauth"]);
+    /// ```
+    pub fn app(app: App, hosts: &Hostnames) -> Self {
+        let base = hosts.url(app.name());
+        OidcClient {
+            name: app.name().into(),
+            redirect_uris: vec![format!("{base}{}", app.callback_path())],
+            logout_uris: vec![base],
+        }
+    }
+
+    /// The clients of all built-in apps.
+    pub fn all_apps(hosts: &Hostnames) -> Vec<OidcClient> {
+        App::ALL.iter().map(|&a| OidcClient::app(a, hosts)).collect()
+    }
+}
+
+/// A module output that provides OIDC login (Keycloak, Cognito).
+pub trait OidcProvider {
+    /// The settings for client `name`, if the provider has that client.
+    fn client(&self, name: &str) -> Option<Oidc>;
+
+    /// The names of the provider's clients.
+    fn client_names(&self) -> Vec<String>;
+}

@@ -1,0 +1,417 @@
+//! The `Stack` builder and the validated `BuiltStack` it produces.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::context::{Context, new_outputs};
+use crate::error::{ConfigError, Error, Result};
+use crate::executor::{self, ModuleReport, Report, RunOptions, Status};
+use crate::graph::{EdgeKind, Graph};
+use crate::handle::{AsDependencies, Dependency, Handle, StackId};
+use crate::module::{ErasedModule, Module, Phase, Step};
+use crate::plan::{ModulePlan, Plan};
+use crate::validate::{Capability, Interface, Validation, dns_label};
+
+/// Builds a stack: add modules, wire them with the handles `add` returns, then [`build`](Stack::build).
+///
+/// ```
+/// # use devops_stack_core::{Context, Module, ModuleResult, Needs, Planned, Stack, Input};
+/// # struct Num { id: &'static str, from: Vec<Input<u64>> }
+/// # impl Module for Num {
+/// #     type Output = u64;
+/// #     fn id(&self) -> &str { self.id }
+/// #     fn kind(&self) -> &'static str { "num" }
+/// #     fn needs(&self, n: &mut Needs) { n.add(&self.from); }
+/// #     async fn plan(&self, ctx: &Context) -> ModuleResult<Planned<u64>> { Ok(Planned::new(self.apply(ctx).await?)) }
+/// #     async fn apply(&self, ctx: &Context) -> ModuleResult<u64> {
+/// #         let mut s = 1; for i in &self.from { s += ctx.get(i)?; } Ok(s)
+/// #     }
+/// #     async fn destroy(&self, _: &Context) -> ModuleResult<()> { Ok(()) }
+/// # }
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let mut stack = Stack::new("demo");
+/// let a = stack.add(Num { id: "a", from: vec![] });
+/// let b = stack.add(Num { id: "b", from: vec![a.input()] });
+/// let _c = stack.add(Num { id: "c", from: vec![a.input(), b.input()] });
+/// let stack = stack.build()?;
+/// let plan = stack.plan().await?;
+/// assert_eq!(plan.module("c").unwrap().output, 4);
+/// # Ok::<_, devops_stack_core::Error>(())
+/// # }).unwrap();
+/// ```
+pub struct Stack {
+    id: StackId,
+    name: String,
+    modules: Vec<Arc<dyn ErasedModule>>,
+    order: Vec<(Dependency, Dependency)>,
+}
+
+impl std::fmt::Debug for Stack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stack")
+            .field("name", &self.name)
+            .field("modules", &self.modules.iter().map(|m| m.id().to_owned()).collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Stack {
+    /// A new, empty stack. The name labels every object the stack creates and keys its state; it
+    /// must be a DNS-1123 label (checked by [`build`](Stack::build)).
+    pub fn new(name: impl Into<String>) -> Self {
+        Stack {
+            id: StackId::next(),
+            name: name.into(),
+            modules: Vec::new(),
+            order: Vec::new(),
+        }
+    }
+
+    /// Adds a module and returns the typed handle to its future output.
+    pub fn add<M: Module>(&mut self, module: M) -> Handle<M::Output> {
+        let dep = Dependency {
+            stack: self.id,
+            index: self.modules.len(),
+            module: Arc::from(module.id()),
+        };
+        self.modules.push(Arc::new(module));
+        Handle::new(dep)
+    }
+
+    /// Runs the modules of `after` only once those of `before` are done, without passing data.
+    pub fn order(&mut self, before: &impl AsDependencies, after: &impl AsDependencies) -> &mut Self {
+        let (mut b, mut a) = (Vec::new(), Vec::new());
+        before.push_to(&mut b);
+        after.push_to(&mut a);
+        for x in &b {
+            for y in &a {
+                self.order.push((x.clone(), y.clone()));
+            }
+        }
+        self
+    }
+
+    /// Validates everything (names, ids, handles, capabilities, module configuration, cycles)
+    /// and returns the stack ready to plan, apply or destroy. Nothing has run yet.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] with every configuration problem found, or [`Error::Cycle`].
+    pub fn build(self) -> Result<BuiltStack> {
+        let mut errors = Vec::new();
+        if let Err(problem) = dns_label(&self.name) {
+            errors.push(ConfigError::new(
+                None,
+                "stack.name",
+                problem,
+                "name the stack with 1-63 lowercase letters, digits or `-`",
+            ));
+        }
+        let names: Arc<[Arc<str>]> = self.modules.iter().map(|m| Arc::from(m.id())).collect();
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        let mut data: Vec<Vec<usize>> = Vec::with_capacity(self.modules.len());
+        let mut defaults: Vec<(&str, String)> = Vec::new();
+        let mut classes: HashMap<String, &str> = HashMap::new();
+        let mut provided: HashMap<Interface, ()> = HashMap::new();
+        let mut required: Vec<(&str, Interface, String)> = Vec::new();
+        let mut validations = Vec::with_capacity(self.modules.len());
+        for (i, m) in self.modules.iter().enumerate() {
+            let id = m.id();
+            if let Err(problem) = dns_label(id) {
+                errors.push(ConfigError::new(
+                    Some(id),
+                    "id",
+                    problem,
+                    "give the module an id of 1-63 lowercase letters, digits or `-`",
+                ));
+            }
+            if let Some(first) = seen.insert(id, i) {
+                errors.push(ConfigError::new(
+                    Some(id),
+                    "id",
+                    format!("modules #{} and #{} both have the id `{id}`", first + 1, i + 1),
+                    "give one of them another id (most modules have an `.id(..)` setter)",
+                ));
+            }
+            let mut deps = Vec::new();
+            for d in m.needs() {
+                if d.stack != self.id || d.index >= self.modules.len() {
+                    errors.push(ConfigError::new(
+                        Some(id),
+                        "needs",
+                        format!("holds a handle to `{}` from another stack", d.module),
+                        format!("add `{}` to this stack and pass the handle its `add` returns", d.module),
+                    ));
+                } else {
+                    deps.push(d.index);
+                }
+            }
+            data.push(deps);
+            let mut v = Validation::new(id);
+            m.validate(&mut v);
+            validations.push(v);
+        }
+        for (m, v) in self.modules.iter().zip(&validations) {
+            errors.extend(v.errors.iter().cloned());
+            for cap in &v.provides {
+                match cap {
+                    Capability::IngressClass { name, default } => {
+                        provided.insert(Interface::Ingress, ());
+                        if let Some(other) = classes.insert(name.clone(), m.id()) {
+                            errors.push(ConfigError::new(
+                                Some(m.id()),
+                                "ingress_class",
+                                format!("the ingress class `{name}` is also served by `{other}`"),
+                                "give each ingress controller its own class name",
+                            ));
+                        }
+                        if *default {
+                            defaults.push((m.id(), name.clone()));
+                        }
+                    }
+                    Capability::Interface(i) => {
+                        provided.insert(*i, ());
+                    }
+                }
+            }
+            required.extend(v.requires.iter().map(|(i, why)| (m.id(), *i, why.clone())));
+        }
+        if defaults.len() > 1 {
+            let list: Vec<String> = defaults.iter().map(|(m, c)| format!("`{m}` ({c})")).collect();
+            errors.push(ConfigError::new(
+                Some(defaults[1].0),
+                "default_class",
+                format!("{} ingress controllers claim the default ingress class: {}", defaults.len(), list.join(", ")),
+                "keep `default_class(true)` on one controller and set `default_class(false)` on the others",
+            ));
+        }
+        for (m, interface, why) in required {
+            if !provided.contains_key(&interface) {
+                errors.push(ConfigError::new(
+                    Some(m),
+                    "requires",
+                    format!("needs {interface} ({why}), but no module in the stack provides it"),
+                    format!("add a module that provides {interface} to the stack"),
+                ));
+            }
+        }
+        let mut order = Vec::new();
+        for (b, a) in &self.order {
+            for d in [b, a] {
+                if d.stack != self.id {
+                    errors.push(ConfigError::new(
+                        Some(&d.module),
+                        "order",
+                        "`Stack::order` was given a handle from another stack",
+                        "use handles returned by this stack's `add`",
+                    ));
+                }
+            }
+            order.push((b.index, a.index));
+        }
+        if !errors.is_empty() {
+            return Err(Error::Invalid(errors));
+        }
+        let phases: Vec<Phase> = self.modules.iter().map(|m| m.phase()).collect();
+        let graph = Graph::build(&names, &phases, &data, &order)?;
+        Ok(BuiltStack {
+            name: Arc::from(self.name),
+            modules: self.modules,
+            names,
+            phases,
+            graph,
+        })
+    }
+}
+
+/// A validated stack: plan it offline, apply it or destroy it.
+pub struct BuiltStack {
+    pub(crate) name: Arc<str>,
+    pub(crate) modules: Vec<Arc<dyn ErasedModule>>,
+    pub(crate) names: Arc<[Arc<str>]>,
+    pub(crate) phases: Vec<Phase>,
+    pub(crate) graph: Graph,
+}
+
+impl std::fmt::Debug for BuiltStack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BuiltStack")
+            .field("name", &self.name)
+            .field("order", &self.order())
+            .finish()
+    }
+}
+
+impl BuiltStack {
+    /// The stack's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Module ids in a valid execution order (stack order wherever the edges allow).
+    pub fn order(&self) -> Vec<&str> {
+        self.graph.topo.iter().map(|&i| &*self.names[i]).collect()
+    }
+
+    /// The ids of the modules that module `id` runs after, directly.
+    pub fn predecessors(&self, id: &str) -> Vec<&str> {
+        self.index(id)
+            .map(|i| self.graph.preds[i].iter().map(|&p| &*self.names[p]).collect())
+            .unwrap_or_default()
+    }
+
+    fn index(&self, id: &str) -> Option<usize> {
+        self.names.iter().position(|n| &**n == id)
+    }
+
+    /// Renders offline, with no cluster and no cloud account, what every module would create.
+    /// Modules are planned in execution order, each seeing its inputs' planned outputs.
+    ///
+    /// # Errors
+    /// [`Error::RunFailed`] listing the modules whose plan failed (their dependents are skipped).
+    pub async fn plan(&self) -> Result<Plan> {
+        let start = Instant::now();
+        let outputs = new_outputs(self.modules.len());
+        let extensions = Arc::new(Default::default());
+        let mut plans: Vec<Option<ModulePlan>> = (0..self.modules.len()).map(|_| None).collect();
+        let mut reports: Vec<Option<ModuleReport>> = (0..self.modules.len()).map(|_| None).collect();
+        let mut failed = Vec::new();
+        for &i in &self.graph.topo {
+            let blocked = self.graph.preds[i].iter().find(|&&p| plans[p].is_none());
+            if let Some(&p) = blocked {
+                reports[i] = Some(self.module_report(i, Status::Skipped { reason: format!("`{}` was not planned", self.names[p]) }, None));
+                continue;
+            }
+            let ctx = Context {
+                module: self.names[i].clone(),
+                stack: self.name.clone(),
+                step: Step::Plan,
+                outputs: outputs.clone(),
+                declared: self.graph.declared[i].clone(),
+                names: self.names.clone(),
+                cancel: Default::default(),
+                events: Default::default(),
+                extensions: Arc::clone(&extensions),
+                start,
+            };
+            let t = Instant::now();
+            match self.modules[i].plan(&ctx).await {
+                Ok(p) => {
+                    let (needs, after) = self.edges_into(i);
+                    plans[i] = Some(ModulePlan {
+                        id: self.names[i].to_string(),
+                        kind: self.modules[i].kind().to_owned(),
+                        phase: self.phases[i],
+                        needs,
+                        after,
+                        resources: p.resources,
+                        output: p.output.json.clone(),
+                    });
+                    let _ = outputs[i].set(Some(p.output));
+                    reports[i] = Some(self.module_report(i, Status::Succeeded, Some(t.elapsed())));
+                }
+                Err(source) => {
+                    let e = Error::Module { module: self.names[i].to_string(), step: Step::Plan, source };
+                    failed.push(e.to_string());
+                    reports[i] = Some(self.module_report(i, Status::Failed { error: e.to_string() }, Some(t.elapsed())));
+                }
+            }
+        }
+        if !failed.is_empty() {
+            let report = Report {
+                stack: self.name.to_string(),
+                step: Step::Plan,
+                wall_time: start.elapsed(),
+                modules: reports.into_iter().flatten().collect(),
+                critical_path: Vec::new(),
+                critical_path_time: Duration::ZERO,
+                outputs,
+            };
+            return Err(Error::RunFailed { step: Step::Plan, failed, report: Box::new(report) });
+        }
+        Ok(Plan {
+            stack: self.name.to_string(),
+            modules: self.graph.topo.iter().filter_map(|&i| plans[i].take()).collect(),
+        })
+    }
+
+    fn module_report(&self, i: usize, status: Status, duration: Option<Duration>) -> ModuleReport {
+        ModuleReport {
+            id: self.names[i].to_string(),
+            kind: self.modules[i].kind().to_owned(),
+            status,
+            started: None,
+            duration,
+            output: None,
+        }
+    }
+
+    /// The modules `i` reads, and those it only runs after.
+    fn edges_into(&self, i: usize) -> (Vec<String>, Vec<String>) {
+        let mut needs = Vec::new();
+        let mut after = Vec::new();
+        for &(a, b, kind) in &self.graph.edges {
+            if b == i {
+                match kind {
+                    EdgeKind::Data => needs.push(self.names[a].to_string()),
+                    EdgeKind::Order | EdgeKind::Phase => after.push(self.names[a].to_string()),
+                }
+            }
+        }
+        (needs, after)
+    }
+
+    /// Applies every module, each as soon as its inputs are ready.
+    ///
+    /// # Errors
+    /// [`Error::RunFailed`] when any module failed, timed out, was cancelled or skipped; the
+    /// report inside says which, with timings.
+    pub async fn apply(&self, options: &RunOptions) -> Result<Report> {
+        let outputs = new_outputs(self.modules.len());
+        executor::run(self, Step::Apply, options, outputs, &[]).await.into_result()
+    }
+
+    /// Destroys every module in reverse dependency order: first each module's live output is
+    /// read (forward), then dependents are destroyed before what they depend on. A module whose
+    /// resources do not exist is skipped along with its dependents; a module whose destroy
+    /// failed keeps what it depends on in place. Safe to run again.
+    ///
+    /// # Errors
+    /// [`Error::RunFailed`] for the read pass or the destroy pass.
+    pub async fn destroy(&self, options: &RunOptions) -> Result<Report> {
+        let outputs = new_outputs(self.modules.len());
+        let read = executor::run(self, Step::Read, options, outputs.clone(), &[]).await;
+        if !read.is_success() {
+            return read.into_result();
+        }
+        let absent: Vec<bool> = read.modules.iter().map(|m| m.status == Status::Absent).collect();
+        executor::run(self, Step::Destroy, options, outputs, &absent).await.into_result()
+    }
+
+    /// The dependency graph as Graphviz DOT (solid: data, dashed: ordering and phases).
+    pub fn to_dot(&self) -> String {
+        let modules = self
+            .graph
+            .topo
+            .iter()
+            .map(|&i| {
+                let (needs, after) = self.edges_into(i);
+                ModulePlan {
+                    id: self.names[i].to_string(),
+                    kind: self.modules[i].kind().to_owned(),
+                    phase: self.phases[i],
+                    needs,
+                    after,
+                    resources: Vec::new(),
+                    output: serde_json::Value::Null,
+                }
+            })
+            .collect();
+        Plan { stack: self.name.to_string(), modules }.to_dot()
+    }
+
+    /// Module kinds by id, for summaries.
+    pub fn kinds(&self) -> BTreeMap<&str, &'static str> {
+        self.names.iter().zip(&self.modules).map(|(n, m)| (&**n, m.kind())).collect()
+    }
+}
