@@ -49,12 +49,14 @@
 //! ```
 
 pub mod argocd;
+pub mod clusters;
 mod context;
 pub mod error;
 pub mod executor;
 mod graph;
 mod handle;
 pub mod interfaces;
+pub mod k8s;
 mod module;
 pub mod plan;
 mod secret;

@@ -1,0 +1,2 @@
+//! Clusters that are not cloud resources: an existing cluster from a kubeconfig, and a local
+//! kind cluster.

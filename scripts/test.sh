@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Runs every test of devops-stack on a fresh machine: installs and starts what the tests need
+# (moto's AWS emulator, from PyPI, in a virtualenv under target/), then the checks and tests.
+#
+#   scripts/test.sh            # everything
+#   scripts/test.sh -p devops-stack-aws   # extra arguments go to `cargo test`
+#
+# Live Kubernetes tests run too when DEVOPS_STACK_TEST_KUBECONFIG names a kubeconfig.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+venv=target/moto-venv
+if [ ! -x "$venv/bin/moto_server" ]; then
+  echo "==> installing moto[server] into $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check 'moto[server]>=5,<6'
+fi
+
+port="${MOTO_PORT:-5055}"
+mkdir -p target
+"$venv/bin/moto_server" -H 127.0.0.1 -p "$port" > target/moto.log 2>&1 &
+moto_pid=$!
+trap 'kill "$moto_pid" 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do
+  if python3 -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:$port/moto-api/data.json', timeout=1)" 2>/dev/null; then
+    break
+  fi
+  sleep 0.2
+done
+python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$port/moto-api/data.json', timeout=2)" \
+  || { echo "moto did not start; see target/moto.log"; exit 1; }
+echo "==> moto serving on 127.0.0.1:$port"
+export DEVOPS_STACK_TEST_AWS_ENDPOINT="http://127.0.0.1:$port"
+
+if [ -z "${DEVOPS_STACK_TEST_KUBECONFIG:-}" ]; then
+  echo "==> DEVOPS_STACK_TEST_KUBECONFIG is not set: live Kubernetes tests will report themselves skipped"
+fi
+
+cargo test --workspace --lib --bins --tests --examples "$@"
+cargo test --workspace --doc "$@"
