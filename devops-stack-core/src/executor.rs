@@ -18,7 +18,9 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use futures::stream::{FuturesUnordered, StreamExt};
 use serde::Serialize;
@@ -384,7 +386,13 @@ pub(crate) async fn run(stack: &BuiltStack, step: Step, options: &RunOptions, ou
             }
             if absent.get(i).copied().unwrap_or(false) {
                 // Nothing to destroy; what it depends on can go now.
-                skip(i, "its resources do not exist".into(), &mut status);
+                events.send(Event::Skipped {
+                    module: stack.names[i].to_string(),
+                    step,
+                    elapsed: start.elapsed(),
+                    reason: "its resources do not exist".into(),
+                });
+                status[i] = Some(Status::Absent);
                 finished_order.push(i);
                 release(i, succs, &mut waiting, &status, &mut ready, &priority);
                 continue;

@@ -1,0 +1,197 @@
+//! Bad input is caught by `Stack::build`, before anything runs, with the field and the fix.
+
+mod support;
+
+use devops_stack_core::validate::{self, Capability, Interface};
+use devops_stack_core::{ConfigError, Context, Error, Module, ModuleResult, Phase, Planned, Stack, Validation};
+use support::{Probe, Recorder};
+
+fn errors(stack: Stack) -> Vec<ConfigError> {
+    match stack.build() {
+        Err(Error::Invalid(errors)) => errors,
+        Err(e) => panic!("expected Invalid, got {e}"),
+        Ok(_) => panic!("expected Invalid, got a valid stack"),
+    }
+}
+
+fn one(stack: Stack) -> ConfigError {
+    let mut e = errors(stack);
+    assert_eq!(e.len(), 1, "{e:#?}");
+    e.remove(0)
+}
+
+#[test]
+fn stack_names_must_be_dns_labels() {
+    for bad in ["", "Prod", "prod_eu", "-prod", &"x".repeat(64)] {
+        let e = one(Stack::new(bad));
+        assert_eq!(e.field, "stack.name", "{bad:?}");
+        assert!(e.fix.contains("lowercase"));
+    }
+    assert!(Stack::new("prod-eu-1").build().is_ok());
+}
+
+#[test]
+fn module_ids_must_be_dns_labels() {
+    let r = Recorder::new();
+    let mut s = Stack::new("t");
+    s.add(Probe::new("Traefik_1", &r));
+    let e = one(s);
+    assert_eq!((e.module.as_deref(), e.field.as_str()), (Some("Traefik_1"), "id"));
+    assert!(e.problem.contains("`T`"), "{e}");
+
+    let mut s = Stack::new("t");
+    s.add(Probe::new("", &r));
+    assert!(one(s).problem.contains("empty"));
+}
+
+#[test]
+fn duplicate_module_ids_are_refused() {
+    let r = Recorder::new();
+    let mut s = Stack::new("t");
+    s.add(Probe::new("traefik", &r));
+    s.add(Probe::new("other", &r));
+    s.add(Probe::new("traefik", &r));
+    let e = one(s);
+    assert_eq!(e.field, "id");
+    assert!(e.problem.contains("modules #1 and #3 both have the id `traefik`"), "{e}");
+    assert!(e.fix.contains("`.id(..)`"));
+}
+
+#[test]
+fn two_controllers_cannot_both_claim_the_default_ingress_class() {
+    let r = Recorder::new();
+    let mut s = Stack::new("t");
+    let mut a = Probe::new("traefik", &r);
+    a.provides.push(Capability::IngressClass { name: "traefik".into(), default: true });
+    let mut b = Probe::new("ingress-nginx", &r);
+    b.provides.push(Capability::IngressClass { name: "nginx".into(), default: true });
+    s.add(a);
+    s.add(b);
+    let e = one(s);
+    assert_eq!(e.field, "default_class");
+    assert!(e.problem.contains("`traefik` (traefik), `ingress-nginx` (nginx)"), "{e}");
+    assert!(e.fix.contains("default_class(false)"));
+}
+
+#[test]
+fn two_controllers_cannot_serve_one_class() {
+    let r = Recorder::new();
+    let mut s = Stack::new("t");
+    for id in ["a", "b"] {
+        let mut p = Probe::new(id, &r);
+        p.provides.push(Capability::IngressClass { name: "nginx".into(), default: false });
+        s.add(p);
+    }
+    let e = one(s);
+    assert_eq!((e.module.as_deref(), e.field.as_str()), (Some("b"), "ingress_class"));
+    assert!(e.problem.contains("also served by `a`"));
+}
+
+#[test]
+fn a_required_interface_must_be_provided() {
+    let r = Recorder::new();
+    let mut s = Stack::new("t");
+    let mut p = Probe::new("cert-manager", &r);
+    p.requires.push(Interface::Ingress);
+    s.add(p);
+    let e = one(s);
+    assert_eq!(e.field, "requires");
+    assert!(e.problem.contains("needs an ingress controller (the test says so)"), "{e}");
+
+    // provided by any ingress class
+    let mut s = Stack::new("t");
+    let mut p = Probe::new("cert-manager", &r);
+    p.requires.push(Interface::Ingress);
+    s.add(p);
+    let mut t = Probe::new("traefik", &r);
+    t.provides.push(Capability::IngressClass { name: "traefik".into(), default: true });
+    s.add(t);
+    assert!(s.build().is_ok());
+}
+
+#[test]
+fn handles_of_another_stack_are_refused() {
+    let r = Recorder::new();
+    let mut other = Stack::new("other");
+    let foreign = other.add(Probe::new("cluster", &r));
+    let mut s = Stack::new("t");
+    s.add(Probe::new("cluster", &r));
+    s.add(Probe::new("app", &r).after(foreign.input()));
+    let e = one(s);
+    assert_eq!((e.module.as_deref(), e.field.as_str()), (Some("app"), "needs"));
+    assert!(e.problem.contains("from another stack"));
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let r = Recorder::new();
+    let mut s = Stack::new("Bad Name");
+    s.add(Probe::new("x", &r));
+    s.add(Probe::new("x", &r));
+    s.add(Probe::new("UPPER", &r));
+    let e = errors(s);
+    assert_eq!(e.len(), 3, "{e:#?}");
+    let text = Error::Invalid(e).to_string();
+    assert!(text.starts_with("invalid stack configuration (3 problems):"), "{text}");
+}
+
+#[test]
+fn cycles_name_the_modules_on_them() {
+    let r = Recorder::new();
+    let mut s = Stack::new("t");
+    let a = s.add(Probe::new("a", &r));
+    let b = s.add(Probe::new("b", &r).after(a.input()));
+    let c = s.add(Probe::new("c", &r).after(b.input()));
+    s.add(Probe::new("free", &r));
+    s.order(&c, &a);
+    match s.build() {
+        Err(Error::Cycle { cycles }) => assert_eq!(cycles, vec![vec!["a", "b", "c"]]),
+        other => panic!("{other:?}"),
+    }
+
+    let mut s = Stack::new("t");
+    let fin = s.add(Probe::new("fin", &r).phase(Phase::Final));
+    s.add(Probe::new("reads-final", &r).after(fin.input()));
+    let err = s.build().unwrap_err();
+    assert!(err.to_string().contains("fin -> reads-final"), "{err}");
+}
+
+/// A module whose configuration has a base domain and an email, as cluster and issuer modules do.
+struct Domain {
+    base_domain: String,
+    email: String,
+}
+
+impl Module for Domain {
+    type Output = ();
+    fn id(&self) -> &str {
+        "domain"
+    }
+    fn kind(&self) -> &'static str {
+        "domain"
+    }
+    fn validate(&self, v: &mut Validation) {
+        v.check("base_domain", validate::base_domain(&self.base_domain), "use a domain you control, like `example.com`");
+        v.check("email", validate::email(&self.email), "use a reachable address");
+    }
+    async fn plan(&self, _: &Context) -> ModuleResult<Planned<()>> {
+        Ok(Planned::new(()))
+    }
+    async fn apply(&self, _: &Context) -> ModuleResult<()> {
+        Ok(())
+    }
+    async fn destroy(&self, _: &Context) -> ModuleResult<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn module_validation_names_field_and_fix() {
+    let mut s = Stack::new("t");
+    s.add(Domain { base_domain: "example..com".into(), email: "ops".into() });
+    let e = errors(s);
+    assert_eq!(e.iter().map(|e| e.field.as_str()).collect::<Vec<_>>(), ["base_domain", "email"]);
+    assert!(e[0].problem.contains("empty label"));
+    assert!(e[0].to_string().contains("module `domain`, field `base_domain`"));
+    assert!(e[1].problem.contains("no `@`"));
+}
