@@ -1,1 +1,16 @@
-//! placeholder
+#![doc = include_str!("../README.md")]
+//!
+//! # Crates
+//! - the core ([`Stack`], [`Module`], the executor, plans, interfaces and the Kubernetes
+//!   engine) is re-exported at the root, from `devops-stack-core`;
+//! - [`modules`]: the component modules (`devops-stack-modules`);
+//! - [`aws`]: EKS and Cognito (`devops-stack-aws`).
+
+pub use devops_stack_core::*;
+
+/// The component modules: Argo CD, Traefik, ingress-nginx, cert-manager, kube-prometheus-stack,
+/// Loki, Keycloak, metrics-server.
+pub use devops_stack_modules as modules;
+
+/// The AWS side: an EKS cluster and Cognito OIDC.
+pub use devops_stack_aws as aws;
