@@ -107,6 +107,29 @@ pub enum Event {
     },
 }
 
+impl std::fmt::Display for Event {
+    /// One progress line: `[  12.3s] eks: apply finished in 11.9s`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (module, step, elapsed) = match self {
+            Event::Started { module, step, elapsed }
+            | Event::Progress { module, step, elapsed, .. }
+            | Event::Finished { module, step, elapsed, .. }
+            | Event::Failed { module, step, elapsed, .. }
+            | Event::Skipped { module, step, elapsed, .. } => (module, step, elapsed),
+        };
+        write!(f, "[{:>7.1}s] {module}: ", elapsed.as_secs_f64())?;
+        match self {
+            Event::Started { .. } => write!(f, "{step} started"),
+            Event::Progress { message, .. } => f.write_str(message),
+            Event::Finished { duration, .. } => write!(f, "{step} finished in {:.1}s", duration.as_secs_f64()),
+            Event::Failed { duration, error, .. } => {
+                write!(f, "{step} FAILED after {:.1}s: {error}", duration.as_secs_f64())
+            }
+            Event::Skipped { reason, .. } => write!(f, "{step} skipped: {reason}"),
+        }
+    }
+}
+
 /// How a run behaves: concurrency, timeouts, cancellation, events and extensions.
 ///
 /// ```

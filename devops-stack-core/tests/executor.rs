@@ -172,6 +172,9 @@ async fn events_tell_the_whole_story_with_durations() {
     assert!(events.iter().any(|e| matches!(e, Event::Failed { module, duration, .. } if module == "a" && *duration == ms(40))));
     assert!(events.iter().any(|e| matches!(e, Event::Skipped { module, .. } if module == "b")));
     assert_eq!(events.iter().filter(|e| matches!(e, Event::Started { .. })).count(), 2);
+    let lines: Vec<String> = events.iter().map(ToString::to_string).collect();
+    assert!(lines.contains(&"[    0.0s] c: apply finished in 0.0s".to_string()), "{lines:#?}");
+    assert!(lines.iter().any(|l| l.starts_with("[    0.0s] a: apply FAILED after 0.0s: module `a` failed")), "{lines:#?}");
 }
 
 #[tokio::test(start_paused = true)]
