@@ -11,7 +11,9 @@
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use devops_stack_core::{Context, Handle, Input, Module, ModuleResult, Needs, Planned, RunOptions, Stack};
+use devops_stack_core::{
+    Context, Handle, Input, Module, ModuleResult, Needs, Planned, RunOptions, Stack,
+};
 use peak_alloc::PeakAlloc;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -66,16 +68,29 @@ fn random_stack(n: usize, seed: u64, wait: impl Fn(&mut StdRng) -> Duration) -> 
     let mut stack = Stack::new("bench");
     let mut handles: Vec<Handle<u64>> = Vec::with_capacity(n);
     for i in 0..n {
-        let k = if i == 0 { 0 } else { rng.random_range(0..=3usize) };
-        let inputs = (0..k).map(|_| handles[rng.random_range(i.saturating_sub(50)..i)].input()).collect();
+        let k = if i == 0 {
+            0
+        } else {
+            rng.random_range(0..=3usize)
+        };
+        let inputs = (0..k)
+            .map(|_| handles[rng.random_range(i.saturating_sub(50)..i)].input())
+            .collect();
         let w = wait(&mut rng);
-        handles.push(stack.add(Node { id: format!("m{i}"), inputs, wait: w }));
+        handles.push(stack.add(Node {
+            id: format!("m{i}"),
+            inputs,
+            wait: w,
+        }));
     }
     stack
 }
 
 fn build_validate_plan(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let once = || async {
         let stack = random_stack(10_000, 7, |_| Duration::ZERO).build().unwrap();
         stack.plan().await.unwrap()
@@ -94,19 +109,27 @@ fn build_validate_plan(c: &mut Criterion) {
 }
 
 fn execute(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let mut ratios = Vec::new();
     let mut group = c.benchmark_group("execute");
-    group.sample_size(10).measurement_time(Duration::from_secs(20));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(20));
     group.bench_function("1000", |b| {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             for i in 0..iters {
-                let stack = random_stack(1_000, 11 + i, |rng| Duration::from_millis(rng.random_range(5..=20)))
-                    .build()
-                    .unwrap();
+                let stack = random_stack(1_000, 11 + i, |rng| {
+                    Duration::from_millis(rng.random_range(5..=20))
+                })
+                .build()
+                .unwrap();
                 let report = rt.block_on(stack.apply(&RunOptions::new())).unwrap();
-                ratios.push(report.wall_time.as_secs_f64() / report.critical_path_time.as_secs_f64());
+                ratios
+                    .push(report.wall_time.as_secs_f64() / report.critical_path_time.as_secs_f64());
                 total += report.wall_time;
             }
             total

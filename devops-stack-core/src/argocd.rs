@@ -228,7 +228,12 @@ impl ApplicationStatus {
 
 /// An Argo CD project: which sources and destinations its Applications may use.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
-#[kube(group = "argoproj.io", version = "v1alpha1", kind = "AppProject", namespaced)]
+#[kube(
+    group = "argoproj.io",
+    version = "v1alpha1",
+    kind = "AppProject",
+    namespaced
+)]
 #[serde(rename_all = "camelCase")]
 pub struct AppProjectSpec {
     /// A description.
@@ -260,7 +265,12 @@ pub struct GroupKind {
 impl Application {
     /// An Application named `name` in `namespace` with `spec`, carrying Argo CD's resources
     /// finalizer so that deleting it deletes what it deployed, and the given labels.
-    pub fn with_finalizer(name: &str, namespace: &str, spec: ApplicationSpec, labels: BTreeMap<String, String>) -> Self {
+    pub fn with_finalizer(
+        name: &str,
+        namespace: &str,
+        spec: ApplicationSpec,
+        labels: BTreeMap<String, String>,
+    ) -> Self {
         let mut app = Application::new(name, spec);
         app.metadata.namespace = Some(namespace.to_owned());
         app.metadata.finalizers = Some(vec![RESOURCES_FINALIZER.to_owned()]);
@@ -300,7 +310,11 @@ mod tests {
                     ..Default::default()
                 },
                 sync_policy: Some(SyncPolicy {
-                    automated: Some(AutomatedSync { prune: true, self_heal: true, allow_empty: false }),
+                    automated: Some(AutomatedSync {
+                        prune: true,
+                        self_heal: true,
+                        allow_empty: false,
+                    }),
                     sync_options: vec!["CreateNamespace=true".into()],
                     retry: None,
                 }),
@@ -311,7 +325,10 @@ mod tests {
         let v = serde_json::to_value(&app).unwrap();
         assert_eq!(v["apiVersion"], "argoproj.io/v1alpha1");
         assert_eq!(v["kind"], "Application");
-        assert_eq!(v["spec"]["source"]["repoURL"], "https://traefik.github.io/charts");
+        assert_eq!(
+            v["spec"]["source"]["repoURL"],
+            "https://traefik.github.io/charts"
+        );
         assert_eq!(v["spec"]["source"]["helm"]["valuesObject"]["replicas"], 2);
         assert_eq!(v["spec"]["syncPolicy"]["automated"]["selfHeal"], true);
         assert_eq!(v["metadata"]["finalizers"][0], RESOURCES_FINALIZER);

@@ -24,7 +24,9 @@ impl Extensions {
 
     /// The value of type `T`, if one was inserted.
     pub fn get<T: Send + Sync + 'static>(&self) -> Option<&T> {
-        self.0.get(&TypeId::of::<T>()).and_then(|v| v.downcast_ref())
+        self.0
+            .get(&TypeId::of::<T>())
+            .and_then(|v| v.downcast_ref())
     }
 }
 
@@ -97,7 +99,9 @@ impl Context {
             .resolve(output.map(|o| &*o.value))
             .map_err(|reason| Error::OutputUnavailable {
                 module: self.module.to_string(),
-                dependency: input.dependency().map_or_else(|| "a constant".into(), |d| d.module.to_string()),
+                dependency: input
+                    .dependency()
+                    .map_or_else(|| "a constant".into(), |d| d.module.to_string()),
                 reason,
             })
     }
@@ -108,15 +112,20 @@ impl Context {
     /// As [`Context::get`].
     pub fn output<T: Send + Sync + 'static>(&self, handle: &Handle<T>) -> Result<Arc<T>> {
         let slot = self.slot(handle.dep.index, &handle.dep.module)?;
-        slot.value.clone().downcast::<T>().map_err(|_| Error::OutputUnavailable {
-            module: self.module.to_string(),
-            dependency: handle.dep.module.to_string(),
-            reason: format!("it is not a {}", std::any::type_name::<T>()),
-        })
+        slot.value
+            .clone()
+            .downcast::<T>()
+            .map_err(|_| Error::OutputUnavailable {
+                module: self.module.to_string(),
+                dependency: handle.dep.module.to_string(),
+                reason: format!("it is not a {}", std::any::type_name::<T>()),
+            })
     }
 
     fn slot(&self, index: usize, name: &str) -> Result<&ErasedOutput> {
-        if self.declared.binary_search(&index).is_err() || self.names.get(index).map(|n| &**n) != Some(name) {
+        if self.declared.binary_search(&index).is_err()
+            || self.names.get(index).map(|n| &**n) != Some(name)
+        {
             return Err(Error::UndeclaredDependency {
                 module: self.module.to_string(),
                 dependency: name.to_owned(),

@@ -111,19 +111,51 @@ impl std::fmt::Display for Event {
     /// One progress line: `[  12.3s] eks: apply finished in 11.9s`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let (module, step, elapsed) = match self {
-            Event::Started { module, step, elapsed }
-            | Event::Progress { module, step, elapsed, .. }
-            | Event::Finished { module, step, elapsed, .. }
-            | Event::Failed { module, step, elapsed, .. }
-            | Event::Skipped { module, step, elapsed, .. } => (module, step, elapsed),
+            Event::Started {
+                module,
+                step,
+                elapsed,
+            }
+            | Event::Progress {
+                module,
+                step,
+                elapsed,
+                ..
+            }
+            | Event::Finished {
+                module,
+                step,
+                elapsed,
+                ..
+            }
+            | Event::Failed {
+                module,
+                step,
+                elapsed,
+                ..
+            }
+            | Event::Skipped {
+                module,
+                step,
+                elapsed,
+                ..
+            } => (module, step, elapsed),
         };
         write!(f, "[{:>7.1}s] {module}: ", elapsed.as_secs_f64())?;
         match self {
             Event::Started { .. } => write!(f, "{step} started"),
             Event::Progress { message, .. } => f.write_str(message),
-            Event::Finished { duration, .. } => write!(f, "{step} finished in {:.1}s", duration.as_secs_f64()),
-            Event::Failed { duration, error, .. } => {
-                write!(f, "{step} FAILED after {:.1}s: {error}", duration.as_secs_f64())
+            Event::Finished { duration, .. } => {
+                write!(f, "{step} finished in {:.1}s", duration.as_secs_f64())
+            }
+            Event::Failed {
+                duration, error, ..
+            } => {
+                write!(
+                    f,
+                    "{step} FAILED after {:.1}s: {error}",
+                    duration.as_secs_f64()
+                )
             }
             Event::Skipped { reason, .. } => write!(f, "{step} skipped: {reason}"),
         }
@@ -339,7 +371,10 @@ impl Report {
     /// A table of modules with status and timings, and the critical path.
     pub fn to_text(&self) -> String {
         use std::fmt::Write as _;
-        let mut out = format!("{} of stack `{}` in {:.2?}\n", self.step, self.stack, self.wall_time);
+        let mut out = format!(
+            "{} of stack `{}` in {:.2?}\n",
+            self.step, self.stack, self.wall_time
+        );
         for m in &self.modules {
             let status = match &m.status {
                 Status::Succeeded => "ok".to_owned(),
@@ -349,7 +384,10 @@ impl Report {
                 Status::Cancelled => "cancelled".to_owned(),
                 Status::Skipped { reason } => format!("skipped: {reason}"),
             };
-            let d = m.duration.map(|d| format!("{d:.2?}")).unwrap_or_else(|| "-".into());
+            let d = m
+                .duration
+                .map(|d| format!("{d:.2?}"))
+                .unwrap_or_else(|| "-".into());
             let _ = writeln!(out, "  {:<28} {:>10}  {status}", m.id, d);
         }
         let _ = writeln!(
@@ -368,7 +406,13 @@ enum Outcome {
 }
 
 /// Runs `step` over the stack. `absent` marks modules to skip as already gone (destroy).
-pub(crate) async fn run(stack: &BuiltStack, step: Step, options: &RunOptions, outputs: Outputs, absent: &[bool]) -> Report {
+pub(crate) async fn run(
+    stack: &BuiltStack,
+    step: Step,
+    options: &RunOptions,
+    outputs: Outputs,
+    absent: &[bool],
+) -> Report {
     let n = stack.modules.len();
     let start = Instant::now();
     let forward = step != Step::Destroy;
@@ -380,14 +424,22 @@ pub(crate) async fn run(stack: &BuiltStack, step: Step, options: &RunOptions, ou
     let limit = options.concurrency.unwrap_or(usize::MAX);
     let cancel = options.cancel.clone();
     let events = options.events.clone();
-    let priority = |i: usize| if stack.phases[i] == Phase::Bootstrap { 0 } else { 1 };
+    let priority = |i: usize| {
+        if stack.phases[i] == Phase::Bootstrap {
+            0
+        } else {
+            1
+        }
+    };
 
     let mut waiting: Vec<usize> = preds.iter().map(Vec::len).collect();
     let mut status: Vec<Option<Status>> = vec![None; n];
     let mut started: Vec<Option<Duration>> = vec![None; n];
     let mut durations: Vec<Option<Duration>> = vec![None; n];
-    let mut ready: BinaryHeap<Reverse<(u8, usize)>> =
-        (0..n).filter(|&i| waiting[i] == 0).map(|i| Reverse((priority(i), i))).collect();
+    let mut ready: BinaryHeap<Reverse<(u8, usize)>> = (0..n)
+        .filter(|&i| waiting[i] == 0)
+        .map(|i| Reverse((priority(i), i)))
+        .collect();
     let mut running = FuturesUnordered::new();
     let mut finished_order = Vec::with_capacity(n);
 
@@ -403,7 +455,9 @@ pub(crate) async fn run(stack: &BuiltStack, step: Step, options: &RunOptions, ou
 
     loop {
         while running.len() < limit && !cancel.is_cancelled() {
-            let Some(Reverse((_, i))) = ready.pop() else { break };
+            let Some(Reverse((_, i))) = ready.pop() else {
+                break;
+            };
             if status[i].is_some() {
                 continue;
             }
@@ -439,7 +493,11 @@ pub(crate) async fn run(stack: &BuiltStack, step: Step, options: &RunOptions, ou
                 start,
             };
             let module = stack.modules[i].clone();
-            let timeout = options.timeouts.get(&*stack.names[i]).copied().or(options.timeout);
+            let timeout = options
+                .timeouts
+                .get(&*stack.names[i])
+                .copied()
+                .or(options.timeout);
             let task = tokio::spawn(async move {
                 let t = Instant::now();
                 let id = ctx.module.to_string();
@@ -458,9 +516,17 @@ pub(crate) async fn run(stack: &BuiltStack, step: Step, options: &RunOptions, ou
                     }
                 };
                 let result = match timeout {
-                    Some(limit) => tokio::time::timeout(limit, guarded).await.unwrap_or_else(|_| {
-                        Err(Error::Timeout { module: id.clone(), step, timeout: limit })
-                    }),
+                    Some(limit) => {
+                        tokio::time::timeout(limit, guarded)
+                            .await
+                            .unwrap_or_else(|_| {
+                                Err(Error::Timeout {
+                                    module: id.clone(),
+                                    step,
+                                    timeout: limit,
+                                })
+                            })
+                    }
                     None => guarded.await,
                 };
                 let outcome = match result {
@@ -474,7 +540,9 @@ pub(crate) async fn run(stack: &BuiltStack, step: Step, options: &RunOptions, ou
         if running.is_empty() {
             break;
         }
-        let Some((i, joined)) = running.next().await else { break };
+        let Some((i, joined)) = running.next().await else {
+            break;
+        };
         let (outcome, duration) = joined.unwrap_or_else(|e| {
             (
                 Outcome::Failed(Error::Module {
@@ -535,7 +603,11 @@ pub(crate) async fn run(stack: &BuiltStack, step: Step, options: &RunOptions, ou
                 });
                 for d in descendants(i, succs) {
                     if status[d].is_none() {
-                        skip(d, format!("`{}` did not {step}", stack.names[i]), &mut status);
+                        skip(
+                            d,
+                            format!("`{}` did not {step}", stack.names[i]),
+                            &mut status,
+                        );
                     }
                 }
             }
@@ -543,7 +615,11 @@ pub(crate) async fn run(stack: &BuiltStack, step: Step, options: &RunOptions, ou
     }
     for i in 0..n {
         if status[i].is_none() {
-            let reason = if cancel.is_cancelled() { "the run was cancelled" } else { "not reached" };
+            let reason = if cancel.is_cancelled() {
+                "the run was cancelled"
+            } else {
+                "not reached"
+            };
             skip(i, reason.into(), &mut status);
         }
     }
@@ -554,10 +630,15 @@ pub(crate) async fn run(stack: &BuiltStack, step: Step, options: &RunOptions, ou
         .map(|i| ModuleReport {
             id: stack.names[i].to_string(),
             kind: stack.modules[i].kind().to_owned(),
-            status: status[i].take().unwrap_or(Status::Skipped { reason: "not reached".into() }),
+            status: status[i].take().unwrap_or(Status::Skipped {
+                reason: "not reached".into(),
+            }),
             started: started[i],
             duration: durations[i],
-            output: outputs[i].get().and_then(|o| o.as_ref()).map(|o| o.json.clone()),
+            output: outputs[i]
+                .get()
+                .and_then(|o| o.as_ref())
+                .map(|o| o.json.clone()),
         })
         .collect();
     Report {

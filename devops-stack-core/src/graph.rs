@@ -84,7 +84,9 @@ impl Graph {
             .filter(|scc| scc.len() > 1 || g.contains_edge(scc[0], scc[0]))
             .map(|mut scc| {
                 scc.sort();
-                scc.into_iter().map(|i| names[i.index()].to_string()).collect()
+                scc.into_iter()
+                    .map(|i| names[i.index()].to_string())
+                    .collect()
             })
             .collect();
         if !cycles.is_empty() {
@@ -119,7 +121,12 @@ impl Graph {
 
     /// The longest path through the graph, each node weighing `weight(i)`: its nodes in order and
     /// its total.
-    pub(crate) fn longest_path(&self, order: &[usize], forward: bool, weight: impl Fn(usize) -> f64) -> (Vec<usize>, f64) {
+    pub(crate) fn longest_path(
+        &self,
+        order: &[usize],
+        forward: bool,
+        weight: impl Fn(usize) -> f64,
+    ) -> (Vec<usize>, f64) {
         let before = if forward { &self.preds } else { &self.succs };
         let n = before.len();
         let mut dist = vec![0.0; n];
@@ -147,7 +154,11 @@ impl Graph {
 }
 
 /// Kahn's algorithm, taking the ready node with the smallest `key` first.
-pub(crate) fn kahn(preds: &[Vec<usize>], succs: &[Vec<usize>], key: impl Fn(usize) -> usize) -> Vec<usize> {
+pub(crate) fn kahn(
+    preds: &[Vec<usize>],
+    succs: &[Vec<usize>],
+    key: impl Fn(usize) -> usize,
+) -> Vec<usize> {
     let mut waiting: Vec<usize> = preds.iter().map(Vec::len).collect();
     let mut ready: BinaryHeap<Reverse<(usize, usize)>> = (0..preds.len())
         .filter(|&i| waiting[i] == 0)
@@ -190,7 +201,9 @@ mod tests {
         let phases = [Phase::Main, Phase::Final, Phase::Main];
         let err = Graph::build(&names(3), &phases, &[vec![], vec![0], vec![1]], &[]).unwrap_err();
         match err {
-            Error::Cycle { cycles } => assert_eq!(cycles, vec![vec!["m1".to_string(), "m2".to_string()]]),
+            Error::Cycle { cycles } => {
+                assert_eq!(cycles, vec![vec!["m1".to_string(), "m2".to_string()]])
+            }
             e => panic!("{e}"),
         }
     }
@@ -198,7 +211,13 @@ mod tests {
     #[test]
     fn longest_path_follows_weights() {
         let phases = [Phase::Main; 4];
-        let g = Graph::build(&names(4), &phases, &[vec![], vec![0], vec![0], vec![1, 2]], &[]).unwrap();
+        let g = Graph::build(
+            &names(4),
+            &phases,
+            &[vec![], vec![0], vec![0], vec![1, 2]],
+            &[],
+        )
+        .unwrap();
         let w = [1.0, 5.0, 2.0, 1.0];
         let (path, total) = g.longest_path(&g.topo, true, |i| w[i]);
         assert_eq!(path, vec![0, 1, 3]);

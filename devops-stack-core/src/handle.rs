@@ -59,7 +59,12 @@ impl<T> Clone for Handle<T> {
 
 impl<T> fmt::Debug for Handle<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Handle<{}>({})", std::any::type_name::<T>(), self.dep.module)
+        write!(
+            f,
+            "Handle<{}>({})",
+            std::any::type_name::<T>(),
+            self.dep.module
+        )
     }
 }
 
@@ -99,12 +104,14 @@ impl<T: Send + Sync + 'static> Handle<T> {
         Input {
             source: Source::Module {
                 dep: self.dep.clone(),
-                project: Arc::new(move |any: &(dyn Any + Send + Sync)| match any.downcast_ref::<T>() {
-                    Some(t) => f(t),
-                    None => Err(format!(
-                        "the output of `{module}` is not a {}",
-                        std::any::type_name::<T>()
-                    )),
+                project: Arc::new(move |any: &(dyn Any + Send + Sync)| {
+                    match any.downcast_ref::<T>() {
+                        Some(t) => f(t),
+                        None => Err(format!(
+                            "the output of `{module}` is not a {}",
+                            std::any::type_name::<T>()
+                        )),
+                    }
                 }),
             },
         }
@@ -122,7 +129,10 @@ impl<T: Send + Sync + 'static> Handle<T> {
 type Projection<U> = Arc<dyn Fn(&(dyn Any + Send + Sync)) -> Result<U, String> + Send + Sync>;
 
 enum Source<U> {
-    Module { dep: Dependency, project: Projection<U> },
+    Module {
+        dep: Dependency,
+        project: Projection<U>,
+    },
     Value(Arc<U>),
 }
 

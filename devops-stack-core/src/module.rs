@@ -136,7 +136,10 @@ pub trait Module: Send + Sync + 'static {
     fn validate(&self, _v: &mut Validation) {}
 
     /// Renders offline, without network access, what the module would create.
-    fn plan(&self, ctx: &Context) -> impl Future<Output = ModuleResult<Planned<Self::Output>>> + Send;
+    fn plan(
+        &self,
+        ctx: &Context,
+    ) -> impl Future<Output = ModuleResult<Planned<Self::Output>>> + Send;
 
     /// Creates or updates what the module manages and returns its output. Must be idempotent: a
     /// second apply with the same inputs changes nothing, and an apply that died half-way can be
@@ -147,7 +150,10 @@ pub trait Module: Send + Sync + 'static {
     /// module's resources do not exist (then the modules that depend on it are not destroyed
     /// either: they went with it). The default is the offline plan's output, right for modules
     /// whose output follows from their configuration alone.
-    fn read(&self, ctx: &Context) -> impl Future<Output = ModuleResult<Option<Self::Output>>> + Send {
+    fn read(
+        &self,
+        ctx: &Context,
+    ) -> impl Future<Output = ModuleResult<Option<Self::Output>>> + Send {
         async move { Ok(Some(self.plan(ctx).await?.output)) }
     }
 
@@ -163,7 +169,8 @@ pub(crate) struct ErasedOutput {
 }
 
 pub(crate) fn erase<O: Serialize + Send + Sync + 'static>(output: O) -> ErasedOutput {
-    let json = serde_json::to_value(&output).unwrap_or_else(|e| serde_json::Value::String(format!("<unserializable: {e}>")));
+    let json = serde_json::to_value(&output)
+        .unwrap_or_else(|e| serde_json::Value::String(format!("<unserializable: {e}>")));
     ErasedOutput {
         value: Arc::new(output),
         json,
@@ -185,7 +192,8 @@ pub(crate) trait ErasedModule: Send + Sync {
     fn plan<'a>(&'a self, ctx: &'a Context) -> BoxFuture<'a, ModuleResult<ErasedPlanned>>;
     fn apply<'a>(&'a self, ctx: &'a Context) -> BoxFuture<'a, ModuleResult<Option<ErasedOutput>>>;
     fn read<'a>(&'a self, ctx: &'a Context) -> BoxFuture<'a, ModuleResult<Option<ErasedOutput>>>;
-    fn destroy<'a>(&'a self, ctx: &'a Context) -> BoxFuture<'a, ModuleResult<Option<ErasedOutput>>>;
+    fn destroy<'a>(&'a self, ctx: &'a Context)
+    -> BoxFuture<'a, ModuleResult<Option<ErasedOutput>>>;
 }
 
 impl<M: Module> ErasedModule for M {
@@ -221,7 +229,10 @@ impl<M: Module> ErasedModule for M {
     fn read<'a>(&'a self, ctx: &'a Context) -> BoxFuture<'a, ModuleResult<Option<ErasedOutput>>> {
         Box::pin(async move { Ok(Module::read(self, ctx).await?.map(erase)) })
     }
-    fn destroy<'a>(&'a self, ctx: &'a Context) -> BoxFuture<'a, ModuleResult<Option<ErasedOutput>>> {
+    fn destroy<'a>(
+        &'a self,
+        ctx: &'a Context,
+    ) -> BoxFuture<'a, ModuleResult<Option<ErasedOutput>>> {
         Box::pin(async move {
             Module::destroy(self, ctx).await?;
             Ok(None)

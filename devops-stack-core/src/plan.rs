@@ -65,7 +65,12 @@ impl Resource {
     }
 
     /// A cloud resource.
-    pub fn cloud(provider: impl Into<String>, kind: impl Into<String>, name: impl Into<String>, properties: Value) -> Self {
+    pub fn cloud(
+        provider: impl Into<String>,
+        kind: impl Into<String>,
+        name: impl Into<String>,
+        properties: Value,
+    ) -> Self {
         Resource::Cloud {
             provider: provider.into(),
             kind: kind.into(),
@@ -94,7 +99,12 @@ impl Resource {
                 };
                 format!("{} {} {name}", s(&object["apiVersion"]), s(&object["kind"]))
             }
-            Resource::Cloud { provider, kind, name, .. } => format!("{provider} {kind} {name}"),
+            Resource::Cloud {
+                provider,
+                kind,
+                name,
+                ..
+            } => format!("{provider} {kind} {name}"),
         }
     }
 
@@ -215,14 +225,21 @@ impl Plan {
 
     /// The dependency graph as Graphviz DOT: solid edges for data, dashed for ordering only.
     pub fn to_dot(&self) -> String {
-        let mut out = format!("digraph \"{}\" {{\n  rankdir=LR;\n  node [shape=box, fontname=\"sans-serif\"];\n", self.stack);
+        let mut out = format!(
+            "digraph \"{}\" {{\n  rankdir=LR;\n  node [shape=box, fontname=\"sans-serif\"];\n",
+            self.stack
+        );
         for m in &self.modules {
             let style = match m.phase {
                 Phase::Bootstrap => ", style=filled, fillcolor=\"#dbeafe\"",
                 Phase::Final => ", style=filled, fillcolor=\"#dcfce7\"",
                 _ => "",
             };
-            let _ = writeln!(out, "  \"{}\" [label=\"{}\\n({})\"{style}];", m.id, m.id, m.kind);
+            let _ = writeln!(
+                out,
+                "  \"{}\" [label=\"{}\\n({})\"{style}];",
+                m.id, m.id, m.kind
+            );
         }
         for m in &self.modules {
             for n in &m.needs {
@@ -272,6 +289,9 @@ mod tests {
         assert!(!plan.to_text().contains("hunter2"));
         assert!(plan.to_text().contains("v1 Secret n/s"));
         // the object itself keeps the value for the apply engine
-        assert_eq!(r.as_kubernetes().unwrap()["stringData"]["password"], "hunter2");
+        assert_eq!(
+            r.as_kubernetes().unwrap()["stringData"]["password"],
+            "hunter2"
+        );
     }
 }

@@ -53,7 +53,14 @@ impl std::fmt::Debug for Stack {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Stack")
             .field("name", &self.name)
-            .field("modules", &self.modules.iter().map(|m| m.id().to_owned()).collect::<Vec<_>>())
+            .field(
+                "modules",
+                &self
+                    .modules
+                    .iter()
+                    .map(|m| m.id().to_owned())
+                    .collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -82,7 +89,11 @@ impl Stack {
     }
 
     /// Runs the modules of `after` only once those of `before` are done, without passing data.
-    pub fn order(&mut self, before: &impl AsDependencies, after: &impl AsDependencies) -> &mut Self {
+    pub fn order(
+        &mut self,
+        before: &impl AsDependencies,
+        after: &impl AsDependencies,
+    ) -> &mut Self {
         let (mut b, mut a) = (Vec::new(), Vec::new());
         before.push_to(&mut b);
         after.push_to(&mut a);
@@ -131,7 +142,11 @@ impl Stack {
                 errors.push(ConfigError::new(
                     Some(id),
                     "id",
-                    format!("modules #{} and #{} both have the id `{id}`", first + 1, i + 1),
+                    format!(
+                        "modules #{} and #{} both have the id `{id}`",
+                        first + 1,
+                        i + 1
+                    ),
                     "give one of them another id (most modules have an `.id(..)` setter)",
                 ));
             }
@@ -142,7 +157,10 @@ impl Stack {
                         Some(id),
                         "needs",
                         format!("holds a handle to `{}` from another stack", d.module),
-                        format!("add `{}` to this stack and pass the handle its `add` returns", d.module),
+                        format!(
+                            "add `{}` to this stack and pass the handle its `add` returns",
+                            d.module
+                        ),
                     ));
                 } else {
                     deps.push(d.index);
@@ -179,7 +197,10 @@ impl Stack {
             required.extend(v.requires.iter().map(|(i, why)| (m.id(), *i, why.clone())));
         }
         if defaults.len() > 1 {
-            let list: Vec<String> = defaults.iter().map(|(m, c)| format!("`{m}` ({c})")).collect();
+            let list: Vec<String> = defaults
+                .iter()
+                .map(|(m, c)| format!("`{m}` ({c})"))
+                .collect();
             errors.push(ConfigError::new(
                 Some(defaults[1].0),
                 "default_class",
@@ -258,7 +279,12 @@ impl BuiltStack {
     /// The ids of the modules that module `id` runs after, directly.
     pub fn predecessors(&self, id: &str) -> Vec<&str> {
         self.index(id)
-            .map(|i| self.graph.preds[i].iter().map(|&p| &*self.names[p]).collect())
+            .map(|i| {
+                self.graph.preds[i]
+                    .iter()
+                    .map(|&p| &*self.names[p])
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -272,16 +298,51 @@ impl BuiltStack {
     /// # Errors
     /// [`Error::RunFailed`] listing the modules whose plan failed (their dependents are skipped).
     pub async fn plan(&self) -> Result<Plan> {
+        self.plan_seeded(None).await
+    }
+
+    /// Renders what every module would create given what is live: each module sees the live
+    /// outputs of a [`read`](BuiltStack::read) report wherever they exist, and planned outputs
+    /// (with values known only after apply marked) where they do not. Diff the result against the
+    /// cluster with the Kubernetes engine to see what an apply would change.
+    ///
+    /// # Errors
+    /// As [`BuiltStack::plan`].
+    pub async fn plan_live(&self, live: &Report) -> Result<Plan> {
+        self.plan_seeded(Some(&live.outputs)).await
+    }
+
+    /// Looks up every module's live output without changing anything (the first pass of a
+    /// destroy). Modules whose resources do not exist, and their dependents, report
+    /// [`Status::Absent`].
+    ///
+    /// # Errors
+    /// [`Error::RunFailed`] when a module's read failed.
+    pub async fn read(&self, options: &RunOptions) -> Result<Report> {
+        let outputs = new_outputs(self.modules.len());
+        executor::run(self, Step::Read, options, outputs, &[])
+            .await
+            .into_result()
+    }
+
+    async fn plan_seeded(&self, live: Option<&crate::context::Outputs>) -> Result<Plan> {
         let start = Instant::now();
         let outputs = new_outputs(self.modules.len());
         let extensions = Arc::new(Default::default());
         let mut plans: Vec<Option<ModulePlan>> = (0..self.modules.len()).map(|_| None).collect();
-        let mut reports: Vec<Option<ModuleReport>> = (0..self.modules.len()).map(|_| None).collect();
+        let mut reports: Vec<Option<ModuleReport>> =
+            (0..self.modules.len()).map(|_| None).collect();
         let mut failed = Vec::new();
         for &i in &self.graph.topo {
             let blocked = self.graph.preds[i].iter().find(|&&p| plans[p].is_none());
             if let Some(&p) = blocked {
-                reports[i] = Some(self.module_report(i, Status::Skipped { reason: format!("`{}` was not planned", self.names[p]) }, None));
+                reports[i] = Some(self.module_report(
+                    i,
+                    Status::Skipped {
+                        reason: format!("`{}` was not planned", self.names[p]),
+                    },
+                    None,
+                ));
                 continue;
             }
             let ctx = Context {
@@ -309,13 +370,27 @@ impl BuiltStack {
                         resources: p.resources,
                         output: p.output.json.clone(),
                     });
-                    let _ = outputs[i].set(Some(p.output));
+                    let seen = match live.and_then(|l| l[i].get()) {
+                        Some(Some(live)) => live.clone(),
+                        _ => p.output,
+                    };
+                    let _ = outputs[i].set(Some(seen));
                     reports[i] = Some(self.module_report(i, Status::Succeeded, Some(t.elapsed())));
                 }
                 Err(source) => {
-                    let e = Error::Module { module: self.names[i].to_string(), step: Step::Plan, source };
+                    let e = Error::Module {
+                        module: self.names[i].to_string(),
+                        step: Step::Plan,
+                        source,
+                    };
                     failed.push(e.to_string());
-                    reports[i] = Some(self.module_report(i, Status::Failed { error: e.to_string() }, Some(t.elapsed())));
+                    reports[i] = Some(self.module_report(
+                        i,
+                        Status::Failed {
+                            error: e.to_string(),
+                        },
+                        Some(t.elapsed()),
+                    ));
                 }
             }
         }
@@ -329,11 +404,20 @@ impl BuiltStack {
                 critical_path_time: Duration::ZERO,
                 outputs,
             };
-            return Err(Error::RunFailed { step: Step::Plan, failed, report: Box::new(report) });
+            return Err(Error::RunFailed {
+                step: Step::Plan,
+                failed,
+                report: Box::new(report),
+            });
         }
         Ok(Plan {
             stack: self.name.to_string(),
-            modules: self.graph.topo.iter().filter_map(|&i| plans[i].take()).collect(),
+            modules: self
+                .graph
+                .topo
+                .iter()
+                .filter_map(|&i| plans[i].take())
+                .collect(),
         })
     }
 
@@ -370,7 +454,9 @@ impl BuiltStack {
     /// report inside says which, with timings.
     pub async fn apply(&self, options: &RunOptions) -> Result<Report> {
         let outputs = new_outputs(self.modules.len());
-        executor::run(self, Step::Apply, options, outputs, &[]).await.into_result()
+        executor::run(self, Step::Apply, options, outputs, &[])
+            .await
+            .into_result()
     }
 
     /// Destroys every module in reverse dependency order: first each module's live output is
@@ -381,13 +467,15 @@ impl BuiltStack {
     /// # Errors
     /// [`Error::RunFailed`] for the read pass or the destroy pass.
     pub async fn destroy(&self, options: &RunOptions) -> Result<Report> {
-        let outputs = new_outputs(self.modules.len());
-        let read = executor::run(self, Step::Read, options, outputs.clone(), &[]).await;
-        if !read.is_success() {
-            return read.into_result();
-        }
-        let absent: Vec<bool> = read.modules.iter().map(|m| m.status == Status::Absent).collect();
-        executor::run(self, Step::Destroy, options, outputs, &absent).await.into_result()
+        let read = self.read(options).await?;
+        let absent: Vec<bool> = read
+            .modules
+            .iter()
+            .map(|m| m.status == Status::Absent)
+            .collect();
+        executor::run(self, Step::Destroy, options, read.outputs, &absent)
+            .await
+            .into_result()
     }
 
     /// The dependency graph as Graphviz DOT (solid: data, dashed: ordering and phases).
@@ -409,11 +497,19 @@ impl BuiltStack {
                 }
             })
             .collect();
-        Plan { stack: self.name.to_string(), modules }.to_dot()
+        Plan {
+            stack: self.name.to_string(),
+            modules,
+        }
+        .to_dot()
     }
 
     /// Module kinds by id, for summaries.
     pub fn kinds(&self) -> BTreeMap<&str, &'static str> {
-        self.names.iter().zip(&self.modules).map(|(n, m)| (&**n, m.kind())).collect()
+        self.names
+            .iter()
+            .zip(&self.modules)
+            .map(|(n, m)| (&**n, m.kind()))
+            .collect()
     }
 }

@@ -17,7 +17,10 @@ pub fn dns_label(value: &str) -> Result<(), String> {
         return Err("is empty".into());
     }
     if value.len() > 63 {
-        return Err(format!("`{value}` is {} characters long, more than 63", value.len()));
+        return Err(format!(
+            "`{value}` is {} characters long, more than 63",
+            value.len()
+        ));
     }
     if let Some(c) = value
         .chars()
@@ -28,7 +31,9 @@ pub fn dns_label(value: &str) -> Result<(), String> {
         ));
     }
     if value.starts_with('-') || value.ends_with('-') {
-        return Err(format!("`{value}` must start and end with a letter or digit"));
+        return Err(format!(
+            "`{value}` must start and end with a letter or digit"
+        ));
     }
     Ok(())
 }
@@ -40,12 +45,17 @@ pub fn dns_subdomain(value: &str) -> Result<(), String> {
         return Err("is empty".into());
     }
     if value.len() > 253 {
-        return Err(format!("`{value}` is {} characters long, more than 253", value.len()));
+        return Err(format!(
+            "`{value}` is {} characters long, more than 253",
+            value.len()
+        ));
     }
     for label in value.split('.') {
         dns_label(label).map_err(|e| {
             if label.is_empty() {
-                format!("`{value}` has an empty label (two dots in a row, or a leading or trailing dot)")
+                format!(
+                    "`{value}` has an empty label (two dots in a row, or a leading or trailing dot)"
+                )
             } else {
                 format!("in `{value}`: {e}")
             }
@@ -68,10 +78,17 @@ pub fn base_domain(value: &str) -> Result<(), String> {
     dns_subdomain(value)?;
     let labels: Vec<&str> = value.split('.').collect();
     if labels.len() < 2 {
-        return Err(format!("`{value}` has a single label; a base domain needs at least two, like `example.com`"));
+        return Err(format!(
+            "`{value}` has a single label; a base domain needs at least two, like `example.com`"
+        ));
     }
-    if labels.last().is_some_and(|tld| tld.chars().all(|c| c.is_ascii_digit())) {
-        return Err(format!("`{value}` ends in a numeric label; an IP address is not a base domain (try `<ip>.nip.io`)"));
+    if labels
+        .last()
+        .is_some_and(|tld| tld.chars().all(|c| c.is_ascii_digit()))
+    {
+        return Err(format!(
+            "`{value}` ends in a numeric label; an IP address is not a base domain (try `<ip>.nip.io`)"
+        ));
     }
     Ok(())
 }
@@ -166,14 +183,24 @@ impl Validation {
     }
 
     /// Records a problem with `field`, and how to fix it.
-    pub fn error(&mut self, field: impl Into<String>, problem: impl Into<String>, fix: impl Into<String>) -> &mut Self {
+    pub fn error(
+        &mut self,
+        field: impl Into<String>,
+        problem: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> &mut Self {
         self.errors
             .push(ConfigError::new(Some(&self.module), field, problem, fix));
         self
     }
 
     /// Records the outcome of a check such as [`dns_label`] against `field`.
-    pub fn check(&mut self, field: &str, outcome: Result<(), String>, fix: impl Into<String>) -> &mut Self {
+    pub fn check(
+        &mut self,
+        field: &str,
+        outcome: Result<(), String>,
+        fix: impl Into<String>,
+    ) -> &mut Self {
         if let Err(problem) = outcome {
             self.error(field, problem, fix);
         }
@@ -225,7 +252,11 @@ mod tests {
         assert!(dns_label("a").is_ok());
         assert!(dns_label("a-1").is_ok());
         assert!(dns_label(&"a".repeat(63)).is_ok());
-        assert!(dns_label(&"a".repeat(64)).unwrap_err().contains("more than 63"));
+        assert!(
+            dns_label(&"a".repeat(64))
+                .unwrap_err()
+                .contains("more than 63")
+        );
         assert!(dns_label("").unwrap_err().contains("empty"));
         assert!(dns_label("-a").unwrap_err().contains("start and end"));
         assert!(dns_label("a.b").unwrap_err().contains("`.`"));
@@ -249,7 +280,11 @@ mod tests {
         assert!(email("Ops.Team+acme@Example.COM").is_ok());
         assert!(email("ops.example.com").unwrap_err().contains("no `@`"));
         assert!(email("@example.com").is_err());
-        assert!(email("ops@localhost").unwrap_err().contains("without a dot"));
+        assert!(
+            email("ops@localhost")
+                .unwrap_err()
+                .contains("without a dot")
+        );
         assert!(email("ops@exa mple.com").is_err());
     }
 

@@ -35,7 +35,11 @@ async fn independent_modules_overlap() {
         s.add(Probe::new(id, &r).sleep_ms(100));
     }
     let report = s.build().unwrap().apply(&RunOptions::new()).await.unwrap();
-    assert_eq!(report.wall_time, ms(100), "three 100 ms modules ran side by side");
+    assert_eq!(
+        report.wall_time,
+        ms(100),
+        "three 100 ms modules ran side by side"
+    );
     assert_eq!(r.max_running.load(Ordering::SeqCst), 3);
 }
 
@@ -59,9 +63,18 @@ async fn the_concurrency_bound_holds() {
     for i in 0..10 {
         s.add(Probe::new(&format!("m{i}"), &r).sleep_ms(100));
     }
-    let report = s.build().unwrap().apply(&RunOptions::new().concurrency(3)).await.unwrap();
+    let report = s
+        .build()
+        .unwrap()
+        .apply(&RunOptions::new().concurrency(3))
+        .await
+        .unwrap();
     assert_eq!(r.max_running.load(Ordering::SeqCst), 3);
-    assert_eq!(report.wall_time, ms(400), "10 modules, 3 at a time: 4 rounds");
+    assert_eq!(
+        report.wall_time,
+        ms(400),
+        "10 modules, 3 at a time: 4 rounds"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -70,7 +83,11 @@ async fn bootstrap_modules_start_first_when_concurrency_is_bounded() {
     let mut s = Stack::new("t");
     s.add(Probe::new("plain", &r).sleep_ms(50));
     s.add(Probe::new("boot", &r).sleep_ms(50).phase(Phase::Bootstrap));
-    s.build().unwrap().apply(&RunOptions::new().concurrency(1)).await.unwrap();
+    s.build()
+        .unwrap()
+        .apply(&RunOptions::new().concurrency(1))
+        .await
+        .unwrap();
     assert_eq!(r.start_of("boot").unwrap(), ms(0));
     assert_eq!(r.start_of("plain").unwrap(), ms(50));
 }
@@ -82,11 +99,19 @@ async fn final_modules_run_after_all_others() {
     let boot = s.add(Probe::new("boot", &r).phase(Phase::Bootstrap).sleep_ms(10));
     s.add(Probe::new("slow", &r).sleep_ms(300));
     s.add(Probe::new("app", &r).after(boot.input()).sleep_ms(20));
-    s.add(Probe::new("fin", &r).after(boot.input()).phase(Phase::Final));
+    s.add(
+        Probe::new("fin", &r)
+            .after(boot.input())
+            .phase(Phase::Final),
+    );
     let built = s.build().unwrap();
     assert_eq!(built.order().last(), Some(&"fin"));
     built.apply(&RunOptions::new()).await.unwrap();
-    assert_eq!(r.start_of("fin").unwrap(), ms(300), "waited for the unrelated slow module");
+    assert_eq!(
+        r.start_of("fin").unwrap(),
+        ms(300),
+        "waited for the unrelated slow module"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -98,15 +123,36 @@ async fn a_failure_skips_only_its_dependents() {
     s.add(Probe::new("c", &r).after(b.input()));
     let d = s.add(Probe::new("d", &r).sleep_ms(100));
     s.add(Probe::new("e", &r).after(d.input()));
-    let err = s.build().unwrap().apply(&RunOptions::new()).await.unwrap_err();
-    let Error::RunFailed { report, failed, .. } = err else { panic!("expected RunFailed") };
-    assert!(failed.iter().any(|f| f.contains("b was told to fail")), "{failed:?}");
+    let err = s
+        .build()
+        .unwrap()
+        .apply(&RunOptions::new())
+        .await
+        .unwrap_err();
+    let Error::RunFailed { report, failed, .. } = err else {
+        panic!("expected RunFailed")
+    };
+    assert!(
+        failed.iter().any(|f| f.contains("b was told to fail")),
+        "{failed:?}"
+    );
     let status = |id: &str| report.module(id).unwrap().status.clone();
     assert_eq!(status("a"), Status::Succeeded);
-    assert!(matches!(status("b"), Status::Failed { error } if error.contains("module `b` failed to apply")));
-    assert_eq!(status("c"), Status::Skipped { reason: "`b` did not apply".into() });
+    assert!(
+        matches!(status("b"), Status::Failed { error } if error.contains("module `b` failed to apply"))
+    );
+    assert_eq!(
+        status("c"),
+        Status::Skipped {
+            reason: "`b` did not apply".into()
+        }
+    );
     assert_eq!(status("d"), Status::Succeeded);
-    assert_eq!(status("e"), Status::Succeeded, "independent branch finished");
+    assert_eq!(
+        status("e"),
+        Status::Succeeded,
+        "independent branch finished"
+    );
     assert!(r.start_of("c").is_none());
 }
 
@@ -123,10 +169,18 @@ async fn cancellation_interrupts_running_modules_and_starts_no_more() {
         t2.cancel();
     });
     let built = s.build().unwrap();
-    let err = built.apply(&RunOptions::new().cancel_token(token)).await.unwrap_err();
-    let Error::RunFailed { report, .. } = err else { panic!() };
+    let err = built
+        .apply(&RunOptions::new().cancel_token(token))
+        .await
+        .unwrap_err();
+    let Error::RunFailed { report, .. } = err else {
+        panic!()
+    };
     assert_eq!(report.module("a").unwrap().status, Status::Cancelled);
-    assert!(matches!(&report.module("b").unwrap().status, Status::Skipped { .. }));
+    assert!(matches!(
+        &report.module("b").unwrap().status,
+        Status::Skipped { .. }
+    ));
     assert_eq!(report.wall_time, ms(100));
     assert!(r.end_of("a").is_none(), "a was interrupted");
 }
@@ -138,16 +192,28 @@ async fn a_module_that_overruns_its_timeout_fails_and_its_dependents_are_skipped
     let slow = s.add(Probe::new("slow", &r).sleep_ms(10_000));
     s.add(Probe::new("after", &r).after(slow.input()));
     s.add(Probe::new("quick", &r).sleep_ms(100));
-    let options = RunOptions::new().timeout(ms(500)).module_timeout("quick", ms(50));
-    let Error::RunFailed { report, .. } = s.build().unwrap().apply(&options).await.unwrap_err() else {
+    let options = RunOptions::new()
+        .timeout(ms(500))
+        .module_timeout("quick", ms(50));
+    let Error::RunFailed { report, .. } = s.build().unwrap().apply(&options).await.unwrap_err()
+    else {
         panic!()
     };
     assert!(
         matches!(&report.module("slow").unwrap().status, Status::TimedOut { error } if error.contains("500ms")),
         "{report:?}"
     );
-    assert!(matches!(&report.module("quick").unwrap().status, Status::TimedOut { .. }), "per-module timeout wins");
-    assert!(matches!(&report.module("after").unwrap().status, Status::Skipped { .. }));
+    assert!(
+        matches!(
+            &report.module("quick").unwrap().status,
+            Status::TimedOut { .. }
+        ),
+        "per-module timeout wins"
+    );
+    assert!(matches!(
+        &report.module("after").unwrap().status,
+        Status::Skipped { .. }
+    ));
     assert_eq!(report.wall_time, ms(500));
 }
 
@@ -159,22 +225,46 @@ async fn events_tell_the_whole_story_with_durations() {
     s.add(Probe::new("b", &r).after(a.input()));
     s.add(Probe::new("c", &r).sleep_ms(10));
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let _ = s.build().unwrap().apply(&RunOptions::new().events(tx)).await;
+    let _ = s
+        .build()
+        .unwrap()
+        .apply(&RunOptions::new().events(tx))
+        .await;
     let mut events = Vec::new();
     while let Ok(e) = rx.try_recv() {
         events.push(e);
     }
     let finished_c = events.iter().find_map(|e| match e {
-        Event::Finished { module, duration, .. } if module == "c" => Some(*duration),
+        Event::Finished {
+            module, duration, ..
+        } if module == "c" => Some(*duration),
         _ => None,
     });
     assert_eq!(finished_c, Some(ms(10)));
     assert!(events.iter().any(|e| matches!(e, Event::Failed { module, duration, .. } if module == "a" && *duration == ms(40))));
-    assert!(events.iter().any(|e| matches!(e, Event::Skipped { module, .. } if module == "b")));
-    assert_eq!(events.iter().filter(|e| matches!(e, Event::Started { .. })).count(), 2);
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::Skipped { module, .. } if module == "b"))
+    );
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| matches!(e, Event::Started { .. }))
+            .count(),
+        2
+    );
     let lines: Vec<String> = events.iter().map(ToString::to_string).collect();
-    assert!(lines.contains(&"[    0.0s] c: apply finished in 0.0s".to_string()), "{lines:#?}");
-    assert!(lines.iter().any(|l| l.starts_with("[    0.0s] a: apply FAILED after 0.0s: module `a` failed")), "{lines:#?}");
+    assert!(
+        lines.contains(&"[    0.0s] c: apply finished in 0.0s".to_string()),
+        "{lines:#?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("[    0.0s] a: apply FAILED after 0.0s: module `a` failed")),
+        "{lines:#?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -184,16 +274,29 @@ async fn destroy_runs_in_reverse_and_keeps_what_a_failed_destroy_needs() {
     let cluster = s.add(Probe::new("cluster", &r));
     let app = s.add(Probe::new("app", &r).after(cluster.input()));
     s.add(Probe::new("web", &r).after(app.input()));
-    s.build().unwrap().destroy(&RunOptions::new()).await.unwrap();
+    s.build()
+        .unwrap()
+        .destroy(&RunOptions::new())
+        .await
+        .unwrap();
     assert_eq!(r.destroyed(), ["web", "app", "cluster"]);
 
     let r = Recorder::new();
     let mut s = Stack::new("t");
     let cluster = s.add(Probe::new("cluster", &r));
     s.add(Probe::new("app", &r).after(cluster.input()).failing());
-    let err = s.build().unwrap().destroy(&RunOptions::new()).await.unwrap_err();
+    let err = s
+        .build()
+        .unwrap()
+        .destroy(&RunOptions::new())
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("app was told to fail"), "{err}");
-    assert_eq!(r.destroyed(), ["app"], "the cluster stays while something in it could not be destroyed");
+    assert_eq!(
+        r.destroyed(),
+        ["app"],
+        "the cluster stays while something in it could not be destroyed"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -203,7 +306,12 @@ async fn destroy_skips_what_does_not_exist_and_everything_that_went_with_it() {
     let cluster = s.add(Probe::new("cluster", &r).absent());
     s.add(Probe::new("app", &r).after(cluster.input()));
     s.add(Probe::new("pool", &r));
-    let report = s.build().unwrap().destroy(&RunOptions::new()).await.unwrap();
+    let report = s
+        .build()
+        .unwrap()
+        .destroy(&RunOptions::new())
+        .await
+        .unwrap();
     assert_eq!(r.destroyed(), ["pool"]);
     assert_eq!(report.module("app").unwrap().status, Status::Absent);
     assert_eq!(report.module("cluster").unwrap().status, Status::Absent);
@@ -237,7 +345,11 @@ async fn reading_an_undeclared_input_is_an_error() {
     let a = s.add(Probe::new("a", &r));
     s.add(Sneaky(a.input()));
     let err = s.build().unwrap().plan().await.unwrap_err();
-    assert!(err.to_string().contains("did not declare it; add it in `Module::needs`"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("did not declare it; add it in `Module::needs`"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -254,7 +366,12 @@ async fn many_modules_on_a_real_runtime_all_finish_in_dependency_order() {
         }
         handles.push(s.add(p));
     }
-    let report = s.build().unwrap().apply(&RunOptions::new().concurrency(16)).await.unwrap();
+    let report = s
+        .build()
+        .unwrap()
+        .apply(&RunOptions::new().concurrency(16))
+        .await
+        .unwrap();
     assert!(r.max_running.load(Ordering::SeqCst) <= 16);
     for i in 1..200usize {
         assert!(r.start_of(&format!("m{i}")).unwrap() >= r.end_of(&format!("m{}", i - 1)).unwrap());

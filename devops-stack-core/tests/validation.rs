@@ -3,7 +3,9 @@
 mod support;
 
 use devops_stack_core::validate::{self, Capability, Interface};
-use devops_stack_core::{ConfigError, Context, Error, Module, ModuleResult, Phase, Planned, Stack, Validation};
+use devops_stack_core::{
+    ConfigError, Context, Error, Module, ModuleResult, Phase, Planned, Stack, Validation,
+};
 use support::{Probe, Recorder};
 
 fn errors(stack: Stack) -> Vec<ConfigError> {
@@ -36,7 +38,10 @@ fn module_ids_must_be_dns_labels() {
     let mut s = Stack::new("t");
     s.add(Probe::new("Traefik_1", &r));
     let e = one(s);
-    assert_eq!((e.module.as_deref(), e.field.as_str()), (Some("Traefik_1"), "id"));
+    assert_eq!(
+        (e.module.as_deref(), e.field.as_str()),
+        (Some("Traefik_1"), "id")
+    );
     assert!(e.problem.contains("`T`"), "{e}");
 
     let mut s = Stack::new("t");
@@ -53,7 +58,11 @@ fn duplicate_module_ids_are_refused() {
     s.add(Probe::new("traefik", &r));
     let e = one(s);
     assert_eq!(e.field, "id");
-    assert!(e.problem.contains("modules #1 and #3 both have the id `traefik`"), "{e}");
+    assert!(
+        e.problem
+            .contains("modules #1 and #3 both have the id `traefik`"),
+        "{e}"
+    );
     assert!(e.fix.contains("`.id(..)`"));
 }
 
@@ -62,14 +71,24 @@ fn two_controllers_cannot_both_claim_the_default_ingress_class() {
     let r = Recorder::new();
     let mut s = Stack::new("t");
     let mut a = Probe::new("traefik", &r);
-    a.provides.push(Capability::IngressClass { name: "traefik".into(), default: true });
+    a.provides.push(Capability::IngressClass {
+        name: "traefik".into(),
+        default: true,
+    });
     let mut b = Probe::new("ingress-nginx", &r);
-    b.provides.push(Capability::IngressClass { name: "nginx".into(), default: true });
+    b.provides.push(Capability::IngressClass {
+        name: "nginx".into(),
+        default: true,
+    });
     s.add(a);
     s.add(b);
     let e = one(s);
     assert_eq!(e.field, "default_class");
-    assert!(e.problem.contains("`traefik` (traefik), `ingress-nginx` (nginx)"), "{e}");
+    assert!(
+        e.problem
+            .contains("`traefik` (traefik), `ingress-nginx` (nginx)"),
+        "{e}"
+    );
     assert!(e.fix.contains("default_class(false)"));
 }
 
@@ -79,11 +98,17 @@ fn two_controllers_cannot_serve_one_class() {
     let mut s = Stack::new("t");
     for id in ["a", "b"] {
         let mut p = Probe::new(id, &r);
-        p.provides.push(Capability::IngressClass { name: "nginx".into(), default: false });
+        p.provides.push(Capability::IngressClass {
+            name: "nginx".into(),
+            default: false,
+        });
         s.add(p);
     }
     let e = one(s);
-    assert_eq!((e.module.as_deref(), e.field.as_str()), (Some("b"), "ingress_class"));
+    assert_eq!(
+        (e.module.as_deref(), e.field.as_str()),
+        (Some("b"), "ingress_class")
+    );
     assert!(e.problem.contains("also served by `a`"));
 }
 
@@ -96,7 +121,11 @@ fn a_required_interface_must_be_provided() {
     s.add(p);
     let e = one(s);
     assert_eq!(e.field, "requires");
-    assert!(e.problem.contains("needs an ingress controller (the test says so)"), "{e}");
+    assert!(
+        e.problem
+            .contains("needs an ingress controller (the test says so)"),
+        "{e}"
+    );
 
     // provided by any ingress class
     let mut s = Stack::new("t");
@@ -104,7 +133,10 @@ fn a_required_interface_must_be_provided() {
     p.requires.push(Interface::Ingress);
     s.add(p);
     let mut t = Probe::new("traefik", &r);
-    t.provides.push(Capability::IngressClass { name: "traefik".into(), default: true });
+    t.provides.push(Capability::IngressClass {
+        name: "traefik".into(),
+        default: true,
+    });
     s.add(t);
     assert!(s.build().is_ok());
 }
@@ -118,7 +150,10 @@ fn handles_of_another_stack_are_refused() {
     s.add(Probe::new("cluster", &r));
     s.add(Probe::new("app", &r).after(foreign.input()));
     let e = one(s);
-    assert_eq!((e.module.as_deref(), e.field.as_str()), (Some("app"), "needs"));
+    assert_eq!(
+        (e.module.as_deref(), e.field.as_str()),
+        (Some("app"), "needs")
+    );
     assert!(e.problem.contains("from another stack"));
 }
 
@@ -132,7 +167,10 @@ fn every_problem_is_reported_at_once() {
     let e = errors(s);
     assert_eq!(e.len(), 3, "{e:#?}");
     let text = Error::Invalid(e).to_string();
-    assert!(text.starts_with("invalid stack configuration (3 problems):"), "{text}");
+    assert!(
+        text.starts_with("invalid stack configuration (3 problems):"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -171,8 +209,16 @@ impl Module for Domain {
         "domain"
     }
     fn validate(&self, v: &mut Validation) {
-        v.check("base_domain", validate::base_domain(&self.base_domain), "use a domain you control, like `example.com`");
-        v.check("email", validate::email(&self.email), "use a reachable address");
+        v.check(
+            "base_domain",
+            validate::base_domain(&self.base_domain),
+            "use a domain you control, like `example.com`",
+        );
+        v.check(
+            "email",
+            validate::email(&self.email),
+            "use a reachable address",
+        );
     }
     async fn plan(&self, _: &Context) -> ModuleResult<Planned<()>> {
         Ok(Planned::new(()))
@@ -188,10 +234,19 @@ impl Module for Domain {
 #[test]
 fn module_validation_names_field_and_fix() {
     let mut s = Stack::new("t");
-    s.add(Domain { base_domain: "example..com".into(), email: "ops".into() });
+    s.add(Domain {
+        base_domain: "example..com".into(),
+        email: "ops".into(),
+    });
     let e = errors(s);
-    assert_eq!(e.iter().map(|e| e.field.as_str()).collect::<Vec<_>>(), ["base_domain", "email"]);
+    assert_eq!(
+        e.iter().map(|e| e.field.as_str()).collect::<Vec<_>>(),
+        ["base_domain", "email"]
+    );
     assert!(e[0].problem.contains("empty label"));
-    assert!(e[0].to_string().contains("module `domain`, field `base_domain`"));
+    assert!(
+        e[0].to_string()
+            .contains("module `domain`, field `base_domain`")
+    );
     assert!(e[1].problem.contains("no `@`"));
 }

@@ -49,7 +49,10 @@ impl Hostnames {
         if self.subdomain.is_empty() {
             format!("{app}.{}.{}", self.cluster, self.base_domain)
         } else {
-            format!("{app}.{}.{}.{}", self.subdomain, self.cluster, self.base_domain)
+            format!(
+                "{app}.{}.{}.{}",
+                self.subdomain, self.cluster, self.base_domain
+            )
         }
     }
 

@@ -65,8 +65,9 @@ impl<T: IssuerProvider + Send + Sync + 'static> Handle<T> {
     /// The cluster issuer of `kind`, as an input. Reading it fails when there is none.
     pub fn issuer(&self, kind: IssuerKind) -> Input<ClusterIssuer> {
         self.try_map(move |p: &T| {
-            p.issuer(kind)
-                .ok_or_else(|| format!("no cluster issuer of kind {kind:?}; enable it on the issuer module"))
+            p.issuer(kind).ok_or_else(|| {
+                format!("no cluster issuer of kind {kind:?}; enable it on the issuer module")
+            })
         })
     }
 }

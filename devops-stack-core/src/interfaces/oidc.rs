@@ -45,7 +45,12 @@ pub enum App {
 
 impl App {
     /// Every built-in app.
-    pub const ALL: [App; 4] = [App::ArgoCd, App::Grafana, App::Prometheus, App::Alertmanager];
+    pub const ALL: [App; 4] = [
+        App::ArgoCd,
+        App::Grafana,
+        App::Prometheus,
+        App::Alertmanager,
+    ];
 
     /// The app's name: its client name and hostname prefix.
     pub fn name(self) -> &'static str {
@@ -80,7 +85,10 @@ pub struct OidcClient {
 
 impl OidcClient {
     /// A client with explicit redirect URIs.
-    pub fn new(name: impl Into<String>, redirect_uris: impl IntoIterator<Item = impl Into<String>>) -> Self {
+    pub fn new(
+        name: impl Into<String>,
+        redirect_uris: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
         OidcClient {
             name: name.into(),
             redirect_uris: redirect_uris.into_iter().map(Into::into).collect(),
@@ -106,7 +114,10 @@ impl OidcClient {
 
     /// The clients of all built-in apps.
     pub fn all_apps(hosts: &Hostnames) -> Vec<OidcClient> {
-        App::ALL.iter().map(|&a| OidcClient::app(a, hosts)).collect()
+        App::ALL
+            .iter()
+            .map(|&a| OidcClient::app(a, hosts))
+            .collect()
     }
 }
 

@@ -115,7 +115,10 @@ impl Probe {
 
     async fn run(&self, ctx: &Context) -> ModuleResult<u64> {
         let r = &self.recorder;
-        r.marks.lock().unwrap().push(Mark::Start(self.id.clone(), r.origin.elapsed()));
+        r.marks
+            .lock()
+            .unwrap()
+            .push(Mark::Start(self.id.clone(), r.origin.elapsed()));
         let now = r.running.fetch_add(1, Ordering::SeqCst) + 1;
         r.max_running.fetch_max(now, Ordering::SeqCst);
         let mut sum = 1;
@@ -124,7 +127,10 @@ impl Probe {
         }
         tokio::time::sleep(self.sleep).await;
         r.running.fetch_sub(1, Ordering::SeqCst);
-        r.marks.lock().unwrap().push(Mark::End(self.id.clone(), r.origin.elapsed()));
+        r.marks
+            .lock()
+            .unwrap()
+            .push(Mark::End(self.id.clone(), r.origin.elapsed()));
         if self.fail {
             return Err(format!("{} was told to fail", self.id).into());
         }
@@ -175,7 +181,11 @@ impl Module for Probe {
         Ok(Some(sum))
     }
     async fn destroy(&self, _ctx: &Context) -> ModuleResult<()> {
-        self.recorder.marks.lock().unwrap().push(Mark::Destroyed(self.id.clone()));
+        self.recorder
+            .marks
+            .lock()
+            .unwrap()
+            .push(Mark::Destroyed(self.id.clone()));
         if self.fail {
             return Err(format!("{} was told to fail", self.id).into());
         }
