@@ -1,0 +1,872 @@
+//! The EKS API calls of the [`Eks`] module: apply, read and destroy.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use aws_config::SdkConfig;
+use aws_sdk_eks::Client;
+use aws_sdk_eks::types::{
+    AccessScope, AccessScopeType, AddonStatus, AuthenticationMode, ClusterStatus,
+    CreateAccessConfigRequest, Nodegroup, NodegroupScalingConfig, NodegroupStatus,
+    Taint as SdkTaint, TaintEffect as SdkTaintEffect, Update, UpdateLabelsPayload, UpdateStatus,
+    UpdateTaintsPayload, VpcConfigRequest,
+};
+use devops_stack_core::Context;
+
+use super::token::TokenSource;
+use super::{Eks, EksCluster, NodeGroup, Taint, TaintEffect, parse_version};
+use crate::config::region_of;
+use crate::error::{Error, Result, is_not_found};
+use crate::wait::Backoff;
+
+struct Api {
+    client: Client,
+    sdk: SdkConfig,
+}
+
+async fn api(eks: &Eks) -> Result<Api> {
+    let sdk = eks.aws.load().await?;
+    Ok(Api {
+        client: Client::new(&sdk),
+        sdk,
+    })
+}
+
+type SdkCluster = aws_sdk_eks::types::Cluster;
+
+/// The cluster, or `None` when it does not exist.
+async fn describe(api: &Api, eks: &Eks) -> Result<Option<SdkCluster>> {
+    match api.client.describe_cluster().name(&eks.name).send().await {
+        Ok(out) => Ok(out.cluster),
+        Err(e) if is_not_found(&e) => Ok(None),
+        Err(e) => Err(Error::aws(
+            "describing the cluster",
+            eks.cluster_resource(),
+            e,
+        )),
+    }
+}
+
+fn output(api: &Api, eks: &Eks, c: &SdkCluster) -> Result<EksCluster> {
+    Ok(EksCluster {
+        name: eks.name.clone(),
+        base_domain: eks.base_domain.clone(),
+        region: region_of(&api.sdk),
+        endpoint: c.endpoint().unwrap_or_default().to_owned(),
+        certificate_authority_data: c
+            .certificate_authority()
+            .and_then(|ca| ca.data())
+            .unwrap_or_default()
+            .to_owned(),
+        arn: c.arn().unwrap_or_default().to_owned(),
+        oidc_issuer_url: c
+            .identity()
+            .and_then(|i| i.oidc())
+            .and_then(|o| o.issuer())
+            .map(str::to_owned),
+        version: c.version().unwrap_or_default().to_owned(),
+        tokens: Some(TokenSource::new(&api.sdk, &eks.name)?),
+    })
+}
+
+pub(super) async fn read(eks: &Eks) -> Result<Option<EksCluster>> {
+    let api = api(eks).await?;
+    match describe(&api, eks).await? {
+        Some(c) if c.status() != Some(&ClusterStatus::Deleting) => Ok(Some(output(&api, eks, &c)?)),
+        _ => Ok(None),
+    }
+}
+
+pub(super) async fn apply(eks: &Eks, ctx: &Context) -> Result<EksCluster> {
+    let api = api(eks).await?;
+    let resource = eks.cluster_resource();
+    let existing = describe(&api, eks).await?;
+    let cluster = match existing {
+        None if eks.adopt => {
+            return Err(Error::NotFound {
+                action: "adopting the cluster".into(),
+                resource,
+                message: "no cluster of that name in this account and region; check the name and region, or use `Eks::new` to create it".into(),
+            });
+        }
+        None => {
+            create_cluster(&api, eks, ctx).await?;
+            wait_cluster_active(&api, eks, ctx).await?
+        }
+        Some(c) => {
+            if !eks.adopt {
+                check_cluster_replacement(eks, &c)?;
+            }
+            let c = wait_cluster_active(&api, eks, ctx).await?;
+            if eks.adopt {
+                c
+            } else {
+                update_cluster(&api, eks, ctx, c).await?
+            }
+        }
+    };
+    ensure_access_entries(&api, eks, ctx).await?;
+    ensure_addons(&api, eks, ctx).await?;
+    // Node groups default to the configured subnets of an owned cluster, to the live ones of
+    // an adopted cluster.
+    let cluster_subnets = if eks.adopt {
+        cluster
+            .resources_vpc_config()
+            .map(|v| v.subnet_ids().to_vec())
+            .unwrap_or_default()
+    } else {
+        eks.subnets.clone()
+    };
+    for group in &eks.node_groups {
+        ensure_node_group(&api, eks, ctx, group, &cluster_subnets).await?;
+    }
+    for group in &eks.node_groups {
+        wait_node_group(&api, eks, ctx, &group.name, false).await?;
+    }
+    // Waited for after the node groups: some add-ons (coredns) are degraded until nodes exist.
+    for addon in &eks.addons {
+        wait_addon_active(&api, eks, ctx, &addon.name).await?;
+    }
+    ctx.progress(format!("{resource} is ready"));
+    output(&api, eks, &cluster)
+}
+
+async fn create_cluster(api: &Api, eks: &Eks, ctx: &Context) -> Result<()> {
+    ctx.progress(format!(
+        "creating {} (Kubernetes {})",
+        eks.cluster_resource(),
+        eks.version
+    ));
+    let vpc = VpcConfigRequest::builder()
+        .set_subnet_ids(Some(eks.subnets.clone()))
+        .set_security_group_ids(Some(eks.security_groups.clone()))
+        .endpoint_public_access(true)
+        .endpoint_private_access(true)
+        .set_public_access_cidrs(Some(eks.public_access_cidrs.clone()))
+        .build();
+    let mut request = api
+        .client
+        .create_cluster()
+        .name(&eks.name)
+        .version(&eks.version)
+        .set_role_arn(eks.role_arn.clone())
+        .resources_vpc_config(vpc)
+        .set_tags(Some(eks.tags.clone().into_iter().collect()));
+    if !eks.access_entries.is_empty() {
+        request = request.access_config(
+            CreateAccessConfigRequest::builder()
+                .authentication_mode(AuthenticationMode::ApiAndConfigMap)
+                .bootstrap_cluster_creator_admin_permissions(true)
+                .build(),
+        );
+    }
+    request
+        .send()
+        .await
+        .map_err(|e| Error::aws("creating the cluster", eks.cluster_resource(), e))?;
+    Ok(())
+}
+
+/// The health issues EKS reports, or where to look when it reports none.
+fn join_issues<'a>(messages: impl Iterator<Item = Option<&'a str>>) -> String {
+    let joined = messages.flatten().collect::<Vec<_>>().join("; ");
+    if joined.is_empty() {
+        "EKS reports no health issue; see the console".into()
+    } else {
+        joined
+    }
+}
+
+/// The `(major, minor)` of a live cluster's version, supported or not.
+fn live_version(version: &str) -> Option<(u32, u32)> {
+    let (major, minor) = version.split_once('.')?;
+    Some((major.parse().ok()?, minor.split('.').next()?.parse().ok()?))
+}
+
+fn sorted(v: &[String]) -> BTreeSet<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+fn check_cluster_replacement(eks: &Eks, c: &SdkCluster) -> Result<()> {
+    let mut fields = Vec::new();
+    let vpc = c.resources_vpc_config();
+    let live_subnets = vpc.map(|v| v.subnet_ids()).unwrap_or_default();
+    if sorted(live_subnets) != sorted(&eks.subnets) {
+        fields.push(format!("subnets: {live_subnets:?} -> {:?}", eks.subnets));
+    }
+    let live_groups = vpc.map(|v| v.security_group_ids()).unwrap_or_default();
+    if sorted(live_groups) != sorted(&eks.security_groups) {
+        fields.push(format!(
+            "security_groups: {live_groups:?} -> {:?}",
+            eks.security_groups
+        ));
+    }
+    if c.role_arn() != eks.role_arn.as_deref() {
+        fields.push(format!(
+            "role_arn: {:?} -> {:?}",
+            c.role_arn(),
+            eks.role_arn
+        ));
+    }
+    if let (Some(live), Ok(wanted)) = (c.version(), parse_version(&eks.version))
+        && let Some(live_v) = live_version(live)
+        && wanted < live_v
+    {
+        fields.push(format!(
+            "version: {live} -> {} (EKS cannot downgrade)",
+            eks.version
+        ));
+    }
+    if fields.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::ReplacementRequired {
+            resource: eks.cluster_resource(),
+            fields,
+        })
+    }
+}
+
+/// Updates in place what differs and EKS allows: the version (one minor at a time), the public
+/// access CIDRs, missing tags.
+async fn update_cluster(
+    api: &Api,
+    eks: &Eks,
+    ctx: &Context,
+    mut c: SdkCluster,
+) -> Result<SdkCluster> {
+    let resource = eks.cluster_resource();
+    let wanted = parse_version(&eks.version).map_err(|problem| Error::Config {
+        problem,
+        fix: "set a supported `.version(..)`".into(),
+    })?;
+    while let Some(live) = c
+        .version()
+        .and_then(live_version)
+        .filter(|live| *live < wanted)
+    {
+        let next = format!("{}.{}", live.0, live.1 + 1);
+        ctx.progress(format!(
+            "upgrading {resource} from {}.{} to {next}",
+            live.0, live.1
+        ));
+        let update = api
+            .client
+            .update_cluster_version()
+            .name(&eks.name)
+            .version(&next)
+            .send()
+            .await
+            .map_err(|e| Error::aws(format!("upgrading the cluster to {next}"), &resource, e))?
+            .update;
+        wait_update(api, eks, ctx, None, update).await?;
+        c = wait_cluster_active(api, eks, ctx).await?;
+    }
+    let live_cidrs = c
+        .resources_vpc_config()
+        .map(|v| v.public_access_cidrs())
+        .unwrap_or_default();
+    if sorted(live_cidrs) != sorted(&eks.public_access_cidrs) {
+        ctx.progress(format!("updating the public access CIDRs of {resource}"));
+        let update = api
+            .client
+            .update_cluster_config()
+            .name(&eks.name)
+            .resources_vpc_config(
+                VpcConfigRequest::builder()
+                    .set_public_access_cidrs(Some(eks.public_access_cidrs.clone()))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| Error::aws("updating the public access CIDRs", &resource, e))?
+            .update;
+        wait_update(api, eks, ctx, None, update).await?;
+        c = wait_cluster_active(api, eks, ctx).await?;
+    }
+    let live_tags = c.tags().cloned().unwrap_or_default();
+    let missing: BTreeMap<_, _> = eks
+        .tags
+        .iter()
+        .filter(|(k, v)| live_tags.get(*k) != Some(*v))
+        .collect();
+    if !missing.is_empty()
+        && let Some(arn) = c.arn()
+    {
+        api.client
+            .tag_resource()
+            .resource_arn(arn)
+            .set_tags(Some(
+                missing
+                    .into_iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            ))
+            .send()
+            .await
+            .map_err(|e| Error::aws("tagging the cluster", &resource, e))?;
+    }
+    Ok(c)
+}
+
+/// Waits for an EKS update to end: the cluster's status alone can still read `ACTIVE` just
+/// after an update was accepted. Without an update in the response (emulators), returns at once.
+async fn wait_update(
+    api: &Api,
+    eks: &Eks,
+    ctx: &Context,
+    node_group: Option<&str>,
+    update: Option<Update>,
+) -> Result<()> {
+    let Some(mut update) = update else {
+        return Ok(());
+    };
+    let resource = node_group.map_or_else(|| eks.cluster_resource(), |g| group_resource(eks, g));
+    let mut backoff = Backoff::new(ctx, &eks.polling, &resource, "updated");
+    loop {
+        let status = update.status().cloned().unwrap_or(UpdateStatus::InProgress);
+        match status {
+            UpdateStatus::Successful => return Ok(()),
+            UpdateStatus::Failed | UpdateStatus::Cancelled => {
+                return Err(Error::Failed {
+                    resource,
+                    status: format!("update {}", status.as_str()),
+                    detail: join_issues(update.errors().iter().map(|e| e.error_message())),
+                });
+            }
+            _ => {
+                backoff
+                    .pause(&format!("updating ({})", status.as_str()))
+                    .await?
+            }
+        }
+        let Some(id) = update.id() else {
+            return Ok(());
+        };
+        update = api
+            .client
+            .describe_update()
+            .name(&eks.name)
+            .update_id(id)
+            .set_nodegroup_name(node_group.map(str::to_owned))
+            .send()
+            .await
+            .map_err(|e| Error::aws("waiting for an update", &resource, e))?
+            .update
+            .ok_or_else(|| Error::NotFound {
+                action: "waiting for an update".into(),
+                resource: resource.clone(),
+                message: format!("update {id} is not known"),
+            })?;
+    }
+}
+
+async fn wait_cluster_active(api: &Api, eks: &Eks, ctx: &Context) -> Result<SdkCluster> {
+    let resource = eks.cluster_resource();
+    let mut backoff = Backoff::new(ctx, &eks.polling, &resource, "ACTIVE");
+    loop {
+        let Some(c) = describe(api, eks).await? else {
+            return Err(Error::NotFound {
+                action: "waiting for the cluster".into(),
+                resource,
+                message: "it disappeared while being waited for".into(),
+            });
+        };
+        let status = c.status().cloned().unwrap_or(ClusterStatus::Pending);
+        match status {
+            ClusterStatus::Active => return Ok(c),
+            ClusterStatus::Failed | ClusterStatus::Deleting => {
+                let issues = c.health().map(|h| h.issues()).unwrap_or_default();
+                let detail = join_issues(issues.iter().map(|i| i.message()));
+                return Err(Error::Failed {
+                    resource,
+                    status: status.as_str().to_owned(),
+                    detail,
+                });
+            }
+            _ => backoff.pause(status.as_str()).await?,
+        }
+    }
+}
+
+async fn ensure_access_entries(api: &Api, eks: &Eks, ctx: &Context) -> Result<()> {
+    if eks.access_entries.is_empty() {
+        return Ok(());
+    }
+    let resource = eks.cluster_resource();
+    let existing: BTreeSet<String> = api
+        .client
+        .list_access_entries()
+        .cluster_name(&eks.name)
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Result<Vec<_>, _>>()
+        .await
+        .map_err(|e| Error::aws("listing access entries", &resource, e))?
+        .into_iter()
+        .collect();
+    for entry in &eks.access_entries {
+        let what = format!("access entry `{}` of {resource}", entry.principal_arn);
+        if !existing.contains(&entry.principal_arn) {
+            ctx.progress(format!("creating {what}"));
+            api.client
+                .create_access_entry()
+                .cluster_name(&eks.name)
+                .principal_arn(&entry.principal_arn)
+                .set_kubernetes_groups(Some(entry.kubernetes_groups.clone()))
+                .send()
+                .await
+                .map_err(|e| Error::aws("creating the access entry", &what, e))?;
+        }
+        // Associating an already associated policy is a no-op in EKS.
+        for policy in &entry.policies {
+            api.client
+                .associate_access_policy()
+                .cluster_name(&eks.name)
+                .principal_arn(&entry.principal_arn)
+                .policy_arn(policy)
+                .access_scope(
+                    AccessScope::builder()
+                        .r#type(AccessScopeType::Cluster)
+                        .build(),
+                )
+                .send()
+                .await
+                .map_err(|e| Error::aws(format!("associating policy {policy}"), &what, e))?;
+        }
+    }
+    Ok(())
+}
+
+async fn ensure_addons(api: &Api, eks: &Eks, ctx: &Context) -> Result<()> {
+    if eks.addons.is_empty() {
+        return Ok(());
+    }
+    let resource = eks.cluster_resource();
+    let existing: BTreeSet<String> = api
+        .client
+        .list_addons()
+        .cluster_name(&eks.name)
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Result<Vec<_>, _>>()
+        .await
+        .map_err(|e| Error::aws("listing add-ons", &resource, e))?
+        .into_iter()
+        .collect();
+    for addon in &eks.addons {
+        if existing.contains(&addon.name) {
+            continue;
+        }
+        let what = format!("add-on `{}` of {resource}", addon.name);
+        ctx.progress(format!("creating {what}"));
+        api.client
+            .create_addon()
+            .cluster_name(&eks.name)
+            .addon_name(&addon.name)
+            .set_addon_version(addon.version.clone())
+            .send()
+            .await
+            .map_err(|e| Error::aws("creating the add-on", &what, e))?;
+    }
+    Ok(())
+}
+
+fn group_resource(eks: &Eks, group: &str) -> String {
+    format!("node group `{group}` of EKS cluster `{}`", eks.name)
+}
+
+async fn describe_node_group(api: &Api, eks: &Eks, group: &str) -> Result<Option<Nodegroup>> {
+    match api
+        .client
+        .describe_nodegroup()
+        .cluster_name(&eks.name)
+        .nodegroup_name(group)
+        .send()
+        .await
+    {
+        Ok(out) => Ok(out.nodegroup),
+        Err(e) if is_not_found(&e) => Ok(None),
+        Err(e) => Err(Error::aws(
+            "describing the node group",
+            group_resource(eks, group),
+            e,
+        )),
+    }
+}
+
+fn sdk_taint(t: &Taint) -> SdkTaint {
+    let effect = match t.effect {
+        TaintEffect::NoSchedule => SdkTaintEffect::NoSchedule,
+        TaintEffect::PreferNoSchedule => SdkTaintEffect::PreferNoSchedule,
+        TaintEffect::NoExecute => SdkTaintEffect::NoExecute,
+    };
+    SdkTaint::builder()
+        .key(&t.key)
+        .value(&t.value)
+        .effect(effect)
+        .build()
+}
+
+fn taint_key(t: &SdkTaint) -> (String, String, String) {
+    (
+        t.key().unwrap_or_default().to_owned(),
+        t.value().unwrap_or_default().to_owned(),
+        t.effect()
+            .map(|e| e.as_str().to_owned())
+            .unwrap_or_default(),
+    )
+}
+
+async fn ensure_node_group(
+    api: &Api,
+    eks: &Eks,
+    ctx: &Context,
+    group: &NodeGroup,
+    cluster_subnets: &[String],
+) -> Result<()> {
+    let resource = group_resource(eks, &group.name);
+    let subnets = if group.subnets.is_empty() {
+        cluster_subnets
+    } else {
+        &group.subnets
+    };
+    let scaling = NodegroupScalingConfig::builder()
+        .min_size(group.min_size)
+        .desired_size(group.desired_size)
+        .max_size(group.max_size)
+        .build();
+    let Some(live) = describe_node_group(api, eks, &group.name).await? else {
+        ctx.progress(format!("creating {resource}"));
+        api.client
+            .create_nodegroup()
+            .cluster_name(&eks.name)
+            .nodegroup_name(&group.name)
+            .node_role(&group.node_role_arn)
+            .set_subnets(Some(subnets.to_vec()))
+            .set_instance_types(Some(group.instance_types.clone()))
+            .disk_size(group.disk_size)
+            .scaling_config(scaling)
+            .set_labels(Some(group.labels.clone().into_iter().collect()))
+            .set_taints(Some(group.taints.iter().map(sdk_taint).collect()))
+            .set_tags(Some(eks.tags.clone().into_iter().collect()))
+            .send()
+            .await
+            .map_err(|e| Error::aws("creating the node group", &resource, e))?;
+        return Ok(());
+    };
+
+    let mut fields = Vec::new();
+    if sorted(live.instance_types()) != sorted(&group.instance_types) {
+        fields.push(format!(
+            "instance_types: {:?} -> {:?}",
+            live.instance_types(),
+            group.instance_types
+        ));
+    }
+    if live.disk_size().is_some_and(|d| d != group.disk_size) {
+        fields.push(format!(
+            "disk_size: {:?} -> {}",
+            live.disk_size(),
+            group.disk_size
+        ));
+    }
+    if live.node_role() != Some(group.node_role_arn.as_str()) {
+        fields.push(format!(
+            "node_role_arn: {:?} -> {}",
+            live.node_role(),
+            group.node_role_arn
+        ));
+    }
+    if sorted(live.subnets()) != sorted(subnets) {
+        fields.push(format!("subnets: {:?} -> {subnets:?}", live.subnets()));
+    }
+    if !fields.is_empty() {
+        return Err(Error::ReplacementRequired { resource, fields });
+    }
+
+    // Wait for a running update to end before starting another one.
+    wait_node_group(api, eks, ctx, &group.name, false).await?;
+    let mut update = api
+        .client
+        .update_nodegroup_config()
+        .cluster_name(&eks.name)
+        .nodegroup_name(&group.name);
+    let mut changes = Vec::new();
+    let live_scaling = live.scaling_config();
+    let live_sizes = live_scaling.map(|s| (s.min_size(), s.desired_size(), s.max_size()));
+    if live_sizes
+        != Some((
+            Some(group.min_size),
+            Some(group.desired_size),
+            Some(group.max_size),
+        ))
+    {
+        changes.push("scaling");
+        update = update.scaling_config(scaling);
+    }
+    let live_labels: BTreeMap<String, String> = live
+        .labels()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    if live_labels != group.labels {
+        changes.push("labels");
+        let removed: Vec<String> = live_labels
+            .keys()
+            .filter(|k| !group.labels.contains_key(*k))
+            .cloned()
+            .collect();
+        let mut payload = UpdateLabelsPayload::builder()
+            .set_remove_labels((!removed.is_empty()).then_some(removed));
+        let added: std::collections::HashMap<_, _> = group
+            .labels
+            .iter()
+            .filter(|(k, v)| live_labels.get(*k) != Some(*v))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if !added.is_empty() {
+            payload = payload.set_add_or_update_labels(Some(added));
+        }
+        update = update.labels(payload.build());
+    }
+    let live_taints: BTreeSet<_> = live.taints().iter().map(taint_key).collect();
+    let wanted: Vec<SdkTaint> = group.taints.iter().map(sdk_taint).collect();
+    let wanted_keys: BTreeSet<_> = wanted.iter().map(taint_key).collect();
+    if live_taints != wanted_keys {
+        changes.push("taints");
+        let removed: Vec<SdkTaint> = live
+            .taints()
+            .iter()
+            .filter(|t| !wanted_keys.contains(&taint_key(t)))
+            .cloned()
+            .collect();
+        let added: Vec<SdkTaint> = wanted
+            .into_iter()
+            .filter(|t| !live_taints.contains(&taint_key(t)))
+            .collect();
+        update = update.taints(
+            UpdateTaintsPayload::builder()
+                .set_add_or_update_taints((!added.is_empty()).then_some(added))
+                .set_remove_taints((!removed.is_empty()).then_some(removed))
+                .build(),
+        );
+    }
+    if !changes.is_empty() {
+        ctx.progress(format!("updating the {} of {resource}", changes.join(", ")));
+        let update = update
+            .send()
+            .await
+            .map_err(|e| Error::aws(format!("updating the {}", changes.join(", ")), &resource, e))?
+            .update;
+        wait_update(api, eks, ctx, Some(&group.name), update).await?;
+    }
+    Ok(())
+}
+
+/// Waits until the node group is ACTIVE, or gone when `gone` is set.
+async fn wait_node_group(
+    api: &Api,
+    eks: &Eks,
+    ctx: &Context,
+    group: &str,
+    gone: bool,
+) -> Result<()> {
+    let resource = group_resource(eks, group);
+    let mut backoff = Backoff::new(
+        ctx,
+        &eks.polling,
+        &resource,
+        if gone { "deleted" } else { "ACTIVE" },
+    );
+    loop {
+        let Some(ng) = describe_node_group(api, eks, group).await? else {
+            if gone {
+                return Ok(());
+            }
+            return Err(Error::NotFound {
+                action: "waiting for the node group".into(),
+                resource,
+                message: "it disappeared while being waited for".into(),
+            });
+        };
+        let status = ng.status().cloned().unwrap_or(NodegroupStatus::Creating);
+        match status {
+            NodegroupStatus::Active if !gone => return Ok(()),
+            NodegroupStatus::CreateFailed
+            | NodegroupStatus::DeleteFailed
+            | NodegroupStatus::Degraded => {
+                let issues = ng.health().map(|h| h.issues()).unwrap_or_default();
+                let detail = join_issues(issues.iter().map(|i| i.message()));
+                return Err(Error::Failed {
+                    resource,
+                    status: status.as_str().to_owned(),
+                    detail,
+                });
+            }
+            _ => backoff.pause(status.as_str()).await?,
+        }
+    }
+}
+
+pub(super) async fn destroy(eks: &Eks, ctx: &Context) -> Result<()> {
+    let api = api(eks).await?;
+    let resource = eks.cluster_resource();
+    if describe(&api, eks).await?.is_none() {
+        ctx.progress(format!("{resource} does not exist; nothing to destroy"));
+        return Ok(());
+    }
+    // An owned cluster loses every node group (EKS refuses to delete a cluster that has some);
+    // an adopted one only those the module declares.
+    let groups: Vec<String> = if eks.adopt {
+        eks.node_groups.iter().map(|g| g.name.clone()).collect()
+    } else {
+        api.client
+            .list_nodegroups()
+            .cluster_name(&eks.name)
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<_, _>>()
+            .await
+            .map_err(|e| Error::aws("listing node groups", &resource, e))?
+    };
+    for group in &groups {
+        let what = group_resource(eks, group);
+        match describe_node_group(&api, eks, group).await? {
+            None => continue,
+            Some(ng) if ng.status() == Some(&NodegroupStatus::Deleting) => continue,
+            Some(_) => {}
+        }
+        ctx.progress(format!("deleting {what}"));
+        match api
+            .client
+            .delete_nodegroup()
+            .cluster_name(&eks.name)
+            .nodegroup_name(group)
+            .send()
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(Error::aws("deleting the node group", what, e)),
+        }
+    }
+    for group in &groups {
+        wait_node_group(&api, eks, ctx, group, true).await?;
+    }
+    if eks.adopt {
+        // EKS removes add-ons and access entries with a cluster; an adopted cluster stays, so
+        // the ones the module declares are removed one by one.
+        return remove_addons_and_access_entries(&api, eks, ctx).await;
+    }
+    ctx.progress(format!("deleting {resource}"));
+    match api.client.delete_cluster().name(&eks.name).send().await {
+        Ok(_) => {}
+        Err(e) if is_not_found(&e) => return Ok(()),
+        Err(e) => return Err(Error::aws("deleting the cluster", &resource, e)),
+    }
+    let mut backoff = Backoff::new(ctx, &eks.polling, &resource, "deleted");
+    while let Some(c) = describe(&api, eks).await? {
+        let status = c.status().map_or("DELETING", ClusterStatus::as_str);
+        backoff.pause(status).await?;
+    }
+    Ok(())
+}
+
+async fn wait_addon_active(api: &Api, eks: &Eks, ctx: &Context, name: &str) -> Result<()> {
+    let what = format!("add-on `{name}` of {}", eks.cluster_resource());
+    let mut backoff = Backoff::new(ctx, &eks.polling, &what, "ACTIVE");
+    loop {
+        let addon = api
+            .client
+            .describe_addon()
+            .cluster_name(&eks.name)
+            .addon_name(name)
+            .send()
+            .await
+            .map_err(|e| Error::aws("waiting for the add-on", &what, e))?
+            .addon;
+        let status = addon.as_ref().and_then(|a| a.status.clone());
+        match status {
+            Some(AddonStatus::Active) => return Ok(()),
+            Some(
+                AddonStatus::CreateFailed | AddonStatus::UpdateFailed | AddonStatus::DeleteFailed,
+            ) => {
+                let issues = addon
+                    .as_ref()
+                    .and_then(|a| a.health())
+                    .map(|h| h.issues())
+                    .unwrap_or_default();
+                return Err(Error::Failed {
+                    resource: what,
+                    status: status.map(|s| s.as_str().to_owned()).unwrap_or_default(),
+                    detail: join_issues(issues.iter().map(|i| i.message())),
+                });
+            }
+            other => {
+                backoff
+                    .pause(other.as_ref().map_or("CREATING", AddonStatus::as_str))
+                    .await?
+            }
+        }
+    }
+}
+
+async fn remove_addons_and_access_entries(api: &Api, eks: &Eks, ctx: &Context) -> Result<()> {
+    let resource = eks.cluster_resource();
+    for entry in &eks.access_entries {
+        let what = format!("access entry `{}` of {resource}", entry.principal_arn);
+        ctx.progress(format!("deleting {what}"));
+        match api
+            .client
+            .delete_access_entry()
+            .cluster_name(&eks.name)
+            .principal_arn(&entry.principal_arn)
+            .send()
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(Error::aws("deleting the access entry", what, e)),
+        }
+    }
+    for addon in &eks.addons {
+        let what = format!("add-on `{}` of {resource}", addon.name);
+        ctx.progress(format!("deleting {what}"));
+        match api
+            .client
+            .delete_addon()
+            .cluster_name(&eks.name)
+            .addon_name(&addon.name)
+            .send()
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if is_not_found(&e) => continue,
+            Err(e) => return Err(Error::aws("deleting the add-on", what, e)),
+        }
+        let mut backoff = Backoff::new(ctx, &eks.polling, &what, "deleted");
+        loop {
+            let status = match api
+                .client
+                .describe_addon()
+                .cluster_name(&eks.name)
+                .addon_name(&addon.name)
+                .send()
+                .await
+            {
+                Ok(out) => out
+                    .addon
+                    .and_then(|a| a.status)
+                    .map_or_else(|| "DELETING".to_owned(), |s| s.as_str().to_owned()),
+                Err(e) if is_not_found(&e) => break,
+                Err(e) => return Err(Error::aws("waiting for the add-on's deletion", what, e)),
+            };
+            backoff.pause(&status).await?;
+        }
+    }
+    Ok(())
+}

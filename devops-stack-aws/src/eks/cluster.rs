@@ -1,0 +1,257 @@
+//! [`EksCluster`], the output of the [`Eks`](super::Eks) module.
+
+use std::fmt;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use devops_stack_core::interfaces::Cluster;
+use devops_stack_core::{BoxError, Secret};
+use futures::future::BoxFuture;
+use serde::Serialize;
+
+use super::token::{EksAuthLayer, TokenSource};
+use crate::error::{Error, Result};
+
+/// A live (or planned) EKS cluster: what the [`Eks`](super::Eks) module outputs.
+///
+/// It implements [`Cluster`], and therefore `ClusterProvider`: pass the handle's `cluster()` to
+/// the modules that deploy into it. Its Kubernetes client authenticates with EKS tokens signed
+/// from the module's AWS credentials, refreshed every 10 minutes.
+#[derive(Clone, Serialize)]
+pub struct EksCluster {
+    /// The cluster's name.
+    pub name: String,
+    /// The base domain of the stack's hostnames on this cluster.
+    pub base_domain: String,
+    /// The AWS region.
+    pub region: String,
+    /// The API server endpoint (`https://...eks.amazonaws.com`).
+    pub endpoint: String,
+    /// The API server's CA bundle: base64 of PEM, as EKS returns it.
+    pub certificate_authority_data: String,
+    /// The cluster's ARN.
+    pub arn: String,
+    /// The OIDC issuer of the cluster's service-account tokens (for IRSA), if any.
+    pub oidc_issuer_url: Option<String>,
+    /// The Kubernetes version (`1.33`).
+    pub version: String,
+    #[serde(skip)]
+    pub(crate) tokens: Option<TokenSource>,
+}
+
+impl fmt::Debug for EksCluster {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EksCluster")
+            .field("name", &self.name)
+            .field("region", &self.region)
+            .field("endpoint", &self.endpoint)
+            .field("arn", &self.arn)
+            .field("oidc_issuer_url", &self.oidc_issuer_url)
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EksCluster {
+    /// A bearer token for the cluster's API, valid for about 15 minutes.
+    ///
+    /// # Errors
+    /// [`Error::Client`] for a planned cluster (no credentials); [`Error::Token`] when signing fails.
+    pub async fn token(&self) -> Result<Secret> {
+        self.token_source()?.token().await
+    }
+
+    fn token_source(&self) -> Result<&TokenSource> {
+        self.tokens.as_ref().ok_or_else(|| Error::Client {
+            cluster: self.name.clone(),
+            reason: "this cluster comes from an offline plan; apply the stack first".into(),
+        })
+    }
+
+    /// A Kubernetes client for the cluster, authenticated with EKS tokens that are re-signed
+    /// every 10 minutes.
+    ///
+    /// # Errors
+    /// [`Error::Client`] when the endpoint or CA data are invalid, or this is a planned cluster.
+    pub fn kube_client(&self) -> Result<kube::Client> {
+        let fail = |reason: String| Error::Client {
+            cluster: self.name.clone(),
+            reason,
+        };
+        let tokens = self.token_source()?.clone();
+        // kube's TLS needs a process-wide rustls provider; the AWS SDK brings a second one into
+        // the build, so rustls cannot pick one itself. Installing fails only if one is set.
+        if rustls::crypto::CryptoProvider::get_default().is_none() {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
+        let uri: http::Uri = self
+            .endpoint
+            .parse()
+            .map_err(|e| fail(format!("invalid endpoint `{}`: {e}", self.endpoint)))?;
+        let mut config = kube::Config::new(uri);
+        if !self.certificate_authority_data.is_empty() {
+            config.root_cert =
+                Some(pem_certificates(&self.certificate_authority_data).map_err(fail)?);
+        }
+        let client = kube::client::ClientBuilder::try_from(config)
+            .map_err(|e| fail(e.to_string()))?
+            .with_layer(&EksAuthLayer::new(tokens))
+            .build();
+        Ok(client)
+    }
+}
+
+impl Cluster for EksCluster {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn base_domain(&self) -> &str {
+        &self.base_domain
+    }
+
+    fn oidc_issuer_url(&self) -> Option<&str> {
+        self.oidc_issuer_url.as_deref()
+    }
+
+    fn client(&self) -> BoxFuture<'_, Result<kube::Client, BoxError>> {
+        Box::pin(async move { self.kube_client().map_err(Into::into) })
+    }
+}
+
+/// The DER certificates of EKS's CA data (base64 of a PEM bundle).
+fn pem_certificates(data: &str) -> Result<Vec<Vec<u8>>, String> {
+    let pem = STANDARD
+        .decode(data.trim())
+        .map_err(|e| format!("the CA data is not base64: {e}"))?;
+    let pem = String::from_utf8(pem).map_err(|_| "the CA data is not a PEM bundle".to_owned())?;
+    let mut certs = Vec::new();
+    for block in pem.split("-----BEGIN CERTIFICATE-----").skip(1) {
+        let body = block
+            .split("-----END CERTIFICATE-----")
+            .next()
+            .unwrap_or_default();
+        let body: String = body.chars().filter(|c| !c.is_whitespace()).collect();
+        certs.push(
+            STANDARD
+                .decode(body)
+                .map_err(|e| format!("a certificate of the CA data is not base64: {e}"))?,
+        );
+    }
+    if certs.is_empty() {
+        return Err("the CA data holds no certificate".into());
+    }
+    Ok(certs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pem_bundles_decode_to_der() {
+        let pem = "-----BEGIN CERTIFICATE-----\nAAEC\nAwQ=\n-----END CERTIFICATE-----\n-----BEGIN CERTIFICATE-----\nBQY=\n-----END CERTIFICATE-----\n";
+        let data = STANDARD.encode(pem);
+        assert_eq!(
+            pem_certificates(&data).unwrap(),
+            vec![vec![0, 1, 2, 3, 4], vec![5, 6]]
+        );
+        assert!(
+            pem_certificates(&STANDARD.encode("nothing"))
+                .unwrap_err()
+                .contains("no certificate")
+        );
+        assert!(pem_certificates("!!").unwrap_err().contains("not base64"));
+    }
+
+    /// The client sends `Authorization: Bearer k8s-aws-v1.<...>` to the API server.
+    #[tokio::test]
+    async fn client_authenticates_with_an_eks_token() {
+        use aws_config::{BehaviorVersion, Region, SdkConfig};
+        use aws_credential_types::Credentials;
+        use aws_credential_types::provider::SharedCredentialsProvider;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            let mut request = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = conn.read(&mut buf).await.unwrap();
+                assert!(n > 0, "the connection closed early");
+                request.extend_from_slice(&buf[..n]);
+            }
+            let body = r#"{"major":"1","minor":"33","gitVersion":"v1.33.0-eks","gitCommit":"","gitTreeState":"","buildDate":"","goVersion":"","compiler":"","platform":"linux/amd64"}"#;
+            let response = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            conn.write_all(response.as_bytes()).await.unwrap();
+            String::from_utf8(request).unwrap()
+        });
+
+        let sdk = SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("eu-west-1"))
+            .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+                "AKID", "SECRET", None, None, "test",
+            )))
+            .build();
+        let cluster = EksCluster {
+            name: "prod".into(),
+            base_domain: "example.com".into(),
+            region: "eu-west-1".into(),
+            endpoint: format!("http://127.0.0.1:{port}"),
+            certificate_authority_data: String::new(),
+            arn: "arn:aws:eks:eu-west-1:123456789012:cluster/prod".into(),
+            oidc_issuer_url: None,
+            version: "1.33".into(),
+            tokens: Some(TokenSource::new(&sdk, "prod").unwrap()),
+        };
+        let client = Cluster::client(&cluster).await.unwrap();
+        let version = client.apiserver_version().await.unwrap();
+        assert_eq!(version.minor, "33");
+        let request = server.await.unwrap();
+        let auth = request
+            .lines()
+            .filter_map(|l| l.split_once(':'))
+            .find(|(name, _)| name.eq_ignore_ascii_case("authorization"))
+            .map(|(_, value)| value.trim().to_owned())
+            .expect("an authorization header");
+        let token = auth
+            .strip_prefix("Bearer k8s-aws-v1.")
+            .expect("a bearer EKS token");
+        // The token's URL signs for the STS of the cluster's region.
+        let url = String::from_utf8(
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(token)
+                .unwrap(),
+        )
+        .unwrap();
+        assert!(
+            url.starts_with(
+                "https://sts.eu-west-1.amazonaws.com/?Action=GetCallerIdentity&Version=2011-06-15&"
+            ),
+            "{url}"
+        );
+    }
+
+    #[test]
+    fn a_planned_cluster_has_no_client() {
+        let cluster = EksCluster {
+            name: "prod".into(),
+            base_domain: "example.com".into(),
+            region: "eu-west-1".into(),
+            endpoint: "(known after apply: eks.endpoint)".into(),
+            certificate_authority_data: String::new(),
+            arn: String::new(),
+            oidc_issuer_url: None,
+            version: "1.33".into(),
+            tokens: None,
+        };
+        let err = cluster.kube_client().err().expect("no client").to_string();
+        assert!(err.contains("offline plan"), "{err}");
+    }
+}

@@ -1,0 +1,320 @@
+//! The one error type of `devops-stack-aws`.
+
+use std::time::Duration;
+
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use devops_stack_core::BoxError;
+
+/// The result type of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong while applying, reading or destroying AWS resources.
+///
+/// Every variant names the resource concerned. No variant ever carries a secret (client
+/// secrets and EKS tokens stay in [`Secret`](devops_stack_core::Secret)s).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The AWS configuration is incomplete (no region, say).
+    #[error("AWS configuration: {problem}; fix: {fix}")]
+    Config {
+        /// What is missing or wrong.
+        problem: String,
+        /// How to fix it.
+        fix: String,
+    },
+
+    /// The caller's credentials may not perform the action.
+    #[error(
+        "access denied while {action} ({resource}): {message}; grant the permission to the caller's IAM identity"
+    )]
+    AccessDenied {
+        /// What was being done.
+        action: String,
+        /// The resource concerned.
+        resource: String,
+        /// AWS's message.
+        message: String,
+    },
+
+    /// The resource exists already or is busy with another operation.
+    #[error("{resource} is in use while {action}: {message}")]
+    ResourceInUse {
+        /// What was being done.
+        action: String,
+        /// The resource concerned.
+        resource: String,
+        /// AWS's message.
+        message: String,
+    },
+
+    /// An account or service quota was reached.
+    #[error(
+        "limit exceeded while {action} ({resource}): {message}; raise the quota or remove unused resources"
+    )]
+    LimitExceeded {
+        /// What was being done.
+        action: String,
+        /// The resource concerned.
+        resource: String,
+        /// AWS's message.
+        message: String,
+    },
+
+    /// The resource does not exist.
+    #[error("{resource} does not exist ({action}): {message}")]
+    NotFound {
+        /// What was being done.
+        action: String,
+        /// The resource concerned.
+        resource: String,
+        /// AWS's message.
+        message: String,
+    },
+
+    /// The endpoint does not implement the operation (an AWS emulator without it, typically).
+    #[error(
+        "the AWS endpoint does not implement the operation for {action} ({resource}): HTTP {status}"
+    )]
+    Unsupported {
+        /// What was being done.
+        action: String,
+        /// The resource concerned.
+        resource: String,
+        /// The HTTP status returned.
+        status: u16,
+    },
+
+    /// Any other AWS API error, throttling included once the retries are spent.
+    #[error("AWS error while {action} ({resource}): {code}: {message}")]
+    Aws {
+        /// What was being done.
+        action: String,
+        /// The resource concerned.
+        resource: String,
+        /// The AWS error code, or `unknown`.
+        code: String,
+        /// AWS's message.
+        message: String,
+        /// The SDK's error, boxed.
+        #[source]
+        source: BoxError,
+    },
+
+    /// The live resource differs from the configuration in fields that cannot be updated in place.
+    #[error("{resource} would need a replacement to change {}; delete it (destroy) and apply again, or set these fields back to their live values", .fields.join(", "))]
+    ReplacementRequired {
+        /// The resource concerned.
+        resource: String,
+        /// The fields that differ, each as `field: live -> wanted`.
+        fields: Vec<String>,
+    },
+
+    /// The resource reached a failed state.
+    #[error("{resource} is {status}: {detail}")]
+    Failed {
+        /// The resource concerned.
+        resource: String,
+        /// Its status (`FAILED`, `DEGRADED`, `DELETING`...).
+        status: String,
+        /// What AWS reports about it.
+        detail: String,
+    },
+
+    /// A wait for a resource's state did not end in time.
+    #[error("{resource} did not become {wanted} within {waited:?} (last status: {last})")]
+    Timeout {
+        /// The resource concerned.
+        resource: String,
+        /// The state waited for.
+        wanted: String,
+        /// The last status seen.
+        last: String,
+        /// How long it was waited for.
+        waited: Duration,
+    },
+
+    /// The run was cancelled while waiting.
+    #[error("cancelled while waiting for {resource}")]
+    Cancelled {
+        /// The resource being waited for.
+        resource: String,
+    },
+
+    /// Signing the EKS token failed.
+    #[error("cannot sign the EKS token for cluster `{cluster}`: {reason}")]
+    Token {
+        /// The cluster's name.
+        cluster: String,
+        /// Why.
+        reason: String,
+    },
+
+    /// The Kubernetes client for a cluster could not be built.
+    #[error("cannot build a Kubernetes client for cluster `{cluster}`: {reason}")]
+    Client {
+        /// The cluster's name.
+        cluster: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Error {
+    /// Wraps an SDK error, classifying it by its AWS error code.
+    pub(crate) fn aws<E>(
+        action: impl Into<String>,
+        resource: impl Into<String>,
+        err: SdkError<E, HttpResponse>,
+    ) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        let action = action.into();
+        let resource = resource.into();
+        let message = err.message().unwrap_or("no message").to_owned();
+        let status = err.raw_response().map(|r| r.status().as_u16());
+        match err.code() {
+            Some(
+                "AccessDeniedException"
+                | "AccessDenied"
+                | "NotAuthorizedException"
+                | "UnauthorizedOperation"
+                | "UnrecognizedClientException",
+            ) => Error::AccessDenied {
+                action,
+                resource,
+                message,
+            },
+            Some(
+                "ResourceInUseException"
+                | "ResourceConflictException"
+                | "GroupExistsException"
+                | "UsernameExistsException",
+            ) => Error::ResourceInUse {
+                action,
+                resource,
+                message,
+            },
+            Some(
+                "LimitExceededException"
+                | "ResourceLimitExceededException"
+                | "ServiceQuotaExceededException",
+            ) => Error::LimitExceeded {
+                action,
+                resource,
+                message,
+            },
+            Some("ResourceNotFoundException" | "NotFoundException" | "UserNotFoundException") => {
+                Error::NotFound {
+                    action,
+                    resource,
+                    message,
+                }
+            }
+            None if matches!(status, Some(404 | 405 | 501)) => Error::Unsupported {
+                action,
+                resource,
+                status: status.unwrap_or_default(),
+            },
+            code => Error::Aws {
+                action,
+                resource,
+                code: code.unwrap_or("unknown").to_owned(),
+                message,
+                source: Box::new(err),
+            },
+        }
+    }
+}
+
+/// Whether `err` says the resource does not exist.
+pub(crate) fn is_not_found<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> bool {
+    matches!(
+        err.code(),
+        Some("ResourceNotFoundException" | "NotFoundException" | "UserNotFoundException")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sdk_error(
+        code: Option<&str>,
+        status: u16,
+    ) -> SdkError<aws_sdk_eks::operation::describe_cluster::DescribeClusterError, HttpResponse>
+    {
+        use aws_sdk_eks::operation::describe_cluster::DescribeClusterError;
+        use aws_smithy_runtime_api::http::StatusCode;
+        use aws_smithy_types::body::SdkBody;
+        use aws_smithy_types::error::ErrorMetadata;
+        let mut meta = ErrorMetadata::builder().message("the message");
+        if let Some(code) = code {
+            meta = meta.code(code);
+        }
+        let raw = HttpResponse::new(StatusCode::try_from(status).unwrap(), SdkBody::empty());
+        SdkError::service_error(DescribeClusterError::generic(meta.build()), raw)
+    }
+
+    #[test]
+    fn aws_errors_are_classified_by_code() {
+        let classify = |code, status| {
+            Error::aws(
+                "describing the cluster",
+                "EKS cluster `prod`",
+                sdk_error(code, status),
+            )
+        };
+        assert!(matches!(
+            classify(Some("AccessDeniedException"), 403),
+            Error::AccessDenied { .. }
+        ));
+        assert!(matches!(
+            classify(Some("ResourceInUseException"), 409),
+            Error::ResourceInUse { .. }
+        ));
+        assert!(matches!(
+            classify(Some("ResourceLimitExceededException"), 400),
+            Error::LimitExceeded { .. }
+        ));
+        assert!(matches!(
+            classify(Some("ResourceNotFoundException"), 404),
+            Error::NotFound { .. }
+        ));
+        assert!(matches!(
+            classify(None, 404),
+            Error::Unsupported { status: 404, .. }
+        ));
+        let other = classify(Some("ThrottlingException"), 429);
+        assert!(matches!(other, Error::Aws { ref code, .. } if code == "ThrottlingException"));
+        let text = classify(Some("AccessDeniedException"), 403).to_string();
+        assert!(
+            text.contains("EKS cluster `prod`") && text.contains("the message"),
+            "{text}"
+        );
+        assert!(is_not_found(&sdk_error(
+            Some("ResourceNotFoundException"),
+            404
+        )));
+        assert!(!is_not_found(&sdk_error(
+            Some("AccessDeniedException"),
+            403
+        )));
+    }
+
+    #[test]
+    fn replacement_lists_fields() {
+        let e = Error::ReplacementRequired {
+            resource: "EKS cluster `prod`".into(),
+            fields: vec!["subnets: [a] -> [b]".into(), "role_arn: x -> y".into()],
+        };
+        let text = e.to_string();
+        assert!(
+            text.contains("subnets: [a] -> [b], role_arn: x -> y"),
+            "{text}"
+        );
+    }
+}

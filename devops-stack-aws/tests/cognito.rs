@@ -1,0 +1,362 @@
+//! The `Cognito` module against moto: pool, domain, clients, group and users; re-runs; destroy
+//! of only what the module owns.
+
+mod common;
+
+use aws_sdk_cognitoidentityprovider::Client;
+use devops_stack_aws::cognito::{Cognito, CognitoOidc, DEFAULT_ADMIN_GROUP, User};
+use devops_stack_core::interfaces::{Hostnames, OidcProvider};
+use devops_stack_core::{RunOptions, Stack};
+
+fn hosts() -> Hostnames {
+    Hostnames::new("prod", "example.com")
+}
+
+fn cognito(endpoint: &str) -> Cognito {
+    Cognito::new("cognito", hosts())
+        .aws(common::aws(endpoint))
+        .domain_prefix("prod-example-login")
+        .user(User::new("alice", "alice@example.com").admin())
+        .user(User::new("bob", "bob@example.com"))
+}
+
+async fn apply(module: Cognito) -> Result<CognitoOidc, devops_stack_core::Error> {
+    let mut stack = Stack::new("test");
+    let handle = stack.add(module);
+    let report = stack.build()?.apply(&RunOptions::new()).await?;
+    Ok((*report.output(&handle).expect("an output")).clone())
+}
+
+async fn destroy(module: Cognito) -> Result<(), devops_stack_core::Error> {
+    let mut stack = Stack::new("test");
+    stack.add(module);
+    stack.build()?.destroy(&RunOptions::new()).await.map(drop)
+}
+
+async fn pools(client: &Client) -> Vec<String> {
+    let out = client
+        .list_user_pools()
+        .max_results(60)
+        .send()
+        .await
+        .unwrap();
+    out.user_pools()
+        .iter()
+        .filter_map(|p| p.id().map(str::to_owned))
+        .collect()
+}
+
+async fn client_names(client: &Client, pool: &str) -> Vec<String> {
+    let out = client
+        .list_user_pool_clients()
+        .user_pool_id(pool)
+        .max_results(60)
+        .send()
+        .await
+        .unwrap();
+    let mut names: Vec<String> = out
+        .user_pool_clients()
+        .iter()
+        .filter_map(|c| c.client_name().map(str::to_owned))
+        .collect();
+    names.sort();
+    names
+}
+
+async fn usernames(client: &Client, pool: &str) -> Vec<String> {
+    let out = client.list_users().user_pool_id(pool).send().await.unwrap();
+    let mut names: Vec<String> = out
+        .users()
+        .iter()
+        .filter_map(|u| u.username().map(str::to_owned))
+        .collect();
+    names.sort();
+    names
+}
+
+async fn group_members(client: &Client, pool: &str, group: &str) -> Option<Vec<String>> {
+    let out = client
+        .list_users_in_group()
+        .user_pool_id(pool)
+        .group_name(group)
+        .send()
+        .await
+        .ok()?;
+    Some(
+        out.users()
+            .iter()
+            .filter_map(|u| u.username().map(str::to_owned))
+            .collect(),
+    )
+}
+
+async fn domain_owner(client: &Client, prefix: &str) -> Option<String> {
+    let out = client
+        .describe_user_pool_domain()
+        .domain(prefix)
+        .send()
+        .await
+        .unwrap();
+    out.domain_description()
+        .and_then(|d| d.user_pool_id())
+        .map(str::to_owned)
+}
+
+#[tokio::test]
+async fn create_rerun_and_destroy() {
+    let Some(ep) = common::endpoint("create_rerun_and_destroy") else {
+        return;
+    };
+    let _guard = common::LOCK.lock().await;
+    common::reset(&ep);
+    let client = Client::new(&common::sdk(&ep).await);
+
+    let out = apply(cognito(&ep)).await.expect("created");
+    let pool = out.user_pool_id.clone();
+    assert_eq!(
+        out.issuer_url,
+        format!("https://cognito-idp.us-east-1.amazonaws.com/{pool}")
+    );
+    assert_eq!(
+        out.client_names(),
+        ["alertmanager", "argocd", "grafana", "prometheus"]
+    );
+    let grafana = out.client("grafana").unwrap();
+    assert_eq!(
+        grafana.authorization_url,
+        "https://prod-example-login.auth.us-east-1.amazoncognito.com/oauth2/authorize"
+    );
+    assert_eq!(
+        grafana.token_url,
+        "https://prod-example-login.auth.us-east-1.amazoncognito.com/oauth2/token"
+    );
+    assert_eq!(
+        grafana.userinfo_url,
+        "https://prod-example-login.auth.us-east-1.amazoncognito.com/oauth2/userInfo"
+    );
+    assert_eq!(
+        grafana.logout_url.as_deref(),
+        Some("https://prod-example-login.auth.us-east-1.amazoncognito.com/logout")
+    );
+    assert_eq!(grafana.groups_claim, "cognito:groups");
+    assert_eq!(grafana.scopes, ["openid", "email", "profile"]);
+    assert!(!grafana.client_id.is_empty());
+    assert!(
+        !grafana.client_secret.is_empty(),
+        "the secret comes from DescribeUserPoolClient"
+    );
+    // Secrets never show up in Debug or JSON.
+    let secret = grafana.client_secret.expose().to_owned();
+    assert!(!format!("{out:?}").contains(&secret));
+    assert!(!serde_json::to_string(&out).unwrap().contains(&secret));
+
+    // What moto holds.
+    assert_eq!(pools(&client).await, std::slice::from_ref(&pool));
+    assert_eq!(
+        domain_owner(&client, "prod-example-login").await.as_deref(),
+        Some(pool.as_str())
+    );
+    assert_eq!(
+        client_names(&client, &pool).await,
+        ["alertmanager", "argocd", "grafana", "prometheus"]
+    );
+    assert_eq!(usernames(&client, &pool).await, ["alice", "bob"]);
+    assert_eq!(
+        group_members(&client, &pool, DEFAULT_ADMIN_GROUP)
+            .await
+            .unwrap(),
+        ["alice"]
+    );
+    let described = client
+        .describe_user_pool_client()
+        .user_pool_id(&pool)
+        .client_id(&grafana.client_id)
+        .send()
+        .await
+        .unwrap()
+        .user_pool_client
+        .unwrap();
+    assert_eq!(
+        described.callback_urls(),
+        ["https://grafana.apps.prod.example.com/login/generic_oauth"]
+    );
+    assert_eq!(
+        described.logout_urls(),
+        ["https://grafana.apps.prod.example.com"]
+    );
+    assert_eq!(
+        described.allowed_o_auth_scopes(),
+        ["openid", "email", "profile"]
+    );
+    assert_eq!(described.allowed_o_auth_flows()[0].as_str(), "code");
+
+    // A second run finds everything and creates nothing.
+    let again = apply(cognito(&ep)).await.expect("re-run");
+    assert_eq!(again.user_pool_id, pool);
+    assert_eq!(
+        again.client("grafana").unwrap().client_id,
+        grafana.client_id
+    );
+    assert_eq!(
+        again.client("grafana").unwrap().client_secret.expose(),
+        secret
+    );
+    assert_eq!(pools(&client).await.len(), 1);
+    assert_eq!(client_names(&client, &pool).await.len(), 4);
+    assert_eq!(usernames(&client, &pool).await.len(), 2);
+    assert_eq!(
+        group_members(&client, &pool, DEFAULT_ADMIN_GROUP)
+            .await
+            .unwrap(),
+        ["alice"]
+    );
+
+    // Destroy deletes the domain and the pool it created; a second destroy is a no-op.
+    destroy(cognito(&ep)).await.expect("destroyed");
+    assert!(pools(&client).await.is_empty());
+    assert_eq!(domain_owner(&client, "prod-example-login").await, None);
+    destroy(cognito(&ep)).await.expect("destroyed again");
+}
+
+#[tokio::test]
+async fn adopted_pool_keeps_what_the_module_did_not_make() {
+    let Some(ep) = common::endpoint("adopted_pool_keeps_what_the_module_did_not_make") else {
+        return;
+    };
+    let _guard = common::LOCK.lock().await;
+    common::reset(&ep);
+    let client = Client::new(&common::sdk(&ep).await);
+
+    let pool = client
+        .create_user_pool()
+        .pool_name("shared")
+        .send()
+        .await
+        .unwrap()
+        .user_pool
+        .unwrap();
+    let pool = pool.id().unwrap().to_owned();
+    client
+        .create_user_pool_client()
+        .user_pool_id(&pool)
+        .client_name("legacy")
+        .send()
+        .await
+        .unwrap();
+    client
+        .admin_create_user()
+        .user_pool_id(&pool)
+        .username("carol")
+        .send()
+        .await
+        .unwrap();
+    client
+        .create_group()
+        .user_pool_id(&pool)
+        .group_name("ops")
+        .send()
+        .await
+        .unwrap();
+
+    let adopted = || {
+        cognito(&ep)
+            .existing_pool(pool.clone())
+            .admin_group("platform-admins")
+    };
+    let out = apply(adopted()).await.expect("adopted");
+    assert_eq!(out.user_pool_id, pool);
+    assert_eq!(
+        client_names(&client, &pool).await,
+        ["alertmanager", "argocd", "grafana", "legacy", "prometheus"]
+    );
+    assert_eq!(usernames(&client, &pool).await, ["alice", "bob", "carol"]);
+    assert_eq!(
+        group_members(&client, &pool, "platform-admins")
+            .await
+            .unwrap(),
+        ["alice"]
+    );
+    apply(adopted()).await.expect("re-run");
+    assert_eq!(client_names(&client, &pool).await.len(), 5);
+
+    destroy(adopted()).await.expect("destroyed");
+    assert_eq!(
+        pools(&client).await,
+        std::slice::from_ref(&pool),
+        "an adopted pool is never deleted"
+    );
+    assert_eq!(client_names(&client, &pool).await, ["legacy"]);
+    assert_eq!(domain_owner(&client, "prod-example-login").await, None);
+    assert!(
+        group_members(&client, &pool, "platform-admins")
+            .await
+            .is_none(),
+        "the module's group is deleted"
+    );
+    assert!(
+        group_members(&client, &pool, "ops").await.is_some(),
+        "other groups are kept"
+    );
+    assert_eq!(
+        usernames(&client, &pool).await,
+        ["alice", "bob", "carol"],
+        "users are kept in an adopted pool"
+    );
+}
+
+#[tokio::test]
+async fn a_same_named_pool_of_someone_else_is_left_alone() {
+    let Some(ep) = common::endpoint("a_same_named_pool_of_someone_else_is_left_alone") else {
+        return;
+    };
+    let _guard = common::LOCK.lock().await;
+    common::reset(&ep);
+    let client = Client::new(&common::sdk(&ep).await);
+
+    let theirs = client
+        .create_user_pool()
+        .pool_name("prod")
+        .send()
+        .await
+        .unwrap()
+        .user_pool
+        .unwrap();
+    let theirs = theirs.id().unwrap().to_owned();
+    let ours = apply(cognito(&ep)).await.expect("created");
+    assert_ne!(ours.user_pool_id, theirs);
+    assert_eq!(pools(&client).await.len(), 2);
+    destroy(cognito(&ep)).await.expect("destroyed");
+    assert_eq!(pools(&client).await, [theirs]);
+}
+
+#[tokio::test]
+async fn a_domain_of_another_pool_is_a_clear_error() {
+    let Some(ep) = common::endpoint("a_domain_of_another_pool_is_a_clear_error") else {
+        return;
+    };
+    let _guard = common::LOCK.lock().await;
+    common::reset(&ep);
+    let client = Client::new(&common::sdk(&ep).await);
+
+    let other = client
+        .create_user_pool()
+        .pool_name("other")
+        .send()
+        .await
+        .unwrap()
+        .user_pool
+        .unwrap();
+    client
+        .create_user_pool_domain()
+        .domain("prod-example-login")
+        .user_pool_id(other.id().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let err = apply(cognito(&ep)).await.unwrap_err().to_string();
+    assert!(
+        err.contains("Cognito domain `prod-example-login` is in use"),
+        "{err}"
+    );
+    assert!(err.contains("another user pool"), "{err}");
+}

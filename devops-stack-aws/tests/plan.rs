@@ -1,0 +1,117 @@
+//! Offline plans: every setting rendered, unknowns marked, secrets redacted, no AWS call.
+
+use devops_stack_aws::cognito::{Cognito, User};
+use devops_stack_aws::eks::{Eks, NodeGroup, Taint, TaintEffect};
+use devops_stack_core::interfaces::Hostnames;
+use devops_stack_core::{Resource, Stack};
+use serde_json::json;
+
+#[tokio::test]
+async fn plan_renders_cluster_node_groups_and_pool() {
+    let mut stack = Stack::new("prod");
+    stack.add(
+        Eks::new("eks", "prod", "example.com")
+            // No credentials and an unroutable endpoint: planning must not call AWS.
+            .endpoint_url("http://unreachable.invalid")
+            .region("eu-west-1")
+            .version("1.32")
+            .role_arn("arn:aws:iam::123456789012:role/eks")
+            .subnets(["subnet-a", "subnet-b"])
+            .security_groups(["sg-1"])
+            .public_access_cidrs(["203.0.113.0/24"])
+            .tag("team", "platform")
+            .node_group(
+                NodeGroup::new("default", "arn:aws:iam::123456789012:role/nodes")
+                    .instance_types(["m6i.large"])
+                    .scaling(2, 3, 4)
+                    .disk_size(80)
+                    .label("role", "apps")
+                    .taint(Taint::new("dedicated", "apps", TaintEffect::NoSchedule)),
+            ),
+    );
+    stack.add(
+        Cognito::new("cognito", Hostnames::new("prod", "example.com"))
+            .endpoint_url("http://unreachable.invalid")
+            .region("eu-west-1")
+            .user(User::new("alice", "alice@example.com").admin()),
+    );
+    let plan = stack.build().unwrap().plan().await.unwrap();
+
+    let eks = plan.module("eks").unwrap();
+    let Resource::Cloud {
+        kind,
+        name,
+        properties,
+        ..
+    } = &eks.resources[0]
+    else {
+        panic!()
+    };
+    assert_eq!((kind.as_str(), name.as_str()), ("eks:Cluster", "prod"));
+    assert_eq!(properties["version"], "1.32");
+    assert_eq!(properties["subnets"], json!(["subnet-a", "subnet-b"]));
+    assert_eq!(properties["security_groups"], json!(["sg-1"]));
+    assert_eq!(properties["public_access_cidrs"], json!(["203.0.113.0/24"]));
+    assert_eq!(properties["tags"], json!({"team": "platform"}));
+    let Resource::Cloud {
+        kind,
+        name,
+        properties,
+        ..
+    } = &eks.resources[1]
+    else {
+        panic!()
+    };
+    assert_eq!(
+        (kind.as_str(), name.as_str()),
+        ("eks:Nodegroup", "prod/default")
+    );
+    assert_eq!(
+        properties["scaling"],
+        json!({"min": 2, "desired": 3, "max": 4})
+    );
+    assert_eq!(properties["disk_size"], 80);
+    assert_eq!(properties["subnets"], json!(["subnet-a", "subnet-b"]));
+    assert_eq!(
+        properties["taints"],
+        json!([{"key": "dedicated", "value": "apps", "effect": "NO_SCHEDULE"}])
+    );
+    assert_eq!(eks.output["endpoint"], "(known after apply: eks.endpoint)");
+    assert_eq!(eks.output["arn"], "(known after apply: eks.arn)");
+    assert_eq!(
+        eks.output["certificate_authority_data"],
+        "(known after apply: eks.certificate_authority_data)"
+    );
+    assert_eq!(
+        eks.output["oidc_issuer_url"],
+        "(known after apply: eks.oidc_issuer_url)"
+    );
+    assert_eq!(eks.output["region"], "eu-west-1");
+
+    let cognito = plan.module("cognito").unwrap();
+    let kinds: Vec<String> = cognito.resources.iter().map(|r| r.title()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "aws cognito:UserPool prod",
+            "aws cognito:UserPoolDomain prod-example-com",
+            "aws cognito:UserPoolClient argocd",
+            "aws cognito:UserPoolClient grafana",
+            "aws cognito:UserPoolClient prometheus",
+            "aws cognito:UserPoolClient alertmanager",
+            "aws cognito:Group devops-stack-admins",
+            "aws cognito:User alice",
+        ]
+    );
+    let argocd = &cognito.output["clients"]["argocd"];
+    assert_eq!(
+        argocd["issuer_url"],
+        "https://cognito-idp.eu-west-1.amazonaws.com/(known after apply: cognito.user_pool_id)"
+    );
+    assert_eq!(
+        argocd["authorization_url"],
+        "https://prod-example-com.auth.eu-west-1.amazoncognito.com/oauth2/authorize"
+    );
+    assert_eq!(argocd["client_secret"], "<redacted>");
+    assert_eq!(argocd["groups_claim"], "cognito:groups");
+}

@@ -1,0 +1,92 @@
+//! Bad input is rejected by `Stack::build`, before any AWS call, naming the field.
+
+use devops_stack_aws::cognito::{Cognito, User};
+use devops_stack_aws::eks::{Eks, NodeGroup};
+use devops_stack_core::interfaces::Hostnames;
+use devops_stack_core::{Module, Stack};
+
+fn fields<M: Module>(module: M) -> Vec<String> {
+    let mut stack = Stack::new("test");
+    stack.add(module);
+    match stack.build() {
+        Ok(_) => Vec::new(),
+        Err(e) => e.config_errors().iter().map(|c| c.field.clone()).collect(),
+    }
+}
+
+#[test]
+fn eks_rejects_bad_input() {
+    let eks = Eks::new("eks", "-bad.name", "example.com")
+        .version("1.12")
+        .subnets(["subnet-only-one"])
+        .public_access_cidrs(["10.0.0.0/40", "not-a-cidr"])
+        .node_group(
+            NodeGroup::new("ng", "not-an-arn")
+                .instance_types(["m6i.huge", "zz9.large"])
+                .scaling(3, 2, 1)
+                .disk_size(0),
+        );
+    let f = fields(eks);
+    for field in [
+        "name",
+        "version",
+        "role_arn",
+        "subnets",
+        "public_access_cidrs[0]",
+        "public_access_cidrs[1]",
+        "node_groups.ng.node_role_arn",
+        "node_groups.ng.instance_types",
+        "node_groups.ng.scaling",
+        "node_groups.ng.disk_size",
+    ] {
+        assert!(
+            f.iter().any(|x| x == field),
+            "no error for `{field}` in {f:?}"
+        );
+    }
+    let good = Eks::new("eks", "prod", "example.com")
+        .role_arn("arn:aws:iam::1:role/r")
+        .subnets(["a", "b"])
+        .node_group(NodeGroup::new("ng", "arn:aws:iam::1:role/n"));
+    assert_eq!(fields(good), Vec::<String>::new());
+    assert_eq!(
+        fields(Eks::adopt("eks", "prod", "example.com")),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn cognito_rejects_bad_input() {
+    let cognito = Cognito::new("cognito", Hostnames::new("prod", "example.com"))
+        .domain_prefix("my-cognito-login")
+        .pool_name("bad/name")
+        .user(User::new("alice", "alice-at-example.com"))
+        .user(User::new("bob", "bob@localhost"));
+    let f = fields(cognito);
+    for field in [
+        "domain_prefix",
+        "pool_name",
+        "users.alice.email",
+        "users.bob.email",
+    ] {
+        assert!(
+            f.iter().any(|x| x == field),
+            "no error for `{field}` in {f:?}"
+        );
+    }
+    let adopted =
+        Cognito::new("cognito", Hostnames::new("prod", "example.com")).existing_pool("nope");
+    assert_eq!(fields(adopted), ["existing_pool"]);
+    let good = Cognito::new("cognito", Hostnames::new("prod", "example.com"))
+        .user(User::new("alice", "alice@example.com").admin());
+    assert_eq!(fields(good), Vec::<String>::new());
+}
+
+#[test]
+fn errors_explain_the_fix() {
+    let mut stack = Stack::new("test");
+    stack.add(Eks::new("eks", "prod", "example.com"));
+    let text = stack.build().unwrap_err().to_string();
+    assert!(text.contains("module `eks`, field `subnets`"), "{text}");
+    assert!(text.contains("fix:"), "{text}");
+}
