@@ -40,7 +40,9 @@ pub enum Error {
     },
 
     /// A module's step did not finish within its timeout.
-    #[error("module `{module}` did not {step} within {timeout:?}; raise it with `RunOptions::module_timeout`")]
+    #[error(
+        "module `{module}` did not {step} within {timeout:?}; raise it with `RunOptions::module_timeout`"
+    )]
     Timeout {
         /// The module's id.
         module: String,
@@ -58,7 +60,9 @@ pub enum Error {
     },
 
     /// A module read an input it did not declare in [`Module::needs`](crate::Module::needs).
-    #[error("module `{module}` read the output of `{dependency}` but did not declare it; add it in `Module::needs`")]
+    #[error(
+        "module `{module}` read the output of `{dependency}` but did not declare it; add it in `Module::needs`"
+    )]
     UndeclaredDependency {
         /// The reading module.
         module: String,
@@ -67,7 +71,9 @@ pub enum Error {
     },
 
     /// An input's value is not available (its module has not produced it, or it does not exist any more).
-    #[error("module `{module}` needs the output of `{dependency}`, which is not available: {reason}")]
+    #[error(
+        "module `{module}` needs the output of `{dependency}`, which is not available: {reason}"
+    )]
     OutputUnavailable {
         /// The reading module.
         module: String,
@@ -111,6 +117,126 @@ pub enum Error {
     /// A Kubernetes step failed for a reason other than an API error.
     #[error("{0}")]
     Kubernetes(String),
+
+    /// Server-side apply found fields of the object owned by another field manager.
+    #[error("server-side apply of {object} conflicts with field manager {}: {detail}; fix: stop the other manager from setting these fields, or set `KubeOptions::force_conflicts` to take them over", .managers.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", "))]
+    FieldConflict {
+        /// The object, as `apiVersion Kind namespace/name`.
+        object: String,
+        /// The other field managers named by the API server.
+        managers: Vec<String>,
+        /// The API server's message (which fields conflict).
+        detail: String,
+    },
+
+    /// Another run holds the stack's lock.
+    #[error(
+        "stack `{stack}` is locked by `{holder}` (Lease {lease}, renewed {renewed_secs_ago}s ago, expires in {expires_in_secs}s); fix: wait for that run to finish, or if it died, retry after the lease expires"
+    )]
+    LockHeld {
+        /// The stack.
+        stack: String,
+        /// The holder identity recorded in the Lease.
+        holder: String,
+        /// The Lease, as `namespace/name`.
+        lease: String,
+        /// Seconds since the holder last renewed the lease.
+        renewed_secs_ago: u64,
+        /// Seconds until the lease is stale and may be taken over.
+        expires_in_secs: u64,
+    },
+
+    /// This run's stack lock was taken over by another holder (it could not be renewed in time).
+    #[error(
+        "the lock of stack `{stack}` was lost to `{holder}`; fix: make sure the run can reach the API server, then run again"
+    )]
+    LockLost {
+        /// The stack.
+        stack: String,
+        /// Who holds it now (empty when the lease was deleted).
+        holder: String,
+    },
+
+    /// An object did not become ready in time.
+    #[error(
+        "{object} was not ready after {timeout:?}; last observed status: {last_status}; fix: check the object, raise `KubeOptions::wait_timeout`, or set `KubeOptions::wait` to false"
+    )]
+    NotReady {
+        /// The object, as `apiVersion Kind namespace/name`.
+        object: String,
+        /// The timeout that passed.
+        timeout: Duration,
+        /// The last status seen (or that the object was not found).
+        last_status: String,
+    },
+
+    /// An object was still present when the time to delete it ran out.
+    #[error(
+        "{object} was still present after {timeout:?}; last observed: {last_status}; fix: check what holds its finalizers (for an Argo CD Application, that Argo CD runs), or raise `KubeOptions::wait_timeout`"
+    )]
+    NotDeleted {
+        /// The object, as `apiVersion Kind namespace/name`.
+        object: String,
+        /// The timeout that passed.
+        timeout: Duration,
+        /// The last state seen.
+        last_status: String,
+    },
+
+    /// Namespaces were still terminating when the destroy's time ran out.
+    #[error("namespace{} {} still terminating after {timeout:?}: {}; fix: remove what blocks the finalizers, or raise `KubeOptions::wait_timeout`", if .namespaces.len() == 1 { "" } else { "s" }, .namespaces.iter().map(|(n, _)| format!("`{n}`")).collect::<Vec<_>>().join(", "), .namespaces.iter().map(|(n, why)| format!("{n}: {why}")).collect::<Vec<_>>().join("; "))]
+    NamespaceStuck {
+        /// Each stuck namespace with what keeps it (its finalizers and conditions).
+        namespaces: Vec<(String, String)>,
+        /// The timeout that passed.
+        timeout: Duration,
+    },
+
+    /// An object's kind is not served by the cluster.
+    #[error(
+        "{object}: the cluster serves no `{kind}` in `{api_version}`; fix: install its CustomResourceDefinition first (or put it in the same bundle), or correct `apiVersion`/`kind`"
+    )]
+    UnknownKind {
+        /// The object, as `apiVersion Kind namespace/name`.
+        object: String,
+        /// Its `apiVersion`.
+        api_version: String,
+        /// Its `kind`.
+        kind: String,
+    },
+
+    /// A program the step needs is not installed.
+    #[error("{program} is not installed or not on PATH (needed to {purpose}); fix: {fix}")]
+    ToolMissing {
+        /// The program (or programs) looked for.
+        program: String,
+        /// What it was needed for.
+        purpose: String,
+        /// How to install it.
+        fix: String,
+    },
+
+    /// An external command failed.
+    #[error("`{command}` failed ({status}): {stderr}")]
+    Command {
+        /// The command line.
+        command: String,
+        /// Its exit status.
+        status: String,
+        /// The end of its standard error.
+        stderr: String,
+    },
+
+    /// A kubeconfig could not be loaded.
+    #[error(
+        "kubeconfig `{path}` cannot be used: {reason}; fix: check the file and the context name (`kubectl config get-contexts --kubeconfig {path}`)"
+    )]
+    Kubeconfig {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 fn plural(n: usize, word: &str) -> String {
@@ -154,8 +280,16 @@ impl ConfigError {
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.module {
-            Some(m) => write!(f, "module `{m}`, field `{}`: {}; fix: {}", self.field, self.problem, self.fix),
-            None => write!(f, "field `{}`: {}; fix: {}", self.field, self.problem, self.fix),
+            Some(m) => write!(
+                f,
+                "module `{m}`, field `{}`: {}; fix: {}",
+                self.field, self.problem, self.fix
+            ),
+            None => write!(
+                f,
+                "field `{}`: {}; fix: {}",
+                self.field, self.problem, self.fix
+            ),
         }
     }
 }

@@ -1,0 +1,115 @@
+//! Maps `apiVersion`/`kind` to API resources through API discovery, one request per group
+//! version, cached for the run.
+
+use std::collections::HashMap;
+
+use kube::api::{Api, DynamicObject};
+use kube::core::GroupVersion;
+use kube::discovery::{self, ApiResource, Scope};
+
+use super::object::ObjectRef;
+use super::retry::{Retry, code};
+use crate::error::{Error, Result};
+
+/// A resolved kind: its API resource and whether it is namespaced.
+#[derive(Debug, Clone)]
+pub(crate) struct Resolved {
+    pub(crate) resource: ApiResource,
+    pub(crate) namespaced: bool,
+}
+
+/// Discovery results per group version. Missing group versions are not cached, so that a kind
+/// whose CRD was just established is found on the next lookup.
+pub(crate) struct Resolver {
+    client: kube::Client,
+    retry: Retry,
+    groups: HashMap<String, Vec<(ApiResource, bool)>>,
+}
+
+impl Resolver {
+    pub(crate) fn new(client: kube::Client, retry: Retry) -> Self {
+        Resolver {
+            client,
+            retry,
+            groups: HashMap::new(),
+        }
+    }
+
+    /// Forgets the group versions of `group`, after CRDs of that group changed.
+    pub(crate) fn forget_group(&mut self, group: &str) {
+        self.groups
+            .retain(|gv, _| gv.rsplit_once('/').map_or("", |(g, _)| g) != group);
+    }
+
+    /// The resource of `id`'s kind, or `None` when the cluster does not serve it.
+    pub(crate) async fn lookup(&mut self, id: &ObjectRef) -> Result<Option<Resolved>> {
+        if !self.groups.contains_key(&id.api_version) {
+            let gv: GroupVersion = id
+                .api_version
+                .parse()
+                .map_err(|e| Error::Kubernetes(format!("{id}: invalid apiVersion: {e}")))?;
+            let found = self
+                .retry
+                .run(false, "API discovery", || {
+                    discovery::pinned_group(&self.client, &gv)
+                })
+                .await;
+            match found {
+                Ok(g) => {
+                    let rs = g
+                        .versioned_resources(&gv.version)
+                        .into_iter()
+                        .map(|(ar, caps)| (ar, caps.scope == Scope::Namespaced))
+                        .collect();
+                    self.groups.insert(id.api_version.clone(), rs);
+                }
+                Err(e) if code(&e) == Some(404) => return Ok(None),
+                Err(e) => return Err(Error::kube(format!("discovering {}", id.api_version), e)),
+            }
+        }
+        Ok(self.groups[&id.api_version]
+            .iter()
+            .find(|(ar, _)| ar.kind == id.kind)
+            .map(|(ar, namespaced)| Resolved {
+                resource: ar.clone(),
+                namespaced: *namespaced,
+            }))
+    }
+
+    /// Like [`Resolver::lookup`], with an unserved kind as an error naming the object.
+    pub(crate) async fn resolve(&mut self, id: &ObjectRef) -> Result<Resolved> {
+        self.lookup(id).await?.ok_or_else(|| Error::UnknownKind {
+            object: id.to_string(),
+            api_version: id.api_version.clone(),
+            kind: id.kind.clone(),
+        })
+    }
+
+    /// The dynamic API of `id`, namespaced when its kind is (in the client's default namespace
+    /// when the object names none).
+    pub(crate) fn api(&self, r: &Resolved, id: &ObjectRef) -> Api<DynamicObject> {
+        if r.namespaced {
+            let ns = id
+                .namespace
+                .as_deref()
+                .unwrap_or(self.client.default_namespace());
+            Api::namespaced_with(self.client.clone(), ns, &r.resource)
+        } else {
+            Api::all_with(self.client.clone(), &r.resource)
+        }
+    }
+
+    /// `id` with its namespace made to match the kind's scope.
+    pub(crate) fn scoped(&self, r: &Resolved, id: &ObjectRef) -> ObjectRef {
+        let mut id = id.clone();
+        id.namespace = if r.namespaced {
+            Some(
+                id.namespace
+                    .unwrap_or_else(|| self.client.default_namespace().to_owned()),
+            )
+        } else {
+            None
+        };
+        id
+    }
+}
