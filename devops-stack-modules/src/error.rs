@@ -1,0 +1,72 @@
+//! The one error type of `devops-stack-modules`.
+
+/// The result type of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What can go wrong while a built-in module plans, applies or destroys its component.
+///
+/// Configuration mistakes are not here: they are reported by `Module::validate` before anything
+/// runs, as [`ConfigError`](devops_stack_core::ConfigError)s naming the field and the fix.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An error of the core (reading an input, the apply engine).
+    #[error(transparent)]
+    Core(#[from] devops_stack_core::Error),
+
+    /// A Kubernetes API call made by the module itself failed.
+    #[error("Kubernetes API error while {action}: {source}")]
+    Kube {
+        /// What was being done, naming the object.
+        action: String,
+        /// The client's error.
+        #[source]
+        source: Box<kube::Error>,
+    },
+
+    /// Install manifests could not be downloaded.
+    #[error("cannot fetch {url}: {reason}; check the network, or point the module at a mirror")]
+    Fetch {
+        /// The URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+
+    /// The `helm` CLI failed.
+    #[error("`helm {command}` failed: {reason}")]
+    Helm {
+        /// The sub-command and its main arguments.
+        command: String,
+        /// Its standard error, or why it could not run.
+        reason: String,
+    },
+
+    /// A call to the Argo CD API (through the Kubernetes service proxy) failed.
+    #[error("Argo CD API call {call} failed: {reason}")]
+    ArgoCdApi {
+        /// The call (`POST /api/v1/session`).
+        call: String,
+        /// Why.
+        reason: String,
+    },
+
+    /// A value the module reads from the cluster is missing or malformed.
+    #[error("{object}: {problem}")]
+    Missing {
+        /// The object, as `Kind namespace/name`.
+        object: String,
+        /// What is missing.
+        problem: String,
+    },
+}
+
+impl Error {
+    /// Wraps a Kubernetes client error with what was being done.
+    pub(crate) fn kube(action: impl Into<String>, source: kube::Error) -> Self {
+        Error::Kube {
+            action: action.into(),
+            source: Box::new(source),
+        }
+    }
+}

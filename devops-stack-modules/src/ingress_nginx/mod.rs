@@ -1,0 +1,127 @@
+//! ingress-nginx, the ingress controller, from the `ingress-nginx` chart of
+//! <https://kubernetes.github.io/ingress-nginx>.
+//!
+//! # Inputs
+//! - the cluster (`Input<ClusterRef>`) and Argo CD (`Input<ArgoCdTarget>`), in [`IngressNginx::new`];
+//! - optionally the ServiceMonitor CRDs ([`IngressNginx::service_monitors`]).
+//!
+//! # Outputs
+//! An [`IngressController`] (the same type as Traefik's, so swapping is a one-line change): class
+//! `nginx`, controller `k8s.io/ingress-nginx`, TLS ingresses annotated
+//! `nginx.ingress.kubernetes.io/ssl-redirect: "true"`. It implements `IngressProvider`.
+//!
+//! # Defaults
+//! Chart `ingress-nginx` [`CHART_VERSION`], namespace `ingress-nginx`, release `ingress-nginx`,
+//! ingress class `nginx` marked as the cluster default, 2 replicas, 100m CPU / 128Mi memory
+//! requested and 256Mi limit, a `LoadBalancer` service ([`IngressNginx::service_type`]), metrics on;
+//! sync with prune and self-heal.
+//! Declares `Capability::IngressClass`.
+
+use devops_stack_core::interfaces::{ArgoCdTarget, ClusterRef};
+use devops_stack_core::{Context, Input};
+use serde_json::json;
+
+use crate::common::{
+    ChartSource, Common, Component, Env, Rendered, Secrets, Sizing, ValueKind, common_setters,
+    component_module, sizing_setters,
+};
+use crate::error::Result;
+use crate::ingress_controller::{ControllerSettings, IngressController, controller_setters};
+
+/// The pinned chart version.
+pub const CHART_VERSION: &str = "4.13.0";
+/// The chart's Helm repository.
+pub const CHART_REPOSITORY: &str = "https://kubernetes.github.io/ingress-nginx";
+
+/// Deploys ingress-nginx as the stack's ingress controller.
+#[derive(Debug, Clone)]
+pub struct IngressNginx {
+    common: Common,
+    controller: ControllerSettings,
+    sizing: Sizing,
+}
+
+impl IngressNginx {
+    /// ingress-nginx on `cluster`, deployed by `argocd`, with the id `ingress-nginx`.
+    pub fn new(
+        cluster: impl Into<Input<ClusterRef>>,
+        argocd: impl Into<Input<ArgoCdTarget>>,
+    ) -> Self {
+        IngressNginx {
+            common: Common::new(
+                "ingress-nginx",
+                cluster.into(),
+                argocd.into(),
+                ChartSource::new(CHART_REPOSITORY, "ingress-nginx", CHART_VERSION),
+                "ingress-nginx",
+            ),
+            controller: ControllerSettings::new("nginx"),
+            sizing: Sizing::new(2, crate::Resources::small(128)),
+        }
+    }
+}
+
+common_setters!(IngressNginx);
+sizing_setters!(IngressNginx);
+controller_setters!(IngressNginx);
+component_module!(IngressNginx, IngressController);
+
+impl Component for IngressNginx {
+    type Output = IngressController;
+    const KIND: &'static str = "ingress-nginx";
+
+    fn common(&self) -> &Common {
+        &self.common
+    }
+
+    fn typed_values(&self) -> &'static [(&'static str, ValueKind)] {
+        &[
+            ("/controller/replicaCount", ValueKind::Integer),
+            ("/controller/resources", ValueKind::Object),
+            ("/controller/ingressClassResource/default", ValueKind::Bool),
+            ("/controller/ingressClassResource/name", ValueKind::String),
+            ("/controller/service/type", ValueKind::String),
+        ]
+    }
+
+    fn validate_more(&self, v: &mut devops_stack_core::Validation) {
+        self.controller.validate(v);
+        self.sizing.validate(v);
+    }
+
+    fn render(
+        &self,
+        _ctx: &Context,
+        env: &Env,
+        _secrets: &Secrets,
+    ) -> Result<Rendered<IngressController>> {
+        let c = &self.controller;
+        let defaults = json!({
+            "controller": {
+                "replicaCount": self.sizing.replicas,
+                "resources": self.sizing.resources.to_value(),
+                "ingressClass": c.class_name,
+                "ingressClassResource": {
+                    "enabled": true,
+                    "name": c.class_name,
+                    "default": c.default_class,
+                    "controllerValue": "k8s.io/ingress-nginx",
+                },
+                "watchIngressWithoutClass": c.default_class,
+                "service": {"type": c.service_type},
+                "metrics": {"enabled": true},
+            },
+        });
+        let values = self.common.values(env, defaults, |crds| {
+            json!({"controller": {"metrics": {"serviceMonitor": {"enabled": true, "additionalLabels": crds.labels}}}})
+        });
+        Ok(Rendered {
+            output: c.output(
+                &self.common.namespace,
+                "k8s.io/ingress-nginx",
+                &[("nginx.ingress.kubernetes.io/ssl-redirect", "true")],
+            ),
+            objects: self.common.chart_objects(env, values),
+        })
+    }
+}

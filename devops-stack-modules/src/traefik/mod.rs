@@ -1,0 +1,131 @@
+//! Traefik, the ingress controller, from the `traefik` chart of <https://traefik.github.io/charts>.
+//!
+//! # Inputs
+//! - the cluster (`Input<ClusterRef>`) and Argo CD (`Input<ArgoCdTarget>`), in [`Traefik::new`];
+//! - optionally the ServiceMonitor CRDs ([`Traefik::service_monitors`]), which enables Traefik's
+//!   ServiceMonitor from the first run.
+//!
+//! # Outputs
+//! An [`IngressController`]: its namespace and the [`Ingress`](devops_stack_core::interfaces::Ingress)
+//! every other module's ingresses use (class `traefik`, TLS ingresses annotated
+//! `traefik.ingress.kubernetes.io/router.tls: "true"`). It implements `IngressProvider`.
+//!
+//! # Defaults
+//! Chart `traefik` [`CHART_VERSION`], namespace `traefik`, release `traefik`, ingress class
+//! `traefik` marked as the cluster default, 2 replicas, 100m CPU / 128Mi memory requested and
+//! 256Mi limit, a `LoadBalancer` service ([`Traefik::service_type`]), the Kubernetes Ingress provider publishing the
+//! service's address; sync with prune and self-heal. The module declares
+//! `Capability::IngressClass`, so the stack refuses two controllers claiming the same class
+//! or both claiming the default.
+
+use devops_stack_core::interfaces::{ArgoCdTarget, ClusterRef};
+use devops_stack_core::{Context, Input};
+use serde_json::json;
+
+use crate::common::{
+    ChartSource, Common, Component, Env, Rendered, Secrets, Sizing, ValueKind, common_setters,
+    component_module, sizing_setters,
+};
+use crate::error::Result;
+use crate::ingress_controller::{ControllerSettings, IngressController, controller_setters};
+
+/// The pinned chart version.
+pub const CHART_VERSION: &str = "37.1.1";
+/// The chart's Helm repository.
+pub const CHART_REPOSITORY: &str = "https://traefik.github.io/charts";
+
+/// Deploys Traefik as the stack's ingress controller.
+///
+/// ```
+/// # use devops_stack_core::{Input, interfaces::{ArgoCdTarget, ClusterRef}};
+/// # fn f(cluster: Input<ClusterRef>, argocd: Input<ArgoCdTarget>) {
+/// use devops_stack_modules::Traefik;
+/// let traefik = Traefik::new(cluster, argocd).replicas(3).values(serde_json::json!({"logs": {"general": {"level": "DEBUG"}}}));
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Traefik {
+    common: Common,
+    controller: ControllerSettings,
+    sizing: Sizing,
+}
+
+impl Traefik {
+    /// Traefik on `cluster`, deployed by `argocd`, with the id `traefik`.
+    pub fn new(
+        cluster: impl Into<Input<ClusterRef>>,
+        argocd: impl Into<Input<ArgoCdTarget>>,
+    ) -> Self {
+        Traefik {
+            common: Common::new(
+                "traefik",
+                cluster.into(),
+                argocd.into(),
+                ChartSource::new(CHART_REPOSITORY, "traefik", CHART_VERSION),
+                "traefik",
+            ),
+            controller: ControllerSettings::new("traefik"),
+            sizing: Sizing::new(2, crate::Resources::small(128)),
+        }
+    }
+}
+
+common_setters!(Traefik);
+sizing_setters!(Traefik);
+controller_setters!(Traefik);
+component_module!(Traefik, IngressController);
+
+impl Component for Traefik {
+    type Output = IngressController;
+    const KIND: &'static str = "traefik";
+
+    fn common(&self) -> &Common {
+        &self.common
+    }
+
+    fn typed_values(&self) -> &'static [(&'static str, ValueKind)] {
+        &[
+            ("/deployment/replicas", ValueKind::Integer),
+            ("/resources", ValueKind::Object),
+            ("/ingressClass/isDefaultClass", ValueKind::Bool),
+            ("/ingressClass/name", ValueKind::String),
+            ("/service/type", ValueKind::String),
+        ]
+    }
+
+    fn validate_more(&self, v: &mut devops_stack_core::Validation) {
+        self.controller.validate(v);
+        self.sizing.validate(v);
+    }
+
+    fn render(
+        &self,
+        _ctx: &Context,
+        env: &Env,
+        _secrets: &Secrets,
+    ) -> Result<Rendered<IngressController>> {
+        let c = &self.controller;
+        let defaults = json!({
+            "deployment": {"replicas": self.sizing.replicas},
+            "resources": self.sizing.resources.to_value(),
+            "ingressClass": {"enabled": true, "isDefaultClass": c.default_class, "name": c.class_name},
+            "providers": {
+                "kubernetesIngress": {"enabled": true, "publishedService": {"enabled": true}},
+                "kubernetesCRD": {"enabled": true},
+            },
+            "service": {"type": c.service_type},
+            "metrics": {"prometheus": {"entryPoint": "metrics"}},
+        });
+        let values = self.common.values(env, defaults, |crds| {
+            json!({"metrics": {"prometheus": {"serviceMonitor": {"enabled": true, "additionalLabels": crds.labels}}}})
+        });
+        Ok(Rendered {
+            output: c.output(
+                &self.common.namespace,
+                "traefik.io/ingress-controller",
+                &[("traefik.ingress.kubernetes.io/router.tls", "true")],
+            ),
+            objects: self.common.chart_objects(env, values),
+        })
+    }
+}

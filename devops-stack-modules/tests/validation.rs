@@ -1,0 +1,226 @@
+//! Bad configuration is refused when the stack is built, naming the module, the field and the fix.
+
+mod support;
+
+use devops_stack_core::interfaces::IssuerKind;
+use devops_stack_core::{ConfigError, Stack};
+use devops_stack_modules::*;
+use serde_json::json;
+use support::*;
+
+/// Builds a stack with a cluster and Argo CD, plus what `add` adds, and returns its errors.
+fn errors(
+    add: impl FnOnce(
+        &mut Stack,
+        &devops_stack_core::Handle<TestCluster>,
+        &devops_stack_core::Handle<ArgoCdOutput>,
+    ),
+) -> Vec<ConfigError> {
+    let mut stack = Stack::new("bad");
+    let cluster = stack.add(ClusterModule::new("prod", "example.com"));
+    let argocd = stack.add(ArgoCd::new(&cluster));
+    add(&mut stack, &cluster, &argocd);
+    match stack.build() {
+        Ok(_) => Vec::new(),
+        Err(e) => e.config_errors().to_vec(),
+    }
+}
+
+/// The single error, asserting its module, field and a part of its problem.
+fn assert_one(errors: &[ConfigError], module: &str, field: &str, problem: &str) {
+    let found: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    assert!(
+        errors.iter().any(|e| e.module.as_deref() == Some(module)
+            && e.field == field
+            && e.problem.contains(problem)
+            && !e.fix.is_empty()),
+        "no error for {module}.{field} containing {problem:?} in {found:#?}"
+    );
+    assert_eq!(errors.len(), 1, "{found:#?}");
+}
+
+#[test]
+fn letsencrypt_email_must_be_valid() {
+    let e = errors(|s, c, a| {
+        let traefik = s.add(Traefik::new(c, a));
+        s.add(
+            CertManager::new(c, a)
+                .letsencrypt("ops.example.com")
+                .http01_ingress(&traefik),
+        );
+    });
+    assert_one(&e, "cert-manager", "letsencrypt_email", "no `@`");
+}
+
+#[test]
+fn acme_issuers_need_an_ingress_controller() {
+    let e = errors(|s, c, a| {
+        s.add(CertManager::new(c, a).letsencrypt("ops@example.com"));
+    });
+    assert_one(&e, "cert-manager", "requires", "an ingress controller");
+}
+
+#[test]
+fn chart_version_must_be_semver() {
+    let e = errors(|s, c, a| {
+        s.add(Traefik::new(c, a).chart_version("latest"));
+    });
+    assert_one(
+        &e,
+        "traefik",
+        "chart_version",
+        "`latest` is not a semantic version",
+    );
+    // cert-manager's leading `v` is fine
+    assert!(
+        errors(|s, c, a| {
+            s.add(CertManager::new(c, a).chart_version("v1.17.0"));
+        })
+        .is_empty()
+    );
+}
+
+#[test]
+fn replicas_override_must_be_an_integer() {
+    let e = errors(|s, c, a| {
+        s.add(Traefik::new(c, a).values(json!({"deployment": {"replicas": "two"}})));
+    });
+    assert_one(
+        &e,
+        "traefik",
+        "values.deployment.replicas",
+        "is a string (`\"two\"`), but the chart expects an integer",
+    );
+}
+
+#[test]
+fn resources_override_must_be_an_object() {
+    let e = errors(|s, c, a| {
+        s.add(IngressNginx::new(c, a).values(json!({"controller": {"resources": "large"}})));
+    });
+    assert_one(
+        &e,
+        "ingress-nginx",
+        "values.controller.resources",
+        "the chart expects an object",
+    );
+    // null deletes, and is fine
+    assert!(
+        errors(|s, c, a| {
+            s.add(IngressNginx::new(c, a).values(json!({"controller": {"resources": null}})));
+        })
+        .is_empty()
+    );
+}
+
+#[test]
+fn overrides_must_be_objects() {
+    let e = errors(|s, c, a| {
+        s.add(MetricsServer::new(c, a).values(json!(["replicas", 3])));
+    });
+    assert_one(&e, "metrics-server", "values", "an array, not an object");
+}
+
+#[test]
+fn hostnames_must_be_dns_names() {
+    let e = errors(|s, c, a| {
+        let traefik = s.add(Traefik::new(c, a));
+        s.add(Keycloak::new(c, a, &traefik).hostname("Login_Page.example.com"));
+    });
+    assert_one(&e, "keycloak", "hostname", "`L`");
+    let e = errors(|s, c, a| {
+        let traefik = s.add(Traefik::new(c, a));
+        s.add(KubePrometheusStack::new(c, a, &traefik).hostname("grafana", "grafana..example.com"));
+    });
+    assert_one(
+        &e,
+        "kube-prometheus-stack",
+        "hostnames.grafana",
+        "empty label",
+    );
+}
+
+#[test]
+fn namespaces_must_be_dns_labels() {
+    let e = errors(|s, c, a| {
+        s.add(Loki::new(c, a).namespace("Logs_NS"));
+    });
+    assert_one(&e, "loki", "namespace", "`L`");
+}
+
+#[test]
+fn user_emails_must_be_valid() {
+    let e = errors(|s, c, a| {
+        let traefik = s.add(Traefik::new(c, a));
+        s.add(Keycloak::new(c, a, &traefik).user("jane", "jane@localhost"));
+    });
+    assert_one(&e, "keycloak", "users.jane.email", "without a dot");
+}
+
+#[test]
+fn storage_sizes_must_be_quantities() {
+    let e = errors(|s, c, a| {
+        let traefik = s.add(Traefik::new(c, a));
+        s.add(
+            KubePrometheusStack::new(c, a, &traefik).prometheus_storage(Persistence::new("lots")),
+        );
+    });
+    assert_one(
+        &e,
+        "kube-prometheus-stack",
+        "prometheus_storage.size",
+        "not a storage quantity",
+    );
+}
+
+#[test]
+fn service_types_are_checked() {
+    let e = errors(|s, c, a| {
+        s.add(Traefik::new(c, a).service_type("Loadbalancer"));
+    });
+    assert_one(
+        &e,
+        "traefik",
+        "service_type",
+        "`Loadbalancer` is not a Service type",
+    );
+}
+
+#[test]
+fn only_one_default_ingress_class() {
+    let e = errors(|s, c, a| {
+        s.add(Traefik::new(c, a));
+        s.add(IngressNginx::new(c, a));
+    });
+    assert_one(
+        &e,
+        "ingress-nginx",
+        "default_class",
+        "2 ingress controllers claim the default",
+    );
+    assert!(
+        errors(|s, c, a| {
+            s.add(Traefik::new(c, a));
+            s.add(IngressNginx::new(c, a).default_class(false));
+        })
+        .is_empty()
+    );
+}
+
+#[test]
+fn missing_issuer_is_reported_when_read() {
+    // the self-signed CA only: asking for Let's Encrypt fails at plan time, naming the kind
+    let mut stack = Stack::new("t");
+    let cluster = stack.add(ClusterModule::new("prod", "example.com"));
+    let argocd = stack.add(ArgoCd::new(&cluster));
+    let traefik = stack.add(Traefik::new(&cluster, &argocd));
+    let certs = stack.add(CertManager::new(&cluster, &argocd));
+    stack.add(
+        Keycloak::new(&cluster, &argocd, &traefik)
+            .issuer(certs.issuer(IssuerKind::LetsEncryptProduction)),
+    );
+    let err = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(async { stack.build().unwrap().plan().await.unwrap_err() });
+    assert!(err.to_string().contains("LetsEncryptProduction"), "{err}");
+}
