@@ -67,6 +67,7 @@ impl Counting {
             }
             req
         });
+        devops_stack_core::k8s::install_tls_provider();
         let client = ClientBuilder::try_from(config)
             .unwrap()
             .with_layer(&count)

@@ -79,11 +79,7 @@ impl EksCluster {
             reason,
         };
         let tokens = self.token_source()?.clone();
-        // kube's TLS needs a process-wide rustls provider; the AWS SDK brings a second one into
-        // the build, so rustls cannot pick one itself. Installing fails only if one is set.
-        if rustls::crypto::CryptoProvider::get_default().is_none() {
-            let _ = rustls::crypto::ring::default_provider().install_default();
-        }
+        devops_stack_core::k8s::install_tls_provider();
         let uri: http::Uri = self
             .endpoint
             .parse()

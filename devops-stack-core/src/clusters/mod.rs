@@ -66,6 +66,7 @@ impl LocalCluster {
     /// As [`LocalCluster::config`], and when the client cannot be built (TLS settings).
     pub async fn connect(&self) -> Result<kube::Client> {
         let config = self.config().await?;
+        crate::k8s::install_tls_provider();
         kube::Client::try_from(config).map_err(|e| Error::Kubeconfig {
             path: self.kubeconfig.display().to_string(),
             reason: e.to_string(),

@@ -760,6 +760,19 @@ fn namespace_blockers(last: Option<&DynamicObject>) -> String {
     )
 }
 
+/// Installs `ring` as rustls's process-wide crypto provider unless one is installed already.
+///
+/// kube's TLS asks rustls for the process default; when another crate of the build (the AWS SDK)
+/// enables a second provider, rustls cannot choose one itself and building a client panics. Call
+/// this before building a `kube::Client` from a `kube::Config`; the clusters of this crate and of
+/// `devops-stack-aws` do.
+pub fn install_tls_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        // Fails only when another thread installed one in between, which is as good.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+}
+
 /// The ownership labels of `module` in `stack`.
 pub fn ownership_labels(stack: &str, module: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
