@@ -20,13 +20,13 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use devops_stack::aws::cognito::{Cognito, User};
-use devops_stack::aws::eks::{Eks, NodeGroup};
-use devops_stack::interfaces::{Hostnames, IssuerKind};
-use devops_stack::k8s::KubeOptions;
+use devops_stack::aws::eks::{Eks, EksCluster, NodeGroup};
+use devops_stack::interfaces::{Cluster, Hostnames, IssuerKind};
+use devops_stack::k8s::{KubeOptions, StackLock};
 use devops_stack::modules::{
     ArgoCd, ArgoCdFinal, CertManager, KubePrometheusStack, Loki, PrometheusOperatorCrds, Traefik,
 };
-use devops_stack::{BuiltStack, Error, RunOptions, Stack};
+use devops_stack::{BuiltStack, Error, Handle, RunOptions, Stack};
 
 /// The stack's settings, from the environment.
 struct Settings {
@@ -71,7 +71,7 @@ impl Settings {
 }
 
 /// The whole platform. Every edge comes from a handle passed to a constructor or setter.
-fn platform(s: &Settings) -> Result<BuiltStack, Error> {
+fn platform(s: &Settings) -> Result<(BuiltStack, Handle<EksCluster>), Error> {
     let hosts = Hostnames::new(&s.name, &s.base_domain);
     let mut stack = Stack::new(&s.name);
 
@@ -117,7 +117,7 @@ fn platform(s: &Settings) -> Result<BuiltStack, Error> {
             .issuer(tls)
             .monitoring(&monitoring),
     );
-    stack.build()
+    Ok((stack.build()?, eks))
 }
 
 #[tokio::main]
@@ -125,8 +125,8 @@ async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let command = args.first().map(String::as_str).unwrap_or("plan");
     let settings = Settings::from_env();
-    let stack = match platform(&settings) {
-        Ok(stack) => stack,
+    let (stack, eks) = match platform(&settings) {
+        Ok(built) => built,
         Err(e) => {
             eprintln!("{e}");
             return ExitCode::FAILURE;
@@ -138,7 +138,7 @@ async fn main() -> ExitCode {
             print!("{}", stack.to_dot());
             Ok(())
         }
-        "apply" | "destroy" => run(&stack, command).await,
+        "apply" | "destroy" => run(&stack, command, &eks).await,
         other => {
             eprintln!("unknown command `{other}`; use plan [--json], graph, apply or destroy");
             return ExitCode::from(2);
@@ -168,7 +168,11 @@ async fn plan(stack: &BuiltStack, json: bool) -> Result<(), Error> {
 }
 
 /// Applies or destroys for real, printing each module's progress as it happens.
-async fn run(stack: &BuiltStack, command: &str) -> Result<(), Error> {
+///
+/// When the cluster exists already, the run holds the stack's lock (a Lease in the cluster) so
+/// that two runs cannot change the stack at once; a first apply, which creates the cluster, has
+/// nowhere to keep a lock yet.
+async fn run(stack: &BuiltStack, command: &str, eks: &Handle<EksCluster>) -> Result<(), Error> {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let printer = tokio::spawn(async move {
         while let Some(event) = rx.recv().await {
@@ -179,23 +183,54 @@ async fn run(stack: &BuiltStack, command: &str) -> Result<(), Error> {
     let on_ctrl_c = cancel.clone();
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("interrupted: stopping after the running steps are interrupted");
+            eprintln!("interrupted: stopping the running steps; run the command again to resume");
             on_ctrl_c.cancel();
         }
     });
-    let options = RunOptions::new()
-        .concurrency(8)
-        .timeout(Duration::from_secs(20 * 60))
-        .module_timeout("eks", Duration::from_secs(40 * 60))
-        .cancel_token(cancel)
-        .events(tx)
-        .extension(KubeOptions::default());
-    let result = if command == "apply" {
-        stack.apply(&options).await
-    } else {
-        stack.destroy(&options).await
+    let kube = KubeOptions::default();
+    let options = |lock: Option<StackLock>| {
+        let o = RunOptions::new()
+            .concurrency(8)
+            .timeout(Duration::from_secs(20 * 60))
+            .module_timeout("eks", Duration::from_secs(40 * 60))
+            .cancel_token(cancel.clone())
+            .events(tx.clone())
+            .extension(kube.clone());
+        match lock {
+            Some(lock) => o.extension(lock),
+            None => o,
+        }
     };
-    drop(options);
+
+    let existing = stack.read(&options(None)).await?.output(eks);
+    let lock = match existing {
+        Some(cluster) => {
+            let client = cluster
+                .client()
+                .await
+                .map_err(|e| Error::Kubernetes(e.to_string()))?;
+            let lock = StackLock::acquire(client, stack.name(), &kube).await?;
+            println!(
+                "holding the lock of stack `{}` as `{}`",
+                stack.name(),
+                lock.holder()
+            );
+            Some(lock)
+        }
+        None => None,
+    };
+    let result = if command == "apply" {
+        stack.apply(&options(lock.clone())).await
+    } else {
+        stack.destroy(&options(lock.clone())).await
+    };
+    if let Some(lock) = lock
+        && let Err(e) = lock.release().await
+    {
+        // After a destroy the cluster, and the lock with it, may be gone.
+        eprintln!("note: the stack lock was not released ({e}); it expires by itself");
+    }
+    drop(tx);
     let _ = printer.await;
     match result {
         Ok(report) => {
