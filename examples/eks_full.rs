@@ -8,6 +8,7 @@
 //! cargo run --example eks_full                  # offline plan and dependency graph; no AWS account needed
 //! cargo run --example eks_full -- plan --json   # the offline plan as JSON
 //! cargo run --example eks_full -- graph         # the dependency graph as Graphviz DOT only
+//! cargo run --example eks_full -- diff          # what an apply would change on the live cluster
 //! cargo run --example eks_full -- apply         # create or update everything, with progress per module
 //! cargo run --example eks_full -- destroy       # remove everything, in reverse dependency order
 //! ```
@@ -21,8 +22,8 @@ use std::time::Duration;
 
 use devops_stack::aws::cognito::{Cognito, User};
 use devops_stack::aws::eks::{Eks, EksCluster, NodeGroup};
-use devops_stack::interfaces::{Cluster, Hostnames, IssuerKind};
-use devops_stack::k8s::{KubeOptions, StackLock};
+use devops_stack::interfaces::{Cluster, ClusterProvider, Hostnames, IssuerKind};
+use devops_stack::k8s::{KubeOptions, StackLock, diff_stack};
 use devops_stack::modules::{
     ArgoCd, ArgoCdFinal, CertManager, KubePrometheusStack, Loki, PrometheusOperatorCrds, Traefik,
 };
@@ -138,9 +139,12 @@ async fn main() -> ExitCode {
             print!("{}", stack.to_dot());
             Ok(())
         }
+        "diff" => diff(&stack, &eks).await,
         "apply" | "destroy" => run(&stack, command, &eks).await,
         other => {
-            eprintln!("unknown command `{other}`; use plan [--json], graph, apply or destroy");
+            eprintln!(
+                "unknown command `{other}`; use plan [--json], graph, diff, apply or destroy"
+            );
             return ExitCode::from(2);
         }
     };
@@ -164,6 +168,23 @@ async fn plan(stack: &BuiltStack, json: bool) -> Result<(), Error> {
     println!("Execution order: {}\n", stack.order().join(" → "));
     println!("Dependency graph (Graphviz DOT; solid: data, dashed: phase ordering):\n");
     print!("{}", stack.to_dot());
+    Ok(())
+}
+
+/// Compares what an apply would make with what is live, field by field, changing nothing.
+async fn diff(stack: &BuiltStack, eks: &Handle<EksCluster>) -> Result<(), Error> {
+    let live = stack.read(&RunOptions::new()).await?;
+    let clusters = match live.output(eks) {
+        Some(cluster) => vec![cluster.cluster()],
+        None => {
+            println!(
+                "The EKS cluster does not exist yet: an apply creates everything in the plan.\n"
+            );
+            Vec::new()
+        }
+    };
+    let diff = diff_stack(stack, &live, &clusters, &KubeOptions::default()).await?;
+    print!("{}", diff.to_text());
     Ok(())
 }
 

@@ -820,10 +820,15 @@ impl Fake {
     }
 
     fn serve(&self, ex: Exchange) {
+        let dry = if ex.q("dryRun").is_some() {
+            " (dry run)"
+        } else {
+            ""
+        };
         self.log
             .lock()
             .unwrap()
-            .push(format!("{} {}", ex.method, ex.path));
+            .push(format!("{} {}{dry}", ex.method, ex.path));
         let mut objects = self.objects.lock().unwrap();
         match (ex.method.as_str(), ex.path.as_str()) {
             ("GET", "/api/v1") => ex.ok(core_resources()),
@@ -844,6 +849,12 @@ impl Fake {
                 Some(o) => ex.ok(o.clone()),
                 None => ex.not_found(),
             },
+            ("PATCH", _) if ex.q("dryRun").is_some() => {
+                // A dry run answers what the object would become, and stores nothing.
+                let mut body = ex.body.clone();
+                body["metadata"]["resourceVersion"] = json!("1");
+                ex.ok(body);
+            }
             ("PATCH", p) => {
                 let rejected = {
                     let mut reject = self.reject.lock().unwrap();
@@ -1087,4 +1098,181 @@ async fn a_scoped_lock_is_created_held_during_the_run_and_released() {
     let (srv, holder) = server.await.unwrap();
     assert_eq!(seen, holder);
     srv.done().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// A whole stack's diff against what is live
+
+/// A cluster served by the fake API server.
+#[derive(Clone)]
+struct FakeCluster(kube::Client, &'static str);
+
+impl std::fmt::Debug for FakeCluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FakeCluster({})", self.1)
+    }
+}
+
+impl devops_stack_core::interfaces::Cluster for FakeCluster {
+    fn name(&self) -> &str {
+        self.1
+    }
+    fn base_domain(&self) -> &str {
+        "example.com"
+    }
+    fn client(
+        &self,
+    ) -> futures::future::BoxFuture<'_, Result<kube::Client, devops_stack_core::BoxError>> {
+        Box::pin(async move { Ok(self.0.clone()) })
+    }
+}
+
+/// Renders the given objects for its cluster and applies them through a `Deployer`.
+struct Objects {
+    id: &'static str,
+    cluster: devops_stack_core::interfaces::ClusterRef,
+    objects: Vec<Value>,
+}
+
+impl devops_stack_core::Module for Objects {
+    type Output = ();
+    fn id(&self) -> &str {
+        self.id
+    }
+    fn kind(&self) -> &'static str {
+        "objects"
+    }
+    async fn plan(
+        &self,
+        _: &devops_stack_core::Context,
+    ) -> devops_stack_core::ModuleResult<devops_stack_core::Planned<()>> {
+        let name = self.cluster.name().to_owned();
+        Ok(devops_stack_core::Planned::new(()).with_resources(
+            self.objects
+                .iter()
+                .map(|o| devops_stack_core::Resource::kubernetes(&name, o)),
+        ))
+    }
+    async fn apply(&self, ctx: &devops_stack_core::Context) -> devops_stack_core::ModuleResult<()> {
+        Deployer::for_module(ctx, &self.cluster)
+            .await?
+            .apply(self.objects.clone())
+            .await?;
+        Ok(())
+    }
+    async fn destroy(
+        &self,
+        ctx: &devops_stack_core::Context,
+    ) -> devops_stack_core::ModuleResult<()> {
+        Ok(Deployer::for_module(ctx, &self.cluster)
+            .await?
+            .destroy()
+            .await?)
+    }
+}
+
+fn two_module_stack(client: &kube::Client, web_value: &str) -> devops_stack_core::BuiltStack {
+    use std::sync::Arc;
+    let here: devops_stack_core::interfaces::ClusterRef =
+        Arc::new(FakeCluster(client.clone(), "here"));
+    let elsewhere: devops_stack_core::interfaces::ClusterRef =
+        Arc::new(FakeCluster(client.clone(), "elsewhere"));
+    let mut s = devops_stack_core::Stack::new("s");
+    s.add(Objects {
+        id: "web",
+        cluster: here.clone(),
+        objects: objects(&["a", "b"], web_value),
+    });
+    s.add(Objects {
+        id: "db",
+        cluster: here,
+        objects: vec![config_map("demo", "db", json!({"v": "1"}))],
+    });
+    s.add(Objects {
+        id: "remote",
+        cluster: elsewhere,
+        objects: vec![config_map("demo", "r", json!({"v": "1"}))],
+    });
+    s.build().unwrap()
+}
+
+#[tokio::test]
+async fn a_stack_diff_shows_what_an_apply_would_change_and_writes_nothing() {
+    use devops_stack_core::RunOptions;
+    let (client, fake) = Fake::start();
+    let options = KubeOptions {
+        wait: false,
+        ..KubeOptions::default()
+    };
+    let here: devops_stack_core::interfaces::ClusterRef =
+        std::sync::Arc::new(FakeCluster(client.clone(), "here"));
+
+    // Apply web and db for real on "here" (the remote module's cluster is not reachable).
+    let first = two_module_stack(&client, "1");
+    for id in ["web", "db"] {
+        let d = Deployer::new(client.clone(), "s", id, options.clone());
+        let plan = first.plan().await.unwrap();
+        let objects = plan
+            .module(id)
+            .unwrap()
+            .resources
+            .iter()
+            .map(|r| r.as_kubernetes().unwrap().clone())
+            .collect();
+        d.apply(objects).await.unwrap();
+    }
+    fake.take_log();
+
+    // One value of one ConfigMap of web changes.
+    let next = two_module_stack(&client, "2");
+    let live = next.read(&RunOptions::new()).await.unwrap();
+    let diff = devops_stack_core::k8s::diff_stack(&next, &live, &[here], &options)
+        .await
+        .unwrap();
+
+    let web = diff.module("web").unwrap();
+    let changed: Vec<String> = web
+        .objects
+        .iter()
+        .filter(|o| o.action != DiffAction::Unchanged)
+        .map(|o| o.object.to_string())
+        .collect();
+    assert_eq!(changed, ["v1 ConfigMap demo/a", "v1 ConfigMap demo/b"]);
+    let a = web.object("ConfigMap", "a").unwrap();
+    assert_eq!(
+        a.changes
+            .iter()
+            .map(|c| c.path.as_str())
+            .collect::<Vec<_>>(),
+        ["data.v"]
+    );
+    assert!(diff.module("db").unwrap().is_empty());
+    assert_eq!(diff.not_compared.len(), 1);
+    assert_eq!(
+        (
+            diff.not_compared[0].module.as_str(),
+            diff.not_compared[0].objects
+        ),
+        ("remote", 1)
+    );
+    assert!(!diff.is_empty());
+    let text = diff.to_text();
+    assert!(text.contains("[web] on cluster `here`"), "{text}");
+    assert!(text.contains("data.v: \"1\" -> \"2\""), "{text}");
+    assert!(text.contains("unchanged: db"), "{text}");
+
+    let log = fake.take_log();
+    let writes = Fake::writes(&log);
+    assert!(
+        !writes.is_empty() && writes.iter().all(|w| w.ends_with("(dry run)")),
+        "{log:?}"
+    );
+    assert!(
+        fake.objects
+            .lock()
+            .unwrap()
+            .values()
+            .all(|o| o["data"]["v"] != "2"),
+        "a dry run stored something"
+    );
 }

@@ -45,6 +45,7 @@ mod discovery;
 mod lock;
 mod object;
 mod retry;
+mod stack_diff;
 mod state;
 mod wait;
 
@@ -60,6 +61,7 @@ pub use diff::{Diff, DiffAction, FieldChange, ObjectDiff};
 pub use lock::{LockBuilder, StackLock, lock_name};
 pub use object::{HASH_ANNOTATION, ObjectRef, content_hash};
 pub use retry::Retry;
+pub use stack_diff::{ModuleDiff, NotCompared, StackDiff, diff_stack};
 pub use state::{InventoryEntry, ModuleState, state_name};
 
 use crate::argocd::RESOURCES_FINALIZER;

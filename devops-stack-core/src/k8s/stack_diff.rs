@@ -1,0 +1,169 @@
+//! What applying a whole stack would change on its clusters, before applying it.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{Deployer, Diff, DiffAction, KubeOptions};
+use crate::error::{Error, Result};
+use crate::executor::Report;
+use crate::interfaces::ClusterRef;
+use crate::plan::Resource;
+use crate::stack::BuiltStack;
+
+/// One module's changes on one cluster.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModuleDiff {
+    /// The module.
+    pub module: String,
+    /// The cluster its objects go to.
+    pub cluster: String,
+    /// Object by object, field by field.
+    pub diff: Diff,
+}
+
+/// Objects that could not be compared, because their cluster was not given (it may not exist
+/// yet: then they would all be created).
+#[derive(Debug, Clone, Serialize)]
+pub struct NotCompared {
+    /// The module.
+    pub module: String,
+    /// The cluster.
+    pub cluster: String,
+    /// How many objects.
+    pub objects: usize,
+}
+
+/// What applying a stack would change: the Kubernetes side compared with what is live, and the
+/// cloud resources as planned (each cloud module compares those itself when it applies).
+#[derive(Debug, Clone, Serialize)]
+pub struct StackDiff {
+    /// The stack.
+    pub stack: String,
+    /// One entry per module and cluster compared, in execution order.
+    pub modules: Vec<ModuleDiff>,
+    /// Objects whose cluster was not given.
+    pub not_compared: Vec<NotCompared>,
+    /// Cloud resources the plan has, as `module: title`.
+    pub cloud: Vec<String>,
+}
+
+impl StackDiff {
+    /// Whether an apply would change nothing that could be compared.
+    pub fn is_empty(&self) -> bool {
+        self.modules.iter().all(|m| m.diff.is_empty()) && self.not_compared.is_empty()
+    }
+
+    /// The diff of `module`'s objects on `cluster`.
+    pub fn module(&self, module: &str) -> Option<&Diff> {
+        self.modules
+            .iter()
+            .find(|m| m.module == module)
+            .map(|m| &m.diff)
+    }
+
+    /// A readable text: each module with something to change, then what was not compared.
+    pub fn to_text(&self) -> String {
+        let mut out = format!("Changes to stack `{}`\n", self.stack);
+        let mut unchanged = Vec::new();
+        for m in &self.modules {
+            if m.diff.is_empty() {
+                unchanged.push(m.module.as_str());
+                continue;
+            }
+            let _ = writeln!(out, "\n[{}] on cluster `{}`", m.module, m.cluster);
+            for o in m
+                .diff
+                .objects
+                .iter()
+                .filter(|o| o.action != DiffAction::Unchanged)
+            {
+                for line in o.to_string().lines() {
+                    let _ = writeln!(out, "    {line}");
+                }
+            }
+        }
+        if !unchanged.is_empty() {
+            let _ = writeln!(out, "\nunchanged: {}", unchanged.join(", "));
+        }
+        for n in &self.not_compared {
+            let _ = writeln!(
+                out,
+                "not compared: {} objects of `{}` for cluster `{}`, which was not given (if it does not exist yet, they will all be created)",
+                n.objects, n.module, n.cluster
+            );
+        }
+        if !self.cloud.is_empty() {
+            let _ = writeln!(
+                out,
+                "\ncloud resources (compared by their modules when they apply):"
+            );
+            for c in &self.cloud {
+                let _ = writeln!(out, "    {c}");
+            }
+        }
+        out
+    }
+}
+
+/// Compares what applying `stack` would make with what is live: the stack is planned against
+/// the live outputs of `live` (a [`BuiltStack::read`] report), and each module's Kubernetes
+/// objects are compared, through server-side dry-run applies, on the cluster of that name among
+/// `clusters`. Nothing is changed.
+///
+/// # Errors
+/// A plan that fails, a cluster whose client cannot be made, and API errors of the dry runs.
+pub async fn diff_stack(
+    stack: &BuiltStack,
+    live: &Report,
+    clusters: &[ClusterRef],
+    options: &KubeOptions,
+) -> Result<StackDiff> {
+    let plan = stack.plan_live(live).await?;
+    let mut clients = BTreeMap::new();
+    for c in clusters {
+        let client = c.client().await.map_err(|e| {
+            Error::Kubernetes(format!("cannot connect to cluster `{}`: {e}", c.name()))
+        })?;
+        clients.insert(c.name().to_owned(), client);
+    }
+    let mut out = StackDiff {
+        stack: plan.stack.clone(),
+        modules: Vec::new(),
+        not_compared: Vec::new(),
+        cloud: Vec::new(),
+    };
+    for m in plan.modules {
+        let mut by_cluster: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+        for r in m.resources {
+            match r {
+                Resource::Kubernetes { cluster, object } => {
+                    by_cluster.entry(cluster).or_default().push(object)
+                }
+                cloud => out.cloud.push(format!("{}: {}", m.id, cloud.title())),
+            }
+        }
+        for (cluster, objects) in by_cluster {
+            match clients.get(&cluster) {
+                Some(client) => {
+                    let deployer =
+                        Deployer::new(client.clone(), stack.name(), &m.id, options.clone());
+                    let diff = deployer.diff(objects).await?;
+                    out.modules.push(ModuleDiff {
+                        module: m.id.clone(),
+                        cluster,
+                        diff,
+                    });
+                }
+                None => out.not_compared.push(NotCompared {
+                    module: m.id.clone(),
+                    cluster,
+                    objects: objects.len(),
+                }),
+            }
+        }
+    }
+    Ok(out)
+}
