@@ -16,7 +16,8 @@ if [ ! -x "$venv/bin/moto_server" ]; then
   "$venv/bin/pip" install --quiet --disable-pip-version-check 'moto[server]>=5,<6'
 fi
 
-port="${MOTO_PORT:-5055}"
+# A free port on loopback unless MOTO_PORT names one.
+port="${MOTO_PORT:-$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}"
 mkdir -p target
 "$venv/bin/moto_server" -H 127.0.0.1 -p "$port" > target/moto.log 2>&1 &
 moto_pid=$!
