@@ -1,6 +1,6 @@
 //! Clusters that are not cloud resources: an existing cluster from a kubeconfig
 //! ([`Kubeconfig`]), and a local kind cluster ([`Kind`]). Both output a [`LocalCluster`], which
-//! implements [`Cluster`](crate::interfaces::Cluster).
+//! implements [`crate::interfaces::Cluster`].
 //!
 //! ```
 //! use devops_stack_core::Stack;

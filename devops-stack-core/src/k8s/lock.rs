@@ -1,22 +1,4 @@
-//! The per-stack lock: a `coordination.k8s.io/v1` Lease in the state namespace.
-//!
-//! # How the lock spans a run
-//!
-//! A run of a stack has many modules, several in parallel, each with its own [`Deployer`]. A
-//! lock taken by each deployer would make the modules of one run exclude each other, and one
-//! released between two modules would let another run slip in. So the lock belongs to the
-//! *caller*: take a [`StackLock`] before [`BuiltStack::apply`](crate::BuiltStack::apply) or
-//! `destroy`, hand it to the run with [`RunOptions::extension`](crate::RunOptions::extension),
-//! and [`release`](StackLock::release) it after. While held, a background task renews the Lease
-//! every third of its duration; the deployers of the run check before writing that it was not
-//! lost. A deployer whose run holds no `StackLock` takes none, but still refuses to write while
-//! another holder's lease is live, so an unlocked run never interleaves with a locked one.
-//!
-//! A holder that died stops renewing; once `renewTime + leaseDurationSeconds` has passed, the
-//! next [`StackLock::acquire`] takes the Lease over (with a `resourceVersion` precondition, so
-//! that two takers cannot both win).
-//!
-//! [`Deployer`]: super::Deployer
+//! The per-stack lock: a `coordination.k8s.io/v1` Lease in the state namespace; see [`StackLock`].
 
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -282,8 +264,25 @@ struct Inner {
     lost: Mutex<Option<String>>,
 }
 
-/// A held lock on a stack: one run at a time may apply or destroy it. See the [module
-/// documentation](self) for how it spans a run.
+/// A held lock on a stack: one run at a time may apply or destroy it.
+///
+/// # How the lock spans a run
+///
+/// A run of a stack has many modules, several in parallel, each with its own [`Deployer`]. A
+/// lock taken by each deployer would make the modules of one run exclude each other, and one
+/// released between two modules would let another run slip in. So the lock belongs to the
+/// *caller*: take a [`StackLock`] before [`BuiltStack::apply`](crate::BuiltStack::apply) or
+/// `destroy`, hand it to the run with [`RunOptions::extension`](crate::RunOptions::extension),
+/// and [`release`](StackLock::release) it after. While held, a background task renews the Lease
+/// every third of its duration; the deployers of the run check before writing that it was not
+/// lost. A deployer whose run holds no `StackLock` takes none, but still refuses to write while
+/// another holder's lease is live, so an unlocked run never interleaves with a locked one.
+///
+/// A holder that died stops renewing; once `renewTime + leaseDurationSeconds` has passed, the
+/// next [`StackLock::acquire`] takes the Lease over (with a `resourceVersion` precondition, so
+/// that two takers cannot both win).
+///
+/// [`Deployer`]: super::Deployer
 ///
 /// ```no_run
 /// use devops_stack_core::k8s::{KubeOptions, StackLock};
