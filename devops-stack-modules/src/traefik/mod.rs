@@ -3,7 +3,7 @@
 //! # Inputs
 //! - the cluster (`Input<ClusterRef>`) and Argo CD (`Input<ArgoCdTarget>`), in [`Traefik::new`];
 //! - optionally the ServiceMonitor CRDs ([`Traefik::service_monitors`]), which enables Traefik's
-//!   ServiceMonitor from the first run.
+//!   ServiceMonitor from the first run, with the chart's dedicated metrics Service it scrapes.
 //!
 //! # Outputs
 //! An [`IngressController`]: its namespace and the [`Ingress`](devops_stack_core::interfaces::Ingress)
@@ -117,7 +117,12 @@ impl Component for Traefik {
             "metrics": {"prometheus": {"entryPoint": "metrics"}},
         });
         let values = self.common.values(env, defaults, |crds| {
-            json!({"metrics": {"prometheus": {"serviceMonitor": {"enabled": true, "additionalLabels": crds.labels}}}})
+            // the chart's ServiceMonitor scrapes the port `metrics`, which only the dedicated
+            // metrics Service exposes (`ports.metrics.expose.default` is false)
+            json!({"metrics": {"prometheus": {
+                "service": {"enabled": true},
+                "serviceMonitor": {"enabled": true, "additionalLabels": crds.labels},
+            }}})
         });
         Ok(Rendered {
             output: c.output(
