@@ -1,6 +1,6 @@
 //! The `Stack` builder and the validated `BuiltStack` it produces.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -502,14 +502,5 @@ impl BuiltStack {
             modules,
         }
         .to_dot()
-    }
-
-    /// Module kinds by id, for summaries.
-    pub fn kinds(&self) -> BTreeMap<&str, &'static str> {
-        self.names
-            .iter()
-            .zip(&self.modules)
-            .map(|(n, m)| (&**n, m.kind()))
-            .collect()
     }
 }
