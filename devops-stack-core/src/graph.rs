@@ -29,7 +29,7 @@ pub(crate) struct Graph {
     pub(crate) succs: Vec<Vec<usize>>,
     /// The data dependencies of each node, sorted (what its context may read).
     pub(crate) declared: Vec<Arc<[usize]>>,
-    /// Every edge `(from, to, kind)`, deduplicated, for plans and DOT.
+    /// Every edge `(from, to, kind)`, deduplicated and sorted by `to`, for plans and DOT.
     pub(crate) edges: Vec<(usize, usize, EdgeKind)>,
     /// A deterministic topological order: stack order wherever the edges allow it.
     pub(crate) topo: Vec<usize>,
@@ -117,6 +117,13 @@ impl Graph {
             edges,
             topo,
         })
+    }
+
+    /// The edges into node `i`: a contiguous run, since `edges` is sorted by target.
+    pub(crate) fn edges_into(&self, i: usize) -> &[(usize, usize, EdgeKind)] {
+        let start = self.edges.partition_point(|&(_, b, _)| b < i);
+        let end = self.edges.partition_point(|&(_, b, _)| b <= i);
+        &self.edges[start..end]
     }
 
     /// The longest path through the graph, each node weighing `weight(i)`: its nodes in order and

@@ -436,12 +436,10 @@ impl BuiltStack {
     fn edges_into(&self, i: usize) -> (Vec<String>, Vec<String>) {
         let mut needs = Vec::new();
         let mut after = Vec::new();
-        for &(a, b, kind) in &self.graph.edges {
-            if b == i {
-                match kind {
-                    EdgeKind::Data => needs.push(self.names[a].to_string()),
-                    EdgeKind::Order | EdgeKind::Phase => after.push(self.names[a].to_string()),
-                }
+        for &(a, _, kind) in self.graph.edges_into(i) {
+            match kind {
+                EdgeKind::Data => needs.push(self.names[a].to_string()),
+                EdgeKind::Order | EdgeKind::Phase => after.push(self.names[a].to_string()),
             }
         }
         (needs, after)
