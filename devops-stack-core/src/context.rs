@@ -146,6 +146,14 @@ impl Context {
         }
     }
 
+    /// The ids of the modules this module declared it reads, in stack order.
+    pub fn dependencies(&self) -> Vec<String> {
+        self.declared
+            .iter()
+            .filter_map(|&i| self.names.get(i).map(|n| n.to_string()))
+            .collect()
+    }
+
     /// The run's cancellation token; long waits should end when it fires.
     pub fn cancellation(&self) -> &CancellationToken {
         &self.cancel

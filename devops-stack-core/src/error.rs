@@ -172,7 +172,7 @@ pub enum Error {
 
     /// An object was still present when the time to delete it ran out.
     #[error(
-        "{object} was still present after {timeout:?}; last observed: {last_status}; fix: check what holds its finalizers (for an Argo CD Application, that Argo CD runs), or raise `KubeOptions::wait_timeout`"
+        "{object} was still present after {timeout:?}; last observed: {last_status}; fix: check what holds its finalizers (for an Argo CD Application, that Argo CD runs: it removes `resources-finalizer.argocd.argoproj.io` once it has deleted what the Application deployed); if Argo CD is gone or broken, set `KubeOptions::stuck_applications(StuckApplications::OrphanAfter(..))` to remove that finalizer and delete the Application without cascading (what it deployed is then left in place, and reported); or raise `KubeOptions::wait_timeout`"
     )]
     NotDeleted {
         /// The object, as `apiVersion Kind namespace/name`.
@@ -190,6 +190,30 @@ pub enum Error {
         namespaces: Vec<(String, String)>,
         /// The timeout that passed.
         timeout: Duration,
+    },
+
+    /// Objects a module renders already exist and are not this module's: taking them over needs
+    /// an explicit adoption. Nothing was written.
+    #[error("module `{module}` renders {} that already exist{} and belong{} to someone else; nothing was written:\n{}\nfix: give {} another name or namespace, or adopt {} explicitly with `KubeOptions::adopt(Adopt::object(\"{module}\", ..))` (or `Adopt::module(\"{module}\")` for all of its objects)", plural(.objects.len(), "object"), if .objects.len() == 1 { "s" } else { "" }, if .objects.len() == 1 { "s" } else { "" }, .objects.iter().map(|c| format!("  - {c}")).collect::<Vec<_>>().join("\n"), if .objects.len() == 1 { "it" } else { "them" }, if .objects.len() == 1 { "it" } else { "them" })]
+    NotOwned {
+        /// The module whose apply was refused.
+        module: String,
+        /// Each object, with who owns it now.
+        objects: Vec<crate::k8s::OwnershipConflict>,
+    },
+
+    /// The cluster's API server cannot be reached: the connection was refused, the name did not
+    /// resolve, or TLS failed. Not retried.
+    #[error(
+        "cannot reach the API server of cluster `{cluster}` at {server}: {cause}; fix: check the kubeconfig's context and server address (`kubectl config view --minify`), that the API server is running, and its certificate authority"
+    )]
+    Unreachable {
+        /// The cluster's name.
+        cluster: String,
+        /// The server URL (or `an unknown address` when the client does not say).
+        server: String,
+        /// What failed, in plain words.
+        cause: String,
     },
 
     /// An object's kind is not served by the cluster.

@@ -174,14 +174,14 @@ impl std::fmt::Display for Event {
 ///     .module_timeout("eks", Duration::from_secs(1800))
 ///     .events(tx);
 /// ```
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct RunOptions {
     concurrency: Option<usize>,
     timeout: Option<Duration>,
     timeouts: HashMap<String, Duration>,
-    cancel: CancellationToken,
-    events: EventSink,
-    extensions: Arc<Extensions>,
+    pub(crate) cancel: CancellationToken,
+    pub(crate) events: EventSink,
+    pub(crate) extensions: Arc<Extensions>,
 }
 
 impl std::fmt::Debug for RunOptions {
@@ -310,6 +310,9 @@ pub struct Report {
     /// The sum of the measured durations along the critical path: the shortest wall time any
     /// schedule could reach. `wall_time - critical_path_time` is the executor's own overhead.
     pub critical_path_time: Duration,
+    /// Modules the stack's state recorded that the stack no longer has, destroyed by this run
+    /// (see [`RemovedModules`](crate::k8s::RemovedModules)).
+    pub removed: Vec<String>,
     #[serde(skip)]
     pub(crate) outputs: Outputs,
 }
@@ -322,6 +325,7 @@ impl std::fmt::Debug for Report {
             .field("wall_time", &self.wall_time)
             .field("modules", &self.modules)
             .field("critical_path", &self.critical_path)
+            .field("removed", &self.removed)
             .finish()
     }
 }
@@ -389,6 +393,13 @@ impl Report {
                 .map(|d| format!("{d:.2?}"))
                 .unwrap_or_else(|| "-".into());
             let _ = writeln!(out, "  {:<28} {:>10}  {status}", m.id, d);
+        }
+        if !self.removed.is_empty() {
+            let _ = writeln!(
+                out,
+                "  removed from the stack, destroyed: {}",
+                self.removed.join(", ")
+            );
         }
         let _ = writeln!(
             out,
@@ -648,6 +659,7 @@ pub(crate) async fn run(
         modules,
         critical_path: path.iter().map(|&i| stack.names[i].to_string()).collect(),
         critical_path_time: Duration::from_secs_f64(total),
+        removed: Vec::new(),
         outputs,
     }
 }

@@ -8,9 +8,10 @@ use tokio::time::Instant;
 
 use crate::context::{Context, new_outputs};
 use crate::error::{ConfigError, Error, Result};
-use crate::executor::{self, ModuleReport, Report, RunOptions, Status};
+use crate::executor::{self, Event, ModuleReport, Report, RunOptions, Status};
 use crate::graph::{EdgeKind, Graph};
 use crate::handle::{AsDependencies, Dependency, Handle, StackId};
+use crate::k8s;
 use crate::module::{ErasedModule, Module, Phase, Step};
 use crate::plan::{ModulePlan, Plan};
 use crate::validate::{Capability, Interface, Validation, dns_label};
@@ -402,6 +403,7 @@ impl BuiltStack {
                 modules: reports.into_iter().flatten().collect(),
                 critical_path: Vec::new(),
                 critical_path_time: Duration::ZERO,
+                removed: Vec::new(),
                 outputs,
             };
             return Err(Error::RunFailed {
@@ -450,11 +452,83 @@ impl BuiltStack {
     /// # Errors
     /// [`Error::RunFailed`] when any module failed, timed out, was cancelled or skipped; the
     /// report inside says which, with timings.
+    ///
+    /// Then, on every cluster the run's modules deployed to, the modules the stack's state
+    /// records and the stack no longer has are destroyed, dependents first (unless
+    /// [`RemovedModules::Orphan`](crate::k8s::RemovedModules)); the report lists them in
+    /// [`Report::removed`].
     pub async fn apply(&self, options: &RunOptions) -> Result<Report> {
+        let tracker = k8s::RunTracker::default();
+        let options = options.clone().extension(tracker.clone());
         let outputs = new_outputs(self.modules.len());
-        executor::run(self, Step::Apply, options, outputs, &[])
-            .await
-            .into_result()
+        let report = executor::run(self, Step::Apply, &options, outputs, &[]).await;
+        if !report.is_success() {
+            return report.into_result();
+        }
+        let end = self.end_of_run(&options, &tracker, false).await;
+        self.finish(report, end, &tracker)
+    }
+
+    /// The engine's end-of-run work: destroy the modules the state records and the stack no
+    /// longer has (always in a destroy; in an apply unless the policy orphans them), and, in a
+    /// destroy, wait for the deletions still finishing.
+    async fn end_of_run(
+        &self,
+        options: &RunOptions,
+        tracker: &k8s::RunTracker,
+        destroy: bool,
+    ) -> Result<()> {
+        let mut kube = options
+            .extensions
+            .get::<k8s::KubeOptions>()
+            .cloned()
+            .unwrap_or_default();
+        if destroy {
+            kube.removed_modules = k8s::RemovedModules::Destroy;
+        }
+        let keep: Vec<&str> = self.names.iter().map(|n| &**n).collect();
+        let start = Instant::now();
+        let events = options.events.clone();
+        let progress = move |module: &str, message: String| {
+            tracing::info!(module, "{message}");
+            events.send(Event::Progress {
+                module: module.to_owned(),
+                step: Step::Destroy,
+                elapsed: start.elapsed(),
+                message,
+            });
+        };
+        let run = k8s::RunInfo {
+            stack: &self.name,
+            keep: &keep,
+            options: &kube,
+            lock: options.extensions.get::<k8s::StackLock>(),
+            cancel: &options.cancel,
+            progress: &progress,
+        };
+        tracker.destroy_removed_everywhere(&run).await?;
+        if destroy {
+            tracker.settle(None, &kube, &options.cancel).await?;
+        }
+        Ok(())
+    }
+
+    /// The report of a run whose modules all succeeded, with the engine's end-of-run work.
+    fn finish(
+        &self,
+        mut report: Report,
+        end: Result<()>,
+        tracker: &k8s::RunTracker,
+    ) -> Result<Report> {
+        report.removed = tracker.removed();
+        match end {
+            Ok(()) => Ok(report),
+            Err(e) => Err(Error::RunFailed {
+                step: report.step,
+                failed: vec![e.to_string()],
+                report: Box::new(report),
+            }),
+        }
     }
 
     /// Destroys every module in reverse dependency order: first each module's live output is
@@ -464,16 +538,27 @@ impl BuiltStack {
     ///
     /// # Errors
     /// [`Error::RunFailed`] for the read pass or the destroy pass.
+    ///
+    /// In-cluster modules delete their namespaces and CRDs without waiting for them to finish
+    /// terminating; the run waits for them at its end (cluster modules wait for those of their
+    /// cluster before deleting it, see [`k8s::settle`]). The modules the stack's state records
+    /// and the stack no longer has are destroyed too, before anything else on their cluster;
+    /// the report lists them in [`Report::removed`].
     pub async fn destroy(&self, options: &RunOptions) -> Result<Report> {
-        let read = self.read(options).await?;
+        let tracker = k8s::RunTracker::default();
+        let options = options.clone().extension(tracker.clone());
+        let read = self.read(&options).await?;
         let absent: Vec<bool> = read
             .modules
             .iter()
             .map(|m| m.status == Status::Absent)
             .collect();
-        executor::run(self, Step::Destroy, options, read.outputs, &absent)
-            .await
-            .into_result()
+        let report = executor::run(self, Step::Destroy, &options, read.outputs, &absent).await;
+        if !report.is_success() {
+            return report.into_result();
+        }
+        let end = self.end_of_run(&options, &tracker, true).await;
+        self.finish(report, end, &tracker)
     }
 
     /// The dependency graph as Graphviz DOT (solid: data, dashed: ordering and phases).

@@ -1164,10 +1164,11 @@ impl devops_stack_core::Module for Objects {
         &self,
         ctx: &devops_stack_core::Context,
     ) -> devops_stack_core::ModuleResult<()> {
-        Ok(Deployer::for_module(ctx, &self.cluster)
+        Deployer::for_module(ctx, &self.cluster)
             .await?
             .destroy()
-            .await?)
+            .await?;
+        Ok(())
     }
 }
 

@@ -119,7 +119,10 @@ impl Module for Kubeconfig {
         Ok(Some(self.cluster.clone()))
     }
 
-    async fn destroy(&self, _ctx: &Context) -> ModuleResult<()> {
+    /// Deletes nothing of the cluster (it was not created by the stack); waits until the
+    /// namespaces and CRDs the stack's modules deleted from it are gone.
+    async fn destroy(&self, ctx: &Context) -> ModuleResult<()> {
+        crate::k8s::settle(ctx, &self.cluster.name).await?;
         Ok(())
     }
 }

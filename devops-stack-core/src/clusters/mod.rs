@@ -79,6 +79,29 @@ impl Cluster for LocalCluster {
         &self.name
     }
 
+    fn server(&self) -> Option<String> {
+        let file = KubeconfigFile::read_from(&self.kubeconfig).ok()?;
+        let context = self
+            .context
+            .clone()
+            .or_else(|| file.current_context.clone())?;
+        let cluster = file
+            .contexts
+            .iter()
+            .find(|c| c.name == context)?
+            .context
+            .as_ref()?
+            .cluster
+            .clone();
+        file.clusters
+            .iter()
+            .find(|c| c.name == cluster)?
+            .cluster
+            .as_ref()?
+            .server
+            .clone()
+    }
+
     fn base_domain(&self) -> &str {
         &self.base_domain
     }

@@ -85,6 +85,11 @@ pub trait Cluster: Send + Sync + fmt::Debug + 'static {
         IN_CLUSTER
     }
 
+    /// The URL of the cluster's API server, for errors that must name it (`None` when unknown).
+    fn server(&self) -> Option<String> {
+        None
+    }
+
     /// A client for the cluster's API. Never called while planning offline.
     fn client(&self) -> BoxFuture<'_, Result<kube::Client, BoxError>>;
 }

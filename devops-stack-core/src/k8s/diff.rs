@@ -19,8 +19,17 @@ pub enum DiffAction {
     Update,
     /// Nothing.
     Unchanged,
-    /// Delete it (the module no longer renders it).
+    /// Delete it (the module no longer renders it, or the stack no longer has the module).
     Delete,
+    /// Take it over: it exists and is not the module's, and an [`Adopt`](super::Adopt) rule
+    /// covers it; the listed fields change.
+    Adopt,
+    /// Leave it as it is: a namespace that exists and is not the module's ("exists, not managed
+    /// by this stack").
+    NotManaged,
+    /// It exists and is someone else's: the apply will fail, before writing anything, unless it
+    /// is adopted.
+    Conflict,
 }
 
 /// One changed field. `before`/`after` are `None` when the field is absent; values under a
@@ -34,6 +43,10 @@ pub struct FieldChange {
     pub before: Option<Value>,
     /// The value after an apply.
     pub after: Option<Value>,
+    /// The field managers other than the engine's that own the field now: who changed it, when
+    /// the engine applied it before (drift an apply puts back).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changed_by: Vec<String>,
 }
 
 /// The difference for one object.
@@ -45,6 +58,10 @@ pub struct ObjectDiff {
     pub action: DiffAction,
     /// The changed fields (for a creation, every field of the rendered object).
     pub changes: Vec<FieldChange>,
+    /// Why, when it is not plain: who owns an object in conflict or to adopt, a field conflict
+    /// the apply would hit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// What an apply would change, object by object. [`Diff::to_text`] renders it for people.
@@ -113,6 +130,7 @@ impl ObjectDiff {
             object,
             action,
             changes,
+            note: None,
         })
     }
 }
@@ -179,6 +197,7 @@ fn compare(
             path: path.clone(),
             before: b.cloned(),
             after: a.cloned(),
+            changed_by: Vec::new(),
         }),
         _ => {}
     }
@@ -206,24 +225,42 @@ fn show(v: Option<&Value>) -> String {
 impl fmt::Display for ObjectDiff {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let sign = match self.action {
-            DiffAction::Create => '+',
-            DiffAction::Update => '~',
-            DiffAction::Unchanged => '=',
-            DiffAction::Delete => '-',
+            DiffAction::Create => "+",
+            DiffAction::Update => "~",
+            DiffAction::Unchanged | DiffAction::NotManaged => "=",
+            DiffAction::Delete => "-",
+            DiffAction::Adopt => "~ (adopt)",
+            DiffAction::Conflict => "! (conflict)",
         };
-        writeln!(f, "{sign} {}", self.object)?;
+        write!(f, "{sign} {}", self.object)?;
+        match (&self.note, self.action) {
+            (Some(note), _) => writeln!(f, " ({note})")?,
+            (None, DiffAction::NotManaged) => writeln!(f, " (exists, not managed by this stack)")?,
+            (None, _) => writeln!(f)?,
+        }
         for c in &self.changes {
             match (&c.before, &c.after) {
                 (None, Some(a)) if self.action == DiffAction::Create => {
                     writeln!(f, "    {}: {a}", c.path)?
                 }
-                (b, a) => writeln!(
+                (b, a) => write!(
                     f,
                     "    {}: {} -> {}",
                     c.path,
                     show(b.as_ref()),
                     show(a.as_ref())
                 )?,
+            }
+            if c.changed_by.is_empty() {
+                if !(c.before.is_none() && self.action == DiffAction::Create) {
+                    writeln!(f)?;
+                }
+            } else {
+                writeln!(
+                    f,
+                    " (changed by {}; the apply puts it back)",
+                    c.changed_by.join(", ")
+                )?;
             }
         }
         Ok(())
@@ -235,7 +272,7 @@ impl Diff {
     pub fn is_empty(&self) -> bool {
         self.objects
             .iter()
-            .all(|o| o.action == DiffAction::Unchanged)
+            .all(|o| matches!(o.action, DiffAction::Unchanged | DiffAction::NotManaged))
     }
 
     /// The entry of the object named `name` of `kind`.
@@ -249,24 +286,36 @@ impl Diff {
     /// `-` delete) with one line per field, then a summary line.
     pub fn to_text(&self) -> String {
         let mut s = String::new();
-        let mut counts = [0usize; 4];
+        let mut counts = [0usize; 7];
         for o in &self.objects {
             let i = match o.action {
                 DiffAction::Create => 0,
                 DiffAction::Update => 1,
                 DiffAction::Delete => 2,
                 DiffAction::Unchanged => 3,
+                DiffAction::Adopt => 4,
+                DiffAction::NotManaged => 5,
+                DiffAction::Conflict => 6,
             };
             counts[i] += 1;
             if o.action != DiffAction::Unchanged {
                 let _ = write!(s, "{o}");
             }
         }
-        let _ = writeln!(
+        let _ = write!(
             s,
             "{} to create, {} to update, {} to delete, {} unchanged",
             counts[0], counts[1], counts[2], counts[3]
         );
+        for (n, what) in counts[4..]
+            .iter()
+            .zip(["to adopt", "not managed", "in conflict"])
+        {
+            if *n > 0 {
+                let _ = write!(s, ", {n} {what}");
+            }
+        }
+        s.push('\n');
         s
     }
 }

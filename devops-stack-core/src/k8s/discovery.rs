@@ -88,15 +88,7 @@ impl Resolver {
     /// The dynamic API of `id`, namespaced when its kind is (in the client's default namespace
     /// when the object names none).
     pub(crate) fn api(&self, r: &Resolved, id: &ObjectRef) -> Api<DynamicObject> {
-        if r.namespaced {
-            let ns = id
-                .namespace
-                .as_deref()
-                .unwrap_or(self.client.default_namespace());
-            Api::namespaced_with(self.client.clone(), ns, &r.resource)
-        } else {
-            Api::all_with(self.client.clone(), &r.resource)
-        }
+        api_for(&self.client, r, id)
     }
 
     /// `id` with its namespace made to match the kind's scope.
@@ -111,5 +103,19 @@ impl Resolver {
             None
         };
         id
+    }
+}
+
+/// The dynamic API of `id` with `client`, namespaced when its kind is (in the client's default
+/// namespace when the object names none).
+pub(crate) fn api_for(client: &kube::Client, r: &Resolved, id: &ObjectRef) -> Api<DynamicObject> {
+    if r.namespaced {
+        let ns = id
+            .namespace
+            .as_deref()
+            .unwrap_or(client.default_namespace());
+        Api::namespaced_with(client.clone(), ns, &r.resource)
+    } else {
+        Api::all_with(client.clone(), &r.resource)
     }
 }

@@ -1,32 +1,52 @@
-//! The Kubernetes engine: server-side apply with ownership labels and inventories, prune, waits,
-//! diffs and destroy. Modules that deploy to a cluster render objects and hand them to a
-//! [`Deployer`].
+//! The Kubernetes engine: server-side apply with ownership, drift repair, prune, waits, diffs
+//! and destroy. Modules that deploy to a cluster render objects and hand them to a [`Deployer`].
 //!
 //! # What an apply does
 //!
-//! 1. Every object gets the [ownership labels](ownership_labels) and the hash of its rendered
-//!    content in the [`HASH_ANNOTATION`].
-//! 2. Objects are ordered: CustomResourceDefinitions first (then waited for until `Established`,
-//!    and discovery is run again for their groups), then Namespaces, then the rest in the order
-//!    given. API discovery maps each `apiVersion`/`kind` to its resource and scope.
-//! 3. Each object is read; one whose live hash annotation equals its rendered hash is left alone,
-//!    so an apply with unchanged inputs makes **no write request**, and an apply that died
-//!    half-way resumes where it stopped. Others are written by server-side apply with
-//!    [`KubeOptions::field_manager`]; a field-manager conflict is an [`Error::FieldConflict`]
-//!    unless [`KubeOptions::force_conflicts`].
-//! 4. The module's inventory is kept in the stack's state ConfigMap (see [`ModuleState`]):
+//! 1. Every object gets the [ownership labels](ownership_labels) of its stack and module, and the
+//!    hash of its rendered content in the [`HASH_ANNOTATION`].
+//! 2. **Survey, before any write.** API discovery maps each `apiVersion`/`kind` to its resource
+//!    (a kind whose CRD is in the same bundle is known to be absent). What is live is read with
+//!    one LIST per kind and namespace (a GET where there is a single object, and for CRDs),
+//!    [`KubeOptions::max_in_flight`] requests at a time, together with the objects the module's
+//!    inventory recorded last time.
+//! 3. **Ownership.** An object that exists and does not carry this stack's and this module's
+//!    labels is not taken over: the apply fails with [`Error::NotOwned`] naming each such object
+//!    and its owner, **before anything is written**, unless an [`Adopt`] rule in
+//!    [`KubeOptions::adopt`] covers it. A Namespace that exists and is not the module's is used as
+//!    it is: not labelled, not recorded, never deleted.
+//! 4. **Convergence.** An object of the module is left alone (no request at all) only when its
+//!    rendered content is what the module applied last time *and* the module's field manager
+//!    still owns exactly the fields it owned after that apply (the fingerprint of its
+//!    `managedFields` entry, kept in the inventory). A hand edit of a managed field moves that
+//!    field to the editor's manager, so it is seen, and the object is re-applied with `force`,
+//!    which takes back exactly the fields of the module's applied configuration: all of them were
+//!    the module's after its last apply of the same content. Fields other managers own (Argo CD's
+//!    `status`, controllers' defaults, other tools' labels) are never part of that entry. A
+//!    changed object is applied without `force`: a field another manager owns is an
+//!    [`Error::FieldConflict`] unless [`KubeOptions::force_conflicts`].
+//! 5. Writes go CRDs first (then waited for until `Established`, after which their kinds are
+//!    discovered again), then Namespaces, then the rest, each group in parallel with at most
+//!    [`KubeOptions::max_in_flight`] requests in flight.
+//! 6. The module's inventory is kept in the stack's state ConfigMap (see [`ModuleState`]):
 //!    before the first write it is widened with the new objects (so that a crash leaves nothing
-//!    untracked), and at the end it is set to what was applied, with each object's hash. Objects
-//!    of the previous inventory that are no longer rendered are deleted (pruned).
-//! 5. Deployments (`Available`) and Argo CD Applications (`Synced` and `Healthy`) are waited for
+//!    untracked), and at the end it is set to what was applied, with each object's hash and field
+//!    fingerprint. Objects of the previous inventory that are no longer rendered are deleted
+//!    (pruned) if they still carry the module's labels; one relabelled since is left alone and
+//!    named in [`ApplyReport::left_alone`]. An unchanged re-apply writes nothing at all.
+//! 7. Deployments (`Available`) and Argo CD Applications (`Synced` and `Healthy`) are waited for
 //!    through watches, up to [`KubeOptions::wait_timeout`], unless [`KubeOptions::wait`] is false.
 //!
-//! Transient faults are retried (see [`Retry`]); a run's [`StackLock`] keeps two runs of a stack
-//! from writing at once.
+//! Deletions (prune, destroy) re-check ownership on what was just read and delete with a UID
+//! and resourceVersion precondition, so an object changed in between is read again and checked
+//! again. Applications get Argo CD's resources finalizer, so that Argo CD deletes what they
+//! deployed, and are waited for (Argo CD must outlive them); namespaces and CRDs finish
+//! terminating in the background while the stack's destroy goes on, and the run waits for them
+//! at its end (or before its cluster is deleted, see [`settle`]).
 //!
-//! Because unchanged objects are recognised by their hash annotation, a field changed in the
-//! cluster by hand is not reverted by a re-apply with the same inputs; [`Deployer::diff`] shows
-//! such drift, and any change of the rendered object re-applies it whole.
+//! A refused connection, a name that does not resolve or a TLS failure is not retried: it fails
+//! at once with [`Error::Unreachable`]. 429, 5xx and connection resets are retried (see
+//! [`Retry`]); a run's [`StackLock`] keeps two runs of a stack from writing at once.
 //!
 //! ```no_run
 //! use devops_stack_core::k8s::{Deployer, KubeOptions, parse_bundle};
@@ -42,17 +62,23 @@
 
 mod diff;
 mod discovery;
+mod fields;
+mod live;
 mod lock;
 mod object;
+mod ownership;
+mod remove;
 mod retry;
+mod run;
 mod stack_diff;
 mod state;
 mod wait;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
-use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
+use futures::{StreamExt, TryStreamExt, stream};
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use serde_json::Value;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -60,16 +86,21 @@ use tokio_util::sync::CancellationToken;
 pub use diff::{Diff, DiffAction, FieldChange, ObjectDiff};
 pub use lock::{LockBuilder, StackLock, lock_name};
 pub use object::{HASH_ANNOTATION, ObjectRef, content_hash};
+pub use ownership::{Adopt, OwnershipConflict};
+pub use remove::DestroyReport;
 pub use retry::Retry;
+pub use run::settle;
+pub(crate) use run::{RunInfo, RunTracker};
 pub use stack_diff::{ModuleDiff, NotCompared, StackDiff, diff_stack};
 pub use state::{InventoryEntry, ModuleState, state_name};
 
-use crate::argocd::RESOURCES_FINALIZER;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::interfaces::ClusterRef;
 use discovery::{Resolved, Resolver};
+use live::LiveObjects;
 use object::{Class, Desired, live_hash};
+use ownership::Owner;
 use retry::code;
 use state::StateStore;
 use wait::{Readiness, Waited};
@@ -79,12 +110,52 @@ pub const STACK_LABEL: &str = "devops-stack.io/stack";
 /// The label naming the module that owns an object.
 pub const MODULE_LABEL: &str = "devops-stack.io/module";
 
+/// What to do with an Argo CD Application that is not gone when the time to wait for it runs
+/// out: Argo CD deletes an Application that has its resources finalizer only after deleting
+/// what it deployed, so when Argo CD is gone or broken, the Application stays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum StuckApplications {
+    /// Fail after [`KubeOptions::wait_timeout`], naming the Application and its finalizer (the
+    /// default: nothing is left behind without the user knowing).
+    #[default]
+    Fail,
+    /// After this long, say what the Application deployed (from its status), remove Argo CD's
+    /// resources finalizer and delete the Application without cascading: what it deployed stays
+    /// in place (a namespace the module owns still goes with the namespace). The orphaned
+    /// Applications are listed in the [`DestroyReport`].
+    OrphanAfter(Duration),
+}
+
+/// What an apply does with modules the stack's state records but the stack no longer has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum RemovedModules {
+    /// Destroy their objects after every remaining module has applied, and drop their state
+    /// entries (the default, as Terraform plans the removal of a module taken out of the code).
+    #[default]
+    Destroy,
+    /// Leave their objects and state entries in place (orphan them on purpose).
+    Orphan,
+}
+
 /// Engine settings for a run, passed with [`RunOptions::extension`](crate::RunOptions::extension).
+///
+/// ```
+/// use std::time::Duration;
+/// use devops_stack_core::k8s::{Adopt, KubeOptions, StuckApplications};
+/// let options = KubeOptions::default()
+///     .max_in_flight(16)
+///     .adopt(Adopt::module("legacy"))
+///     .stuck_applications(StuckApplications::OrphanAfter(Duration::from_secs(60)));
+/// assert_eq!(options.max_in_flight, 16);
+/// ```
 #[derive(Debug, Clone)]
 pub struct KubeOptions {
     /// The server-side apply field manager (default `devops-stack`).
     pub field_manager: String,
     /// Take over fields another manager owns instead of reporting the conflict (default false).
+    /// This is about fields of objects the module owns; taking over objects is [`Adopt`].
     pub force_conflicts: bool,
     /// How long to wait for objects to become ready (default 10 minutes). Also bounds a
     /// destroy's waits for deletions.
@@ -94,6 +165,14 @@ pub struct KubeOptions {
     pub wait: bool,
     /// The namespace of the stack's state and lock (default `devops-stack-system`).
     pub state_namespace: String,
+    /// How many requests one module's apply, diff or destroy has in flight at once (default 32).
+    pub max_in_flight: usize,
+    /// Existing objects to take over explicitly (default none).
+    pub adopt: Vec<Adopt>,
+    /// What a destroy does with an Application Argo CD does not delete (default: fail).
+    pub stuck_applications: StuckApplications,
+    /// What an apply does with modules the state records and the stack no longer has.
+    pub removed_modules: RemovedModules,
 }
 
 impl Default for KubeOptions {
@@ -104,19 +183,77 @@ impl Default for KubeOptions {
             wait_timeout: Duration::from_secs(600),
             wait: true,
             state_namespace: "devops-stack-system".into(),
+            max_in_flight: 32,
+            adopt: Vec::new(),
+            stuck_applications: StuckApplications::Fail,
+            removed_modules: RemovedModules::Destroy,
         }
     }
 }
 
-/// What an apply did.
+impl KubeOptions {
+    /// Takes over the existing objects `rule` covers (see [`Adopt`]).
+    #[must_use]
+    pub fn adopt(mut self, rule: Adopt) -> Self {
+        self.adopt.push(rule);
+        self
+    }
+
+    /// At most `n` requests in flight per module (at least 1).
+    #[must_use]
+    pub fn max_in_flight(mut self, n: usize) -> Self {
+        self.max_in_flight = n.max(1);
+        self
+    }
+
+    /// What a destroy does with an Application Argo CD does not delete.
+    #[must_use]
+    pub fn stuck_applications(mut self, policy: StuckApplications) -> Self {
+        self.stuck_applications = policy;
+        self
+    }
+
+    /// What an apply does with modules the state records and the stack no longer has.
+    #[must_use]
+    pub fn removed_modules(mut self, policy: RemovedModules) -> Self {
+        self.removed_modules = policy;
+        self
+    }
+
+    /// How long to wait for readiness and deletions.
+    #[must_use]
+    pub fn wait_timeout(mut self, timeout: Duration) -> Self {
+        self.wait_timeout = timeout;
+        self
+    }
+
+    /// Whether to wait for readiness at all.
+    #[must_use]
+    pub fn wait(mut self, wait: bool) -> Self {
+        self.wait = wait;
+        self
+    }
+}
+
+/// What an apply did. Objects are named `Kind namespace/name`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ApplyReport {
-    /// Objects created or changed, as `Kind namespace/name`.
+    /// Objects created or changed (a write request each), adopted and reverted ones included.
     pub changed: Vec<String>,
-    /// Objects already as rendered (no write request made).
+    /// Objects already as rendered and managed (no request made).
     pub unchanged: Vec<String>,
+    /// Objects of the module whose managed fields had been changed by another manager, and were
+    /// put back.
+    pub reverted: Vec<String>,
+    /// Existing objects taken over through an [`Adopt`] rule.
+    pub adopted: Vec<String>,
+    /// Namespaces that existed and are not the module's: used, not managed.
+    pub not_managed: Vec<String>,
     /// Objects deleted because the module no longer renders them.
     pub pruned: Vec<String>,
+    /// Objects the module no longer renders and no longer owns (their labels changed since it
+    /// applied them): left in place.
+    pub left_alone: Vec<String>,
 }
 
 /// Applies, diffs and destroys one module's objects on one cluster.
@@ -128,6 +265,25 @@ pub struct Deployer {
     retry: Retry,
     lock: Option<StackLock>,
     cancel: CancellationToken,
+    /// The cluster's name and server, for errors.
+    target: Target,
+    /// The run this deployer is part of, when it was made for a module of a stack run.
+    run: Option<RunLink>,
+}
+
+/// Which cluster a deployer talks to, for errors.
+#[derive(Debug, Clone)]
+struct Target {
+    cluster: String,
+    server: String,
+}
+
+/// A deployer's link to its stack run.
+struct RunLink {
+    ctx: Context,
+    tracker: RunTracker,
+    /// The modules of the stack this module reads.
+    needs: Vec<String>,
 }
 
 impl std::fmt::Debug for Deployer {
@@ -135,17 +291,59 @@ impl std::fmt::Debug for Deployer {
         f.debug_struct("Deployer")
             .field("stack", &self.stack)
             .field("module", &self.module)
+            .field("cluster", &self.target.cluster)
             .finish_non_exhaustive()
     }
+}
+
+/// One object of an apply, surveyed: where it goes, what is live, and what to do.
+struct Item<'a> {
+    desired: &'a Desired,
+    id: ObjectRef,
+    /// `None` while its kind's CRD (in the same bundle) is not established yet.
+    resolved: Option<Resolved>,
+    live: Option<DynamicObject>,
+    action: Action,
+}
+
+/// What an apply does with one object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Action {
+    Create,
+    /// Re-apply; `force` when the module applied this very content last time, so that every
+    /// field of it was the module's (drift is put back).
+    Update {
+        force: bool,
+    },
+    Adopt,
+    /// Managed and as rendered; the fingerprint of the module's fields.
+    Unchanged {
+        fields: String,
+    },
+    /// A namespace that exists and is not the module's.
+    NotManaged,
+    /// Exists and is someone else's.
+    Conflict,
+}
+
+/// The survey of an apply or diff.
+struct Survey<'a> {
+    resolver: Resolver,
+    previous: ModuleState,
+    items: Vec<Item<'a>>,
+    /// Objects of the previous inventory the module no longer renders, with what is live.
+    stale: Vec<(ObjectRef, Resolved, Option<DynamicObject>)>,
 }
 
 impl Deployer {
     /// A deployer for the running module of `ctx` on `cluster`, with the run's [`KubeOptions`],
     /// its [`StackLock`] (if the caller put one in the run's extensions) and its cancellation.
+    /// Progress (the object being waited for) is reported as the module's progress events.
     ///
     /// # Errors
     /// When the cluster's client cannot be made.
     pub async fn for_module(ctx: &Context, cluster: &ClusterRef) -> Result<Deployer> {
+        install_tls_provider();
         let client = cluster.client().await.map_err(|e| {
             Error::Kubernetes(format!(
                 "cannot connect to cluster `{}`: {e}",
@@ -163,6 +361,20 @@ impl Deployer {
             .extension::<StackLock>()
             .filter(|l| l.stack() == ctx.stack_name())
             .cloned();
+        d.target = Target {
+            cluster: cluster.name().to_owned(),
+            server: cluster
+                .server()
+                .unwrap_or_else(|| "an address its client does not tell".into()),
+        };
+        if let Some(tracker) = ctx.extension::<RunTracker>() {
+            tracker.register(cluster.name(), &d.client, &d.target.server);
+            d.run = Some(RunLink {
+                ctx: ctx.clone(),
+                tracker: tracker.clone(),
+                needs: ctx.dependencies(),
+            });
+        }
         Ok(d)
     }
 
@@ -181,6 +393,11 @@ impl Deployer {
             retry: Retry::default(),
             lock: None,
             cancel: CancellationToken::new(),
+            target: Target {
+                cluster: "(unnamed)".into(),
+                server: "an address its client does not tell".into(),
+            },
+            run: None,
         }
     }
 
@@ -205,6 +422,17 @@ impl Deployer {
         self
     }
 
+    /// Names the cluster (and its server URL) in errors, for a deployer made with
+    /// [`Deployer::new`].
+    #[must_use]
+    pub fn cluster(mut self, name: impl Into<String>, server: impl Into<String>) -> Self {
+        self.target = Target {
+            cluster: name.into(),
+            server: server.into(),
+        };
+        self
+    }
+
     /// The ownership labels every object of this module gets.
     pub fn labels(&self) -> BTreeMap<String, String> {
         ownership_labels(&self.stack, &self.module)
@@ -226,19 +454,39 @@ impl Deployer {
         }
     }
 
+    /// Turns a Kubernetes error that says the API server cannot be reached into
+    /// [`Error::Unreachable`], naming this deployer's cluster.
+    fn reach(&self, e: Error) -> Error {
+        match &e {
+            Error::Kube { source, .. } => match retry::unreachable(source) {
+                Some(cause) => Error::Unreachable {
+                    cluster: self.target.cluster.clone(),
+                    server: self.target.server.clone(),
+                    cause,
+                },
+                None => e,
+            },
+            _ => e,
+        }
+    }
+
+    /// A Kubernetes client error while doing `action`.
+    fn api_error(&self, action: impl Into<String>, e: kube::Error) -> Error {
+        self.reach(Error::kube(action, e))
+    }
+
     /// Before writing: the run's lock is still ours, or nobody else's lock is live.
     async fn guard(&self) -> Result<()> {
         match &self.lock {
             Some(lock) => lock.ensure_held(),
-            None => {
-                lock::check_unlocked(
-                    &self.client,
-                    &self.options.state_namespace,
-                    &self.stack,
-                    &self.retry,
-                )
-                .await
-            }
+            None => lock::check_unlocked(
+                &self.client,
+                &self.options.state_namespace,
+                &self.stack,
+                &self.retry,
+            )
+            .await
+            .map_err(|e| self.reach(e)),
         }
     }
 
@@ -266,7 +514,7 @@ impl Deployer {
     /// # Errors
     /// API errors, and an entry that is not valid.
     pub async fn recorded(&self) -> Result<Option<ModuleState>> {
-        self.store().read().await
+        self.store().read().await.map_err(|e| self.reach(e))
     }
 
     /// Records the module's non-secret output in the state (no write when it is unchanged).
@@ -280,7 +528,11 @@ impl Deployer {
             source,
         })?;
         let store = self.store();
-        let mut entry = store.read().await?.unwrap_or_default();
+        let mut entry = store
+            .read()
+            .await
+            .map_err(|e| self.reach(e))?
+            .unwrap_or_default();
         if entry.output.as_ref() == Some(&value) {
             return Ok(());
         }
@@ -289,393 +541,543 @@ impl Deployer {
         store.write(Some(&entry)).await
     }
 
-    /// Applies `objects` (server-side apply, CRDs first and waited for), waits for readiness,
-    /// records the module's inventory and prunes what it no longer renders. See the [module
-    /// documentation](self) for the steps.
+    /// Applies `objects`: surveys what is live, refuses to take over what is not the module's,
+    /// writes what changed or drifted (CRDs first and waited for, then namespaces, then the
+    /// rest, in parallel), records the module's inventory, prunes what it no longer renders and
+    /// waits for readiness. See the [module documentation](self) for the steps.
     ///
     /// # Errors
-    /// API errors, [`Error::FieldConflict`], [`Error::UnknownKind`], [`Error::NotReady`] naming
-    /// the object, [`Error::LockHeld`], and [`Error::Cancelled`].
+    /// [`Error::NotOwned`] before any write, API errors, [`Error::Unreachable`],
+    /// [`Error::FieldConflict`], [`Error::UnknownKind`], [`Error::NotReady`] naming the object,
+    /// [`Error::LockHeld`], and [`Error::Cancelled`].
     pub async fn apply(&self, objects: Vec<Value>) -> Result<ApplyReport> {
         self.guard().await?;
         let desired = self.render(objects)?;
+        let mut survey = self.survey(&desired).await?;
+        let conflicts: Vec<OwnershipConflict> = survey
+            .items
+            .iter()
+            .filter(|i| i.action == Action::Conflict)
+            .filter_map(|i| {
+                i.live
+                    .as_ref()
+                    .map(|l| OwnershipConflict::new(&i.id, &l.metadata))
+            })
+            .collect();
+        if !conflicts.is_empty() {
+            return Err(Error::NotOwned {
+                module: self.module.clone(),
+                objects: conflicts,
+            });
+        }
         let store = self.store();
-        let previous = store.read().await?.unwrap_or_default();
-        let mut run = Run {
-            d: self,
-            resolver: Resolver::new(self.client.clone(), self.retry),
-            store,
-            previous,
-            widened: false,
-            applied: Vec::new(),
-            report: ApplyReport::default(),
-            deadline: Instant::now() + self.options.wait_timeout,
-        };
-        let crds = desired.partition_point(|d| d.id.class() == Class::Crd);
-        for d in &desired[..crds] {
-            run.put(d, &desired).await?;
+        self.widen(&store, &survey).await?;
+        let mut report = ApplyReport::default();
+        let mut applied: HashMap<ObjectRef, Option<String>> = HashMap::new();
+        let deadline = Instant::now() + self.options.wait_timeout;
+
+        // CRDs, then their kinds are served; then namespaces; then the rest.
+        let crds = survey.items.partition_point(|i| i.id.class() == Class::Crd);
+        self.write_all(&survey.items[..crds], &mut report, &mut applied)
+            .await?;
+        if crds > 0 {
+            self.wait_crds(&survey.resolver, &survey.items[..crds], deadline)
+                .await?;
+            for item in &survey.items[..crds] {
+                if let Some(group) = item.desired.body["spec"]["group"].as_str() {
+                    survey.resolver.forget_group(group);
+                }
+            }
+            for item in &mut survey.items[crds..] {
+                if item.resolved.is_none() {
+                    item.resolved = Some(survey.resolver.resolve(&item.desired.id).await?);
+                }
+            }
         }
-        run.wait_crds(&desired[..crds]).await?;
-        for d in &desired[crds..] {
-            run.put(d, &desired).await?;
-        }
-        run.prune().await?;
+        let namespaces =
+            crds + survey.items[crds..].partition_point(|i| i.id.class() == Class::Namespace);
+        self.write_all(&survey.items[crds..namespaces], &mut report, &mut applied)
+            .await?;
+        self.write_all(&survey.items[namespaces..], &mut report, &mut applied)
+            .await?;
+
+        // Prune what the module no longer renders, if it is still the module's.
+        let stale = std::mem::take(&mut survey.stale);
+        let removal = self.remove(stale, deadline).await?;
+        report.pruned = removal.deleted;
+        report.left_alone = removal.left_alone;
+
         let entry = ModuleState {
-            objects: run.applied.iter().map(|(e, _)| e.clone()).collect(),
-            output: run.previous.output.clone(),
+            objects: survey
+                .items
+                .iter()
+                .filter(|i| i.action != Action::NotManaged)
+                .map(|i| InventoryEntry {
+                    object: i.id.clone(),
+                    hash: Some(i.desired.hash.clone()),
+                    fields: applied.get(&i.id).cloned().flatten(),
+                })
+                .collect(),
+            output: survey.previous.output.clone(),
+            needs: self.needs(),
         };
-        if entry != run.previous {
-            run.store.write(Some(&entry)).await?;
+        if entry != survey.previous {
+            store.write(Some(&entry)).await?;
         }
         if self.options.wait {
-            run.wait_ready().await?;
+            self.wait_ready(&survey.items, deadline).await?;
         }
-        Ok(run.report)
+        Ok(report)
     }
 
-    /// What [`Deployer::apply`] would change, object by object and field by field, from a
-    /// server-side dry-run apply (`dryRun=All`) of each existing object; objects that do not
-    /// exist are shown whole, and objects that would be pruned are listed. Secret values are
-    /// redacted. Writes nothing.
-    ///
-    /// # Errors
-    /// API errors and [`Error::FieldConflict`].
-    pub async fn diff(&self, objects: Vec<Value>) -> Result<Diff> {
-        let desired = self.render(objects)?;
-        let previous = self.store().read().await?.unwrap_or_default();
+    fn needs(&self) -> Vec<String> {
+        self.run
+            .as_ref()
+            .map(|r| r.needs.clone())
+            .unwrap_or_default()
+    }
+
+    /// Resolves kinds, reads what is live and decides what to do with each object. Writes
+    /// nothing.
+    async fn survey<'a>(&self, desired: &'a [Desired]) -> Result<Survey<'a>> {
+        let previous = self
+            .store()
+            .read()
+            .await
+            .map_err(|e| self.reach(e))?
+            .unwrap_or_default();
         let mut resolver = Resolver::new(self.client.clone(), self.retry);
-        let mut out = Diff::default();
+        // Kinds the bundle's own CRDs define are not served yet: such objects cannot exist.
+        let bundle_kinds: HashSet<(String, String)> = desired
+            .iter()
+            .filter(|d| d.id.class() == Class::Crd)
+            .filter_map(|d| {
+                let spec = &d.body["spec"];
+                Some((
+                    spec["group"].as_str()?.to_owned(),
+                    spec["names"]["kind"].as_str()?.to_owned(),
+                ))
+            })
+            .collect();
+        let mut items = Vec::with_capacity(desired.len());
         let mut seen = HashSet::new();
-        for d in &desired {
-            let Some(r) = resolver.lookup(&d.id).await? else {
-                // Its CRD is not installed yet (it may be in this bundle): it would be created.
-                out.objects.push(ObjectDiff::between(None, &d.body)?);
-                continue;
-            };
-            let id = resolver.scoped(&r, &d.id);
-            let body = scoped_body(d, &id);
-            let api = resolver.api(&r, &id);
-            let live = self.get(&api, &id).await?;
-            let entry = match live {
-                None => ObjectDiff::between(None, &body)?,
-                Some(live) => {
-                    let mut params = PatchParams::apply(&self.options.field_manager).dry_run();
-                    params.force = self.options.force_conflicts;
-                    let patch = Patch::Apply(&body);
-                    let after = self
-                        .retry
-                        .run(true, "dry-run apply", || {
-                            api.patch(&id.name, &params, &patch)
-                        })
-                        .await
-                        .map_err(|e| apply_error(e, &id, "dry-run applying"))?;
-                    ObjectDiff::between(Some(&to_json(&live)?), &to_json(&after)?)?
+        for d in desired {
+            let (id, resolved) = match resolver.lookup(&d.id).await.map_err(|e| self.reach(e))? {
+                Some(r) => (resolver.scoped(&r, &d.id), Some(r)),
+                None if bundle_kinds.contains(&(d.id.group().to_owned(), d.id.kind.clone())) => {
+                    (d.id.clone(), None)
+                }
+                None => {
+                    return Err(Error::UnknownKind {
+                        object: d.id.to_string(),
+                        api_version: d.id.api_version.clone(),
+                        kind: d.id.kind.clone(),
+                    });
                 }
             };
-            seen.insert(id);
-            out.objects.push(entry);
+            if !seen.insert(id.clone()) {
+                return Err(Error::Kubernetes(format!(
+                    "{id} is rendered twice by module `{}`; fix: render each object once",
+                    self.module
+                )));
+            }
+            items.push(Item {
+                desired: d,
+                id,
+                resolved,
+                live: None,
+                action: Action::Create,
+            });
         }
+        let mut stale = Vec::new();
         for e in &previous.objects {
-            let Some(r) = resolver.lookup(&e.object).await? else {
+            // A kind no longer served took its objects with it.
+            let Some(r) = resolver
+                .lookup(&e.object)
+                .await
+                .map_err(|e| self.reach(e))?
+            else {
                 continue;
             };
             let id = resolver.scoped(&r, &e.object);
-            if !seen.contains(&id) && self.get(&resolver.api(&r, &id), &id).await?.is_some() {
-                seen.insert(id.clone());
-                out.objects.push(ObjectDiff {
-                    object: id,
-                    action: DiffAction::Delete,
-                    changes: Vec::new(),
+            if !seen.contains(&id) && !stale.iter().any(|(s, _, _)| s == &id) {
+                stale.push((id, r, None));
+            }
+        }
+        let wanted: Vec<(ObjectRef, Resolved)> = items
+            .iter()
+            .filter_map(|i| Some((i.id.clone(), i.resolved.clone()?)))
+            .chain(stale.iter().map(|(id, r, _)| (id.clone(), r.clone())))
+            .collect();
+        let mut live: LiveObjects = live::read(self, &resolver, &wanted).await?;
+        let recorded: HashMap<&ObjectRef, &InventoryEntry> =
+            previous.objects.iter().map(|e| (&e.object, e)).collect();
+        for item in &mut items {
+            item.live = live.remove(&item.id);
+            item.action = self.classify(item, recorded.get(&item.id).copied());
+        }
+        for (id, _, l) in &mut stale {
+            *l = live.remove(id);
+        }
+        Ok(Survey {
+            resolver,
+            previous,
+            items,
+            stale,
+        })
+    }
+
+    fn classify(&self, item: &Item<'_>, recorded: Option<&InventoryEntry>) -> Action {
+        let Some(live) = &item.live else {
+            return Action::Create;
+        };
+        let d = item.desired;
+        match ownership::owner(&live.metadata, &self.stack, &self.module) {
+            Owner::This => {
+                let applied_same = recorded.and_then(|e| e.hash.as_deref()) == Some(&d.hash);
+                let fields = fields::fingerprint(&live.metadata, &self.options.field_manager);
+                match fields {
+                    Some(fields)
+                        if applied_same
+                            && live_hash(&live.metadata) == Some(d.hash.as_str())
+                            && recorded.and_then(|e| e.fields.as_deref()) == Some(&fields) =>
+                    {
+                        Action::Unchanged { fields }
+                    }
+                    _ => Action::Update {
+                        force: applied_same || self.options.force_conflicts,
+                    },
+                }
+            }
+            Owner::Other
+                if self
+                    .options
+                    .adopt
+                    .iter()
+                    .any(|a| a.covers(&self.module, &item.id)) =>
+            {
+                Action::Adopt
+            }
+            Owner::Other if item.id.class() == Class::Namespace => Action::NotManaged,
+            Owner::Other => Action::Conflict,
+        }
+    }
+
+    /// Before the first write, records the new objects in the inventory (without hashes), so
+    /// that a crash in the middle leaves no object the state does not know of.
+    async fn widen(&self, store: &StateStore, survey: &Survey<'_>) -> Result<()> {
+        let mut entry = survey.previous.clone();
+        for i in &survey.items {
+            let writes = !matches!(i.action, Action::Unchanged { .. } | Action::NotManaged);
+            if writes && !entry.objects.iter().any(|e| e.object == i.id) {
+                entry.objects.push(InventoryEntry {
+                    object: i.id.clone(),
+                    hash: None,
+                    fields: None,
                 });
             }
         }
-        Ok(out)
+        if entry != survey.previous {
+            store.write(Some(&entry)).await?;
+        }
+        Ok(())
     }
 
-    /// Deletes every object of the module's inventory in reverse apply order, Argo CD
-    /// Applications with their resources finalizer (waited for until gone), then waits for
-    /// deleted namespaces; all within [`KubeOptions::wait_timeout`]. Then removes the module's
-    /// entry from the state. Objects already gone are fine, so it is safe to run again.
+    /// Writes the items that need it, in parallel; records each one's field fingerprint.
+    async fn write_all(
+        &self,
+        items: &[Item<'_>],
+        report: &mut ApplyReport,
+        applied: &mut HashMap<ObjectRef, Option<String>>,
+    ) -> Result<()> {
+        let writes = items.iter().filter_map(|item| {
+            let force = match item.action {
+                Action::Unchanged { ref fields } => {
+                    report.unchanged.push(item.id.title());
+                    applied.insert(item.id.clone(), Some(fields.clone()));
+                    return None;
+                }
+                Action::NotManaged => {
+                    report.not_managed.push(item.id.title());
+                    return None;
+                }
+                Action::Conflict => return None,
+                Action::Create => self.options.force_conflicts,
+                Action::Update { force } => force,
+                Action::Adopt => true,
+            };
+            Some(async move {
+                self.check_cancelled()?;
+                let r = item
+                    .resolved
+                    .as_ref()
+                    .expect("kinds are resolved before writes");
+                let api = self.resolver_api(r, &item.id);
+                let body = scoped_body(item.desired, &item.id);
+                let mut params = PatchParams::apply(&self.options.field_manager);
+                params.force = force;
+                let patch = Patch::Apply(&body);
+                let written = self
+                    .retry
+                    .run(true, "applying", || {
+                        api.patch(&item.id.name, &params, &patch)
+                    })
+                    .await
+                    .map_err(|e| self.reach(apply_error(e, &item.id, "applying")))?;
+                self.progress(&format!("applied {}", item.id));
+                let fields = fields::fingerprint(&written.metadata, &self.options.field_manager);
+                Ok::<_, Error>((item, fields))
+            })
+        });
+        let done: Vec<(&Item<'_>, Option<String>)> = stream::iter(writes.collect::<Vec<_>>())
+            .buffer_unordered(self.options.max_in_flight.max(1))
+            .try_collect()
+            .await?;
+        for (item, fields) in done {
+            let title = item.id.title();
+            match item.action {
+                Action::Update { force: true } if !self.options.force_conflicts => {
+                    report.reverted.push(title.clone())
+                }
+                Action::Adopt => report.adopted.push(title.clone()),
+                _ => {}
+            }
+            report.changed.push(title);
+            applied.insert(item.id.clone(), fields);
+        }
+        Ok(())
+    }
+
+    fn resolver_api(&self, r: &Resolved, id: &ObjectRef) -> Api<DynamicObject> {
+        discovery::api_for(&self.client, r, id)
+    }
+
+    /// Waits for the CRDs until `Established`.
+    async fn wait_crds(
+        &self,
+        resolver: &Resolver,
+        crds: &[Item<'_>],
+        deadline: Instant,
+    ) -> Result<()> {
+        let waits = crds
+            .iter()
+            .filter(|i| i.action != Action::Conflict)
+            .map(|i| {
+                let r = i.resolved.as_ref().expect("CRDs are a served kind");
+                self.await_ready(resolver.api(r, &i.id), &i.id, Readiness::Crd, deadline)
+            });
+        futures::future::try_join_all(waits).await.map(drop)
+    }
+
+    /// Waits for Deployments and Applications to be ready, all at once.
+    async fn wait_ready(&self, items: &[Item<'_>], deadline: Instant) -> Result<()> {
+        let waits = items.iter().filter_map(|i| {
+            let readiness @ (Readiness::Deployment | Readiness::Application) =
+                Readiness::of(&i.id)?
+            else {
+                return None;
+            };
+            if i.action == Action::NotManaged {
+                return None;
+            }
+            let r = i.resolved.as_ref()?;
+            Some(async move {
+                self.progress(&format!("waiting for {} to be ready", i.id));
+                self.await_ready(self.resolver_api(r, &i.id), &i.id, readiness, deadline)
+                    .await
+            })
+        });
+        futures::future::try_join_all(waits).await.map(drop)
+    }
+
+    /// Watches `id` until it is ready, or fails naming it with the last status seen.
+    async fn await_ready(
+        &self,
+        api: Api<DynamicObject>,
+        id: &ObjectRef,
+        readiness: Readiness,
+        deadline: Instant,
+    ) -> Result<()> {
+        let ready = |o: Option<&DynamicObject>| o.is_some_and(|o| readiness.is_ready(o));
+        match wait::until(api, &id.name, deadline, &self.cancel, &self.module, ready)
+            .await
+            .map_err(|e| self.reach(e))?
+        {
+            Waited::Met => Ok(()),
+            Waited::TimedOut(last) => Err(Error::NotReady {
+                object: id.to_string(),
+                timeout: self.options.wait_timeout,
+                last_status: wait::describe(last.as_deref()),
+            }),
+        }
+    }
+
+    /// What [`Deployer::apply`] would do, object by object and field by field. Objects that
+    /// would be written are compared through a server-side dry-run apply (`dryRun=All`);
+    /// managed objects unchanged since the module applied them need no request; objects that do
+    /// not exist are shown whole; objects another manager changed show each changed field with
+    /// the manager that changed it (the apply will put them back); objects that belong to
+    /// someone else are shown as conflicts, adoptions or (namespaces) as not managed; objects
+    /// that would be pruned are listed. Secret values are redacted. Writes nothing, and never
+    /// fails because of the drift or the conflicts it shows.
     ///
     /// # Errors
-    /// API errors, [`Error::NotDeleted`] for an Application that stays,
-    /// [`Error::NamespaceStuck`] naming namespaces stuck in finalizers, [`Error::LockHeld`].
-    pub async fn destroy(&self) -> Result<()> {
+    /// API errors, and [`Error::UnknownKind`].
+    pub async fn diff(&self, objects: Vec<Value>) -> Result<Diff> {
+        let desired = self.render(objects)?;
+        let survey = self.survey(&desired).await?;
+        let manager = &self.options.field_manager;
+        let compares = survey.items.iter().map(|item| async move {
+            let body = scoped_body(item.desired, &item.id);
+            let (Some(live), Some(r)) = (&item.live, &item.resolved) else {
+                return ObjectDiff::between(None, &body);
+            };
+            let mut note = None;
+            let force = match item.action {
+                Action::Unchanged { .. } => {
+                    return ObjectDiff::between(Some(&to_json(live)?), &to_json(live)?);
+                }
+                Action::NotManaged | Action::Conflict => {
+                    let mut d = ObjectDiff::between(Some(&to_json(live)?), &to_json(live)?)?;
+                    d.action = if item.action == Action::Conflict {
+                        DiffAction::Conflict
+                    } else {
+                        DiffAction::NotManaged
+                    };
+                    d.note = Some(if item.action == Action::Conflict {
+                        format!(
+                            "{}; apply will fail: adopt it with `Adopt::object(\"{}\", ..)` or rename it",
+                            OwnershipConflict::new(&item.id, &live.metadata).owner,
+                            self.module
+                        )
+                    } else {
+                        "exists, not managed by this stack".into()
+                    });
+                    return Ok(d);
+                }
+                Action::Adopt => true,
+                Action::Update { force } => force,
+                Action::Create => false,
+            };
+            let api = self.resolver_api(r, &item.id);
+            let dry_run = |force: bool| {
+                let api = api.clone();
+                let body = &body;
+                async move {
+                    let mut params = PatchParams::apply(manager).dry_run();
+                    params.force = force;
+                    let patch = Patch::Apply(body);
+                    self.retry
+                        .run(true, "dry-run apply", || api.patch(&item.id.name, &params, &patch))
+                        .await
+                }
+            };
+            let after = match dry_run(force).await {
+                Ok(after) => after,
+                Err(e) if code(&e) == Some(409) => {
+                    // A field another manager owns: show the change all the same, and say it.
+                    let conflict = apply_error(e, &item.id, "dry-run applying");
+                    note = Some(format!("{conflict}"));
+                    dry_run(true)
+                        .await
+                        .map_err(|e| self.api_error(format!("dry-run applying {}", item.id), e))?
+                }
+                Err(e) => return Err(self.reach(apply_error(e, &item.id, "dry-run applying"))),
+            };
+            let mut d = ObjectDiff::between(Some(&to_json(live)?), &to_json(&after)?)?;
+            for c in &mut d.changes {
+                c.changed_by = fields::owners(&live.metadata, &c.path, manager);
+            }
+            if item.action == Action::Adopt {
+                d.action = DiffAction::Adopt;
+                note = Some(OwnershipConflict::new(&item.id, &live.metadata).owner);
+            }
+            d.note = note;
+            Ok(d)
+        });
+        let mut objects: Vec<ObjectDiff> = stream::iter(compares)
+            .buffered(self.options.max_in_flight.max(1))
+            .try_collect()
+            .await?;
+        for (id, _, live) in &survey.stale {
+            let Some(live) = live else { continue };
+            if ownership::owner(&live.metadata, &self.stack, &self.module) == Owner::This {
+                objects.push(ObjectDiff {
+                    object: id.clone(),
+                    action: DiffAction::Delete,
+                    changes: Vec::new(),
+                    note: None,
+                });
+            }
+        }
+        Ok(Diff { objects })
+    }
+
+    /// Deletes the module's objects, each only if it still carries the module's labels: Argo CD
+    /// Applications first, with Argo CD's resources finalizer, waited for until gone; then the
+    /// rest in parallel; namespaces and CRDs finish terminating in the background when this is
+    /// part of a stack run (the run waits for them; see [`settle`]), and are waited for here
+    /// otherwise. All within [`KubeOptions::wait_timeout`]. Then removes the module's entry from
+    /// the state. Objects already gone are fine, so it is safe to run again. In a stack run, the
+    /// first destroy on a cluster first destroys the modules the state records and the stack no
+    /// longer has.
+    ///
+    /// # Errors
+    /// API errors, [`Error::NotDeleted`] for an Application that stays (naming
+    /// [`StuckApplications`]), [`Error::NamespaceStuck`] naming namespaces stuck in finalizers,
+    /// [`Error::LockHeld`], [`Error::Unreachable`].
+    pub async fn destroy(&self) -> Result<DestroyReport> {
         self.guard().await?;
+        if let Some(run) = &self.run {
+            run.tracker
+                .destroy_removed(&self.target.cluster, &self.client, &run.ctx)
+                .await?;
+        }
         let store = self.store();
-        let Some(previous) = store.read().await? else {
-            return Ok(());
+        let Some(previous) = store.read().await.map_err(|e| self.reach(e))? else {
+            return Ok(DestroyReport::default());
         };
         let mut resolver = Resolver::new(self.client.clone(), self.retry);
-        let mut doomed = Vec::new();
+        let mut doomed: Vec<(ObjectRef, Resolved)> = Vec::new();
         for e in &previous.objects {
             // A kind no longer served took its objects with it.
-            if let Some(r) = resolver.lookup(&e.object).await? {
+            if let Some(r) = resolver
+                .lookup(&e.object)
+                .await
+                .map_err(|e| self.reach(e))?
+            {
                 let id = resolver.scoped(&r, &e.object);
                 if !doomed.iter().any(|(d, _)| d == &id) {
                     doomed.push((id, r));
                 }
             }
         }
+        let mut live = live::read(self, &resolver, &doomed).await?;
+        let targets = doomed
+            .into_iter()
+            .map(|(id, r)| {
+                let l = live.remove(&id);
+                (id, r, l)
+            })
+            .collect();
         let deadline = Instant::now() + self.options.wait_timeout;
-        self.delete_all(&resolver, &doomed, deadline).await?;
-        store.write(None).await
+        let report = self.remove(targets, deadline).await?;
+        store.write(None).await?;
+        Ok(report)
     }
 
     async fn get(&self, api: &Api<DynamicObject>, id: &ObjectRef) -> Result<Option<DynamicObject>> {
         self.retry
             .run(false, "reading", || api.get_opt(&id.name))
             .await
-            .map_err(|e| Error::kube(format!("reading {id}"), e))
-    }
-
-    /// Deletes `objects` last first. Applications get the resources finalizer and are waited
-    /// for until gone; namespaces are waited for at the end. Returns the objects that existed.
-    async fn delete_all(
-        &self,
-        resolver: &Resolver,
-        objects: &[(ObjectRef, Resolved)],
-        deadline: Instant,
-    ) -> Result<Vec<String>> {
-        let mut deleted = Vec::new();
-        let mut namespaces = Vec::new();
-        for (id, r) in objects.iter().rev() {
-            self.check_cancelled()?;
-            let api = resolver.api(r, id);
-            if id.is_application() {
-                self.add_finalizer(&api, id).await?;
-            }
-            let dp = DeleteParams::background();
-            let gone = self
-                .retry
-                .run(false, "deleting", || api.delete(&id.name, &dp))
-                .await;
-            match gone {
-                Ok(_) => deleted.push(id.title()),
-                Err(e) if code(&e) == Some(404) => continue,
-                Err(e) => return Err(Error::kube(format!("deleting {id}"), e)),
-            }
-            if !self.options.wait {
-                continue;
-            }
-            if id.is_application() {
-                self.progress(&format!("waiting for {id} and its resources to be deleted"));
-                if let Waited::TimedOut(last) = self.await_gone(api, &id.name, deadline).await? {
-                    return Err(Error::NotDeleted {
-                        object: id.to_string(),
-                        timeout: self.options.wait_timeout,
-                        last_status: wait::describe(last.as_deref()),
-                    });
-                }
-            } else if id.class() == Class::Namespace {
-                namespaces.push((id, api));
-            }
-        }
-        let mut stuck = Vec::new();
-        for (id, api) in namespaces {
-            if let Waited::TimedOut(last) = self.await_gone(api, &id.name, deadline).await? {
-                stuck.push((id.name.clone(), namespace_blockers(last.as_deref())));
-            }
-        }
-        if !stuck.is_empty() {
-            return Err(Error::NamespaceStuck {
-                namespaces: stuck,
-                timeout: self.options.wait_timeout,
-            });
-        }
-        Ok(deleted)
-    }
-
-    async fn await_gone(
-        &self,
-        api: Api<DynamicObject>,
-        name: &str,
-        deadline: Instant,
-    ) -> Result<Waited> {
-        wait::until(api, name, deadline, &self.cancel, &self.module, |o| {
-            o.is_none()
-        })
-        .await
-    }
-
-    /// Makes sure a live Application carries Argo CD's resources finalizer, so that deleting
-    /// it deletes what it deployed. A read-modify-write with a `resourceVersion` precondition.
-    async fn add_finalizer(&self, api: &Api<DynamicObject>, id: &ObjectRef) -> Result<()> {
-        let op = || async {
-            let Some(app) = api.get_opt(&id.name).await? else {
-                return Ok(());
-            };
-            let mut finalizers = app.metadata.finalizers.clone().unwrap_or_default();
-            if app.metadata.deletion_timestamp.is_some()
-                || finalizers.iter().any(|f| f == RESOURCES_FINALIZER)
-            {
-                return Ok(());
-            }
-            finalizers.push(RESOURCES_FINALIZER.to_owned());
-            let patch = serde_json::json!({"metadata": {"finalizers": finalizers, "resourceVersion": app.metadata.resource_version}});
-            api.patch(&id.name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-                .map(drop)
-        };
-        self.retry
-            .run(false, "adding the resources finalizer", op)
-            .await
-            .map_err(|e| Error::kube(format!("adding the resources finalizer to {id}"), e))
+            .map_err(|e| self.api_error(format!("reading {id}"), e))
     }
 
     fn progress(&self, message: &str) {
-        tracing::info!(stack = %self.stack, module = %self.module, "{message}");
-    }
-}
-
-/// One apply in progress.
-struct Run<'a> {
-    d: &'a Deployer,
-    resolver: Resolver,
-    store: StateStore,
-    previous: ModuleState,
-    /// Whether the inventory was widened with the new objects before the first write.
-    widened: bool,
-    applied: Vec<(InventoryEntry, Resolved)>,
-    report: ApplyReport,
-    deadline: Instant,
-}
-
-impl Run<'_> {
-    /// Applies one object unless its live hash already matches.
-    async fn put(&mut self, d: &Desired, all: &[Desired]) -> Result<()> {
-        self.d.check_cancelled()?;
-        let r = self.resolver.resolve(&d.id).await?;
-        let id = self.resolver.scoped(&r, &d.id);
-        if self.applied.iter().any(|(e, _)| e.object == id) {
-            return Err(Error::Kubernetes(format!(
-                "{id} is rendered twice; fix: render each object once"
-            )));
+        match &self.run {
+            Some(run) => run.ctx.progress(message),
+            None => tracing::info!(stack = %self.stack, module = %self.module, "{message}"),
         }
-        let api = self.resolver.api(&r, &id);
-        let live = self.d.get(&api, &id).await?;
-        if live.as_ref().and_then(|l| live_hash(&l.metadata)) == Some(d.hash.as_str()) {
-            self.report.unchanged.push(id.title());
-        } else {
-            self.widen(all).await?;
-            let o = &self.d.options;
-            let mut params = PatchParams::apply(&o.field_manager);
-            params.force = o.force_conflicts;
-            let body = scoped_body(d, &id);
-            let patch = Patch::Apply(&body);
-            self.d
-                .retry
-                .run(true, "applying", || api.patch(&id.name, &params, &patch))
-                .await
-                .map_err(|e| apply_error(e, &id, "applying"))?;
-            self.d.progress(&format!("applied {id}"));
-            self.report.changed.push(id.title());
-        }
-        self.applied.push((
-            InventoryEntry {
-                object: id,
-                hash: Some(d.hash.clone()),
-            },
-            r,
-        ));
-        Ok(())
-    }
-
-    /// Before the first write, records the new objects in the inventory (without hashes), so
-    /// that a crash in the middle leaves no object the state does not know of.
-    async fn widen(&mut self, all: &[Desired]) -> Result<()> {
-        if self.widened {
-            return Ok(());
-        }
-        self.widened = true;
-        let mut entry = self.previous.clone();
-        for d in all {
-            if !entry.objects.iter().any(|e| e.object == d.id) {
-                entry.objects.push(InventoryEntry {
-                    object: d.id.clone(),
-                    hash: None,
-                });
-            }
-        }
-        if entry != self.previous {
-            self.store.write(Some(&entry)).await?;
-        }
-        Ok(())
-    }
-
-    /// Waits for the CRDs until `Established`, then forgets their groups' discovery.
-    async fn wait_crds(&mut self, crds: &[Desired]) -> Result<()> {
-        for d in crds {
-            let (entry, r) = self
-                .applied
-                .iter()
-                .find(|(e, _)| e.object.name == d.id.name && e.object.class() == Class::Crd)
-                .expect("CRDs are applied first");
-            self.await_ready(&entry.object, r, Readiness::Crd).await?;
-            if let Some(group) = d.body["spec"]["group"].as_str() {
-                self.resolver.forget_group(group);
-            }
-        }
-        Ok(())
-    }
-
-    /// Deletes what the previous inventory has and this apply did not render.
-    async fn prune(&mut self) -> Result<()> {
-        let keep: HashSet<&ObjectRef> = self.applied.iter().map(|(e, _)| &e.object).collect();
-        let mut doomed = Vec::new();
-        for e in &self.previous.objects {
-            let Some(r) = self.resolver.lookup(&e.object).await? else {
-                continue;
-            };
-            let id = self.resolver.scoped(&r, &e.object);
-            if !keep.contains(&id) && !doomed.iter().any(|(d, _)| d == &id) {
-                doomed.push((id, r));
-            }
-        }
-        if doomed.is_empty() {
-            return Ok(());
-        }
-        let deadline = self.deadline;
-        self.report.pruned = self.d.delete_all(&self.resolver, &doomed, deadline).await?;
-        Ok(())
-    }
-
-    /// Watches `id` until it is ready, or fails naming it with the last status seen.
-    async fn await_ready(&self, id: &ObjectRef, r: &Resolved, readiness: Readiness) -> Result<()> {
-        let api = self.resolver.api(r, id);
-        let ready = |o: Option<&DynamicObject>| o.is_some_and(|o| readiness.is_ready(o));
-        match wait::until(
-            api,
-            &id.name,
-            self.deadline,
-            &self.d.cancel,
-            &self.d.module,
-            ready,
-        )
-        .await?
-        {
-            Waited::Met => Ok(()),
-            Waited::TimedOut(last) => Err(Error::NotReady {
-                object: id.to_string(),
-                timeout: self.d.options.wait_timeout,
-                last_status: wait::describe(last.as_deref()),
-            }),
-        }
-    }
-
-    /// Waits for Deployments and Applications to be ready.
-    async fn wait_ready(&self) -> Result<()> {
-        for (e, r) in &self.applied {
-            let Some(readiness @ (Readiness::Deployment | Readiness::Application)) =
-                Readiness::of(&e.object)
-            else {
-                continue;
-            };
-            self.d
-                .progress(&format!("waiting for {} to be ready", e.object));
-            self.await_ready(&e.object, r, readiness).await?;
-        }
-        Ok(())
     }
 }
 
@@ -725,41 +1127,6 @@ fn apply_error(e: kube::Error, id: &ObjectRef, action: &str) -> Error {
         }
         _ => Error::kube(format!("{action} {id}"), e),
     }
-}
-
-/// Why a namespace is still there: its finalizers and the conditions of its deletion.
-fn namespace_blockers(last: Option<&DynamicObject>) -> String {
-    let Some(ns) = last else { return "gone".into() };
-    let finalizers = ns.data["spec"]["finalizers"]
-        .as_array()
-        .map(|f| {
-            f.iter()
-                .filter_map(Value::as_str)
-                .collect::<Vec<_>>()
-                .join(", ")
-        })
-        .unwrap_or_default();
-    let conditions: Vec<String> = ns.data["status"]["conditions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|c| c["status"] == "True")
-        .map(|c| {
-            format!(
-                "{}: {}",
-                c["type"].as_str().unwrap_or("?"),
-                c["message"].as_str().unwrap_or("")
-            )
-        })
-        .collect();
-    format!(
-        "finalizers [{finalizers}]; {}",
-        if conditions.is_empty() {
-            "no conditions reported".into()
-        } else {
-            conditions.join("; ")
-        }
-    )
 }
 
 /// Installs `ring` as rustls's process-wide crypto provider unless one is installed already.

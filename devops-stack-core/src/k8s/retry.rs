@@ -83,9 +83,70 @@ pub(crate) fn is_transient(e: &kube::Error, apply: bool) -> bool {
         kube::Error::Api(s) => {
             s.code == 429 || s.code >= 500 || (!apply && s.code == 409 && s.reason == "Conflict")
         }
-        kube::Error::HyperError(_) | kube::Error::Service(_) => true,
+        kube::Error::HyperError(_) | kube::Error::Service(_) => unreachable(e).is_none(),
         _ => false,
     }
+}
+
+/// Why the API server cannot be reached at all, in plain words, when `e` says so: a refused
+/// connection, a name that does not resolve, a TLS failure (an unknown certificate authority, an
+/// expired certificate) or a connect timeout. These are not transient, so they are not retried;
+/// a connection reset after connecting is, and is not reported here.
+pub(crate) fn unreachable(e: &kube::Error) -> Option<String> {
+    let kube::Error::Service(source) = e else {
+        return None;
+    };
+    let mut connect = false;
+    let mut cause: Option<String> = None;
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(source.as_ref());
+    while let Some(err) = next {
+        if let Some(h) = err.downcast_ref::<hyper_util::client::legacy::Error>() {
+            connect |= h.is_connect();
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind as K;
+            cause = cause.or(match io.kind() {
+                K::ConnectionRefused => {
+                    Some("the connection was refused (nothing listens there)".into())
+                }
+                K::TimedOut => Some("the connection timed out".into()),
+                K::HostUnreachable | K::NetworkUnreachable => {
+                    Some("the host is unreachable".into())
+                }
+                _ => None,
+            });
+        }
+        let tls = err.downcast_ref::<rustls::Error>().or_else(|| {
+            // An I/O error's `source` skips the error it wraps: look inside.
+            err.downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        });
+        if let Some(tls) = tls {
+            cause = Some(match tls {
+                rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer) => {
+                    "TLS failed: the server's certificate is signed by an unknown certificate authority (check `certificate-authority-data`)".into()
+                }
+                rustls::Error::InvalidCertificate(rustls::CertificateError::Expired) => {
+                    "TLS failed: the server's certificate has expired".into()
+                }
+                rustls::Error::InvalidCertificate(c) => {
+                    format!("TLS failed: the server's certificate is not valid ({c:?})")
+                }
+                other => format!("TLS failed: {other}"),
+            });
+        }
+        let text = err.to_string();
+        if cause.is_none() && text.contains("dns error") {
+            cause = Some(format!("the server's name does not resolve ({text})"));
+        }
+        if text.contains("timed out") && cause.is_none() {
+            connect = true;
+            cause = Some("the connection timed out".into());
+        }
+        next = err.source();
+    }
+    connect.then(|| cause.unwrap_or_else(|| format!("the connection failed ({source})")))
 }
 
 /// The HTTP status code of an API error.

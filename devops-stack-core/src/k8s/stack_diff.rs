@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{Deployer, Diff, DiffAction, KubeOptions};
+use super::{Deployer, Diff, DiffAction, KubeOptions, Retry};
 use crate::error::{Error, Result};
 use crate::executor::Report;
 use crate::interfaces::ClusterRef;
@@ -22,6 +22,10 @@ pub struct ModuleDiff {
     pub cluster: String,
     /// Object by object, field by field.
     pub diff: Diff,
+    /// Whether the stack no longer has this module: the state records it, and an apply will
+    /// destroy all of its objects.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub removed: bool,
 }
 
 /// Objects that could not be compared, because their cluster was not given (it may not exist
@@ -73,7 +77,12 @@ impl StackDiff {
                 unchanged.push(m.module.as_str());
                 continue;
             }
-            let _ = writeln!(out, "\n[{}] on cluster `{}`", m.module, m.cluster);
+            let removed = if m.removed {
+                " (no longer in the stack: to be destroyed)"
+            } else {
+                ""
+            };
+            let _ = writeln!(out, "\n[{}] on cluster `{}`{removed}", m.module, m.cluster);
             for o in m
                 .diff
                 .objects
@@ -155,6 +164,7 @@ pub async fn diff_stack(
                         module: m.id.clone(),
                         cluster,
                         diff,
+                        removed: false,
                     });
                 }
                 None => out.not_compared.push(NotCompared {
@@ -163,6 +173,26 @@ pub async fn diff_stack(
                     objects: objects.len(),
                 }),
             }
+        }
+    }
+    // Modules the state records and the stack no longer has: all of their objects go.
+    let keep: Vec<&str> = stack.order();
+    for (cluster, client) in &clients {
+        let entries = super::state::read_all(
+            client,
+            &options.state_namespace,
+            stack.name(),
+            &Retry::default(),
+        )
+        .await?;
+        for (module, _) in entries.iter().filter(|(m, _)| !keep.contains(&m.as_str())) {
+            let deployer = Deployer::new(client.clone(), stack.name(), module, options.clone());
+            out.modules.push(ModuleDiff {
+                module: module.clone(),
+                cluster: cluster.clone(),
+                diff: deployer.diff(Vec::new()).await?,
+                removed: true,
+            });
         }
     }
     Ok(out)

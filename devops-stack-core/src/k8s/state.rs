@@ -24,6 +24,11 @@ pub struct InventoryEntry {
     /// entry is recorded before the object is written, so that a crash leaves nothing untracked).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hash: Option<String>,
+    /// The fingerprint of the fields the engine's field manager owned on the object right after
+    /// it applied it (see the [engine's documentation](super)); a different live fingerprint
+    /// means another manager changed a managed field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fields: Option<String>,
 }
 
 /// What the state records for one module.
@@ -35,6 +40,10 @@ pub struct ModuleState {
     /// The module's non-secret output, if it saved one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<Value>,
+    /// The modules this module read when it last applied, so that once the stack no longer has
+    /// it, it is destroyed before what it depended on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub needs: Vec<String>,
 }
 
 /// The name of the state ConfigMap of `stack`.
@@ -66,26 +75,15 @@ impl StateStore {
 
     /// The module's entry, `None` when it has none.
     pub(crate) async fn read(&self) -> Result<Option<ModuleState>> {
-        let api = self.api();
-        let name = state_name(&self.stack);
-        let cm = self
-            .retry
-            .run(false, "reading state", || api.get_opt(&name))
-            .await
-            .map_err(|e| Error::kube(format!("reading {}", self.what()), e))?;
-        let Some(text) = cm
-            .and_then(|c| c.data)
-            .and_then(|mut d| d.remove(&self.module))
+        let Some(mut data) =
+            read_data(&self.client, &self.namespace, &self.stack, &self.retry).await?
         else {
             return Ok(None);
         };
-        serde_json::from_str(&text).map(Some).map_err(|e| {
-            Error::Kubernetes(format!(
-                "{} has an invalid entry `{}`: {e}; fix: delete that key and apply again",
-                self.what(),
-                self.module
-            ))
-        })
+        let Some(text) = data.remove(&self.module) else {
+            return Ok(None);
+        };
+        parse_entry(&self.namespace, &self.stack, &self.module, &text).map(Some)
     }
 
     /// Records the module's entry (`None` removes it; the ConfigMap goes with its last entry).
@@ -141,6 +139,58 @@ impl StateStore {
     async fn create_namespace(&self) -> Result<()> {
         ensure_namespace(&self.client, &self.namespace, &self.manager, &self.retry).await
     }
+}
+
+/// The data of `stack`'s state ConfigMap (`None` when there is none). A ConfigMap of that name
+/// without the stack's label is someone else's: an error, never read nor written.
+async fn read_data(
+    client: &kube::Client,
+    namespace: &str,
+    stack: &str,
+    retry: &Retry,
+) -> Result<Option<std::collections::BTreeMap<String, String>>> {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    let name = state_name(stack);
+    let cm = retry
+        .run(false, "reading state", || api.get_opt(&name))
+        .await
+        .map_err(|e| Error::kube(format!("reading state ConfigMap {namespace}/{name}"), e))?;
+    let Some(cm) = cm else { return Ok(None) };
+    let label = cm.metadata.labels.as_ref().and_then(|l| l.get(STACK_LABEL));
+    if label.map(String::as_str) != Some(stack) {
+        return Err(Error::Kubernetes(format!(
+            "ConfigMap {namespace}/{name} exists but is not the state of stack `{stack}` (its `{STACK_LABEL}` label is {}); fix: rename or remove that ConfigMap, or keep the state in another namespace with `KubeOptions::state_namespace`",
+            label.map_or_else(|| "missing".to_owned(), |l| format!("`{l}`"))
+        )));
+    }
+    Ok(Some(cm.data.unwrap_or_default()))
+}
+
+fn parse_entry(namespace: &str, stack: &str, module: &str, text: &str) -> Result<ModuleState> {
+    serde_json::from_str(text).map_err(|e| {
+        Error::Kubernetes(format!(
+            "state ConfigMap {namespace}/{} has an invalid entry `{module}`: {e}; fix: delete that key and apply again",
+            state_name(stack)
+        ))
+    })
+}
+
+/// Every module entry of `stack`'s state, by module id.
+pub(crate) async fn read_all(
+    client: &kube::Client,
+    namespace: &str,
+    stack: &str,
+    retry: &Retry,
+) -> Result<Vec<(String, ModuleState)>> {
+    let data = read_data(client, namespace, stack, retry)
+        .await?
+        .unwrap_or_default();
+    data.into_iter()
+        .map(|(module, text)| {
+            let entry = parse_entry(namespace, stack, &module, &text)?;
+            Ok((module, entry))
+        })
+        .collect()
 }
 
 /// Applies the namespace that holds the stack's state and lock.
