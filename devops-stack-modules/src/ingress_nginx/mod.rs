@@ -29,9 +29,9 @@ use crate::error::Result;
 use crate::ingress_controller::{ControllerSettings, IngressController, controller_setters};
 
 /// The pinned chart version.
-pub const CHART_VERSION: &str = "4.13.0";
+pub const CHART_VERSION: &str = crate::pins::INGRESS_NGINX.version;
 /// The chart's Helm repository.
-pub const CHART_REPOSITORY: &str = "https://kubernetes.github.io/ingress-nginx";
+pub const CHART_REPOSITORY: &str = crate::pins::INGRESS_NGINX.repository;
 
 /// Deploys ingress-nginx as the stack's ingress controller.
 #[derive(Debug, Clone)]
