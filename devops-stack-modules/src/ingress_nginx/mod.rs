@@ -1,6 +1,12 @@
 //! ingress-nginx, the ingress controller, from the `ingress-nginx` chart of
 //! <https://kubernetes.github.io/ingress-nginx>.
 //!
+//! **The project is retired**: ingress-nginx made no releases and no security fixes after
+//! March 2026. The module stays for clusters that run it, pinned to the final release
+//! ([`CHART_VERSION`], controller 1.15.1); new platforms should use
+//! [`Traefik`](crate::Traefik), which outputs the same [`IngressController`] (so switching is
+//! a one-line change), or a Gateway API implementation.
+//!
 //! # Inputs
 //! - the cluster (`Input<ClusterRef>`) and Argo CD (`Input<ArgoCdTarget>`), in [`IngressNginx::new`];
 //! - optionally the ServiceMonitor CRDs ([`IngressNginx::service_monitors`]).
