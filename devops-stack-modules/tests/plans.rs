@@ -177,6 +177,16 @@ async fn alloy_ships_every_node_s_pod_logs_to_loki_with_promtail_s_labels() {
     assert_eq!(values["controller"]["type"], "daemonset");
     assert_eq!(values["rbac"]["create"], true);
     assert_eq!(values["alloy"]["mounts"]["varlog"], true);
+    // positions on the node, under the storage path
+    assert_eq!(
+        values["controller"]["volumes"]["extra"][0]["hostPath"]["path"],
+        "/var/lib/alloy"
+    );
+    assert_eq!(
+        values["alloy"]["mounts"]["extra"][0]["mountPath"],
+        "/var/lib/alloy"
+    );
+    assert_eq!(values["alloy"]["storagePath"], "/var/lib/alloy/data");
     let config = values["alloy"]["configMap"]["content"].as_str().unwrap();
     // the push URL Promtail had, and no tenant header (Loki runs without auth)
     assert!(config.contains("url = \"http://loki.loki.svc:3100/loki/api/v1/push\""));

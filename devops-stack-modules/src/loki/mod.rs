@@ -34,8 +34,10 @@
 //! without auth, so every stream lands in its single tenant, as before). Reading the node's
 //! files, not the Kubernetes API (`loki.source.kubernetes`), is what keeps the `stream` and
 //! `filename` labels and spares the kubelets and API server one log stream per container.
-//! The chart creates Alloy's ServiceAccount and RBAC (read pods and nodes); its PodLogs CRD is
-//! not installed (the pipeline does not use it).
+//! Alloy keeps the read positions in the node's `/var/lib/alloy` (as Promtail kept them in the
+//! node's `/run/promtail`), so a restarted pod resumes where it stopped. The chart creates
+//! Alloy's ServiceAccount and RBAC (read pods and nodes); its PodLogs CRD is not installed (the
+//! pipeline does not use it).
 
 use devops_stack_core::interfaces::{ArgoCdTarget, ClusterRef, Monitoring};
 use devops_stack_core::{Context, Input, Needs, Validation};
@@ -52,6 +54,9 @@ use crate::kube_prometheus_stack::Persistence;
 pub const CHART_VERSION: &str = crate::pins::LOKI.version;
 /// The pinned version of the `alloy` chart ([`pins::ALLOY`](crate::pins::ALLOY)).
 pub const ALLOY_CHART_VERSION: &str = crate::pins::ALLOY.version;
+
+/// Where Alloy keeps its state (the read positions of the log files) on each node.
+const ALLOY_STATE: &str = "/var/lib/alloy";
 
 /// What Loki outputs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -203,11 +208,16 @@ impl Component for Loki {
 
         let mut alloy = json!({
             "crds": {"create": false},
-            "controller": {"type": "daemonset"},
             "rbac": {"create": true},
             "alloy": {
                 "configMap": {"create": true, "content": alloy_config(&format!("{url}/loki/api/v1/push"))},
-                "mounts": {"varlog": true},
+                // the read positions survive a restart of the pod, so no file is shipped twice
+                "storagePath": format!("{ALLOY_STATE}/data"),
+                "mounts": {"varlog": true, "extra": [{"name": "state", "mountPath": ALLOY_STATE}]},
+            },
+            "controller": {
+                "type": "daemonset",
+                "volumes": {"extra": [{"name": "state", "hostPath": {"path": ALLOY_STATE, "type": "DirectoryOrCreate"}}]},
             },
         });
         if let Some(crds) = &env.monitors {
