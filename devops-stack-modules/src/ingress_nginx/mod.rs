@@ -40,6 +40,9 @@ pub const CHART_VERSION: &str = crate::pins::INGRESS_NGINX.version;
 pub const CHART_REPOSITORY: &str = crate::pins::INGRESS_NGINX.repository;
 
 /// Deploys ingress-nginx as the stack's ingress controller.
+///
+/// ingress-nginx is retired (no releases or security fixes after March 2026): prefer
+/// [`Traefik`](crate::Traefik) for a new platform. See the [module documentation](self).
 #[derive(Debug, Clone)]
 pub struct IngressNginx {
     common: Common,

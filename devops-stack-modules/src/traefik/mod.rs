@@ -34,9 +34,17 @@ pub const CHART_VERSION: &str = crate::pins::TRAEFIK.version;
 /// The chart's Helm repository.
 pub const CHART_REPOSITORY: &str = crate::pins::TRAEFIK.repository;
 
-/// Values the chart renamed since the module's first pin (37.x), with their new place.
+/// Values the chart moved since the module's first pin (37.x), with their new place: the
+/// Service type went under `service.spec`, an entry point's HTTP options under `http` (39.0.0),
+/// the logs to Traefik's own names (41.0.0).
 const MOVED_VALUES: &[(&str, &str)] = &[
     ("/service/type", "/service/spec/type"),
+    ("/ports/web/redirections", "/ports/web/http/redirections"),
+    ("/ports/websecure/tls", "/ports/websecure/http/tls"),
+    (
+        "/ports/websecure/middlewares",
+        "/ports/websecure/http/middlewares",
+    ),
     ("/logs/general", "/log"),
     ("/logs/access", "/accessLog"),
 ];
@@ -110,7 +118,10 @@ impl Component for Traefik {
                 if overrides.pointer(old).is_some() {
                     v.error(
                         "values",
-                        format!("`{old}` is not a value of the traefik chart since 41.0.0"),
+                        format!(
+                            "`{old}` is no longer a value of the traefik chart {}",
+                            crate::pins::TRAEFIK.version
+                        ),
                         format!("set `{new}` instead"),
                     );
                 }
