@@ -49,7 +49,7 @@ impl Settings {
             name: var("DEVOPS_STACK_NAME", "prod"),
             base_domain: var("DEVOPS_STACK_BASE_DOMAIN", "example.com"),
             region: var("AWS_REGION", "eu-west-1"),
-            version: var("EKS_VERSION", "1.33"),
+            version: var("EKS_VERSION", "1.35"),
             subnets: var(
                 "EKS_SUBNETS",
                 "subnet-0a1b2c3d4e5f60718,subnet-0f1e2d3c4b5a69788",

@@ -21,7 +21,7 @@
 //! let eks = stack.add(
 //!     Eks::new("eks", "prod", "example.com")
 //!         .region("eu-west-1")
-//!         .version("1.33")
+//!         .version("1.35")
 //!         .role_arn("arn:aws:iam::123456789012:role/eks-cluster")
 //!         .subnets(["subnet-aaa", "subnet-bbb"])
 //!         .node_group(NodeGroup::new("default", "arn:aws:iam::123456789012:role/eks-nodes").scaling(2, 3, 5)),

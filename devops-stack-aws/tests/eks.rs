@@ -24,7 +24,7 @@ fn cluster(endpoint: &str) -> Eks {
     Eks::new("eks", "prod", "example.com")
         .aws(common::aws(endpoint))
         .polling(common::polling())
-        .version("1.30")
+        .version("1.33")
         .role_arn(ROLE)
         .subnets(["subnet-aaa", "subnet-bbb"])
         .tag("team", "platform")
@@ -93,7 +93,7 @@ async fn create_rerun_update_and_destroy() {
         .await
         .expect("created");
     assert_eq!(out.name, "prod");
-    assert_eq!(out.version, "1.30");
+    assert_eq!(out.version, "1.33");
     assert_eq!(out.region, "us-east-1");
     assert!(out.endpoint.starts_with("https://"), "{}", out.endpoint);
     assert!(out.arn.starts_with("arn:aws:eks:us-east-1:"), "{}", out.arn);
@@ -140,7 +140,7 @@ async fn create_rerun_update_and_destroy() {
         .cluster
         .unwrap();
     assert_eq!(c.tags().unwrap()["team"], "platform");
-    assert_eq!(c.version(), Some("1.30"));
+    assert_eq!(c.version(), Some("1.33"));
     assert_eq!(
         c.resources_vpc_config().unwrap().public_access_cidrs(),
         ["0.0.0.0/0"]
@@ -222,7 +222,7 @@ async fn immutable_changes_are_reported_as_replacements() {
     );
     assert!(err.contains("subnets"), "{err}");
 
-    let err = apply(cluster(&ep).version("1.29"))
+    let err = apply(cluster(&ep).version("1.32"))
         .await
         .unwrap_err()
         .to_string();
@@ -257,11 +257,11 @@ async fn operations_moto_lacks_are_reported_clearly() {
     common::reset(&ep);
 
     apply(cluster(&ep)).await.expect("created");
-    let err = apply(cluster(&ep).version("1.31"))
+    let err = apply(cluster(&ep).version("1.34"))
         .await
         .unwrap_err()
         .to_string();
-    assert!(err.contains("upgrading the cluster to 1.31"), "{err}");
+    assert!(err.contains("upgrading the cluster to 1.34"), "{err}");
     assert!(err.contains("does not implement"), "{err}");
 
     let err = apply(
@@ -300,7 +300,7 @@ async fn adopted_cluster_survives_destroy() {
     client
         .create_cluster()
         .name("prod")
-        .version("1.31")
+        .version("1.34")
         .role_arn(ROLE)
         .resources_vpc_config(
             VpcConfigRequest::builder()
@@ -312,7 +312,7 @@ async fn adopted_cluster_survives_destroy() {
         .await
         .unwrap();
     let out = apply(adopt()).await.expect("adopted");
-    assert_eq!(out.version, "1.31");
+    assert_eq!(out.version, "1.34");
     assert_eq!(count(&client).await, (1, 1));
     assert_eq!(node_group(&client, "extra").await.subnets(), ["subnet-aaa"]);
 

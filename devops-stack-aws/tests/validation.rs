@@ -90,3 +90,26 @@ fn errors_explain_the_fix() {
     assert!(text.contains("module `eks`, field `subnets`"), "{text}");
     assert!(text.contains("fix:"), "{text}");
 }
+
+#[test]
+fn a_version_eks_no_longer_offers_is_refused_with_the_fix() {
+    let mut stack = Stack::new("test");
+    stack.add(
+        Eks::new("eks", "prod", "example.com")
+            .version("1.30")
+            .role_arn("arn:aws:iam::123456789012:role/eks")
+            .subnets(["subnet-aaa", "subnet-bbb"]),
+    );
+    let text = stack.build().unwrap_err().to_string();
+    assert!(text.contains("module `eks`, field `version`"), "{text}");
+    assert!(text.contains("no longer offered by EKS"), "{text}");
+    assert!(text.contains("like `1.35`"), "{text}");
+    // the default is accepted
+    let mut stack = Stack::new("test");
+    stack.add(
+        Eks::new("eks", "prod", "example.com")
+            .role_arn("arn:aws:iam::123456789012:role/eks")
+            .subnets(["subnet-aaa", "subnet-bbb"]),
+    );
+    assert!(stack.build().is_ok());
+}

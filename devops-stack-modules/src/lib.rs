@@ -18,7 +18,7 @@
 //! | [`CertManager`] | cert-manager and cluster issuers | [`ClusterIssuers`] | `IssuerProvider` |
 //! | [`Keycloak`] | OIDC provider | [`KeycloakOidc`] | `OidcProvider` |
 //! | [`KubePrometheusStack`] | Prometheus, Alertmanager, Grafana | [`MonitoringStack`] | `MonitoringProvider` |
-//! | [`Loki`] | logs (Loki and Promtail) | [`Logs`] | |
+//! | [`Loki`] | logs (Loki, shipped by Grafana Alloy) | [`Logs`] | |
 //! | [`MetricsServer`] | resource metrics | [`ResourceMetrics`] | |
 //!
 //! # ServiceMonitors from the first run
@@ -93,6 +93,7 @@ pub mod keycloak;
 pub mod kube_prometheus_stack;
 pub mod loki;
 pub mod metrics_server;
+pub mod pins;
 pub mod traefik;
 
 pub use argocd::{ArgoCd, ArgoCdFinal, ArgoCdOutput, InstallMethod, SelfManagedArgoCd};

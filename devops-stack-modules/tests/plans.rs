@@ -66,11 +66,11 @@ async fn overrides_merge_over_defaults() {
     let traefik = &objects(&plan)["argoproj.io/v1alpha1 Application gitops/traefik"];
     let values = &traefik["spec"]["source"]["helm"]["valuesObject"];
     // replaced
-    assert_eq!(values["service"]["type"], "NodePort");
+    assert_eq!(values["service"]["spec"]["type"], "NodePort");
     // deleted by null
     assert!(values.get("metrics").is_none());
     // added
-    assert_eq!(values["logs"]["general"]["level"], "DEBUG");
+    assert_eq!(values["log"]["level"], "DEBUG");
     // kept
     assert_eq!(values["deployment"]["replicas"], 3);
     assert_eq!(values["ingressClass"]["name"], "public");
@@ -159,6 +159,108 @@ async fn loki_adds_its_datasource_to_grafana() {
             .unwrap()
             .contains("url: http://loki.loki.svc:3100")
     );
+}
+
+#[tokio::test]
+async fn alloy_ships_every_node_s_pod_logs_to_loki_with_promtail_s_labels() {
+    let plan = plan(default_stack(IngressChoice::Traefik, OidcChoice::Keycloak)).await;
+    let objects = objects(&plan);
+    assert!(
+        !objects.keys().any(|k| k.contains("promtail")),
+        "Promtail is gone"
+    );
+    let app = &objects["argoproj.io/v1alpha1 Application argocd/loki-alloy"];
+    let source = &app["spec"]["source"];
+    assert_eq!(source["chart"], "alloy");
+    assert_eq!(source["repoURL"], "https://grafana.github.io/helm-charts");
+    let values = &source["helm"]["valuesObject"];
+    assert_eq!(values["controller"]["type"], "daemonset");
+    assert_eq!(values["rbac"]["create"], true);
+    assert_eq!(values["alloy"]["mounts"]["varlog"], true);
+    // positions on the node, under the storage path
+    assert_eq!(
+        values["controller"]["volumes"]["extra"][0]["hostPath"]["path"],
+        "/var/lib/alloy"
+    );
+    assert_eq!(
+        values["alloy"]["mounts"]["extra"][0]["mountPath"],
+        "/var/lib/alloy"
+    );
+    assert_eq!(values["alloy"]["storagePath"], "/var/lib/alloy/data");
+    let config = values["alloy"]["configMap"]["content"].as_str().unwrap();
+    // the push URL Promtail had, and no tenant header (Loki runs without auth)
+    assert!(config.contains("url = \"http://loki.loki.svc:3100/loki/api/v1/push\""));
+    assert!(!config.contains("tenant_id"));
+    for label in [
+        "namespace",
+        "pod",
+        "container",
+        "app",
+        "instance",
+        "component",
+        "node_name",
+        "job",
+    ] {
+        assert!(
+            config.contains(&format!("target_label  = \"{label}\"")),
+            "{label}"
+        );
+    }
+    // `stream` comes from the CRI stage, `filename` from reading the files
+    assert!(config.contains("stage.cri {}"));
+    assert!(config.contains("loki.source.file"));
+    assert!(config.contains("\"spec.nodeName=\" + sys.env(\"HOSTNAME\")"));
+    assert_eq!(
+        config.matches('{').count(),
+        config.matches('}').count(),
+        "{config}"
+    );
+    // Loki's chart: the community one, in the mode that replaced `SingleBinary`
+    let loki = &objects["argoproj.io/v1alpha1 Application argocd/loki"]["spec"]["source"];
+    assert_eq!(
+        loki["repoURL"],
+        "https://grafana-community.github.io/helm-charts"
+    );
+    assert_eq!(loki["helm"]["valuesObject"]["deploymentMode"], "Monolithic");
+}
+
+/// Argo CD 3 excludes these kinds from every Application by default (`resource.exclusions`):
+/// an Application rendering one would never see it synced.
+const ARGO_CD_3_EXCLUDED_KINDS: &[&str] = &[
+    "Endpoints",
+    "EndpointSlice",
+    "Lease",
+    "SelfSubjectReview",
+    "TokenReview",
+    "LocalSubjectAccessReview",
+    "SelfSubjectAccessReview",
+    "SelfSubjectRulesReview",
+    "SubjectAccessReview",
+    "CertificateSigningRequest",
+    "CertificateRequest",
+    "PolicyReport",
+    "ClusterPolicyReport",
+];
+
+#[tokio::test]
+async fn no_module_renders_a_kind_argo_cd_3_excludes() {
+    for stack in [
+        default_stack(IngressChoice::Traefik, OidcChoice::Keycloak),
+        default_stack(IngressChoice::Nginx, OidcChoice::Keycloak),
+        custom_stack(),
+    ] {
+        let text = plan(stack).await.to_text();
+        for kind in ARGO_CD_3_EXCLUDED_KINDS {
+            // objects are titled `<apiVersion> <Kind> ...`; extra objects inside Helm values
+            // (cert-manager's issuers) carry `kind: <Kind>`
+            assert!(!text.contains(&format!(" {kind} ")), "{kind}");
+            assert!(!text.contains(&format!("kind: {kind}")), "{kind}");
+        }
+        assert!(
+            text.contains("ClusterIssuer"),
+            "the check sees extra objects"
+        );
+    }
 }
 
 #[tokio::test]

@@ -81,6 +81,38 @@ fn chart_version_must_be_semver() {
 }
 
 #[test]
+fn traefik_values_the_chart_moved_are_refused_with_their_new_place() {
+    let e = errors(|s, c, a| {
+        s.add(Traefik::new(c, a).values(json!({"service": {"type": "NodePort"}})));
+    });
+    assert_one(
+        &e,
+        "traefik",
+        "values",
+        "`/service/type` is no longer a value of the traefik chart",
+    );
+    assert!(e[0].to_string().contains("/service/spec/type"), "{}", e[0]);
+    let e = errors(|s, c, a| {
+        s.add(Traefik::new(c, a).values(json!({"logs": {"general": {"level": "DEBUG"}}})));
+    });
+    assert!(e[0].to_string().contains("`/log`"), "{}", e[0]);
+    let e = errors(|s, c, a| {
+        s.add(Traefik::new(c, a).values(json!({"ports": {"web": {"redirections": {}}}})));
+    });
+    assert!(
+        e[0].to_string().contains("/ports/web/http/redirections"),
+        "{}",
+        e[0]
+    );
+    assert!(
+        errors(|s, c, a| {
+            s.add(Traefik::new(c, a).values(json!({"service": {"spec": {"type": "NodePort"}}})));
+        })
+        .is_empty()
+    );
+}
+
+#[test]
 fn replicas_override_must_be_an_integer() {
     let e = errors(|s, c, a| {
         s.add(Traefik::new(c, a).values(json!({"deployment": {"replicas": "two"}})));

@@ -33,7 +33,7 @@ pub struct EksCluster {
     pub arn: String,
     /// The OIDC issuer of the cluster's service-account tokens (for IRSA), if any.
     pub oidc_issuer_url: Option<String>,
-    /// The Kubernetes version (`1.33`).
+    /// The Kubernetes version (`1.35`).
     pub version: String,
     #[serde(skip)]
     pub(crate) tokens: Option<TokenSource>,

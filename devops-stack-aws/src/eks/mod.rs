@@ -46,11 +46,15 @@ use crate::config::AwsConfig;
 use crate::error::Error;
 use crate::wait::Polling;
 
-/// The Kubernetes version a new cluster gets.
-pub const DEFAULT_VERSION: &str = "1.33";
+/// The Kubernetes version a new cluster gets: 1.35, released on EKS on 2026-01-28 and in
+/// standard support until 2027-03-27 (EKS gives a minor 14 months of standard support, then 12
+/// of extended support at six times the hourly price). 1.34's standard support ends on
+/// 2026-12-02, and 1.33's ended on 2026-07-29.
+pub const DEFAULT_VERSION: &str = "1.35";
 
-/// The Kubernetes minor versions (`1.x`) accepted.
-pub const SUPPORTED_MINORS: std::ops::RangeInclusive<u32> = 28..=34;
+/// The Kubernetes minor versions (`1.x`) accepted: those EKS still offers. 1.31's extended
+/// support ends on 2026-11-26, so 1.32 is the oldest; 1.36 is the newest upstream minor.
+pub const SUPPORTED_MINORS: std::ops::RangeInclusive<u32> = 32..=36;
 
 /// The policy [`AccessEntry::admin`] associates.
 pub const CLUSTER_ADMIN_POLICY: &str =
@@ -474,13 +478,16 @@ pub fn parse_version(version: &str) -> Result<(u32, u32), String> {
         .and_then(|(a, b)| Some((a.parse::<u32>().ok()?, b.parse::<u32>().ok()?)));
     match parsed {
         Some((1, minor)) if SUPPORTED_MINORS.contains(&minor) => Ok((1, minor)),
+        Some((1, minor)) if minor < *SUPPORTED_MINORS.start() => Err(format!(
+            "`{version}` is no longer offered by EKS (past the end of its extended support)"
+        )),
         Some(_) => Err(format!(
             "`{version}` is not a supported EKS version (1.{} to 1.{})",
             SUPPORTED_MINORS.start(),
             SUPPORTED_MINORS.end()
         )),
         None => Err(format!(
-            "`{version}` is not a `major.minor` version like `1.33`"
+            "`{version}` is not a `major.minor` version like `{DEFAULT_VERSION}`"
         )),
     }
 }
@@ -569,7 +576,7 @@ impl Module for Eks {
                 "version",
                 parse_version(&self.version).map(drop),
                 format!(
-                    "use a version from 1.{} to 1.{}, like `{DEFAULT_VERSION}`",
+                    "use a version EKS offers, from 1.{} to 1.{}, like `{DEFAULT_VERSION}` (in standard support)",
                     SUPPORTED_MINORS.start(),
                     SUPPORTED_MINORS.end()
                 ),
@@ -753,7 +760,13 @@ mod tests {
         assert!(check_cluster_name("pr.od").unwrap_err().contains("`.`"));
         assert!(check_cluster_name(&"a".repeat(101)).is_err());
         assert_eq!(parse_version("1.33"), Ok((1, 33)));
-        assert!(parse_version("1.20").unwrap_err().contains("supported"));
+        assert!(parse_version(DEFAULT_VERSION).is_ok());
+        assert!(
+            parse_version("1.31")
+                .unwrap_err()
+                .contains("no longer offered by EKS")
+        );
+        assert!(parse_version("1.37").unwrap_err().contains("supported"));
         assert!(parse_version("1.33.2").is_err());
         assert!(parse_version("latest").unwrap_err().contains("major.minor"));
         assert!(check_cidr("0.0.0.0/0").is_ok());

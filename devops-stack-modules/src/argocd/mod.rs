@@ -19,6 +19,25 @@
 //! - once the self-managed Application exists, the bootstrap's apply only reads its outputs and
 //!   no longer re-applies the plain install (which would fight the self-managed one).
 //!
+//! # Argo CD 3
+//! The pin is Argo CD 3 ([`APP_VERSION`]); what its upgrade notes from 2.x change here:
+//! - **RBAC.** `logs, get` is enforced (`server.rbac.log.enforce.enable` is gone): the
+//!   pipeline role gets it explicitly, admins have it through `role:admin`. `update` and
+//!   `delete` no longer cascade to an Application's resources: the pipeline role has neither,
+//!   so nothing changes for it.
+//! - **Tracking.** Annotation tracking is Argo CD 3's default; the modules still set
+//!   `application.resourceTrackingMethod: annotation`, because the handover depends on it
+//!   whatever the chart's default or a user's `argocd-cm`.
+//! - **Resource exclusions.** Argo CD 3 ignores Endpoints, EndpointSlices, Leases, the review
+//!   kinds, CertificateSigningRequests and cert-manager's CertificateRequests by default; no
+//!   module renders any of them (a test checks), so no Application waits on one.
+//! - **Removed keys.** The modules set none of the removed `argocd-cm` keys (the log
+//!   enforcement flag, repositories in `argocd-cm`). The chart (9.0.0) no longer lists
+//!   `configs.params` defaults but still renders the keys given, so `server.insecure` stays.
+//! - **Network policies.** The chart (10.0.0) creates NetworkPolicies by default; they admit
+//!   the server from anywhere (the ingress and the API server's service proxy the bootstrap
+//!   uses for the pipeline token) and metrics from any namespace.
+//!
 //! Destroy runs in reverse: the final module's Application carries no resources finalizer, and
 //! its destroy deletes it itself, with any finalizer removed and `propagationPolicy: Orphan`,
 //! before the engine deletes the rest of its objects (the engine gives every Application it
@@ -47,15 +66,16 @@ use crate::error::{Error, Result};
 
 pub use final_phase::{ArgoCdFinal, OIDC_SECRET, SelfManagedArgoCd};
 
-/// The pinned version of the `argo-cd` chart.
-pub const CHART_VERSION: &str = "7.7.14";
-/// The Argo CD version of that chart, used for the install manifests fallback.
-pub const APP_VERSION: &str = "2.13.3";
+/// The pinned version of the `argo-cd` chart ([`pins::ARGO_CD`](crate::pins::ARGO_CD)).
+pub const CHART_VERSION: &str = crate::pins::ARGO_CD.version;
+/// The Argo CD version of that chart (`v3.x`), used for the install manifests fallback.
+pub const APP_VERSION: &str = crate::pins::ARGO_CD.app_version;
 /// The chart's Helm repository.
-pub const CHART_REPOSITORY: &str = "https://argoproj.github.io/argo-helm";
+pub const CHART_REPOSITORY: &str = crate::pins::ARGO_CD.repository;
 
-/// The official install manifests of Argo CD `version`.
+/// The official install manifests of Argo CD `version` (with or without its leading `v`).
 pub fn manifests_url(version: &str) -> String {
+    let version = version.strip_prefix('v').unwrap_or(version);
     format!("https://raw.githubusercontent.com/argoproj/argo-cd/v{version}/manifests/install.yaml")
 }
 
@@ -118,7 +138,7 @@ impl ArgoCdProvider for ArgoCdOutput {
 /// Chart `argo-cd` [`CHART_VERSION`] (Argo CD [`APP_VERSION`]), namespace `argocd`, release
 /// `argocd`, project `default`, destination the cluster's `argocd_server()`; Dex off, the server
 /// serving plain HTTP behind the ingress the final phase adds, resource tracking by annotation,
-/// an `apiKey` account `pipeline` allowed to sync Applications; one replica of the server and
+/// an `apiKey` account `pipeline` allowed to get and sync Applications and read their logs; one replica of the server and
 /// repo server, the server with 100m CPU and 128Mi memory requested and a 256Mi limit.
 /// Installed with [`InstallMethod::Auto`]: `helm template` of the chart with these values when
 /// the `helm` CLI is installed (the engine applies the output through the cluster's client, so
@@ -224,6 +244,7 @@ impl ArgoCd {
                     "policy.csv": format!(
                         "p, role:pipeline, applications, get, */*, allow\n\
                          p, role:pipeline, applications, sync, */*, allow\n\
+                         p, role:pipeline, logs, get, */*, allow\n\
                          g, {account}, role:pipeline\n"
                     ),
                 },
@@ -786,8 +807,9 @@ mod tests {
     fn manifests_are_pinned() {
         assert_eq!(
             manifests_url(APP_VERSION),
-            "https://raw.githubusercontent.com/argoproj/argo-cd/v2.13.3/manifests/install.yaml"
+            "https://raw.githubusercontent.com/argoproj/argo-cd/v3.4.4/manifests/install.yaml"
         );
+        assert_eq!(manifests_url("3.4.4"), manifests_url("v3.4.4"));
     }
 }
 

@@ -45,9 +45,9 @@ use crate::common::{
 use crate::error::Result;
 
 /// The pinned chart version.
-pub const CHART_VERSION: &str = "v1.18.2";
+pub const CHART_VERSION: &str = crate::pins::CERT_MANAGER.version;
 /// The chart's Helm repository.
-pub const CHART_REPOSITORY: &str = "https://charts.jetstack.io";
+pub const CHART_REPOSITORY: &str = crate::pins::CERT_MANAGER.repository;
 
 /// The ACME directory of Let's Encrypt's staging environment.
 pub const LETSENCRYPT_STAGING: &str = "https://acme-staging-v02.api.letsencrypt.org/directory";

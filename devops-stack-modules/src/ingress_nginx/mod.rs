@@ -1,6 +1,12 @@
 //! ingress-nginx, the ingress controller, from the `ingress-nginx` chart of
 //! <https://kubernetes.github.io/ingress-nginx>.
 //!
+//! **The project is retired**: ingress-nginx made no releases and no security fixes after
+//! March 2026. The module stays for clusters that run it, pinned to the final release
+//! ([`CHART_VERSION`], controller 1.15.1); new platforms should use
+//! [`Traefik`](crate::Traefik), which outputs the same [`IngressController`] (so switching is
+//! a one-line change), or a Gateway API implementation.
+//!
 //! # Inputs
 //! - the cluster (`Input<ClusterRef>`) and Argo CD (`Input<ArgoCdTarget>`), in [`IngressNginx::new`];
 //! - optionally the ServiceMonitor CRDs ([`IngressNginx::service_monitors`]).
@@ -29,11 +35,14 @@ use crate::error::Result;
 use crate::ingress_controller::{ControllerSettings, IngressController, controller_setters};
 
 /// The pinned chart version.
-pub const CHART_VERSION: &str = "4.13.0";
+pub const CHART_VERSION: &str = crate::pins::INGRESS_NGINX.version;
 /// The chart's Helm repository.
-pub const CHART_REPOSITORY: &str = "https://kubernetes.github.io/ingress-nginx";
+pub const CHART_REPOSITORY: &str = crate::pins::INGRESS_NGINX.repository;
 
 /// Deploys ingress-nginx as the stack's ingress controller.
+///
+/// ingress-nginx is retired (no releases or security fixes after March 2026): prefer
+/// [`Traefik`](crate::Traefik) for a new platform. See the [module documentation](self).
 #[derive(Debug, Clone)]
 pub struct IngressNginx {
     common: Common,

@@ -44,9 +44,9 @@ use crate::common::{
 use crate::error::Result;
 
 /// The pinned chart version.
-pub const CHART_VERSION: &str = "7.1.7";
+pub const CHART_VERSION: &str = crate::pins::KEYCLOAKX.version;
 /// The chart's Helm repository.
-pub const CHART_REPOSITORY: &str = "https://codecentric.github.io/helm-charts";
+pub const CHART_REPOSITORY: &str = crate::pins::KEYCLOAKX.repository;
 
 /// A user of the realm, member of the admin group.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -12,9 +12,9 @@ use crate::common::{ChartSource, Common, Component, Env, Rendered, Secrets, comp
 use crate::error::Result;
 
 /// The pinned version of the `prometheus-operator-crds` chart.
-pub const CRDS_CHART_VERSION: &str = "24.0.2";
+pub const CRDS_CHART_VERSION: &str = crate::pins::PROMETHEUS_OPERATOR_CRDS.version;
 /// The Helm repository of the Prometheus community charts.
-pub const PROMETHEUS_COMMUNITY: &str = "https://prometheus-community.github.io/helm-charts";
+pub const PROMETHEUS_COMMUNITY: &str = crate::pins::PROMETHEUS_COMMUNITY;
 
 /// The output of [`PrometheusOperatorCrds`]: the monitoring CRDs exist, and ServiceMonitors need
 /// these labels to be picked up by the stack's Prometheus.

@@ -53,11 +53,11 @@ use crate::common::{
 use crate::error::Result;
 
 /// The pinned chart version.
-pub const CHART_VERSION: &str = "79.5.0";
+pub const CHART_VERSION: &str = crate::pins::KUBE_PROMETHEUS_STACK.version;
 /// The pinned version of the `oauth2-proxy` chart in front of Prometheus and Alertmanager.
-pub const OAUTH2_PROXY_CHART_VERSION: &str = "7.7.1";
+pub const OAUTH2_PROXY_CHART_VERSION: &str = crate::pins::OAUTH2_PROXY.version;
 /// The Helm repository of the `oauth2-proxy` chart.
-pub const OAUTH2_PROXY_REPOSITORY: &str = "https://oauth2-proxy.github.io/manifests";
+pub const OAUTH2_PROXY_REPOSITORY: &str = crate::pins::OAUTH2_PROXY.repository;
 
 /// A persistent volume: its size and storage class (default: the cluster's default class).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -1,5 +1,12 @@
-//! Loki and its log shipper: the `loki` chart in single-binary mode and the `promtail` chart, both
-//! from <https://grafana.github.io/helm-charts>.
+//! Loki and its log shipper: the community `loki` chart of
+//! <https://grafana-community.github.io/helm-charts> in monolithic (single-binary) mode, and
+//! Grafana Alloy (the `alloy` chart of <https://grafana.github.io/helm-charts>) on every node.
+//!
+//! # Why these charts
+//! Promtail reached end of life on 2026-03-02 and its chart is deprecated; Alloy is its
+//! successor. The `loki` chart of the `grafana` repository is maintained for Grafana Enterprise
+//! Logs only since its 7.0.0 (2026-03-16); open-source Loki's chart moved to the community
+//! repository.
 //!
 //! # Inputs
 //! - the cluster and Argo CD, in [`Loki::new`];
@@ -11,9 +18,26 @@
 //! [`Logs`]: the namespace and Loki's in-cluster URL.
 //!
 //! # Defaults
-//! Chart `loki` [`CHART_VERSION`] in `SingleBinary` mode (1 replica, filesystem storage on a
+//! Chart `loki` [`CHART_VERSION`] in `Monolithic` mode (1 replica, filesystem storage on a
 //! 10Gi volume, TSDB schema v13, no auth, caches, canary, gateway and MinIO off), chart
-//! `promtail` [`PROMTAIL_CHART_VERSION`] on every node pushing to it, namespace `loki`.
+//! `alloy` [`ALLOY_CHART_VERSION`] as a DaemonSet pushing to it, namespace `loki`.
+//!
+//! # Log shipping
+//! Alloy runs the pipeline [`alloy_config`] renders (in the chart's `alloy.configMap.content`):
+//! `discovery.kubernetes` finds the pods of its own node (the chart sets `HOSTNAME` to the node
+//! name), `discovery.relabel` gives them the labels Promtail's chart gave (`namespace`, `pod`,
+//! `container`, `app`, `instance`, `component`, `node_name`, `job` = `namespace/app`),
+//! `local.file_match` and `loki.source.file` read the pods' files under `/var/log/pods` (the
+//! chart mounts the node's `/var/log`; the file path is the `filename` label),
+//! `loki.process` parses the CRI format (the `stream` label) and `loki.write` pushes to the
+//! same URL Promtail did, `<Loki's URL>/loki/api/v1/push`, with no tenant header (Loki runs
+//! without auth, so every stream lands in its single tenant, as before). Reading the node's
+//! files, not the Kubernetes API (`loki.source.kubernetes`), is what keeps the `stream` and
+//! `filename` labels and spares the kubelets and API server one log stream per container.
+//! Alloy keeps the read positions in the node's `/var/lib/alloy` (as Promtail kept them in the
+//! node's `/run/promtail`), so a restarted pod resumes where it stopped. The chart creates
+//! Alloy's ServiceAccount and RBAC (read pods and nodes); its PodLogs CRD is not installed (the
+//! pipeline does not use it).
 
 use devops_stack_core::interfaces::{ArgoCdTarget, ClusterRef, Monitoring};
 use devops_stack_core::{Context, Input, Needs, Validation};
@@ -21,18 +45,18 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::common::{
-    ChartSource, Common, Component, Env, Rendered, Secrets, ValueKind, common_setters,
-    component_module,
+    Common, Component, Env, Rendered, Secrets, ValueKind, common_setters, component_module,
 };
 use crate::error::Result;
 use crate::kube_prometheus_stack::Persistence;
 
-/// The pinned version of the `loki` chart.
-pub const CHART_VERSION: &str = "6.37.0";
-/// The pinned version of the `promtail` chart.
-pub const PROMTAIL_CHART_VERSION: &str = "6.17.0";
-/// Grafana's Helm repository.
-pub const GRAFANA_CHARTS: &str = "https://grafana.github.io/helm-charts";
+/// The pinned version of the `loki` chart ([`pins::LOKI`](crate::pins::LOKI)).
+pub const CHART_VERSION: &str = crate::pins::LOKI.version;
+/// The pinned version of the `alloy` chart ([`pins::ALLOY`](crate::pins::ALLOY)).
+pub const ALLOY_CHART_VERSION: &str = crate::pins::ALLOY.version;
+
+/// Where Alloy keeps its state (the read positions of the log files) on each node.
+const ALLOY_STATE: &str = "/var/lib/alloy";
 
 /// What Loki outputs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -43,7 +67,7 @@ pub struct Logs {
     pub url: String,
 }
 
-/// Deploys Loki and Promtail.
+/// Deploys Loki and Grafana Alloy.
 #[derive(Debug, Clone)]
 pub struct Loki {
     common: Common,
@@ -64,7 +88,7 @@ impl Loki {
                 "loki",
                 cluster.into(),
                 argocd.into(),
-                ChartSource::new(GRAFANA_CHARTS, "loki", CHART_VERSION),
+                crate::pins::LOKI.source(),
                 "loki",
             ),
             monitoring: None,
@@ -151,7 +175,7 @@ impl Component for Loki {
             persistence["storageClass"] = c.clone().into();
         }
         let defaults = json!({
-            "deploymentMode": "SingleBinary",
+            "deploymentMode": "Monolithic",
             "loki": {
                 "auth_enabled": false,
                 "commonConfig": {"replication_factor": 1},
@@ -182,17 +206,29 @@ impl Component for Loki {
         });
         let mut objects = self.common.chart_objects(env, values);
 
-        let mut promtail =
-            json!({"config": {"clients": [{"url": format!("{url}/loki/api/v1/push")}]}});
+        let mut alloy = json!({
+            "crds": {"create": false},
+            "rbac": {"create": true},
+            "alloy": {
+                "configMap": {"create": true, "content": alloy_config(&format!("{url}/loki/api/v1/push"))},
+                // the read positions survive a restart of the pod, so no file is shipped twice
+                "storagePath": format!("{ALLOY_STATE}/data"),
+                "mounts": {"varlog": true, "extra": [{"name": "state", "mountPath": ALLOY_STATE}]},
+            },
+            "controller": {
+                "type": "daemonset",
+                "volumes": {"extra": [{"name": "state", "hostPath": {"path": ALLOY_STATE, "type": "DirectoryOrCreate"}}]},
+            },
+        });
         if let Some(crds) = &env.monitors {
-            promtail["serviceMonitor"] = json!({"enabled": true, "labels": crds.labels});
+            alloy["serviceMonitor"] = json!({"enabled": true, "additionalLabels": crds.labels});
         }
         objects.push(self.common.application_of(
             env,
-            &format!("{}-promtail", self.common.id),
-            &ChartSource::new(GRAFANA_CHARTS, "promtail", PROMTAIL_CHART_VERSION),
-            "promtail",
-            promtail,
+            &format!("{}-alloy", self.common.id),
+            &crate::pins::ALLOY.source(),
+            "alloy",
+            alloy,
         ));
 
         if let Some(m) = &self.monitoring {
@@ -215,4 +251,111 @@ impl Component for Loki {
             objects,
         })
     }
+}
+
+/// Alloy's pipeline shipping the pod logs of its node to `push_url` with Promtail's labels (see
+/// the [module documentation](self#log-shipping)).
+pub fn alloy_config(push_url: &str) -> String {
+    // Promtail's `kubernetes-pods` job, rule for rule (relabel's default action is `replace`).
+    let rule = |sources: &[&str], extra: &str, target: &str| {
+        let sources: Vec<String> = sources.iter().map(|s| format!("\"{s}\"")).collect();
+        format!(
+            "  rule {{\n    source_labels = [{}]\n{extra}    target_label  = \"{target}\"\n  }}\n",
+            sources.join(", ")
+        )
+    };
+    // the first of the sources that is set
+    let first = "    regex         = \"^;*([^;]+)(;.*)?$\"\n";
+    let pod_path = "    separator     = \"/\"\n    replacement   = \"/var/log/pods/*$1/*.log\"\n";
+    let rules = [
+        rule(
+            &["__meta_kubernetes_pod_controller_name"],
+            "    regex         = \"([0-9a-z-.]+?)(-[0-9a-f]{8,10})?\"\n",
+            "__tmp_controller_name",
+        ),
+        rule(
+            &[
+                "__meta_kubernetes_pod_label_app_kubernetes_io_name",
+                "__meta_kubernetes_pod_label_app",
+                "__tmp_controller_name",
+                "__meta_kubernetes_pod_name",
+            ],
+            first,
+            "app",
+        ),
+        rule(
+            &[
+                "__meta_kubernetes_pod_label_app_kubernetes_io_instance",
+                "__meta_kubernetes_pod_label_instance",
+            ],
+            first,
+            "instance",
+        ),
+        rule(
+            &[
+                "__meta_kubernetes_pod_label_app_kubernetes_io_component",
+                "__meta_kubernetes_pod_label_component",
+            ],
+            first,
+            "component",
+        ),
+        rule(&["__meta_kubernetes_pod_node_name"], "", "node_name"),
+        rule(&["__meta_kubernetes_namespace"], "", "namespace"),
+        rule(&["namespace", "app"], "    separator     = \"/\"\n", "job"),
+        rule(&["__meta_kubernetes_pod_name"], "", "pod"),
+        rule(&["__meta_kubernetes_pod_container_name"], "", "container"),
+        rule(
+            &[
+                "__meta_kubernetes_pod_uid",
+                "__meta_kubernetes_pod_container_name",
+            ],
+            pod_path,
+            "__path__",
+        ),
+        // static pods log under their config hash, not their uid
+        rule(
+            &[
+                "__meta_kubernetes_pod_annotationpresent_kubernetes_io_config_hash",
+                "__meta_kubernetes_pod_annotation_kubernetes_io_config_hash",
+                "__meta_kubernetes_pod_container_name",
+            ],
+            &format!("    regex         = \"true/(.*)\"\n{pod_path}"),
+            "__path__",
+        ),
+    ]
+    .concat();
+    format!(
+        r#"discovery.kubernetes "pods" {{
+  role = "pod"
+  selectors {{
+    role  = "pod"
+    field = "spec.nodeName=" + sys.env("HOSTNAME")
+  }}
+}}
+
+discovery.relabel "pods" {{
+  targets = discovery.kubernetes.pods.targets
+{rules}}}
+
+local.file_match "pods" {{
+  path_targets = discovery.relabel.pods.output
+}}
+
+loki.source.file "pods" {{
+  targets    = local.file_match.pods.targets
+  forward_to = [loki.process.pods.receiver]
+}}
+
+loki.process "pods" {{
+  stage.cri {{}}
+  forward_to = [loki.write.loki.receiver]
+}}
+
+loki.write "loki" {{
+  endpoint {{
+    url = "{push_url}"
+  }}
+}}
+"#
+    )
 }

@@ -26,9 +26,9 @@ use crate::common::{
 use crate::error::Result;
 
 /// The pinned chart version.
-pub const CHART_VERSION: &str = "3.13.0";
+pub const CHART_VERSION: &str = crate::pins::METRICS_SERVER.version;
 /// The chart's Helm repository.
-pub const CHART_REPOSITORY: &str = "https://kubernetes-sigs.github.io/metrics-server/";
+pub const CHART_REPOSITORY: &str = crate::pins::METRICS_SERVER.repository;
 
 /// What metrics-server outputs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -30,9 +30,24 @@ use crate::error::Result;
 use crate::ingress_controller::{ControllerSettings, IngressController, controller_setters};
 
 /// The pinned chart version.
-pub const CHART_VERSION: &str = "37.1.1";
+pub const CHART_VERSION: &str = crate::pins::TRAEFIK.version;
 /// The chart's Helm repository.
-pub const CHART_REPOSITORY: &str = "https://traefik.github.io/charts";
+pub const CHART_REPOSITORY: &str = crate::pins::TRAEFIK.repository;
+
+/// Values the chart moved since the module's first pin (37.x), with their new place: the
+/// Service type went under `service.spec`, an entry point's HTTP options under `http` (39.0.0),
+/// the logs to Traefik's own names (41.0.0).
+const MOVED_VALUES: &[(&str, &str)] = &[
+    ("/service/type", "/service/spec/type"),
+    ("/ports/web/redirections", "/ports/web/http/redirections"),
+    ("/ports/websecure/tls", "/ports/websecure/http/tls"),
+    (
+        "/ports/websecure/middlewares",
+        "/ports/websecure/http/middlewares",
+    ),
+    ("/logs/general", "/log"),
+    ("/logs/access", "/accessLog"),
+];
 
 /// Deploys Traefik as the stack's ingress controller.
 ///
@@ -40,7 +55,7 @@ pub const CHART_REPOSITORY: &str = "https://traefik.github.io/charts";
 /// # use devops_stack_core::{Input, interfaces::{ArgoCdTarget, ClusterRef}};
 /// # fn f(cluster: Input<ClusterRef>, argocd: Input<ArgoCdTarget>) {
 /// use devops_stack_modules::Traefik;
-/// let traefik = Traefik::new(cluster, argocd).replicas(3).values(serde_json::json!({"logs": {"general": {"level": "DEBUG"}}}));
+/// let traefik = Traefik::new(cluster, argocd).replicas(3).values(serde_json::json!({"log": {"level": "DEBUG"}}));
 /// # }
 /// ```
 #[derive(Debug, Clone)]
@@ -89,13 +104,29 @@ impl Component for Traefik {
             ("/resources", ValueKind::Object),
             ("/ingressClass/isDefaultClass", ValueKind::Bool),
             ("/ingressClass/name", ValueKind::String),
-            ("/service/type", ValueKind::String),
+            ("/service/spec/type", ValueKind::String),
         ]
     }
 
     fn validate_more(&self, v: &mut devops_stack_core::Validation) {
         self.controller.validate(v);
         self.sizing.validate(v);
+        // keys the chart moved since 37.x: the old ones would be ignored (`service.type`) or
+        // refused by the chart's schema (`logs`) only when Argo CD renders the chart
+        for overrides in &self.common.values {
+            for (old, new) in MOVED_VALUES {
+                if overrides.pointer(old).is_some() {
+                    v.error(
+                        "values",
+                        format!(
+                            "`{old}` is no longer a value of the traefik chart {}",
+                            crate::pins::TRAEFIK.version
+                        ),
+                        format!("set `{new}` instead"),
+                    );
+                }
+            }
+        }
     }
 
     fn render(
@@ -113,7 +144,7 @@ impl Component for Traefik {
                 "kubernetesIngress": {"enabled": true, "publishedService": {"enabled": true}},
                 "kubernetesCRD": {"enabled": true},
             },
-            "service": {"type": c.service_type},
+            "service": {"spec": {"type": c.service_type}},
             "metrics": {"prometheus": {"entryPoint": "metrics"}},
         });
         let values = self.common.values(env, defaults, |crds| {

@@ -248,13 +248,13 @@ pub fn custom_stack() -> Stack {
             .class_name("public")
             .replicas(3)
             .resources(Resources::new().request("cpu", "500m").limit("memory", "1Gi"))
-            .chart_version("36.3.0")
+            .chart_version("41.2.0")
             .sync(SyncSettings {
                 prune: false,
                 self_heal: true,
                 allow_empty: true,
             })
-            .values(json!({"service": {"type": "NodePort"}, "metrics": null, "logs": {"general": {"level": "DEBUG"}}}))
+            .values(json!({"service": {"spec": {"type": "NodePort"}}, "metrics": null, "log": {"level": "DEBUG"}}))
             .service_monitors(&crds),
     );
     stack.add(
