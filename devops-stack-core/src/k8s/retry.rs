@@ -116,12 +116,7 @@ pub(crate) fn unreachable(e: &kube::Error) -> Option<String> {
                 _ => None,
             });
         }
-        let tls = err.downcast_ref::<rustls::Error>().or_else(|| {
-            // An I/O error's `source` skips the error it wraps: look inside.
-            err.downcast_ref::<std::io::Error>()
-                .and_then(|io| io.get_ref())
-                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        });
+        let tls = rustls_error(err);
         if let Some(tls) = tls {
             cause = Some(match tls {
                 rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer) => {
@@ -146,7 +141,30 @@ pub(crate) fn unreachable(e: &kube::Error) -> Option<String> {
         }
         next = err.source();
     }
-    connect.then(|| cause.unwrap_or_else(|| format!("the connection failed ({source})")))
+    connect.then(|| {
+        cause.unwrap_or_else(|| {
+            let mut chain = Vec::new();
+            let mut next: Option<&(dyn std::error::Error + 'static)> = Some(source.as_ref());
+            while let Some(err) = next {
+                chain.push(err.to_string());
+                next = err.source();
+            }
+            format!("the connection failed ({})", chain.join(": "))
+        })
+    })
+}
+
+/// The TLS error in `err`, looking through I/O errors wrapped in I/O errors (whose `source`
+/// skips the error they wrap).
+fn rustls_error<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut current: &(dyn std::error::Error + 'static) = err;
+    loop {
+        if let Some(tls) = current.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        let inner = current.downcast_ref::<std::io::Error>()?.get_ref()?;
+        current = inner;
+    }
 }
 
 /// The HTTP status code of an API error.
