@@ -27,6 +27,7 @@ use devops_stack::k8s::{KubeOptions, StackLock, diff_stack};
 use devops_stack::modules::{
     ArgoCd, ArgoCdFinal, CertManager, KubePrometheusStack, Loki, PrometheusOperatorCrds, Traefik,
 };
+use devops_stack::progress::{Progress, Style};
 use devops_stack::{BuiltStack, Error, Handle, RunOptions, Stack};
 
 /// The stack's settings, from the environment.
@@ -194,12 +195,9 @@ async fn diff(stack: &BuiltStack, eks: &Handle<EksCluster>) -> Result<(), Error>
 /// that two runs cannot change the stack at once; a first apply, which creates the cluster, has
 /// nowhere to keep a lock yet.
 async fn run(stack: &BuiltStack, command: &str, eks: &Handle<EksCluster>) -> Result<(), Error> {
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let printer = tokio::spawn(async move {
-        while let Some(event) = rx.recv().await {
-            println!("{event}");
-        }
-    });
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    // One live line per module on a terminal; plain event lines in CI and pipes.
+    let printer = Progress::new(Style::detect()).spawn(rx);
     let cancel = devops_stack::CancellationToken::new();
     let on_ctrl_c = cancel.clone();
     tokio::spawn(async move {

@@ -14,3 +14,6 @@ pub use devops_stack_modules as modules;
 
 /// The AWS side: an EKS cluster and Cognito OIDC.
 pub use devops_stack_aws as aws;
+
+#[cfg(feature = "progress")]
+pub mod progress;

@@ -90,7 +90,10 @@ async fn a_refused_connection_fails_at_once_naming_cluster_server_and_cause() {
         "{text}"
     );
     assert!(text.contains("the connection was refused"), "{text}");
-    assert!(text.contains("check the kubeconfig's context and server"), "{text}");
+    assert!(
+        text.contains("check the kubeconfig's context and server"),
+        "{text}"
+    );
     assert!(
         elapsed < Duration::from_secs(5),
         "took {elapsed:?}: a refused connection is not retried"
@@ -113,7 +116,10 @@ async fn a_server_that_does_not_speak_tls_fails_at_once() {
     });
     let (err, elapsed) = apply_to(port).await;
     let text = err.to_string();
-    assert!(text.contains("cannot reach the API server of cluster `lab`"), "{text}");
+    assert!(
+        text.contains("cannot reach the API server of cluster `lab`"),
+        "{text}"
+    );
     assert!(text.contains("TLS failed"), "{text}");
     assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
     server.abort();

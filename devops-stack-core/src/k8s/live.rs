@@ -15,6 +15,9 @@ use crate::error::Result;
 /// Live objects by identity; absent objects have no entry.
 pub(crate) type LiveObjects = HashMap<ObjectRef, DynamicObject>;
 
+/// `(apiVersion, kind, namespace)`: what one LIST reads.
+type GroupKey<'a> = (&'a str, &'a str, Option<&'a str>);
+
 /// Reads the live state of `ids` (resolved, with namespaces scoped).
 pub(crate) async fn read(
     d: &Deployer,
@@ -22,8 +25,7 @@ pub(crate) async fn read(
     ids: &[(ObjectRef, Resolved)],
 ) -> Result<LiveObjects> {
     // (apiVersion, kind, namespace) -> the objects wanted there.
-    let mut groups: BTreeMap<(&str, &str, Option<&str>), Vec<&(ObjectRef, Resolved)>> =
-        BTreeMap::new();
+    let mut groups: BTreeMap<GroupKey<'_>, Vec<&(ObjectRef, Resolved)>> = BTreeMap::new();
     for item in ids {
         let id = &item.0;
         groups
