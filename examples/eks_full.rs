@@ -23,7 +23,7 @@ use std::time::Duration;
 use devops_stack::aws::cognito::{Cognito, User};
 use devops_stack::aws::eks::{Eks, EksCluster, NodeGroup};
 use devops_stack::interfaces::{Cluster, ClusterProvider, Hostnames, IssuerKind};
-use devops_stack::k8s::{KubeOptions, StackLock, diff_stack};
+use devops_stack::k8s::{KubeOptions, StackLock, diff_stack, preflight_stack};
 use devops_stack::modules::{
     ArgoCd, ArgoCdFinal, CertManager, KubePrometheusStack, Loki, PrometheusOperatorCrds, Traefik,
 };
@@ -221,7 +221,14 @@ async fn run(stack: &BuiltStack, command: &str, eks: &Handle<EksCluster>) -> Res
         }
     };
 
-    let existing = stack.read(&options(None)).await?.output(eks);
+    let live = stack.read(&options(None)).await?;
+    let existing = live.output(eks);
+    if command == "apply"
+        && let Some(cluster) = &existing
+    {
+        // Every module's objects checked for ownership before the first module writes.
+        preflight_stack(stack, &live, &[cluster.cluster()], &kube).await?;
+    }
     let lock = match existing {
         Some(cluster) => {
             let client = cluster

@@ -202,6 +202,18 @@ pub enum Error {
         objects: Vec<crate::k8s::OwnershipConflict>,
     },
 
+    /// The stack-wide preflight found objects that modules would take over; nothing was
+    /// written. Each object is listed with its module and owner.
+    #[error("{} of stack `{stack}` render{} objects that already exist and belong to someone else; nothing was written:\n{}\nfix: give them another name or namespace, or adopt them explicitly with `KubeOptions::adopt(Adopt::object(..))` or `Adopt::module(..)`", plural(.modules.len(), "module"), if .modules.len() == 1 { "s" } else { "" }, .objects.iter().map(|(m, c)| format!("  - module `{m}`: {c}")).collect::<Vec<_>>().join("\n"))]
+    NotOwnedInStack {
+        /// The stack.
+        stack: String,
+        /// The modules with conflicts.
+        modules: Vec<String>,
+        /// Each object with its module.
+        objects: Vec<(String, crate::k8s::OwnershipConflict)>,
+    },
+
     /// The cluster's API server cannot be reached: the connection was refused, the name did not
     /// resolve, or TLS failed. Not retried.
     #[error(

@@ -91,7 +91,7 @@ pub use remove::DestroyReport;
 pub use retry::Retry;
 pub use run::settle;
 pub(crate) use run::{RunInfo, RunTracker};
-pub use stack_diff::{ModuleDiff, NotCompared, StackDiff, diff_stack};
+pub use stack_diff::{ModuleDiff, NotCompared, StackDiff, diff_stack, preflight_stack};
 pub use state::{InventoryEntry, ModuleState, state_name};
 
 use crate::context::Context;
@@ -335,6 +335,21 @@ struct Survey<'a> {
     stale: Vec<(ObjectRef, Resolved, Option<DynamicObject>)>,
 }
 
+impl Survey<'_> {
+    /// The objects that exist and are someone else's.
+    fn conflicts(&self) -> Vec<OwnershipConflict> {
+        self.items
+            .iter()
+            .filter(|i| i.action == Action::Conflict)
+            .filter_map(|i| {
+                i.live
+                    .as_ref()
+                    .map(|l| OwnershipConflict::new(&i.id, &l.metadata))
+            })
+            .collect()
+    }
+}
+
 impl Deployer {
     /// A deployer for the running module of `ctx` on `cluster`, with the run's [`KubeOptions`],
     /// its [`StackLock`] (if the caller put one in the run's extensions) and its cancellation.
@@ -554,16 +569,7 @@ impl Deployer {
         self.guard().await?;
         let desired = self.render(objects)?;
         let mut survey = self.survey(&desired).await?;
-        let conflicts: Vec<OwnershipConflict> = survey
-            .items
-            .iter()
-            .filter(|i| i.action == Action::Conflict)
-            .filter_map(|i| {
-                i.live
-                    .as_ref()
-                    .map(|l| OwnershipConflict::new(&i.id, &l.metadata))
-            })
-            .collect();
+        let conflicts = survey.conflicts();
         if !conflicts.is_empty() {
             return Err(Error::NotOwned {
                 module: self.module.clone(),
@@ -628,6 +634,17 @@ impl Deployer {
             self.wait_ready(&survey.items, deadline).await?;
         }
         Ok(report)
+    }
+
+    /// The objects among `objects` that exist and are not this module's, and that no
+    /// [`Adopt`] rule covers: what [`Deployer::apply`] would refuse. Reads only (one LIST per
+    /// kind and namespace).
+    ///
+    /// # Errors
+    /// API errors, [`Error::Unreachable`], and [`Error::UnknownKind`].
+    pub async fn conflicts(&self, objects: Vec<Value>) -> Result<Vec<OwnershipConflict>> {
+        let desired = self.render(objects)?;
+        Ok(self.survey(&desired).await?.conflicts())
     }
 
     fn needs(&self) -> Vec<String> {

@@ -197,3 +197,59 @@ pub async fn diff_stack(
     }
     Ok(out)
 }
+
+/// Checks, before any module of `stack` writes anything, that none of them would take over an
+/// object that is not its own on the given `clusters` (see [`Deployer::conflicts`]): the stack
+/// is planned against the live outputs of `live` (a [`BuiltStack::read`] report) and every
+/// module's objects are surveyed, reading only. Each module's apply checks its own objects
+/// again before its first write; this finds every conflict of the stack at once, before the
+/// first module runs.
+///
+/// # Errors
+/// [`Error::NotOwnedInStack`] listing every such object with its module and owner; a plan that
+/// fails; API errors.
+pub async fn preflight_stack(
+    stack: &BuiltStack,
+    live: &Report,
+    clusters: &[ClusterRef],
+    options: &KubeOptions,
+) -> Result<()> {
+    let plan = stack.plan_live(live).await?;
+    let mut clients = BTreeMap::new();
+    for c in clusters {
+        let client = c.client().await.map_err(|e| {
+            Error::Kubernetes(format!("cannot connect to cluster `{}`: {e}", c.name()))
+        })?;
+        clients.insert(c.name().to_owned(), client);
+    }
+    let mut objects = Vec::new();
+    let mut modules = Vec::new();
+    for m in plan.modules {
+        let mut by_cluster: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+        for r in m.resources {
+            if let Resource::Kubernetes { cluster, object } = r {
+                by_cluster.entry(cluster).or_default().push(object);
+            }
+        }
+        for (cluster, rendered) in by_cluster {
+            let Some(client) = clients.get(&cluster) else {
+                continue;
+            };
+            let deployer = Deployer::new(client.clone(), stack.name(), &m.id, options.clone());
+            let found = deployer.conflicts(rendered).await?;
+            if !found.is_empty() && !modules.contains(&m.id) {
+                modules.push(m.id.clone());
+            }
+            objects.extend(found.into_iter().map(|c| (m.id.clone(), c)));
+        }
+    }
+    if objects.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::NotOwnedInStack {
+            stack: stack.name().to_owned(),
+            modules,
+            objects,
+        })
+    }
+}
