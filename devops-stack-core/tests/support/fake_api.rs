@@ -555,7 +555,9 @@ struct Entry {
     operation: &'static str,
     api_version: String,
     subresource: Option<String>,
-    time: String,
+    /// When the manager last changed the object; `None` for a manager whose operations all
+    /// left the object as it was (as the real server writes it: no `time`).
+    time: Option<String>,
     fields: FieldSet,
 }
 
@@ -563,8 +565,11 @@ impl Entry {
     fn to_json(&self) -> Value {
         let mut entry = json!({
             "manager": self.manager, "operation": self.operation, "apiVersion": self.api_version,
-            "time": self.time, "fieldsType": "FieldsV1", "fieldsV1": fields_v1(&self.fields),
+            "fieldsType": "FieldsV1", "fieldsV1": fields_v1(&self.fields),
         });
+        if let Some(time) = &self.time {
+            entry["time"] = json!(time);
+        }
         if let Some(sub) = &self.subresource {
             entry["subresource"] = json!(sub);
         }
@@ -1111,12 +1116,16 @@ impl State {
             .iter()
             .position(|e| e.manager == manager && e.operation == "Update" && e.api_version == api_version && e.subresource == sub);
         let at = at.unwrap_or_else(|| {
-            managers.push(Entry { manager: manager.into(), operation: "Update", api_version, subresource: sub, time: now(), fields: FieldSet::new() });
+            managers.push(Entry { manager: manager.into(), operation: "Update", api_version, subresource: sub, time: None, fields: FieldSet::new() });
             managers.len() - 1
         });
+        // The updater's entry takes what changed, and the time, if anything changed.
+        if !diff.changed.is_empty() {
+            managers[at].time = Some(now());
+        }
         managers[at].fields.extend(diff.changed);
         managers.retain(|e| !e.fields.is_empty());
-        self.commit(t, object, managers, manager, dry_run)
+        self.commit(t, object, managers, dry_run)
     }
 
     fn apply(&mut self, t: &Target, req: &Req) -> Result<Reply, Reply> {
@@ -1171,7 +1180,7 @@ impl State {
                 operation: "Apply",
                 api_version: t.kind.api_version(),
                 subresource: None,
-                time: now(),
+                time: None,
                 fields: new_set.clone(),
             }),
         }
@@ -1191,11 +1200,20 @@ impl State {
             }
         }
         managers.retain(|e| !e.fields.is_empty());
-        Ok(self.commit(t, object, managers, manager, req.dry_run()))
+        // The applier's entry gets the time only if the object changed.
+        let folded = |o: &Value| {
+            let mut o = o.clone();
+            fold_string_data(&mut o);
+            owned_view(&o)
+        };
+        if folded(&object) != folded(&live) {
+            managers.iter_mut().filter(|e| mine(e)).for_each(|e| e.time = Some(now()));
+        }
+        Ok(self.commit(t, object, managers, req.dry_run()))
     }
 
     /// Stores a written object: server-owned metadata, no-op detection, finalization.
-    fn commit(&mut self, t: &Target, mut object: Value, mut managers: Vec<Entry>, actor: &str, dry_run: bool) -> Reply {
+    fn commit(&mut self, t: &Target, mut object: Value, mut managers: Vec<Entry>, dry_run: bool) -> Reply {
         let key = t.key();
         fold_string_data(&mut object);
         if let Some(m) = object["metadata"].as_object_mut() {
@@ -1235,14 +1253,13 @@ impl State {
                 if t.kind.is_namespace() {
                     object["spec"]["finalizers"] = json!(["kubernetes"]);
                     object["status"] = json!({"phase": "Active"});
+                } else if t.kind.status_subresource && !t.kind.custom {
+                    // A built-in kind's status is a struct: it reads `{}` until a controller writes it.
+                    object["status"] = json!({});
                 }
             }
         }
         object["metadata"]["resourceVersion"] = json!(revision.to_string());
-        let time = now();
-        for entry in managers.iter_mut().filter(|e| e.manager == actor) {
-            entry.time.clone_from(&time);
-        }
         sort_entries(&mut managers);
         let stored = Stored { object, managers };
         let rendered = stored.render();
@@ -1638,7 +1655,8 @@ fn same_fields(a: &[Entry], b: &[Entry]) -> bool {
     a == b
 }
 
-/// As the real server sorts `managedFields`: Apply entries first, then by time and manager.
+/// As the real server sorts `managedFields`: Apply entries first, then by time (none first)
+/// and manager.
 fn sort_entries(entries: &mut [Entry]) {
     entries.sort_by(|a, b| {
         (a.operation != "Apply", &a.time, &a.manager, &a.api_version).cmp(&(b.operation != "Apply", &b.time, &b.manager, &b.api_version))
