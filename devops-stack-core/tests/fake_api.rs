@@ -16,6 +16,7 @@ use kube::api::{
 };
 use kube::core::GroupVersionKind;
 use kube::discovery::{self, Scope};
+use kube::runtime::WatchStreamExt;
 use serde_json::{Value, json};
 
 fn resource(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
@@ -23,11 +24,18 @@ fn resource(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource
 }
 
 fn configmaps(client: &kube::Client, ns: &str) -> Api<DynamicObject> {
-    Api::namespaced_with(client.clone(), ns, &resource("", "v1", "ConfigMap", "configmaps"))
+    Api::namespaced_with(
+        client.clone(),
+        ns,
+        &resource("", "v1", "ConfigMap", "configmaps"),
+    )
 }
 
 fn namespaces(client: &kube::Client) -> Api<DynamicObject> {
-    Api::all_with(client.clone(), &resource("", "v1", "Namespace", "namespaces"))
+    Api::all_with(
+        client.clone(),
+        &resource("", "v1", "Namespace", "namespaces"),
+    )
 }
 
 fn applications(client: &kube::Client, ns: &str) -> Api<DynamicObject> {
@@ -73,8 +81,16 @@ fn outcome(result: Result<DynamicObject, kube::Error>) -> Result<Value, Value> {
 /// `{manager/operation: fieldsV1}` of an object.
 fn managed(object: &Value) -> Value {
     let mut out = serde_json::Map::new();
-    for entry in object["metadata"]["managedFields"].as_array().into_iter().flatten() {
-        let key = format!("{}/{}", entry["manager"].as_str().unwrap(), entry["operation"].as_str().unwrap());
+    for entry in object["metadata"]["managedFields"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let key = format!(
+            "{}/{}",
+            entry["manager"].as_str().unwrap(),
+            entry["operation"].as_str().unwrap()
+        );
         out.insert(key, entry["fieldsV1"].clone());
     }
     Value::Object(out)
@@ -105,11 +121,24 @@ async fn apply_creates_with_server_metadata_and_managed_fields() {
     let meta = &created["metadata"];
     assert_eq!(meta["uid"].as_str().unwrap().len(), 36);
     assert!(meta["creationTimestamp"].as_str().unwrap().ends_with('Z'));
-    assert!(meta.get("generation").is_none(), "ConfigMaps carry no generation");
+    assert!(
+        meta.get("generation").is_none(),
+        "ConfigMaps carry no generation"
+    );
     let entry = &meta["managedFields"][0];
     assert_eq!(
-        (&entry["manager"], &entry["operation"], &entry["apiVersion"], &entry["fieldsType"]),
-        (&json!("stack"), &json!("Apply"), &json!("v1"), &json!("FieldsV1"))
+        (
+            &entry["manager"],
+            &entry["operation"],
+            &entry["apiVersion"],
+            &entry["fieldsType"]
+        ),
+        (
+            &json!("stack"),
+            &json!("Apply"),
+            &json!("v1"),
+            &json!("FieldsV1")
+        )
     );
     assert_eq!(
         entry["fieldsV1"],
@@ -117,7 +146,10 @@ async fn apply_creates_with_server_metadata_and_managed_fields() {
     );
     // The same apply again changes nothing, not even the resourceVersion.
     let again = apply(&api, body, "stack", false).await.unwrap();
-    assert_eq!(again["metadata"]["resourceVersion"], meta["resourceVersion"]);
+    assert_eq!(
+        again["metadata"]["resourceVersion"],
+        meta["resourceVersion"]
+    );
 }
 
 #[tokio::test]
@@ -141,34 +173,69 @@ async fn keyed_lists_sets_and_atomic_parts_in_managed_fields() {
                 "f:image": {}, "f:name": {}}}}}}})
     );
     assert_eq!(created["metadata"]["generation"], 1);
-    assert_eq!(created["status"], json!({}), "status is a subresource of Deployments");
-    let changed = apply(&api, deployment("nginx:2"), "s", false).await.unwrap();
+    assert_eq!(
+        created["status"],
+        json!({}),
+        "status is a subresource of Deployments"
+    );
+    let changed = apply(&api, deployment("nginx:2"), "s", false)
+        .await
+        .unwrap();
     assert_eq!(changed["metadata"]["generation"], 2);
-    let relabelled = merge(&api, "d", json!({"metadata": {"labels": {"x": "y"}}}), "k").await.unwrap();
-    assert_eq!(relabelled["metadata"]["generation"], 2, "metadata changes leave the generation");
+    let relabelled = merge(&api, "d", json!({"metadata": {"labels": {"x": "y"}}}), "k")
+        .await
+        .unwrap();
+    assert_eq!(
+        relabelled["metadata"]["generation"], 2,
+        "metadata changes leave the generation"
+    );
     // Another applier owning one container's field: the keyed item merges.
     let sidecar = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"}, "spec": {"template": {"spec": {
         "containers": [{"name": "side", "image": "busybox"}]}}}});
     let both = apply(&api, sidecar, "other", false).await.unwrap();
-    let containers = both["spec"]["template"]["spec"]["containers"].as_array().unwrap();
-    assert_eq!(containers.iter().map(|c| c["name"].as_str().unwrap()).collect::<Vec<_>>(), ["c", "side"]);
+    let containers = both["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap();
+    assert_eq!(
+        containers
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["c", "side"]
+    );
 }
 
 #[tokio::test]
 async fn a_different_value_conflicts_and_force_takes_ownership() {
     let fake = fake_with("a");
     let api = configmaps(&fake.client(), "a");
-    apply(&api, configmap("c", json!({"a": "1", "b": "2"})), "stack", false).await.unwrap();
-    apply(&api, configmap("c", json!({"a": "1"})), "other", false).await.unwrap();
-    let err = apply(&api, configmap("c", json!({"a": "5"})), "other", false).await.unwrap_err();
+    apply(
+        &api,
+        configmap("c", json!({"a": "1", "b": "2"})),
+        "stack",
+        false,
+    )
+    .await
+    .unwrap();
+    apply(&api, configmap("c", json!({"a": "1"})), "other", false)
+        .await
+        .unwrap();
+    let err = apply(&api, configmap("c", json!({"a": "5"})), "other", false)
+        .await
+        .unwrap_err();
     assert_eq!(err["code"], 409);
     assert_eq!(err["reason"], "Conflict");
-    assert_eq!(err["message"], "Apply failed with 1 conflict: conflict with \"stack\": .data.a");
+    assert_eq!(
+        err["message"],
+        "Apply failed with 1 conflict: conflict with \"stack\": .data.a"
+    );
     assert_eq!(
         err["details"]["causes"],
         json!([{"reason": "FieldManagerConflict", "message": "conflict with \"stack\"", "field": ".data.a"}])
     );
-    let forced = apply(&api, configmap("c", json!({"a": "5"})), "other", true).await.unwrap();
+    let forced = apply(&api, configmap("c", json!({"a": "5"})), "other", true)
+        .await
+        .unwrap();
     assert_eq!(forced["data"], json!({"a": "5", "b": "2"}));
     assert_eq!(
         managed(&forced),
@@ -180,9 +247,25 @@ async fn a_different_value_conflicts_and_force_takes_ownership() {
 async fn several_conflicts_are_listed_by_manager() {
     let fake = fake_with("a");
     let api = configmaps(&fake.client(), "a");
-    apply(&api, configmap("c", json!({"a": "1", "b": "2"})), "stack", false).await.unwrap();
-    merge(&api, "c", json!({"data": {"a": "9"}}), "kubectl-edit").await.unwrap();
-    let err = apply(&api, configmap("c", json!({"a": "5", "b": "6"})), "other", false).await.unwrap_err();
+    apply(
+        &api,
+        configmap("c", json!({"a": "1", "b": "2"})),
+        "stack",
+        false,
+    )
+    .await
+    .unwrap();
+    merge(&api, "c", json!({"data": {"a": "9"}}), "kubectl-edit")
+        .await
+        .unwrap();
+    let err = apply(
+        &api,
+        configmap("c", json!({"a": "5", "b": "6"})),
+        "other",
+        false,
+    )
+    .await
+    .unwrap_err();
     assert_eq!(
         err["message"],
         "Apply failed with 2 conflicts: conflicts with \"kubectl-edit\" using v1:\n- .data.a\nconflicts with \"stack\":\n- .data.b"
@@ -194,22 +277,39 @@ async fn several_conflicts_are_listed_by_manager() {
 async fn the_same_value_is_shared_and_stays_while_an_owner_remains() {
     let fake = fake_with("a");
     let api = configmaps(&fake.client(), "a");
-    apply(&api, configmap("c", json!({"a": "1", "b": "2"})), "one", false).await.unwrap();
-    let shared = apply(&api, configmap("c", json!({"a": "1"})), "two", false).await.unwrap();
+    apply(
+        &api,
+        configmap("c", json!({"a": "1", "b": "2"})),
+        "one",
+        false,
+    )
+    .await
+    .unwrap();
+    let shared = apply(&api, configmap("c", json!({"a": "1"})), "two", false)
+        .await
+        .unwrap();
     assert_eq!(
         managed(&shared),
         json!({"one/Apply": {"f:data": {"f:a": {}, "f:b": {}}}, "two/Apply": {"f:data": {"f:a": {}}}})
     );
     // `one` stops applying both: `b` (its alone) goes, `a` (shared) stays.
-    let after = apply(&api, configmap("c", json!({})), "one", false).await.unwrap();
+    let after = apply(&api, configmap("c", json!({})), "one", false)
+        .await
+        .unwrap();
     assert_eq!(after["data"], json!({"a": "1"}));
-    assert_eq!(managed(&after), json!({"one/Apply": {"f:data": {}}, "two/Apply": {"f:data": {"f:a": {}}}}));
+    assert_eq!(
+        managed(&after),
+        json!({"one/Apply": {"f:data": {}}, "two/Apply": {"f:data": {"f:a": {}}}})
+    );
     // `two` stops too: `a` goes, and so does the map `data` left empty.
     let object = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}});
     apply(&api, object.clone(), "one", false).await.unwrap();
     let bare = apply(&api, object, "two", false).await.unwrap();
     assert!(bare.get("data").is_none(), "{bare}");
-    assert!(bare["metadata"].get("managedFields").is_none(), "managers owning nothing are dropped");
+    assert!(
+        bare["metadata"].get("managedFields").is_none(),
+        "managers owning nothing are dropped"
+    );
 }
 
 #[tokio::test]
@@ -218,7 +318,9 @@ async fn a_field_an_applier_stops_applying_is_removed_with_maps_left_empty() {
     let api = configmaps(&fake.client(), "a");
     let with_label = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "labels": {"app": "x"}, "finalizers": ["f/g"]}, "data": {"a": "1"}});
     apply(&api, with_label, "s", false).await.unwrap();
-    let fewer = apply(&api, configmap("c", json!({"a": "1"})), "s", false).await.unwrap();
+    let fewer = apply(&api, configmap("c", json!({"a": "1"})), "s", false)
+        .await
+        .unwrap();
     assert!(fewer["metadata"].get("labels").is_none(), "{fewer}");
     assert!(fewer["metadata"].get("finalizers").is_none(), "{fewer}");
     assert_eq!(fewer["data"], json!({"a": "1"}));
@@ -228,35 +330,95 @@ async fn a_field_an_applier_stops_applying_is_removed_with_maps_left_empty() {
 async fn a_merge_patch_moves_ownership_of_the_fields_it_changes() {
     let fake = fake_with("a");
     let api = configmaps(&fake.client(), "a");
-    apply(&api, configmap("c", json!({"a": "1", "b": "2"})), "stack", false).await.unwrap();
+    apply(
+        &api,
+        configmap("c", json!({"a": "1", "b": "2"})),
+        "stack",
+        false,
+    )
+    .await
+    .unwrap();
     // An unchanged value keeps its owner; a changed one moves to the editor.
-    let edited = merge(&api, "c", json!({"data": {"a": "9", "b": "2"}}), "kubectl-edit").await.unwrap();
+    let edited = merge(
+        &api,
+        "c",
+        json!({"data": {"a": "9", "b": "2"}}),
+        "kubectl-edit",
+    )
+    .await
+    .unwrap();
     assert_eq!(
         managed(&edited),
         json!({"stack/Apply": {"f:data": {"f:b": {}}}, "kubectl-edit/Update": {"f:data": {"f:a": {}}}})
     );
     let entries = edited["metadata"]["managedFields"].as_array().unwrap();
     assert_eq!(entries[0]["operation"], "Apply", "Apply entries come first");
-    let err = apply(&api, configmap("c", json!({"a": "1", "b": "2"})), "stack", false).await.unwrap_err();
-    assert_eq!(err["message"], "Apply failed with 1 conflict: conflict with \"kubectl-edit\" using v1: .data.a");
-    let reverted = apply(&api, configmap("c", json!({"a": "1", "b": "2"})), "stack", true).await.unwrap();
+    let err = apply(
+        &api,
+        configmap("c", json!({"a": "1", "b": "2"})),
+        "stack",
+        false,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        err["message"],
+        "Apply failed with 1 conflict: conflict with \"kubectl-edit\" using v1: .data.a"
+    );
+    let reverted = apply(
+        &api,
+        configmap("c", json!({"a": "1", "b": "2"})),
+        "stack",
+        true,
+    )
+    .await
+    .unwrap();
     assert_eq!(reverted["data"]["a"], "1");
-    assert_eq!(managed(&reverted), json!({"stack/Apply": {"f:data": {"f:a": {}, "f:b": {}}}}));
+    assert_eq!(
+        managed(&reverted),
+        json!({"stack/Apply": {"f:data": {"f:a": {}, "f:b": {}}}})
+    );
     // Without a fieldManager the manager is "unknown" (kube's client sends no user agent).
-    merge(&configmaps(&fake.client(), "a"), "c", json!({"data": {"z": "1"}}), "").await.unwrap();
+    merge(
+        &configmaps(&fake.client(), "a"),
+        "c",
+        json!({"data": {"z": "1"}}),
+        "",
+    )
+    .await
+    .unwrap();
     let live = fake.get("v1", "ConfigMap", "a", "c").unwrap();
-    assert_eq!(managed(&live)["unknown/Update"], json!({"f:data": {"f:z": {}}}));
+    assert_eq!(
+        managed(&live)["unknown/Update"],
+        json!({"f:data": {"f:z": {}}})
+    );
 }
 
 #[tokio::test]
 async fn resource_version_in_a_merge_patch_is_a_precondition() {
     let fake = fake_with("a");
     let api = configmaps(&fake.client(), "a");
-    let created = apply(&api, configmap("c", json!({"a": "1"})), "s", false).await.unwrap();
+    let created = apply(&api, configmap("c", json!({"a": "1"})), "s", false)
+        .await
+        .unwrap();
     let rv = created["metadata"]["resourceVersion"].clone();
-    let ok = merge(&api, "c", json!({"metadata": {"resourceVersion": rv}, "data": {"a": "2"}}), "e").await.unwrap();
+    let ok = merge(
+        &api,
+        "c",
+        json!({"metadata": {"resourceVersion": rv}, "data": {"a": "2"}}),
+        "e",
+    )
+    .await
+    .unwrap();
     assert_ne!(ok["metadata"]["resourceVersion"], rv);
-    let err = merge(&api, "c", json!({"metadata": {"resourceVersion": rv}, "data": {"a": "3"}}), "e").await.unwrap_err();
+    let err = merge(
+        &api,
+        "c",
+        json!({"metadata": {"resourceVersion": rv}, "data": {"a": "3"}}),
+        "e",
+    )
+    .await
+    .unwrap_err();
     assert_eq!(err["code"], 409);
     assert_eq!(
         err["message"],
@@ -276,11 +438,19 @@ async fn create_and_insert_are_updates_and_a_second_create_already_exists() {
     );
     let again: DynamicObject = serde_json::from_value(configmap("c", json!({}))).unwrap();
     let err = outcome(api.create(&PostParams::default(), &again).await).unwrap_err();
-    assert_eq!((err["code"].clone(), err["reason"].clone()), (json!(409), json!("AlreadyExists")));
+    assert_eq!(
+        (err["code"].clone(), err["reason"].clone()),
+        (json!(409), json!("AlreadyExists"))
+    );
     assert_eq!(err["message"], "configmaps \"c\" already exists");
     // An applier setting the same value shares it with the creator; a different one conflicts.
-    let err = apply(&api, configmap("c", json!({"a": "2"})), "stack", false).await.unwrap_err();
-    assert_eq!(err["message"], "Apply failed with 1 conflict: conflict with \"kubectl-create\" using v1: .data.a");
+    let err = apply(&api, configmap("c", json!({"a": "2"})), "stack", false)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err["message"],
+        "Apply failed with 1 conflict: conflict with \"kubectl-create\" using v1: .data.a"
+    );
 }
 
 #[tokio::test]
@@ -292,13 +462,34 @@ async fn finalizers_keep_a_deleted_object_until_removed() {
     let deleted = api.delete("c", &DeleteParams::default()).await.unwrap();
     let marked = deleted.left().expect("the object, kept by its finalizer");
     assert!(marked.metadata.deletion_timestamp.is_some());
-    assert!(api.get("c").await.unwrap().metadata.deletion_timestamp.is_some());
-    merge(&api, "c", json!({"metadata": {"finalizers": null}}), "controller").await.unwrap();
+    assert!(
+        api.get("c")
+            .await
+            .unwrap()
+            .metadata
+            .deletion_timestamp
+            .is_some()
+    );
+    merge(
+        &api,
+        "c",
+        json!({"metadata": {"finalizers": null}}),
+        "controller",
+    )
+    .await
+    .unwrap();
     let err = outcome(api.get("c").await).unwrap_err();
     assert_eq!(err["message"], "configmaps \"c\" not found");
     // Without finalizers a delete answers a Success Status and the object is gone.
-    apply(&api, configmap("d", json!({})), "s", false).await.unwrap();
-    let status = api.delete("d", &DeleteParams::default()).await.unwrap().right().unwrap();
+    apply(&api, configmap("d", json!({})), "s", false)
+        .await
+        .unwrap();
+    let status = api
+        .delete("d", &DeleteParams::default())
+        .await
+        .unwrap()
+        .right()
+        .unwrap();
     assert_eq!(status.details.unwrap().name, "d");
     assert_eq!(fake.names(), ["Namespace a"]);
 }
@@ -307,10 +498,15 @@ async fn finalizers_keep_a_deleted_object_until_removed() {
 async fn delete_preconditions_on_uid_and_resource_version() {
     let fake = fake_with("a");
     let api = configmaps(&fake.client(), "a");
-    let created = apply(&api, configmap("c", json!({})), "s", false).await.unwrap();
+    let created = apply(&api, configmap("c", json!({})), "s", false)
+        .await
+        .unwrap();
     let uid = created["metadata"]["uid"].as_str().unwrap().to_owned();
     let with = |uid: Option<&str>, rv: Option<&str>| DeleteParams {
-        preconditions: Some(Preconditions { uid: uid.map(Into::into), resource_version: rv.map(Into::into) }),
+        preconditions: Some(Preconditions {
+            uid: uid.map(Into::into),
+            resource_version: rv.map(Into::into),
+        }),
         ..DeleteParams::default()
     };
     let err = match api.delete("c", &with(Some("other"), None)).await {
@@ -320,7 +516,9 @@ async fn delete_preconditions_on_uid_and_resource_version() {
     assert_eq!(err.code, 409);
     assert_eq!(
         err.message,
-        format!("Operation cannot be fulfilled on ConfigMap \"c\": the UID in the precondition (other) does not match the UID in record ({uid}). The object might have been deleted and then recreated")
+        format!(
+            "Operation cannot be fulfilled on ConfigMap \"c\": the UID in the precondition (other) does not match the UID in record ({uid}). The object might have been deleted and then recreated"
+        )
     );
     assert!(api.delete("c", &with(None, Some("1"))).await.is_err());
     assert!(fake.get("v1", "ConfigMap", "a", "c").is_some());
@@ -334,10 +532,23 @@ async fn deleting_a_namespace_removes_its_content() {
     fake.insert(namespace("b"));
     let client = fake.client();
     for ns in ["a", "b"] {
-        apply(&configmaps(&client, ns), configmap("c", json!({})), "s", false).await.unwrap();
+        apply(
+            &configmaps(&client, ns),
+            configmap("c", json!({})),
+            "s",
+            false,
+        )
+        .await
+        .unwrap();
     }
-    let answer = namespaces(&client).delete("a", &DeleteParams::default()).await.unwrap();
-    assert_eq!(answer.left().unwrap().data["status"]["phase"], "Terminating");
+    let answer = namespaces(&client)
+        .delete("a", &DeleteParams::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        answer.left().unwrap().data["status"]["phase"],
+        "Terminating"
+    );
     assert_eq!(fake.names(), ["ConfigMap b/c", "Namespace b"]);
 }
 
@@ -348,33 +559,70 @@ async fn a_terminating_namespace_refuses_new_content_until_it_is_gone() {
     let api = configmaps(&client, "a");
     let body = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "held", "finalizers": ["x/y"]}});
     apply(&api, body, "s", false).await.unwrap();
-    namespaces(&client).delete("a", &DeleteParams::default()).await.unwrap();
-    let err = apply(&api, configmap("new", json!({})), "s", false).await.unwrap_err();
+    namespaces(&client)
+        .delete("a", &DeleteParams::default())
+        .await
+        .unwrap();
+    let err = apply(&api, configmap("new", json!({})), "s", false)
+        .await
+        .unwrap_err();
     assert_eq!(err["code"], 403);
     assert_eq!(
         err["message"],
         "configmaps \"new\" is forbidden: unable to create new content in namespace a because it is being terminated"
     );
-    assert_eq!(err["details"]["causes"][0]["reason"], "NamespaceTerminating");
+    assert_eq!(
+        err["details"]["causes"][0]["reason"],
+        "NamespaceTerminating"
+    );
     // Existing objects may still be written.
     apply(&api, json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "held", "finalizers": ["x/y"]}, "data": {"a": "1"}}), "s", false).await.unwrap();
     fake.finish_namespace_deletions();
     let held = fake.get("v1", "ConfigMap", "a", "held").unwrap();
-    assert!(held["metadata"]["deletionTimestamp"].is_string(), "kept by its finalizer");
-    assert!(fake.get("v1", "Namespace", None, "a").is_some(), "the namespace waits for its content");
-    fake.edit("v1", "ConfigMap", "a", "held", json!({"metadata": {"finalizers": null}}), "controller").unwrap();
+    assert!(
+        held["metadata"]["deletionTimestamp"].is_string(),
+        "kept by its finalizer"
+    );
+    assert!(
+        fake.get("v1", "Namespace", None, "a").is_some(),
+        "the namespace waits for its content"
+    );
+    fake.edit(
+        "v1",
+        "ConfigMap",
+        "a",
+        "held",
+        json!({"metadata": {"finalizers": null}}),
+        "controller",
+    )
+    .unwrap();
     assert_eq!(fake.names(), Vec::<String>::new());
     // Writing into a namespace that does not exist.
-    let err = apply(&api, configmap("c", json!({})), "s", false).await.unwrap_err();
-    assert_eq!((err["code"].clone(), err["message"].clone()), (json!(404), json!("namespaces \"a\" not found")));
+    let err = apply(&api, configmap("c", json!({})), "s", false)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err["code"].clone(), err["message"].clone()),
+        (json!(404), json!("namespaces \"a\" not found"))
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_namespace_deletion_can_take_time() {
     let fake = fake_with("a").namespace_deletion(NamespaceDeletion::After(Duration::from_secs(5)));
     let client = fake.client();
-    apply(&configmaps(&client, "a"), configmap("c", json!({})), "s", false).await.unwrap();
-    namespaces(&client).delete("a", &DeleteParams::default()).await.unwrap();
+    apply(
+        &configmaps(&client, "a"),
+        configmap("c", json!({})),
+        "s",
+        false,
+    )
+    .await
+    .unwrap();
+    namespaces(&client)
+        .delete("a", &DeleteParams::default())
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert!(fake.get("v1", "ConfigMap", "a", "c").is_some());
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -388,23 +636,65 @@ async fn list_by_label_and_field_selector() {
     let client = fake.client();
     for (ns, name, owner) in [("a", "c1", "me"), ("a", "c2", "you"), ("b", "c3", "me")] {
         let body = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "labels": {"owner": owner, "tier": "x"}}});
-        apply(&configmaps(&client, ns), body, "s", false).await.unwrap();
+        apply(&configmaps(&client, ns), body, "s", false)
+            .await
+            .unwrap();
     }
-    let names = |list: kube::core::ObjectList<DynamicObject>| list.items.into_iter().map(|o| o.metadata.name.unwrap()).collect::<Vec<_>>();
-    let mine = configmaps(&client, "a").list(&ListParams::default().labels("owner=me,tier=x")).await.unwrap();
+    let names = |list: kube::core::ObjectList<DynamicObject>| {
+        list.items
+            .into_iter()
+            .map(|o| o.metadata.name.unwrap())
+            .collect::<Vec<_>>()
+    };
+    let mine = configmaps(&client, "a")
+        .list(&ListParams::default().labels("owner=me,tier=x"))
+        .await
+        .unwrap();
     assert_eq!(names(mine), ["c1"]);
-    let all: Api<DynamicObject> = Api::all_with(client.clone(), &resource("", "v1", "ConfigMap", "configmaps"));
-    let everywhere = all.list(&ListParams::default().labels("owner=me")).await.unwrap();
-    assert_eq!(everywhere.metadata.resource_version.as_deref().map(str::is_empty), Some(false));
+    let all: Api<DynamicObject> = Api::all_with(
+        client.clone(),
+        &resource("", "v1", "ConfigMap", "configmaps"),
+    );
+    let everywhere = all
+        .list(&ListParams::default().labels("owner=me"))
+        .await
+        .unwrap();
+    assert_eq!(
+        everywhere
+            .metadata
+            .resource_version
+            .as_deref()
+            .map(str::is_empty),
+        Some(false)
+    );
     assert_eq!(names(everywhere), ["c1", "c3"]);
-    assert_eq!(names(all.list(&ListParams::default().labels("owner!=me")).await.unwrap()), ["c2"]);
-    assert_eq!(names(all.list(&ListParams::default().fields("metadata.name=c3")).await.unwrap()), ["c3"]);
+    assert_eq!(
+        names(
+            all.list(&ListParams::default().labels("owner!=me"))
+                .await
+                .unwrap()
+        ),
+        ["c2"]
+    );
+    assert_eq!(
+        names(
+            all.list(&ListParams::default().fields("metadata.name=c3"))
+                .await
+                .unwrap()
+        ),
+        ["c3"]
+    );
     // The raw list: kind, and items without apiVersion/kind, as the real server sends built-ins.
     let raw = fake.list("v1", "ConfigMap", "a");
     assert_eq!(raw.len(), 2);
     assert!(raw[0].get("kind").is_none() && raw[0]["metadata"]["managedFields"].is_array());
     let log = fake.take_log();
-    assert!(log.contains(&"GET /api/v1/namespaces/a/configmaps?labelSelector=owner=me,tier=x".to_owned()), "{log:?}");
+    assert!(
+        log.contains(
+            &"GET /api/v1/namespaces/a/configmaps?labelSelector=owner=me,tier=x".to_owned()
+        ),
+        "{log:?}"
+    );
 }
 
 #[tokio::test]
@@ -415,11 +705,18 @@ async fn builtin_discovery() {
         ("", "v1", "Secret", true),
         ("", "v1", "Namespace", false),
         ("apps", "v1", "Deployment", true),
-        ("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", false),
+        (
+            "rbac.authorization.k8s.io",
+            "v1",
+            "ClusterRoleBinding",
+            false,
+        ),
         ("networking.k8s.io", "v1", "Ingress", true),
         ("coordination.k8s.io", "v1", "Lease", true),
     ] {
-        let (_, caps) = discovery::pinned_kind(&client, &GroupVersionKind::gvk(g, v, k)).await.unwrap();
+        let (_, caps) = discovery::pinned_kind(&client, &GroupVersionKind::gvk(g, v, k))
+            .await
+            .unwrap();
         assert_eq!(caps.scope == Scope::Namespaced, namespaced, "{k}");
     }
     let all = kube::Discovery::new(client).run().await.unwrap();
@@ -439,26 +736,60 @@ fn crd(group: &str, kind: &str, plural: &str, scope: &str) -> Value {
 async fn an_applied_crd_is_established_and_served() {
     let fake = FakeApi::new().crds_established_after_reads(2);
     let client = fake.client();
-    let crds: Api<DynamicObject> = Api::all_with(client.clone(), &resource("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions"));
-    let created = apply(&crds, crd("example.com", "Widget", "widgets", "Cluster"), "s", false).await.unwrap();
+    let crds: Api<DynamicObject> = Api::all_with(
+        client.clone(),
+        &resource(
+            "apiextensions.k8s.io",
+            "v1",
+            "CustomResourceDefinition",
+            "customresourcedefinitions",
+        ),
+    );
+    let created = apply(
+        &crds,
+        crd("example.com", "Widget", "widgets", "Cluster"),
+        "s",
+        false,
+    )
+    .await
+    .unwrap();
     assert_eq!(created["status"], json!({}), "not established yet");
     let gvk = GroupVersionKind::gvk("example.com", "v1", "Widget");
-    assert!(discovery::pinned_kind(&client, &gvk).await.is_err(), "not served before it is established");
+    assert!(
+        discovery::pinned_kind(&client, &gvk).await.is_err(),
+        "not served before it is established"
+    );
     let first = crds.get("widgets.example.com").await.unwrap();
     assert!(first.data["status"]["conditions"].is_null());
     let second = crds.get("widgets.example.com").await.unwrap();
     let conditions = second.data["status"]["conditions"].as_array().unwrap();
-    assert!(conditions.iter().any(|c| c["type"] == "Established" && c["status"] == "True"));
+    assert!(
+        conditions
+            .iter()
+            .any(|c| c["type"] == "Established" && c["status"] == "True")
+    );
     let (ar, caps) = discovery::pinned_kind(&client, &gvk).await.unwrap();
     assert_eq!(caps.scope, Scope::Cluster);
-    assert!(kube::Discovery::new(client.clone()).run().await.unwrap().has_group("example.com"));
+    assert!(
+        kube::Discovery::new(client.clone())
+            .run()
+            .await
+            .unwrap()
+            .has_group("example.com")
+    );
     // Its objects can be written; status is a subresource (declared), so apply ignores it.
     let widgets: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
     let w = apply(&widgets, json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {"l": [1, 2]}, "status": {"s": 1}}), "s", false).await.unwrap();
     assert!(w.get("status").is_none());
-    assert_eq!(managed(&w)["s/Apply"], json!({"f:spec": {"f:l": {}}}), "custom resources have atomic lists");
+    assert_eq!(
+        managed(&w)["s/Apply"],
+        json!({"f:spec": {"f:l": {}}}),
+        "custom resources have atomic lists"
+    );
     // Deleting the CRD deletes its objects and stops serving it.
-    crds.delete("widgets.example.com", &DeleteParams::default()).await.unwrap();
+    crds.delete("widgets.example.com", &DeleteParams::default())
+        .await
+        .unwrap();
     assert!(discovery::pinned_kind(&client, &gvk).await.is_err());
     assert_eq!(fake.names(), Vec::<String>::new());
 }
@@ -467,12 +798,38 @@ async fn an_applied_crd_is_established_and_served() {
 async fn waiting_for_a_crd_through_a_watch() {
     let fake = FakeApi::new().crds_established_after_reads(3);
     let client = fake.client();
-    let crds: Api<DynamicObject> = Api::all_with(client.clone(), &resource("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions"));
-    apply(&crds, crd("example.com", "Gadget", "gadgets", "Namespaced"), "s", false).await.unwrap();
-    let established = kube::runtime::wait::await_condition(crds, "gadgets.example.com", |o: Option<&DynamicObject>| {
-        o.is_some_and(|o| o.data["status"]["conditions"].as_array().is_some_and(|c| c.iter().any(|c| c["type"] == "Established")))
-    });
-    tokio::time::timeout(Duration::from_secs(10), established).await.unwrap().unwrap();
+    let crds: Api<DynamicObject> = Api::all_with(
+        client.clone(),
+        &resource(
+            "apiextensions.k8s.io",
+            "v1",
+            "CustomResourceDefinition",
+            "customresourcedefinitions",
+        ),
+    );
+    apply(
+        &crds,
+        crd("example.com", "Gadget", "gadgets", "Namespaced"),
+        "s",
+        false,
+    )
+    .await
+    .unwrap();
+    let established = kube::runtime::wait::await_condition(
+        crds,
+        "gadgets.example.com",
+        |o: Option<&DynamicObject>| {
+            o.is_some_and(|o| {
+                o.data["status"]["conditions"]
+                    .as_array()
+                    .is_some_and(|c| c.iter().any(|c| c["type"] == "Established"))
+            })
+        },
+    );
+    tokio::time::timeout(Duration::from_secs(10), established)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(count(&fake.take_log(), "GET") >= 3);
 }
 
@@ -486,18 +843,40 @@ async fn watching_an_object_sees_its_deletion() {
     api.delete("c", &DeleteParams::default()).await.unwrap();
     let marked = events.next().await.unwrap().unwrap().unwrap();
     assert!(marked.metadata.deletion_timestamp.is_some());
-    fake.edit("v1", "ConfigMap", "a", "c", json!({"metadata": {"finalizers": null}}), "controller").unwrap();
-    let gone = tokio::time::timeout(Duration::from_secs(10), events.next()).await.unwrap();
+    fake.edit(
+        "v1",
+        "ConfigMap",
+        "a",
+        "c",
+        json!({"metadata": {"finalizers": null}}),
+        "controller",
+    )
+    .unwrap();
+    let gone = tokio::time::timeout(Duration::from_secs(10), events.next())
+        .await
+        .unwrap();
     assert!(gone.unwrap().unwrap().is_none());
     let log = fake.take_log();
-    assert!(log.iter().any(|l| l.starts_with("GET /api/v1/namespaces/a/configmaps?") && l.contains("watch=true")), "{log:?}");
+    assert!(
+        log.iter()
+            .any(|l| l.starts_with("GET /api/v1/namespaces/a/configmaps?")
+                && l.contains("watch=true")),
+        "{log:?}"
+    );
 }
 
 #[tokio::test]
 async fn argocd_applications_keep_status_in_the_main_object() {
     let fake = fake_with("argocd").with_argocd_crds();
     let client = fake.client();
-    let crd = fake.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", None, "applications.argoproj.io").unwrap();
+    let crd = fake
+        .get(
+            "apiextensions.k8s.io/v1",
+            "CustomResourceDefinition",
+            None,
+            "applications.argoproj.io",
+        )
+        .unwrap();
     assert!(managed(&crd).get("argocd-operator/Apply").is_some());
     let apps = applications(&client, "argocd");
     let app = |revision: &str| {
@@ -506,13 +885,40 @@ async fn argocd_applications_keep_status_in_the_main_object() {
     };
     apply(&apps, app("1.0"), "stack", false).await.unwrap();
     fake.mark_applications(true, true);
-    let marked = fake.get("argoproj.io/v1alpha1", "Application", "argocd", "x").unwrap();
-    assert_eq!((marked["status"]["sync"]["status"].clone(), marked["status"]["health"]["status"].clone()), (json!("Synced"), json!("Healthy")));
-    assert!(managed(&marked).get("argocd-application-controller/Update").is_some());
+    let marked = fake
+        .get("argoproj.io/v1alpha1", "Application", "argocd", "x")
+        .unwrap();
+    assert_eq!(
+        (
+            marked["status"]["sync"]["status"].clone(),
+            marked["status"]["health"]["status"].clone()
+        ),
+        (json!("Synced"), json!("Healthy"))
+    );
+    assert!(
+        managed(&marked)
+            .get("argocd-application-controller/Update")
+            .is_some()
+    );
     // A status written through the main object is kept (no status subresource).
-    let patched = merge(&apps, "x", json!({"status": {"health": {"status": "Degraded"}}}), "me").await.unwrap();
+    let patched = merge(
+        &apps,
+        "x",
+        json!({"status": {"health": {"status": "Degraded"}}}),
+        "me",
+    )
+    .await
+    .unwrap();
     assert_eq!(patched["status"]["health"]["status"], "Degraded");
-    fake.edit("argoproj.io/v1alpha1", "Application", "argocd", "x", json!({"spec": {"source": {"targetRevision": "2.0"}}}), "kubectl-edit").unwrap();
+    fake.edit(
+        "argoproj.io/v1alpha1",
+        "Application",
+        "argocd",
+        "x",
+        json!({"spec": {"source": {"targetRevision": "2.0"}}}),
+        "kubectl-edit",
+    )
+    .unwrap();
     let err = apply(&apps, app("1.0"), "stack", false).await.unwrap_err();
     assert_eq!(
         err["message"],
@@ -522,23 +928,38 @@ async fn argocd_applications_keep_status_in_the_main_object() {
     // The controller plays Argo CD: the finalizer goes when the Application is deleted.
     let fake = fake.with_argocd_controller();
     apps.delete("x", &DeleteParams::foreground()).await.unwrap();
-    assert!(fake.get("argoproj.io/v1alpha1", "Application", "argocd", "x").is_none());
+    assert!(
+        fake.get("argoproj.io/v1alpha1", "Application", "argocd", "x")
+            .is_none()
+    );
 }
 
 #[tokio::test]
 async fn secret_string_data_is_folded_into_data() {
     let fake = fake_with("a");
-    let api: Api<DynamicObject> = Api::namespaced_with(fake.client(), "a", &resource("", "v1", "Secret", "secrets"));
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(fake.client(), "a", &resource("", "v1", "Secret", "secrets"));
     let secret = |value: &str| json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "stringData": {"k": value}});
     let first = apply(&api, secret("hello"), "s", false).await.unwrap();
     assert_eq!(first["data"], json!({"k": "aGVsbG8="}));
     assert!(first.get("stringData").is_none());
-    assert_eq!(managed(&first)["s/Apply"], json!({"f:stringData": {"f:k": {}}}));
+    assert_eq!(
+        managed(&first)["s/Apply"],
+        json!({"f:stringData": {"f:k": {}}})
+    );
     let same = apply(&api, secret("hello"), "s", false).await.unwrap();
-    assert_eq!(same["metadata"]["resourceVersion"], first["metadata"]["resourceVersion"]);
+    assert_eq!(
+        same["metadata"]["resourceVersion"],
+        first["metadata"]["resourceVersion"]
+    );
     let changed = apply(&api, secret("bye"), "s", false).await.unwrap();
     assert_eq!(changed["data"], json!({"k": "Ynll"}));
-    assert!(fake.get("v1", "Secret", "a", "s").unwrap().get("stringData").is_none());
+    assert!(
+        fake.get("v1", "Secret", "a", "s")
+            .unwrap()
+            .get("stringData")
+            .is_none()
+    );
 }
 
 #[tokio::test]
@@ -546,12 +967,22 @@ async fn dry_runs_store_nothing() {
     let fake = fake_with("a");
     let api = configmaps(&fake.client(), "a");
     let dry = PatchParams::apply("s").dry_run();
-    let answer = api.patch("c", &dry, &Patch::Apply(configmap("c", json!({"a": "1"})))).await.unwrap();
+    let answer = api
+        .patch("c", &dry, &Patch::Apply(configmap("c", json!({"a": "1"}))))
+        .await
+        .unwrap();
     assert_eq!(answer.data["data"]["a"], "1");
     assert!(fake.get("v1", "ConfigMap", "a", "c").is_none());
-    let stored = apply(&api, configmap("c", json!({"a": "1"})), "s", false).await.unwrap();
-    api.patch("c", &dry, &Patch::Apply(configmap("c", json!({"a": "2"})))).await.unwrap();
-    let delete = DeleteParams { dry_run: true, ..DeleteParams::default() };
+    let stored = apply(&api, configmap("c", json!({"a": "1"})), "s", false)
+        .await
+        .unwrap();
+    api.patch("c", &dry, &Patch::Apply(configmap("c", json!({"a": "2"}))))
+        .await
+        .unwrap();
+    let delete = DeleteParams {
+        dry_run: true,
+        ..DeleteParams::default()
+    };
     api.delete("c", &delete).await.unwrap();
     assert_eq!(fake.get("v1", "ConfigMap", "a", "c").unwrap(), stored);
 }
@@ -560,16 +991,34 @@ async fn dry_runs_store_nothing() {
 async fn foreground_deletion_waits_for_dependents() {
     let fake = fake_with("a");
     let api = configmaps(&fake.client(), "a");
-    let owner = apply(&api, configmap("owner", json!({})), "s", false).await.unwrap();
+    let owner = apply(&api, configmap("owner", json!({})), "s", false)
+        .await
+        .unwrap();
     let uid = owner["metadata"]["uid"].clone();
     let dependent = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "dep", "finalizers": ["x/y"],
         "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": uid}]}});
     apply(&api, dependent, "s", false).await.unwrap();
-    api.delete("owner", &DeleteParams::foreground()).await.unwrap();
+    api.delete("owner", &DeleteParams::foreground())
+        .await
+        .unwrap();
     let held = fake.get("v1", "ConfigMap", "a", "owner").unwrap();
-    assert_eq!(held["metadata"]["finalizers"], json!(["foregroundDeletion"]));
-    assert!(fake.get("v1", "ConfigMap", "a", "dep").unwrap()["metadata"]["deletionTimestamp"].is_string());
-    fake.edit("v1", "ConfigMap", "a", "dep", json!({"metadata": {"finalizers": null}}), "c").unwrap();
+    assert_eq!(
+        held["metadata"]["finalizers"],
+        json!(["foregroundDeletion"])
+    );
+    assert!(
+        fake.get("v1", "ConfigMap", "a", "dep").unwrap()["metadata"]["deletionTimestamp"]
+            .is_string()
+    );
+    fake.edit(
+        "v1",
+        "ConfigMap",
+        "a",
+        "dep",
+        json!({"metadata": {"finalizers": null}}),
+        "c",
+    )
+    .unwrap();
     assert_eq!(fake.names(), ["Namespace a"]);
 }
 
@@ -581,11 +1030,21 @@ async fn faults_and_the_request_log() {
     fake.fail_next("PATCH", "/api/v1/namespaces/a/*", 429);
     fake.disconnect_next("DELETE", "/api/v1/namespaces/a/configmaps/c");
     let err = outcome(api.get("c").await).unwrap_err();
-    assert_eq!((err["code"].clone(), err["reason"].clone()), (json!(500), json!("InternalError")));
-    let err = apply(&api, configmap("c", json!({})), "s", false).await.unwrap_err();
+    assert_eq!(
+        (err["code"].clone(), err["reason"].clone()),
+        (json!(500), json!("InternalError"))
+    );
+    let err = apply(&api, configmap("c", json!({})), "s", false)
+        .await
+        .unwrap_err();
     assert_eq!(err["code"], 429);
-    apply(&api, configmap("c", json!({})), "s", false).await.unwrap();
-    assert!(matches!(api.delete("c", &DeleteParams::default()).await, Err(kube::Error::Service(_))));
+    apply(&api, configmap("c", json!({})), "s", false)
+        .await
+        .unwrap();
+    assert!(matches!(
+        api.delete("c", &DeleteParams::default()).await,
+        Err(kube::Error::Service(_))
+    ));
     api.delete("c", &DeleteParams::default()).await.unwrap();
     let log = fake.take_log();
     assert_eq!(count(&log, "PATCH"), 2);
@@ -623,7 +1082,13 @@ async fn latency_makes_parallel_requests_overlap() {
 fn normalize(value: &mut Value, uid: &str) {
     match value {
         Value::Object(map) => {
-            for field in ["uid", "resourceVersion", "creationTimestamp", "time", "deletionTimestamp"] {
+            for field in [
+                "uid",
+                "resourceVersion",
+                "creationTimestamp",
+                "time",
+                "deletionTimestamp",
+            ] {
                 if let Some(v) = map.get_mut(field) {
                     *v = json!("<set>");
                 }
@@ -644,48 +1109,150 @@ fn normalize(value: &mut Value, uid: &str) {
 async fn scenario(client: kube::Client, ns: &str) -> Vec<Value> {
     let mut seen = Vec::new();
     let mut record = |v: Result<Value, Value>| seen.push(v.unwrap_or_else(|e| json!({"error": e})));
-    let pick = |v: Result<Value, Value>| v.map(|o| json!({"metadata": {"managedFields": o["metadata"]["managedFields"], "labels": o["metadata"]["labels"], "finalizers": o["metadata"]["finalizers"], "generation": o["metadata"]["generation"]}, "data": o["data"], "spec": o["spec"], "status": o["status"]}));
+    let pick = |v: Result<Value, Value>| {
+        v.map(|o| json!({"metadata": {"managedFields": o["metadata"]["managedFields"], "labels": o["metadata"]["labels"], "finalizers": o["metadata"]["finalizers"], "generation": o["metadata"]["generation"]}, "data": o["data"], "spec": o["spec"], "status": o["status"]}))
+    };
     record(pick(apply(&namespaces(&client), json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": {"o": "s"}}}), "stack", false).await));
     let cms = configmaps(&client, ns);
     let full = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c1", "labels": {"app": "x"}, "finalizers": ["x/y"]}, "data": {"a": "1", "b": "2"}});
     record(pick(apply(&cms, full.clone(), "stack", false).await));
-    record(pick(merge(&cms, "c1", json!({"data": {"a": "9"}}), "kubectl-edit").await));
+    record(pick(
+        merge(&cms, "c1", json!({"data": {"a": "9"}}), "kubectl-edit").await,
+    ));
     record(pick(apply(&cms, full.clone(), "stack", false).await));
-    record(pick(apply(&cms, configmap("c1", json!({"a": "5", "b": "6"})), "other", false).await));
+    record(pick(
+        apply(
+            &cms,
+            configmap("c1", json!({"a": "5", "b": "6"})),
+            "other",
+            false,
+        )
+        .await,
+    ));
     record(pick(apply(&cms, full.clone(), "stack", true).await));
-    record(pick(apply(&cms, configmap("c1", json!({"b": "2"})), "t", false).await));
+    record(pick(
+        apply(&cms, configmap("c1", json!({"b": "2"})), "t", false).await,
+    ));
     let fewer = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c1", "finalizers": ["x/y"]}, "data": {"a": "1"}});
     record(pick(apply(&cms, fewer, "stack", false).await));
-    record(pick(merge(&cms, "c1", json!({"metadata": {"resourceVersion": "1"}, "data": {"a": "3"}}), "e").await));
+    record(pick(
+        merge(
+            &cms,
+            "c1",
+            json!({"metadata": {"resourceVersion": "1"}, "data": {"a": "3"}}),
+            "e",
+        )
+        .await,
+    ));
     let again: DynamicObject = serde_json::from_value(configmap("c1", json!({}))).unwrap();
-    record(pick(outcome(cms.create(&PostParams::default(), &again).await)));
+    record(pick(outcome(
+        cms.create(&PostParams::default(), &again).await,
+    )));
     let mut created: DynamicObject = serde_json::from_value(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c2", "labels": {"x": "1"}}, "data": {"a": "1"}})).unwrap();
     created.metadata.namespace = Some(ns.into());
-    record(pick(outcome(cms.create(&PostParams { field_manager: Some("kubectl-create".into()), ..PostParams::default() }, &created).await)));
-    let listed = cms.list(&ListParams::default().labels("x=1")).await.unwrap();
-    record(Ok(json!({"list": listed.items.iter().map(|o| (o.metadata.name.clone(), o.types.is_some())).collect::<Vec<_>>()})));
+    record(pick(outcome(
+        cms.create(
+            &PostParams {
+                field_manager: Some("kubectl-create".into()),
+                ..PostParams::default()
+            },
+            &created,
+        )
+        .await,
+    )));
+    let listed = cms
+        .list(&ListParams::default().labels("x=1"))
+        .await
+        .unwrap();
+    record(Ok(
+        json!({"list": listed.items.iter().map(|o| (o.metadata.name.clone(), o.types.is_some())).collect::<Vec<_>>()}),
+    ));
     let uid = cms.get("c1").await.unwrap().metadata.uid.unwrap();
-    let wrong = DeleteParams { preconditions: Some(Preconditions { uid: Some("nope".into()), resource_version: None }), ..DeleteParams::default() };
-    record(outcome(cms.delete("c1", &wrong).await.map(|e| e.left().unwrap())));
-    let right = DeleteParams { preconditions: Some(Preconditions { uid: Some(uid.clone()), resource_version: None }), ..DeleteParams::default() };
+    let wrong = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: Some("nope".into()),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    record(outcome(
+        cms.delete("c1", &wrong).await.map(|e| e.left().unwrap()),
+    ));
+    let right = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: Some(uid.clone()),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
     record(outcome(cms.delete("c1", &right).await.map(|e| e.left().unwrap())).map(|o| json!({"finalizers": o["metadata"]["finalizers"], "deleting": o["metadata"]["deletionTimestamp"].is_string()})));
-    merge(&cms, "c1", json!({"metadata": {"finalizers": null}}), "c").await.unwrap();
+    merge(&cms, "c1", json!({"metadata": {"finalizers": null}}), "c")
+        .await
+        .unwrap();
     record(pick(outcome(cms.get("c1").await)));
-    let deployments: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &resource("apps", "v1", "Deployment", "deployments"));
-    let deployment = |image: &str| json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"}, "spec": {
+    // Finalizers and labels an applier stops applying; a field removed by a merge patch.
+    let held = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c3", "labels": {"a": "1", "b": "2"}, "finalizers": ["x/y"]}, "data": {"a": "1", "b": "2"}});
+    record(pick(apply(&cms, held, "stack", false).await));
+    let fewer = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c3", "labels": {"a": "1"}}, "data": {"a": "1", "b": "2"}});
+    record(pick(apply(&cms, fewer, "stack", false).await));
+    record(pick(
+        merge(
+            &cms,
+            "c3",
+            json!({"data": {"b": null}, "metadata": {"labels": {"c": "3"}}}),
+            "kubectl-edit",
+        )
+        .await,
+    ));
+    let deployments: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        ns,
+        &resource("apps", "v1", "Deployment", "deployments"),
+    );
+    let deployment = |image: &str| {
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"}, "spec": {
         "selector": {"matchLabels": {"a": "b"}}, "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [
-            {"name": "c", "image": image, "args": ["x"], "env": [{"name": "E", "value": "1"}]}]}}}, "status": {"replicas": 3}});
+            {"name": "c", "image": image, "args": ["x"], "env": [{"name": "E", "value": "1"}]}]}}}, "status": {"replicas": 3}})
+    };
     let d = apply(&deployments, deployment("nginx"), "stack", false).await;
     record(d.map(|o| json!({"managed": o["metadata"]["managedFields"], "generation": o["metadata"]["generation"], "status": o["status"]})));
-    record(pick(apply(&deployments, deployment("nginx:2"), "stack", false).await).map(|o| o["metadata"]["generation"].clone()));
-    let secrets: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &resource("", "v1", "Secret", "secrets"));
+    record(
+        pick(apply(&deployments, deployment("nginx:2"), "stack", false).await)
+            .map(|o| o["metadata"]["generation"].clone()),
+    );
+    let sidecar = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"}, "spec": {"template": {"spec": {
+        "containers": [{"name": "side", "image": "busybox", "ports": [{"containerPort": 80, "protocol": "TCP"}]}]}}}});
+    record(
+        pick(apply(&deployments, sidecar, "other", false).await)
+            // (not the containers: the real server adds defaults, the fake does not)
+            .map(|o| o["metadata"]["managedFields"].clone()),
+    );
+    let secrets: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), ns, &resource("", "v1", "Secret", "secrets"));
     let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "stringData": {"k": "hello"}});
-    let first = apply(&secrets, secret.clone(), "stack", false).await.unwrap();
+    let first = apply(&secrets, secret.clone(), "stack", false)
+        .await
+        .unwrap();
     let second = apply(&secrets, secret, "stack", false).await.unwrap();
-    record(Ok(json!({"secret": [first["data"], first["stringData"], first["metadata"]["managedFields"], first["metadata"]["resourceVersion"] == second["metadata"]["resourceVersion"]]})));
-    record(pick(apply(&configmaps(&client, &format!("{ns}-missing")), configmap("c", json!({})), "stack", false).await));
-    namespaces(&client).delete(ns, &DeleteParams::default()).await.unwrap();
-    record(pick(apply(&cms, configmap("late", json!({})), "stack", false).await));
+    record(Ok(
+        json!({"secret": [first["data"], first["stringData"], first["metadata"]["managedFields"], first["metadata"]["resourceVersion"] == second["metadata"]["resourceVersion"]]}),
+    ));
+    record(pick(
+        apply(
+            &configmaps(&client, &format!("{ns}-missing")),
+            configmap("c", json!({})),
+            "stack",
+            false,
+        )
+        .await,
+    ));
+    namespaces(&client)
+        .delete(ns, &DeleteParams::default())
+        .await
+        .unwrap();
+    record(pick(
+        apply(&cms, configmap("late", json!({})), "stack", false).await,
+    ));
     for v in &mut seen {
         normalize(v, &uid);
     }
@@ -694,13 +1261,16 @@ async fn scenario(client: kube::Client, ns: &str) -> Vec<Value> {
 
 #[tokio::test]
 async fn matches_the_real_api_server() {
-    let Some(path) = std::env::var_os("DEVOPS_STACK_TEST_KUBECONFIG").filter(|p| !p.is_empty()) else {
+    let Some(path) = std::env::var_os("DEVOPS_STACK_TEST_KUBECONFIG").filter(|p| !p.is_empty())
+    else {
         println!("skipped: DEVOPS_STACK_TEST_KUBECONFIG is not set");
         return;
     };
     let _ = rustls::crypto::ring::default_provider().install_default();
     let kubeconfig = kube::config::Kubeconfig::read_from(path).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await.unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .unwrap();
     let live = kube::Client::try_from(config).unwrap();
     let suffix = std::process::id();
     let ns = format!("fake-check-{suffix}");
@@ -710,7 +1280,147 @@ async fn matches_the_real_api_server() {
     let fake = FakeApi::new().namespace_deletion(NamespaceDeletion::Manual);
     let fake = scenario(fake.client(), &ns).await;
     for (i, (r, f)) in real.iter().zip(&fake).enumerate() {
-        assert_eq!(f, r, "step {i} differs: the fake answered\n{f:#}\nthe real server\n{r:#}");
+        assert_eq!(
+            f, r,
+            "step {i} differs: the fake answered\n{f:#}\nthe real server\n{r:#}"
+        );
     }
     assert_eq!(real.len(), fake.len());
+}
+
+#[tokio::test]
+async fn a_controller_writes_status_through_the_subresource() {
+    let fake = fake_with("a");
+    let api: Api<DynamicObject> = Api::namespaced_with(
+        fake.client(),
+        "a",
+        &resource("apps", "v1", "Deployment", "deployments"),
+    );
+    let body = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"}, "spec": {"replicas": 1}});
+    let created = apply(&api, body, "s", false).await.unwrap();
+    fake.set_status(
+        "apps/v1",
+        "Deployment",
+        "a",
+        "d",
+        json!({"readyReplicas": 1}),
+    );
+    let live = api.get("d").await.unwrap();
+    assert_eq!(live.data["status"], json!({"readyReplicas": 1}));
+    assert_eq!(
+        live.metadata.generation,
+        Some(1),
+        "status leaves the generation"
+    );
+    let entry = live
+        .metadata
+        .managed_fields
+        .unwrap()
+        .into_iter()
+        .find(|e| e.manager.as_deref() == Some("kube-controller-manager"))
+        .unwrap();
+    assert_eq!(entry.subresource.as_deref(), Some("status"));
+    // A merge patch of status through the main resource is ignored.
+    let patched = merge(&api, "d", json!({"status": {"readyReplicas": 7}}), "me")
+        .await
+        .unwrap();
+    assert_eq!(patched["status"]["readyReplicas"], 1);
+    assert_ne!(patched["metadata"]["uid"], json!(null));
+    assert_eq!(patched["metadata"]["uid"], created["metadata"]["uid"]);
+}
+
+#[tokio::test]
+async fn replace_create_with_generate_name_and_refused_requests() {
+    let fake = fake_with("a");
+    let client = fake.client();
+    let api = configmaps(&client, "a");
+    let generated: DynamicObject = serde_json::from_value(
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"generateName": "g-"}}),
+    )
+    .unwrap();
+    let made = api
+        .create(&PostParams::default(), &generated)
+        .await
+        .unwrap();
+    let name = made.metadata.name.unwrap();
+    assert!(name.starts_with("g-") && name.len() == 7, "{name}");
+    // PUT honours a stale resourceVersion as a precondition.
+    let mut stale = api.get(&name).await.unwrap();
+    api.patch(
+        &name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"a": "1"}})),
+    )
+    .await
+    .unwrap();
+    stale.data["data"] = json!({"b": "2"});
+    let err = outcome(api.replace(&name, &PostParams::default(), &stale).await).unwrap_err();
+    assert_eq!(err["code"], 409);
+    stale.metadata.resource_version = None;
+    let replaced = outcome(api.replace(&name, &PostParams::default(), &stale).await).unwrap();
+    assert_eq!(replaced["data"], json!({"b": "2"}));
+    // Apply needs a field manager; JSON patches are not served; unknown kinds are not found.
+    let no_manager = PatchParams {
+        field_manager: None,
+        ..PatchParams::default()
+    };
+    let err = outcome(
+        api.patch(
+            &name,
+            &no_manager,
+            &Patch::Apply(configmap(&name, json!({}))),
+        )
+        .await,
+    )
+    .unwrap_err();
+    assert_eq!(err["code"], 400);
+    let json_patch = serde_json::from_value(json!([{"op": "remove", "path": "/data"}])).unwrap();
+    let err = outcome(
+        api.patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::<()>::Json(json_patch),
+        )
+        .await,
+    )
+    .unwrap_err();
+    assert_eq!(err["code"], 415);
+    let unknown: Api<DynamicObject> = Api::all_with(
+        client.clone(),
+        &resource("example.com", "v1", "Thing", "things"),
+    );
+    assert_eq!(outcome(unknown.get("x").await).unwrap_err()["code"], 404);
+    // A cluster-scoped collection.
+    let ns = namespaces(&client)
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        ns.items
+            .iter()
+            .map(|n| n.metadata.name.clone().unwrap())
+            .collect::<Vec<_>>(),
+        ["a"]
+    );
+}
+
+#[tokio::test]
+async fn a_watcher_with_a_label_selector_sees_matching_objects_only() {
+    let fake = fake_with("a");
+    let api = configmaps(&fake.client(), "a");
+    let config = kube::runtime::watcher::Config::default().labels("owner=me");
+    let mut events = Box::pin(kube::runtime::watcher(api.clone(), config).applied_objects());
+    let labelled = |name: &str, owner: &str| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "labels": {"owner": owner}}});
+    apply(&api, labelled("theirs", "you"), "s", false)
+        .await
+        .unwrap();
+    apply(&api, labelled("mine", "me"), "s", false)
+        .await
+        .unwrap();
+    let seen = tokio::time::timeout(Duration::from_secs(10), events.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(seen.metadata.name.as_deref(), Some("mine"));
 }

@@ -82,19 +82,107 @@ pub const BUILTIN_KINDS: &[(&str, &str, &str, &str, bool, bool, bool)] = &[
     ("", "v1", "ConfigMap", "configmaps", true, false, false),
     ("", "v1", "Secret", "secrets", true, false, false),
     ("", "v1", "Service", "services", true, true, false),
-    ("", "v1", "ServiceAccount", "serviceaccounts", true, false, false),
-    ("", "v1", "ResourceQuota", "resourcequotas", true, true, false),
+    (
+        "",
+        "v1",
+        "ServiceAccount",
+        "serviceaccounts",
+        true,
+        false,
+        false,
+    ),
+    (
+        "",
+        "v1",
+        "ResourceQuota",
+        "resourcequotas",
+        true,
+        true,
+        false,
+    ),
     ("", "v1", "LimitRange", "limitranges", true, false, false),
-    ("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", true, true, false),
+    (
+        "",
+        "v1",
+        "PersistentVolumeClaim",
+        "persistentvolumeclaims",
+        true,
+        true,
+        false,
+    ),
     ("apps", "v1", "Deployment", "deployments", true, true, true),
-    ("rbac.authorization.k8s.io", "v1", "Role", "roles", true, false, false),
-    ("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", true, false, false),
-    ("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", false, false, false),
-    ("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", false, false, false),
-    ("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", true, false, true),
-    ("networking.k8s.io", "v1", "Ingress", "ingresses", true, true, true),
-    ("coordination.k8s.io", "v1", "Lease", "leases", true, false, false),
-    ("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", false, true, true),
+    (
+        "rbac.authorization.k8s.io",
+        "v1",
+        "Role",
+        "roles",
+        true,
+        false,
+        false,
+    ),
+    (
+        "rbac.authorization.k8s.io",
+        "v1",
+        "RoleBinding",
+        "rolebindings",
+        true,
+        false,
+        false,
+    ),
+    (
+        "rbac.authorization.k8s.io",
+        "v1",
+        "ClusterRole",
+        "clusterroles",
+        false,
+        false,
+        false,
+    ),
+    (
+        "rbac.authorization.k8s.io",
+        "v1",
+        "ClusterRoleBinding",
+        "clusterrolebindings",
+        false,
+        false,
+        false,
+    ),
+    (
+        "networking.k8s.io",
+        "v1",
+        "NetworkPolicy",
+        "networkpolicies",
+        true,
+        false,
+        true,
+    ),
+    (
+        "networking.k8s.io",
+        "v1",
+        "Ingress",
+        "ingresses",
+        true,
+        true,
+        true,
+    ),
+    (
+        "coordination.k8s.io",
+        "v1",
+        "Lease",
+        "leases",
+        true,
+        false,
+        false,
+    ),
+    (
+        "apiextensions.k8s.io",
+        "v1",
+        "CustomResourceDefinition",
+        "customresourcedefinitions",
+        false,
+        true,
+        true,
+    ),
 ];
 
 /// The manager [`FakeApi::insert`] creates objects as.
@@ -142,16 +230,18 @@ impl FakeApi {
     pub fn new() -> Self {
         let kinds = BUILTIN_KINDS
             .iter()
-            .map(|&(group, version, kind, plural, namespaced, status, generation)| Kind {
-                group: group.into(),
-                version: version.into(),
-                kind: kind.into(),
-                plural: plural.into(),
-                namespaced,
-                status_subresource: status,
-                generation,
-                custom: false,
-            })
+            .map(
+                |&(group, version, kind, plural, namespaced, status, generation)| Kind {
+                    group: group.into(),
+                    version: version.into(),
+                    kind: kind.into(),
+                    plural: plural.into(),
+                    namespaced,
+                    status_subresource: status,
+                    generation,
+                    custom: false,
+                },
+            )
             .collect();
         FakeApi {
             state: Arc::new(Mutex::new(State {
@@ -195,9 +285,21 @@ impl FakeApi {
                         "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}],
                 },
             });
-            let path = format!("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{plural}.argoproj.io");
-            let reply = self.call("PATCH", &path, &[("fieldManager", ARGOCD_OPERATOR)], APPLY, crd);
-            assert!(reply.code < 300, "installing the Argo CD CRDs: {}", reply.body);
+            let path = format!(
+                "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{plural}.argoproj.io"
+            );
+            let reply = self.call(
+                "PATCH",
+                &path,
+                &[("fieldManager", ARGOCD_OPERATOR)],
+                APPLY,
+                crd,
+            );
+            assert!(
+                reply.code < 300,
+                "installing the Argo CD CRDs: {}",
+                reply.body
+            );
             self.with_state(|st| st.establish(&format!("{plural}.argoproj.io")));
         }
         self
@@ -268,7 +370,13 @@ impl FakeApi {
     }
 
     /// The live object, as a GET would return it.
-    pub fn get<'a>(&self, api_version: &str, kind: &str, ns: impl Into<Option<&'a str>>, name: &str) -> Option<Value> {
+    pub fn get<'a>(
+        &self,
+        api_version: &str,
+        kind: &str,
+        ns: impl Into<Option<&'a str>>,
+        name: &str,
+    ) -> Option<Value> {
         let path = self.path(api_version, kind, ns.into(), Some(name));
         let reply = self.call("GET", &path, &[], "", Value::Null);
         (reply.code == 200).then_some(reply.body)
@@ -276,7 +384,12 @@ impl FakeApi {
 
     /// Every live object of a kind (in a namespace, or in all), as a LIST would return them
     /// (without apiVersion and kind for built-in kinds).
-    pub fn list<'a>(&self, api_version: &str, kind: &str, ns: impl Into<Option<&'a str>>) -> Vec<Value> {
+    pub fn list<'a>(
+        &self,
+        api_version: &str,
+        kind: &str,
+        ns: impl Into<Option<&'a str>>,
+    ) -> Vec<Value> {
         let path = self.path(api_version, kind, ns.into(), None);
         let reply = self.call("GET", &path, &[], "", Value::Null);
         reply.body["items"].as_array().cloned().unwrap_or_default()
@@ -290,7 +403,11 @@ impl FakeApi {
                 .iter()
                 .map(|((_, _, ns, name), s)| {
                     let kind = s.object["kind"].as_str().unwrap_or_default();
-                    if ns.is_empty() { format!("{kind} {name}") } else { format!("{kind} {ns}/{name}") }
+                    if ns.is_empty() {
+                        format!("{kind} {name}")
+                    } else {
+                        format!("{kind} {ns}/{name}")
+                    }
                 })
                 .collect();
             names.sort();
@@ -307,7 +424,13 @@ impl FakeApi {
         let (api_version, kind) = (str_at(&object, "apiVersion"), str_at(&object, "kind"));
         let ns = object["metadata"]["namespace"].as_str();
         let path = self.path(&api_version, &kind, ns, None);
-        let reply = self.call("POST", &path, &[("fieldManager", CREATE_MANAGER)], "application/json", object);
+        let reply = self.call(
+            "POST",
+            &path,
+            &[("fieldManager", CREATE_MANAGER)],
+            "application/json",
+            object,
+        );
         assert!(reply.code < 300, "FakeApi::insert: {}", reply.body);
         reply.body
     }
@@ -325,7 +448,11 @@ impl FakeApi {
     ) -> Result<Value, Value> {
         let path = self.path(api_version, kind, ns.into(), Some(name));
         let reply = self.call("PATCH", &path, &[("fieldManager", manager)], MERGE, patch);
-        if reply.code < 300 { Ok(reply.body) } else { Err(reply.body) }
+        if reply.code < 300 {
+            Ok(reply.body)
+        } else {
+            Err(reply.body)
+        }
     }
 
     /// Sets the `status` of an object as its controller would (manager `kube-controller-manager`,
@@ -333,15 +460,31 @@ impl FakeApi {
     ///
     /// # Panics
     /// When the object does not exist.
-    pub fn set_status<'a>(&self, api_version: &str, kind: &str, ns: impl Into<Option<&'a str>>, name: &str, status: Value) {
+    pub fn set_status<'a>(
+        &self,
+        api_version: &str,
+        kind: &str,
+        ns: impl Into<Option<&'a str>>,
+        name: &str,
+        status: Value,
+    ) {
         let ns = ns.into();
-        let sub = self.with_state(|st| st.kind_of(api_version, kind).is_some_and(|k| k.status_subresource));
+        let sub = self.with_state(|st| {
+            st.kind_of(api_version, kind)
+                .is_some_and(|k| k.status_subresource)
+        });
         let mut path = self.path(api_version, kind, ns, Some(name));
         if sub {
             path.push_str("/status");
         }
         let patch = json!({"status": status});
-        let reply = self.call("PATCH", &path, &[("fieldManager", "kube-controller-manager")], MERGE, patch);
+        let reply = self.call(
+            "PATCH",
+            &path,
+            &[("fieldManager", "kube-controller-manager")],
+            MERGE,
+            patch,
+        );
         assert!(reply.code < 300, "FakeApi::set_status: {}", reply.body);
     }
 
@@ -366,7 +509,13 @@ impl FakeApi {
     ///
     /// # Panics
     /// When the kind is not served.
-    pub fn path(&self, api_version: &str, kind: &str, ns: Option<&str>, name: Option<&str>) -> String {
+    pub fn path(
+        &self,
+        api_version: &str,
+        kind: &str,
+        ns: Option<&str>,
+        name: Option<&str>,
+    ) -> String {
         let k = self.with_state(|st| st.kind_of(api_version, kind));
         let k = k.unwrap_or_else(|| panic!("FakeApi: {api_version} {kind} is not served"));
         k.path(ns.filter(|_| k.namespaced), name)
@@ -379,9 +528,10 @@ impl FakeApi {
     pub async fn serve(&self, req: Request<Body>) -> Result<Response<Body>, BoxError> {
         let (parts, body) = req.into_parts();
         let bytes = body.collect_bytes().await?;
-        let query: Vec<(String, String)> = form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
-            .into_owned()
-            .collect();
+        let query: Vec<(String, String)> =
+            form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
+                .into_owned()
+                .collect();
         let req = Req {
             method: parts.method.as_str().to_owned(),
             path: parts.uri.path().to_owned(),
@@ -396,9 +546,17 @@ impl FakeApi {
         });
         match fault {
             Some(Fault::Disconnect) => {
-                return Err(format!("connection reset (injected by FakeApi for {} {})", req.method, req.path).into());
+                return Err(format!(
+                    "connection reset (injected by FakeApi for {} {})",
+                    req.method, req.path
+                )
+                .into());
             }
-            Some(Fault::Status(code)) => return Ok(error(code, reason_of(code), "injected by FakeApi", json!({})).response()),
+            Some(Fault::Status(code)) => {
+                return Ok(
+                    error(code, reason_of(code), "injected by FakeApi", json!({})).response(),
+                );
+            }
             None => {}
         }
         let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
@@ -416,29 +574,50 @@ impl FakeApi {
     }
 
     fn add_fault(&self, method: &str, path: &str, fault: Fault) {
-        self.with_state(|st| st.faults.push_back((method.to_owned(), path.to_owned(), fault)));
+        self.with_state(|st| {
+            st.faults
+                .push_back((method.to_owned(), path.to_owned(), fault))
+        });
     }
 
     /// Runs `f` on the state, then the controllers, and wakes watches when anything changed.
     fn with_state<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
-        let mut st = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut st = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let out = f(&mut st);
         st.tick();
         let revision = st.revision;
         drop(st);
-        self.changes.send_if_modified(|r| std::mem::replace(r, revision) != revision);
+        self.changes
+            .send_if_modified(|r| std::mem::replace(r, revision) != revision);
         out
     }
 
     /// A request made by a test helper: not logged, no faults.
-    fn call(&self, method: &str, path: &str, query: &[(&str, &str)], content_type: &str, body: Value) -> Reply {
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        query: &[(&str, &str)],
+        content_type: &str,
+        body: Value,
+    ) -> Reply {
         let req = Req {
             method: method.into(),
             path: path.into(),
-            query: query.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            query: query
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
             content_type: content_type.into(),
             user_agent: String::new(),
-            body: if body.is_null() { Vec::new() } else { body.to_string().into_bytes() },
+            body: if body.is_null() {
+                Vec::new()
+            } else {
+                body.to_string().into_bytes()
+            },
         };
         self.with_state(|st| st.request(&req))
     }
@@ -455,10 +634,21 @@ impl FakeApi {
             let lines = self.with_state(|st| st.watch_events(req, &mut since));
             if !lines.is_empty() {
                 let body = lines.iter().map(|l| format!("{l}\n")).collect::<String>();
-                return Reply { code: 200, body: Value::String(body), raw: true };
+                return Reply {
+                    code: 200,
+                    body: Value::String(body),
+                    raw: true,
+                };
             }
-            if tokio::time::timeout(WATCH_POLL, changes.changed()).await.is_err() {
-                return Reply { code: 200, body: Value::String(String::new()), raw: true };
+            if tokio::time::timeout(WATCH_POLL, changes.changed())
+                .await
+                .is_err()
+            {
+                return Reply {
+                    code: 200,
+                    body: Value::String(String::new()),
+                    raw: true,
+                };
             }
         }
     }
@@ -466,12 +656,17 @@ impl FakeApi {
 
 /// The requests of a log that are not GETs.
 pub fn writes(log: &[String]) -> Vec<String> {
-    log.iter().filter(|l| !l.starts_with("GET ")).cloned().collect()
+    log.iter()
+        .filter(|l| !l.starts_with("GET "))
+        .cloned()
+        .collect()
 }
 
 /// How many requests of a log have this method.
 pub fn count(log: &[String], method: &str) -> usize {
-    log.iter().filter(|l| l.split(' ').next() == Some(method)).count()
+    log.iter()
+        .filter(|l| l.split(' ').next() == Some(method))
+        .count()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -498,11 +693,19 @@ pub struct Kind {
 
 impl Kind {
     pub fn api_version(&self) -> String {
-        if self.group.is_empty() { self.version.clone() } else { format!("{}/{}", self.group, self.version) }
+        if self.group.is_empty() {
+            self.version.clone()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
     }
 
     fn base(&self) -> String {
-        if self.group.is_empty() { format!("/api/{}", self.version) } else { format!("/apis/{}/{}", self.group, self.version) }
+        if self.group.is_empty() {
+            format!("/api/{}", self.version)
+        } else {
+            format!("/apis/{}/{}", self.group, self.version)
+        }
     }
 
     /// The path of an object or collection.
@@ -520,7 +723,11 @@ impl Kind {
 
     /// `configmaps`, `deployments.apps`: how errors name the resource.
     fn qualified(&self) -> String {
-        if self.group.is_empty() { self.plural.clone() } else { format!("{}.{}", self.plural, self.group) }
+        if self.group.is_empty() {
+            self.plural.clone()
+        } else {
+            format!("{}.{}", self.plural, self.group)
+        }
     }
 
     fn details(&self, name: &str) -> Value {
@@ -593,7 +800,8 @@ impl Stored {
     fn render(&self) -> Value {
         let mut object = self.object.clone();
         if !self.managers.is_empty() {
-            object["metadata"]["managedFields"] = self.managers.iter().map(Entry::to_json).collect();
+            object["metadata"]["managedFields"] =
+                self.managers.iter().map(Entry::to_json).collect();
         }
         object
     }
@@ -648,7 +856,10 @@ struct Req {
 
 impl Req {
     fn param(&self, name: &str) -> Option<&str> {
-        self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     fn is_watch(&self) -> bool {
@@ -679,7 +890,12 @@ impl Req {
             return Ok(Value::Null);
         }
         serde_json::from_slice(&self.body).map_err(|e| {
-            error(400, "BadRequest", &format!("the fake API server reads JSON bodies only: {e}"), json!({}))
+            error(
+                400,
+                "BadRequest",
+                &format!("the fake API server reads JSON bodies only: {e}"),
+                json!({}),
+            )
         })
     }
 
@@ -704,7 +920,12 @@ struct Target {
 impl Target {
     fn key(&self) -> Key {
         let name = self.name.clone().unwrap_or_default();
-        (self.kind.group.clone(), self.kind.plural.clone(), self.ns.clone().unwrap_or_default(), name)
+        (
+            self.kind.group.clone(),
+            self.kind.plural.clone(),
+            self.ns.clone().unwrap_or_default(),
+            name,
+        )
     }
 
     fn name(&self) -> &str {
@@ -730,7 +951,11 @@ struct Reply {
 
 impl Reply {
     fn ok(code: u16, body: Value) -> Reply {
-        Reply { code, body, raw: false }
+        Reply {
+            code,
+            body,
+            raw: false,
+        }
     }
 
     fn response(self) -> Response<Body> {
@@ -738,7 +963,9 @@ impl Reply {
             Value::String(s) if self.raw => s.into_bytes(),
             body => body.to_string().into_bytes(),
         };
-        let mut builder = Response::builder().status(self.code).header("content-type", "application/json");
+        let mut builder = Response::builder()
+            .status(self.code)
+            .header("content-type", "application/json");
         if self.code == 429 {
             builder = builder.header("retry-after", "1");
         }
@@ -775,15 +1002,29 @@ fn reason_of(code: u16) -> &'static str {
 }
 
 fn not_found(kind: &Kind, name: &str) -> Reply {
-    error(404, "NotFound", &format!("{} {name:?} not found", kind.qualified()), kind.details(name))
+    error(
+        404,
+        "NotFound",
+        &format!("{} {name:?} not found", kind.qualified()),
+        kind.details(name),
+    )
 }
 
 fn no_resource() -> Reply {
-    error(404, "NotFound", "the server could not find the requested resource", json!({}))
+    error(
+        404,
+        "NotFound",
+        "the server could not find the requested resource",
+        json!({}),
+    )
 }
 
 fn header(headers: &http::HeaderMap, name: &str) -> String {
-    headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
 }
 
 fn str_at(object: &Value, field: &str) -> String {
@@ -794,7 +1035,11 @@ impl State {
     /// Every kind served now: the built-in ones and those of established CRDs.
     fn kinds(&self) -> Vec<Kind> {
         let mut kinds = self.builtin.clone();
-        for stored in self.objects.values().filter(|s| s.object["kind"] == "CustomResourceDefinition") {
+        for stored in self
+            .objects
+            .values()
+            .filter(|s| s.object["kind"] == "CustomResourceDefinition")
+        {
             let crd = &stored.object;
             if !is_established(crd) {
                 continue;
@@ -819,12 +1064,16 @@ impl State {
     }
 
     fn kind_of(&self, api_version: &str, kind: &str) -> Option<Kind> {
-        self.kinds().into_iter().find(|k| k.api_version() == api_version && k.kind == kind)
+        self.kinds()
+            .into_iter()
+            .find(|k| k.api_version() == api_version && k.kind == kind)
     }
 
     fn take_fault(&mut self, method: &str, path: &str) -> Option<Fault> {
         let at = self.faults.iter().position(|(m, p, _)| {
-            m == method && p.strip_suffix('*').map_or(p == path, |prefix| path.starts_with(prefix))
+            m == method
+                && p.strip_suffix('*')
+                    .map_or(p == path, |prefix| path.starts_with(prefix))
         })?;
         self.faults.remove(at).map(|(_, _, f)| f)
     }
@@ -835,14 +1084,25 @@ impl State {
             ["api"] => Some(json!({"kind": "APIVersions", "versions": ["v1"],
                 "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1:6443"}]})),
             ["apis"] => Some(self.group_list()),
-            ["version"] => Some(json!({"major": "1", "minor": "28", "gitVersion": "v1.28.7-fake", "platform": "linux/amd64"})),
+            ["version"] => Some(
+                json!({"major": "1", "minor": "28", "gitVersion": "v1.28.7-fake", "platform": "linux/amd64"}),
+            ),
             ["api", "v1"] => self.resource_list("", "v1"),
             ["apis", group] => self.group(group),
             ["apis", group, version] => self.resource_list(group, version),
             _ => None,
         };
         if let Some(body) = discovery {
-            return if req.method == "GET" { Reply::ok(200, body) } else { error(405, "MethodNotAllowed", "the server does not allow this method on the requested resource", json!({})) };
+            return if req.method == "GET" {
+                Reply::ok(200, body)
+            } else {
+                error(
+                    405,
+                    "MethodNotAllowed",
+                    "the server does not allow this method on the requested resource",
+                    json!({}),
+                )
+            };
         }
         let target = match segments.as_slice() {
             ["api", "v1", rest @ ..] => self.target("", "v1", rest),
@@ -863,28 +1123,46 @@ impl State {
             ("GET", None) => self.list(&target, req),
             ("POST", None) => self.create(&target, req),
             ("PATCH", Some(_)) if req.content_type.starts_with(APPLY) => self.apply(&target, req),
-            ("PATCH", Some(_)) if req.content_type.starts_with(MERGE) => self.merge_patch(&target, req),
+            ("PATCH", Some(_)) if req.content_type.starts_with(MERGE) => {
+                self.merge_patch(&target, req)
+            }
             ("PATCH", Some(_)) => Err(error(
                 415,
                 "UnsupportedMediaType",
-                &format!("the fake API server does not serve {:?} patches (use apply or merge patches)", req.content_type),
+                &format!(
+                    "the fake API server does not serve {:?} patches (use apply or merge patches)",
+                    req.content_type
+                ),
                 json!({}),
             )),
             ("PUT", Some(_)) => self.replace(&target, req),
             ("DELETE", Some(_)) => self.delete(&target, req),
-            _ => Err(error(405, "MethodNotAllowed", "the server does not allow this method on the requested resource", json!({}))),
+            _ => Err(error(
+                405,
+                "MethodNotAllowed",
+                "the server does not allow this method on the requested resource",
+                json!({}),
+            )),
         };
         result.unwrap_or_else(|reply| reply)
     }
 
     fn target(&self, group: &str, version: &str, rest: &[&str]) -> Option<Target> {
-        let owned = |parts: &[&str]| parts.iter().map(|s| (*s).to_owned()).collect::<Vec<String>>();
+        let owned = |parts: &[&str]| {
+            parts
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect::<Vec<String>>()
+        };
         let (mut ns, mut rest) = match rest {
-            ["namespaces", ns, tail @ ..] if !tail.is_empty() => (Some((*ns).to_owned()), owned(tail)),
+            ["namespaces", ns, tail @ ..] if !tail.is_empty() => {
+                (Some((*ns).to_owned()), owned(tail))
+            }
             _ => (None, owned(rest)),
         };
         // `/api/v1/namespaces/<name>/status` is a namespace's subresource, not a collection.
-        if group.is_empty() && rest.len() == 1 && matches!(rest[0].as_str(), "status" | "finalize") {
+        if group.is_empty() && rest.len() == 1 && matches!(rest[0].as_str(), "status" | "finalize")
+        {
             rest = vec!["namespaces".to_owned(), ns.take()?, rest[0].clone()];
         }
         let (plural, name, sub) = match rest.as_slice() {
@@ -893,14 +1171,25 @@ impl State {
             [plural, name, sub] => (plural.as_str(), Some(name.clone()), Some(sub.clone())),
             _ => return None,
         };
-        let kind = self.kinds().into_iter().find(|k| k.group == group && k.version == version && k.plural == plural)?;
+        let kind = self
+            .kinds()
+            .into_iter()
+            .find(|k| k.group == group && k.version == version && k.plural == plural)?;
         if ns.is_some() && !kind.namespaced || name.is_some() && kind.namespaced && ns.is_none() {
             return None;
         }
-        if sub.as_deref().is_some_and(|s| s != "status" || !kind.status_subresource) {
+        if sub
+            .as_deref()
+            .is_some_and(|s| s != "status" || !kind.status_subresource)
+        {
             return None;
         }
-        Some(Target { kind, ns, name, sub })
+        Some(Target {
+            kind,
+            ns,
+            name,
+            sub,
+        })
     }
 
     // --- discovery ---------------------------------------------------------------------------
@@ -909,7 +1198,9 @@ impl State {
         let mut groups: Vec<(String, Vec<String>)> = Vec::new();
         for kind in self.kinds().into_iter().filter(|k| !k.group.is_empty()) {
             match groups.iter_mut().find(|(g, _)| *g == kind.group) {
-                Some((_, versions)) if !versions.contains(&kind.version) => versions.push(kind.version),
+                Some((_, versions)) if !versions.contains(&kind.version) => {
+                    versions.push(kind.version)
+                }
                 Some(_) => {}
                 None => groups.push((kind.group, vec![kind.version])),
             }
@@ -918,12 +1209,19 @@ impl State {
     }
 
     fn group_json(name: &str, versions: &[String]) -> Value {
-        let versions: Vec<Value> = versions.iter().map(|v| json!({"groupVersion": format!("{name}/{v}"), "version": v})).collect();
+        let versions: Vec<Value> = versions
+            .iter()
+            .map(|v| json!({"groupVersion": format!("{name}/{v}"), "version": v}))
+            .collect();
         json!({"name": name, "versions": versions, "preferredVersion": versions[0]})
     }
 
     fn group_list(&self) -> Value {
-        let groups: Vec<Value> = self.groups().iter().map(|(g, v)| Self::group_json(g, v)).collect();
+        let groups: Vec<Value> = self
+            .groups()
+            .iter()
+            .map(|(g, v)| Self::group_json(g, v))
+            .collect();
         json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
     }
 
@@ -936,7 +1234,11 @@ impl State {
     }
 
     fn resource_list(&self, group: &str, version: &str) -> Option<Value> {
-        let kinds: Vec<Kind> = self.kinds().into_iter().filter(|k| k.group == group && k.version == version).collect();
+        let kinds: Vec<Kind> = self
+            .kinds()
+            .into_iter()
+            .filter(|k| k.group == group && k.version == version)
+            .collect();
         let first = kinds.first()?;
         let mut resources = Vec::new();
         for k in &kinds {
@@ -947,13 +1249,18 @@ impl State {
                     "kind": k.kind, "verbs": ["get", "patch", "update"]}));
             }
         }
-        Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": first.api_version(), "resources": resources}))
+        Some(
+            json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": first.api_version(), "resources": resources}),
+        )
     }
 
     // --- reads -------------------------------------------------------------------------------
 
     fn get(&self, t: &Target) -> Result<Reply, Reply> {
-        let stored = self.objects.get(&t.key()).ok_or_else(|| not_found(&t.kind, t.name()))?;
+        let stored = self
+            .objects
+            .get(&t.key())
+            .ok_or_else(|| not_found(&t.kind, t.name()))?;
         Ok(Reply::ok(200, stored.render()))
     }
 
@@ -963,7 +1270,10 @@ impl State {
         let fields = req.param("fieldSelector").unwrap_or_default();
         let mut out = Vec::new();
         for (key, stored) in &self.objects {
-            if key.0 != t.kind.group || key.1 != t.kind.plural || t.ns.as_ref().is_some_and(|ns| *ns != key.2) {
+            if key.0 != t.kind.group
+                || key.1 != t.kind.plural
+                || t.ns.as_ref().is_some_and(|ns| *ns != key.2)
+            {
                 continue;
             }
             if labels_match(labels, &stored.object) && fields_match(fields, &stored.object)? {
@@ -986,10 +1296,13 @@ impl State {
                 object
             })
             .collect();
-        Ok(Reply::ok(200, json!({
-            "kind": format!("{}List", t.kind.kind), "apiVersion": t.kind.api_version(),
-            "metadata": {"resourceVersion": self.revision.to_string()}, "items": items,
-        })))
+        Ok(Reply::ok(
+            200,
+            json!({
+                "kind": format!("{}List", t.kind.kind), "apiVersion": t.kind.api_version(),
+                "metadata": {"resourceVersion": self.revision.to_string()}, "items": items,
+            }),
+        ))
     }
 
     // --- writes ------------------------------------------------------------------------------
@@ -997,14 +1310,28 @@ impl State {
     /// A new object may go into `t.ns` only if that namespace exists and is not terminating.
     fn check_creation(&self, t: &Target) -> Result<(), Reply> {
         let Some(ns) = &t.ns else { return Ok(()) };
-        let key = (String::new(), "namespaces".to_owned(), String::new(), ns.clone());
+        let key = (
+            String::new(),
+            "namespaces".to_owned(),
+            String::new(),
+            ns.clone(),
+        );
         let Some(namespace) = self.objects.get(&key) else {
-            return Err(error(404, "NotFound", &format!("namespaces {ns:?} not found"), json!({"name": ns, "kind": "namespaces"})));
+            return Err(error(
+                404,
+                "NotFound",
+                &format!("namespaces {ns:?} not found"),
+                json!({"name": ns, "kind": "namespaces"}),
+            ));
         };
         if namespace.object["metadata"]["deletionTimestamp"].is_string() {
             let mut details = t.kind.details(t.name());
             details["causes"] = json!([{"reason": "NamespaceTerminating", "message": format!("namespace {ns} is being terminated"), "field": "metadata.namespace"}]);
-            let message = format!("{} {:?} is forbidden: unable to create new content in namespace {ns} because it is being terminated", t.kind.qualified(), t.name());
+            let message = format!(
+                "{} {:?} is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+                t.kind.qualified(),
+                t.name()
+            );
             return Err(error(403, "Forbidden", &message, details));
         }
         Ok(())
@@ -1012,24 +1339,49 @@ impl State {
 
     fn check_body(t: &Target, body: &Value) -> Result<(), Reply> {
         if !body.is_object() {
-            return Err(error(400, "BadRequest", "the body must be a JSON object", json!({})));
+            return Err(error(
+                400,
+                "BadRequest",
+                "the body must be a JSON object",
+                json!({}),
+            ));
         }
         let name = body["metadata"]["name"].as_str();
         if let (Some(name), Some(url)) = (name, &t.name)
             && name != url
         {
-            return Err(error(400, "BadRequest", &format!("the name of the object ({name}) does not match the name on the URL ({url})"), json!({})));
+            return Err(error(
+                400,
+                "BadRequest",
+                &format!(
+                    "the name of the object ({name}) does not match the name on the URL ({url})"
+                ),
+                json!({}),
+            ));
         }
         if let (Some(ns), Some(url)) = (body["metadata"]["namespace"].as_str(), &t.ns)
             && ns != url
         {
-            return Err(error(400, "BadRequest", "the namespace of the provided object does not match the namespace sent on the request", json!({})));
+            return Err(error(
+                400,
+                "BadRequest",
+                "the namespace of the provided object does not match the namespace sent on the request",
+                json!({}),
+            ));
         }
-        for (field, expected) in [("apiVersion", t.kind.api_version()), ("kind", t.kind.kind.clone())] {
+        for (field, expected) in [
+            ("apiVersion", t.kind.api_version()),
+            ("kind", t.kind.kind.clone()),
+        ] {
             if let Some(sent) = body[field].as_str()
                 && sent != expected
             {
-                return Err(error(400, "BadRequest", &format!("{field} {sent:?} does not match the expected {expected:?}"), json!({})));
+                return Err(error(
+                    400,
+                    "BadRequest",
+                    &format!("{field} {sent:?} does not match the expected {expected:?}"),
+                    json!({}),
+                ));
             }
         }
         Ok(())
@@ -1037,8 +1389,14 @@ impl State {
 
     fn check_version(t: &Target, body: &Value, live: &Value) -> Result<(), Reply> {
         match body["metadata"]["resourceVersion"].as_str() {
-            Some(rv) if !rv.is_empty() && Some(rv) != live["metadata"]["resourceVersion"].as_str() => {
-                let message = format!("Operation cannot be fulfilled on {} {:?}: the object has been modified; please apply your changes to the latest version and try again", t.kind.qualified(), t.name());
+            Some(rv)
+                if !rv.is_empty() && Some(rv) != live["metadata"]["resourceVersion"].as_str() =>
+            {
+                let message = format!(
+                    "Operation cannot be fulfilled on {} {:?}: the object has been modified; please apply your changes to the latest version and try again",
+                    t.kind.qualified(),
+                    t.name()
+                );
                 Err(error(409, "Conflict", &message, t.kind.details(t.name())))
             }
             _ => Ok(()),
@@ -1048,15 +1406,35 @@ impl State {
     fn create(&mut self, t: &Target, req: &Req) -> Result<Reply, Reply> {
         let mut body = req.json()?;
         Self::check_body(t, &body)?;
-        let name = match (body["metadata"]["name"].as_str(), body["metadata"]["generateName"].as_str()) {
+        let name = match (
+            body["metadata"]["name"].as_str(),
+            body["metadata"]["generateName"].as_str(),
+        ) {
             (Some(name), _) => name.to_owned(),
             (None, Some(prefix)) => format!("{prefix}{}", &new_uid(self.revision)[..5]),
-            (None, None) => return Err(error(422, "Invalid", "metadata.name: Required value: name or generateName is required", json!({}))),
+            (None, None) => {
+                return Err(error(
+                    422,
+                    "Invalid",
+                    "metadata.name: Required value: name or generateName is required",
+                    json!({}),
+                ));
+            }
         };
         body["metadata"]["name"] = json!(name);
-        let t = Target { kind: t.kind.clone(), ns: t.ns.clone(), name: Some(name), sub: None };
+        let t = Target {
+            kind: t.kind.clone(),
+            ns: t.ns.clone(),
+            name: Some(name),
+            sub: None,
+        };
         if self.objects.contains_key(&t.key()) {
-            return Err(error(409, "AlreadyExists", &format!("{} {:?} already exists", t.kind.qualified(), t.name()), t.kind.details(t.name())));
+            return Err(error(
+                409,
+                "AlreadyExists",
+                &format!("{} {:?} already exists", t.kind.qualified(), t.name()),
+                t.kind.details(t.name()),
+            ));
         }
         self.check_creation(&t)?;
         Ok(self.update(&t, body, &req.manager(), req.dry_run()))
@@ -1064,7 +1442,10 @@ impl State {
 
     fn merge_patch(&mut self, t: &Target, req: &Req) -> Result<Reply, Reply> {
         let patch = req.json()?;
-        let live = self.objects.get(&t.key()).ok_or_else(|| not_found(&t.kind, t.name()))?;
+        let live = self
+            .objects
+            .get(&t.key())
+            .ok_or_else(|| not_found(&t.kind, t.name()))?;
         Self::check_version(t, &patch, &live.object)?;
         let mut object = live.object.clone();
         merge_patch(&mut object, &patch);
@@ -1074,7 +1455,10 @@ impl State {
     fn replace(&mut self, t: &Target, req: &Req) -> Result<Reply, Reply> {
         let body = req.json()?;
         Self::check_body(t, &body)?;
-        let live = self.objects.get(&t.key()).ok_or_else(|| not_found(&t.kind, t.name()))?;
+        let live = self
+            .objects
+            .get(&t.key())
+            .ok_or_else(|| not_found(&t.kind, t.name()))?;
         Self::check_version(t, &body, &live.object)?;
         Ok(self.update(t, body, &req.manager(), req.dry_run()))
     }
@@ -1109,14 +1493,26 @@ impl State {
         let diff = cx.compare(&owned_view(&old_object), &owned_view(&object));
         let sub = t.sub.clone();
         for entry in &mut managers {
-            entry.fields.retain(|p| !diff.changed.contains(p) && !diff.removed.contains(p));
+            entry
+                .fields
+                .retain(|p| !diff.changed.contains(p) && !diff.removed.contains(p));
         }
         let api_version = t.kind.api_version();
-        let at = managers
-            .iter()
-            .position(|e| e.manager == manager && e.operation == "Update" && e.api_version == api_version && e.subresource == sub);
+        let at = managers.iter().position(|e| {
+            e.manager == manager
+                && e.operation == "Update"
+                && e.api_version == api_version
+                && e.subresource == sub
+        });
         let at = at.unwrap_or_else(|| {
-            managers.push(Entry { manager: manager.into(), operation: "Update", api_version, subresource: sub, time: None, fields: FieldSet::new() });
+            managers.push(Entry {
+                manager: manager.into(),
+                operation: "Update",
+                api_version,
+                subresource: sub,
+                time: None,
+                fields: FieldSet::new(),
+            });
             managers.len() - 1
         });
         // The updater's entry takes what changed, and the time, if anything changed.
@@ -1130,15 +1526,30 @@ impl State {
 
     fn apply(&mut self, t: &Target, req: &Req) -> Result<Reply, Reply> {
         if t.sub.is_some() {
-            return Err(error(405, "MethodNotAllowed", "the fake API server applies to the main resource only", json!({})));
+            return Err(error(
+                405,
+                "MethodNotAllowed",
+                "the fake API server applies to the main resource only",
+                json!({}),
+            ));
         }
         let Some(manager) = req.param("fieldManager").filter(|m| !m.is_empty()) else {
-            return Err(error(400, "BadRequest", "PATCH requests with an apply patch require a fieldManager", json!({})));
+            return Err(error(
+                400,
+                "BadRequest",
+                "PATCH requests with an apply patch require a fieldManager",
+                json!({}),
+            ));
         };
         let mut applied = req.json()?;
         Self::check_body(t, &applied)?;
         if applied["apiVersion"].is_null() || applied["kind"].is_null() {
-            return Err(error(400, "BadRequest", "apiVersion and kind must be set in an apply patch", json!({})));
+            return Err(error(
+                400,
+                "BadRequest",
+                "apiVersion and kind must be set in an apply patch",
+                json!({}),
+            ));
         }
         if t.kind.status_subresource {
             remove_field(&mut applied, "status");
@@ -1161,7 +1572,11 @@ impl State {
             .iter()
             .enumerate()
             .filter(|&(_, e)| !mine(e))
-            .flat_map(|(i, e)| e.fields.intersection(&diff.changed).map(move |p| (i, p.clone())))
+            .flat_map(|(i, e)| {
+                e.fields
+                    .intersection(&diff.changed)
+                    .map(move |p| (i, p.clone()))
+            })
             .collect();
         if !conflicts.is_empty() && !req.force() {
             return Err(conflict(&managers, &conflicts));
@@ -1169,7 +1584,11 @@ impl State {
         for (i, path) in &conflicts {
             managers[*i].fields.remove(path);
         }
-        let last = managers.iter().find(|e| mine(e)).map(|e| e.fields.clone()).unwrap_or_default();
+        let last = managers
+            .iter()
+            .find(|e| mine(e))
+            .map(|e| e.fields.clone())
+            .unwrap_or_default();
         match managers.iter_mut().find(|e| mine(e)) {
             Some(entry) => {
                 entry.fields = new_set.clone();
@@ -1188,11 +1607,21 @@ impl State {
         let mut removed: Vec<&Path> = last.difference(&new_set).collect();
         removed.sort_by_key(|p| std::cmp::Reverse(p.len()));
         for path in removed {
-            let owned = |p: &Path| managers.iter().any(|e| e.fields.iter().any(|f| f.starts_with(p)));
+            let owned = |p: &Path| {
+                managers
+                    .iter()
+                    .any(|e| e.fields.iter().any(|f| f.starts_with(p)))
+            };
             if !owned(path) && remove_at(&mut object, path) {
-                for depth in (2..path.len()).rev().chain(std::iter::once(1).filter(|_| path[0] != "f:metadata")) {
+                for depth in (2..path.len())
+                    .rev()
+                    .chain(std::iter::once(1).filter(|_| path[0] != "f:metadata"))
+                {
                     let parent = path[..depth].to_vec();
-                    let empty = value_at(&object, &parent).is_some_and(|v| v.as_object().is_some_and(Map::is_empty) || v.as_array().is_some_and(Vec::is_empty));
+                    let empty = value_at(&object, &parent).is_some_and(|v| {
+                        v.as_object().is_some_and(Map::is_empty)
+                            || v.as_array().is_some_and(Vec::is_empty)
+                    });
                     if !empty || owned(&parent) || !remove_at(&mut object, &parent) {
                         break;
                     }
@@ -1207,18 +1636,29 @@ impl State {
             owned_view(&o)
         };
         if folded(&object) != folded(&live) {
-            managers.iter_mut().filter(|e| mine(e)).for_each(|e| e.time = Some(now()));
+            managers
+                .iter_mut()
+                .filter(|e| mine(e))
+                .for_each(|e| e.time = Some(now()));
         }
         Ok(self.commit(t, object, managers, req.dry_run()))
     }
 
     /// Stores a written object: server-owned metadata, no-op detection, finalization.
-    fn commit(&mut self, t: &Target, mut object: Value, mut managers: Vec<Entry>, dry_run: bool) -> Reply {
+    fn commit(
+        &mut self,
+        t: &Target,
+        mut object: Value,
+        mut managers: Vec<Entry>,
+        dry_run: bool,
+    ) -> Reply {
         let key = t.key();
         fold_string_data(&mut object);
         if let Some(m) = object["metadata"].as_object_mut() {
             m.remove("managedFields");
-            if m.get("finalizers").is_some_and(|f| f.as_array().is_some_and(Vec::is_empty)) {
+            if m.get("finalizers")
+                .is_some_and(|f| f.as_array().is_some_and(Vec::is_empty))
+            {
                 m.remove("finalizers");
             }
         }
@@ -1285,13 +1725,20 @@ impl State {
     fn event(&mut self, key: &Key, kind: &'static str) {
         if let Some(stored) = self.objects.get(key) {
             let object = stored.render();
-            self.events.push(WatchEvent { revision: self.revision, key: key.clone(), kind, object });
+            self.events.push(WatchEvent {
+                revision: self.revision,
+                key: key.clone(),
+                kind,
+                object,
+            });
         }
     }
 
     /// A direct change by a controller (no field manager).
     fn mutate(&mut self, key: &Key, change: impl FnOnce(&mut Value)) {
-        let Some(stored) = self.objects.get_mut(key) else { return };
+        let Some(stored) = self.objects.get_mut(key) else {
+            return;
+        };
         let before = stored.object.clone();
         change(&mut stored.object);
         if stored.object == before {
@@ -1302,20 +1749,36 @@ impl State {
         let gone = stored.object["metadata"]["deletionTimestamp"].is_string()
             && stored.object["metadata"]["finalizers"].is_null()
             && stored.object["kind"] != "Namespace";
-        if gone { self.remove(key) } else { self.event(key, "MODIFIED") }
+        if gone {
+            self.remove(key)
+        } else {
+            self.event(key, "MODIFIED")
+        }
     }
 
     /// The object is gone: with a CRD go its objects; with a namespace, its content.
     fn remove(&mut self, key: &Key) {
-        let Some(mut stored) = self.objects.remove(key) else { return };
+        let Some(mut stored) = self.objects.remove(key) else {
+            return;
+        };
         self.revision += 1;
         stored.object["metadata"]["resourceVersion"] = json!(self.revision.to_string());
-        self.events.push(WatchEvent { revision: self.revision, key: key.clone(), kind: "DELETED", object: stored.render() });
+        self.events.push(WatchEvent {
+            revision: self.revision,
+            key: key.clone(),
+            kind: "DELETED",
+            object: stored.render(),
+        });
         self.crd_reads.remove(&key.3);
         if key.1 == "customresourcedefinitions" && key.0 == "apiextensions.k8s.io" {
             let group = str_at(&stored.object["spec"], "group");
             let plural = str_at(&stored.object["spec"]["names"], "plural");
-            let doomed: Vec<Key> = self.objects.keys().filter(|k| k.0 == group && k.1 == plural).cloned().collect();
+            let doomed: Vec<Key> = self
+                .objects
+                .keys()
+                .filter(|k| k.0 == group && k.1 == plural)
+                .cloned()
+                .collect();
             for key in doomed {
                 self.remove(&key);
             }
@@ -1327,24 +1790,50 @@ impl State {
 
     fn delete(&mut self, t: &Target, req: &Req) -> Result<Reply, Reply> {
         if t.sub.is_some() {
-            return Err(error(405, "MethodNotAllowed", "the server does not allow this method on the requested resource", json!({})));
+            return Err(error(
+                405,
+                "MethodNotAllowed",
+                "the server does not allow this method on the requested resource",
+                json!({}),
+            ));
         }
         let options = req.json()?;
         let key = t.key();
-        let stored = self.objects.get(&key).ok_or_else(|| not_found(&t.kind, t.name()))?;
+        let stored = self
+            .objects
+            .get(&key)
+            .ok_or_else(|| not_found(&t.kind, t.name()))?;
         let meta = &stored.object["metadata"];
-        for (field, what, hint) in [("uid", "UID", "deleted and then recreated"), ("resourceVersion", "ResourceVersion", "modified")] {
+        for (field, what, hint) in [
+            ("uid", "UID", "deleted and then recreated"),
+            ("resourceVersion", "ResourceVersion", "modified"),
+        ] {
             if let Some(wanted) = options["preconditions"][field].as_str()
                 && Some(wanted) != meta[field].as_str()
             {
                 let record = meta[field].as_str().unwrap_or_default();
-                let message = format!("Operation cannot be fulfilled on {} {:?}: the {what} in the precondition ({wanted}) does not match the {what} in record ({record}). The object might have been {hint}", t.kind.kind, t.name());
-                return Err(error(409, "Conflict", &message, json!({"name": t.name(), "kind": t.kind.kind})));
+                let message = format!(
+                    "Operation cannot be fulfilled on {} {:?}: the {what} in the precondition ({wanted}) does not match the {what} in record ({record}). The object might have been {hint}",
+                    t.kind.kind,
+                    t.name()
+                );
+                return Err(error(
+                    409,
+                    "Conflict",
+                    &message,
+                    json!({"name": t.name(), "kind": t.kind.kind}),
+                ));
             }
         }
-        let dry_run = req.dry_run() || options["dryRun"].as_array().is_some_and(|d| d.iter().any(|v| v == "All"));
+        let dry_run = req.dry_run()
+            || options["dryRun"]
+                .as_array()
+                .is_some_and(|d| d.iter().any(|v| v == "All"));
         let uid = meta["uid"].clone();
-        let policy = options["propagationPolicy"].as_str().or(req.param("propagationPolicy")).unwrap_or("Background");
+        let policy = options["propagationPolicy"]
+            .as_str()
+            .or(req.param("propagationPolicy"))
+            .unwrap_or("Background");
         if dry_run {
             return Ok(Reply::ok(200, stored.render()));
         }
@@ -1366,8 +1855,11 @@ impl State {
         self.delete_object(&key, policy);
         match self.objects.get(&key) {
             Some(stored) => Ok(Reply::ok(200, stored.render())),
-            None => Ok(Reply::ok(200, json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
-                "details": {"name": t.name(), "kind": t.kind.plural, "uid": uid}}))),
+            None => Ok(Reply::ok(
+                200,
+                json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                "details": {"name": t.name(), "kind": t.kind.plural, "uid": uid}}),
+            )),
         }
     }
 
@@ -1378,8 +1870,12 @@ impl State {
             "Orphan" => Some("orphan"),
             _ => None,
         };
-        let Some(stored) = self.objects.get(key) else { return };
-        let has_finalizers = stored.object["metadata"]["finalizers"].as_array().is_some_and(|f| !f.is_empty());
+        let Some(stored) = self.objects.get(key) else {
+            return;
+        };
+        let has_finalizers = stored.object["metadata"]["finalizers"]
+            .as_array()
+            .is_some_and(|f| !f.is_empty());
         if !has_finalizers && finalizer.is_none() {
             self.remove(key);
             return;
@@ -1429,18 +1925,32 @@ impl State {
     /// Marks a CRD Established, as the API server's CRD controllers do.
     fn establish(&mut self, name: &str) {
         self.crd_reads.remove(name);
-        let kind = self.builtin.iter().find(|k| k.is_crd()).cloned().expect("CRDs are served");
-        let key = (kind.group.clone(), kind.plural.clone(), String::new(), name.to_owned());
-        let Some(crd) = self.objects.get(&key).filter(|c| !is_established(&c.object)) else { return };
+        let kind = self
+            .builtin
+            .iter()
+            .find(|k| k.is_crd())
+            .cloned()
+            .expect("CRDs are served");
+        let key = (
+            kind.group.clone(),
+            kind.plural.clone(),
+            String::new(),
+            name.to_owned(),
+        );
+        let Some(crd) = self
+            .objects
+            .get(&key)
+            .filter(|c| !is_established(&c.object))
+        else {
+            return;
+        };
         let names = crd.object["spec"]["names"].clone();
         let stored_version = crd.object["spec"]["versions"]
             .as_array()
             .and_then(|v| v.iter().find(|v| v["storage"] == true))
             .map_or(Value::Null, |v| v["name"].clone());
         let time = now();
-        let condition = |kind: &str, reason: &str, message: &str| {
-            json!({"type": kind, "status": "True", "lastTransitionTime": time, "reason": reason, "message": message})
-        };
+        let condition = |kind: &str, reason: &str, message: &str| json!({"type": kind, "status": "True", "lastTransitionTime": time, "reason": reason, "message": message});
         let mut object = crd.object.clone();
         object["status"] = json!({
             "acceptedNames": names,
@@ -1450,12 +1960,21 @@ impl State {
             ],
             "storedVersions": [stored_version],
         });
-        let t = Target { kind, ns: None, name: Some(name.to_owned()), sub: Some("status".into()) };
+        let t = Target {
+            kind,
+            ns: None,
+            name: Some(name.to_owned()),
+            sub: Some("status".into()),
+        };
         self.update(&t, object, "kube-apiserver", false);
     }
 
     fn applications(&self) -> Vec<Key> {
-        self.objects.keys().filter(|k| k.0 == "argoproj.io" && k.1 == "applications").cloned().collect()
+        self.objects
+            .keys()
+            .filter(|k| k.0 == "argoproj.io" && k.1 == "applications")
+            .cloned()
+            .collect()
     }
 
     fn mark_applications(&mut self, synced: bool, healthy: bool) {
@@ -1470,13 +1989,23 @@ impl State {
 
     /// A merge patch by a controller, through the main resource.
     fn controller_patch(&mut self, key: &Key, patch: &Value, manager: &str) {
-        let Some(stored) = self.objects.get(key) else { return };
-        let kind = self.kinds().into_iter().find(|k| k.group == key.0 && k.plural == key.1);
+        let Some(stored) = self.objects.get(key) else {
+            return;
+        };
+        let kind = self
+            .kinds()
+            .into_iter()
+            .find(|k| k.group == key.0 && k.plural == key.1);
         let Some(kind) = kind else { return };
         let mut object = stored.object.clone();
         merge_patch(&mut object, patch);
         let ns = (!key.2.is_empty()).then(|| key.2.clone());
-        let t = Target { kind, ns, name: Some(key.3.clone()), sub: None };
+        let t = Target {
+            kind,
+            ns,
+            name: Some(key.3.clone()),
+            sub: None,
+        };
         self.update(&t, object, manager, false);
     }
 
@@ -1484,8 +2013,14 @@ impl State {
         for key in self.applications() {
             let object = &self.objects[&key].object;
             if object["metadata"]["deletionTimestamp"].is_string() {
-                self.controller_patch(&key, &json!({"metadata": {"finalizers": null}}), ARGOCD_CONTROLLER);
-            } else if object["status"]["sync"]["status"] != "Synced" || object["status"]["health"]["status"] != "Healthy" {
+                self.controller_patch(
+                    &key,
+                    &json!({"metadata": {"finalizers": null}}),
+                    ARGOCD_CONTROLLER,
+                );
+            } else if object["status"]["sync"]["status"] != "Synced"
+                || object["status"]["health"]["status"] != "Healthy"
+            {
                 let patch = json!({"status": {"sync": {"status": "Synced"}, "health": {"status": "Healthy"}}});
                 self.controller_patch(&key, &patch, ARGOCD_CONTROLLER);
             }
@@ -1498,10 +2033,17 @@ impl State {
         let uids: BTreeMap<String, Key> = self
             .objects
             .iter()
-            .filter_map(|(k, s)| Some((s.object["metadata"]["uid"].as_str()?.to_owned(), k.clone())))
+            .filter_map(|(k, s)| {
+                Some((s.object["metadata"]["uid"].as_str()?.to_owned(), k.clone()))
+            })
             .collect();
         let owners_of = |s: &Stored| -> Vec<String> {
-            s.object["metadata"]["ownerReferences"].as_array().into_iter().flatten().filter_map(|r| r["uid"].as_str().map(str::to_owned)).collect()
+            s.object["metadata"]["ownerReferences"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|r| r["uid"].as_str().map(str::to_owned))
+                .collect()
         };
         let mut dependents: BTreeMap<String, Vec<Key>> = BTreeMap::new();
         let mut orphans = Vec::new();
@@ -1515,14 +2057,24 @@ impl State {
             }
         }
         for key in orphans {
-            if self.objects.get(&key).is_some_and(|s| !s.object["metadata"]["deletionTimestamp"].is_string()) {
+            if self
+                .objects
+                .get(&key)
+                .is_some_and(|s| !s.object["metadata"]["deletionTimestamp"].is_string())
+            {
                 self.delete_object(&key, "Background");
             }
         }
         for (uid, key) in uids {
-            let Some(stored) = self.objects.get(&key) else { continue };
+            let Some(stored) = self.objects.get(&key) else {
+                continue;
+            };
             let finalizers = &stored.object["metadata"]["finalizers"];
-            let has = |f: &str| finalizers.as_array().is_some_and(|l| l.iter().any(|x| x == f));
+            let has = |f: &str| {
+                finalizers
+                    .as_array()
+                    .is_some_and(|l| l.iter().any(|x| x == f))
+            };
             let (orphan, foreground) = (has("orphan"), has("foregroundDeletion"));
             let drop_finalizer = |o: &mut Value, f: &str| {
                 if let Some(list) = o["metadata"]["finalizers"].as_array_mut() {
@@ -1571,7 +2123,11 @@ impl State {
         for ns in released {
             let content: Vec<Key> = self.objects.keys().filter(|k| k.2 == ns).cloned().collect();
             for key in &content {
-                if self.objects.get(key).is_some_and(|s| !s.object["metadata"]["deletionTimestamp"].is_string()) {
+                if self
+                    .objects
+                    .get(key)
+                    .is_some_and(|s| !s.object["metadata"]["deletionTimestamp"].is_string())
+                {
                     self.delete_object(key, "Background");
                 }
             }
@@ -1585,11 +2141,39 @@ impl State {
 
     /// Checks a watch request; the revision it watches from (0: send the current objects first).
     fn watch_start(&mut self, req: &Req) -> Result<u64, Reply> {
-        let reply = self.request(&Req { method: "GET".into(), path: req.path.clone(), query: req.query.iter().filter(|(k, _)| k != "watch").cloned().collect(), content_type: String::new(), user_agent: String::new(), body: Vec::new() });
-        if reply.code != 200 || reply.body["kind"].as_str().is_none_or(|k| !k.ends_with("List")) {
-            return Err(if reply.code == 200 { error(405, "MethodNotAllowed", "watch a collection (with a fieldSelector for one object)", json!({})) } else { reply });
+        let reply = self.request(&Req {
+            method: "GET".into(),
+            path: req.path.clone(),
+            query: req
+                .query
+                .iter()
+                .filter(|(k, _)| k != "watch")
+                .cloned()
+                .collect(),
+            content_type: String::new(),
+            user_agent: String::new(),
+            body: Vec::new(),
+        });
+        if reply.code != 200
+            || reply.body["kind"]
+                .as_str()
+                .is_none_or(|k| !k.ends_with("List"))
+        {
+            return Err(if reply.code == 200 {
+                error(
+                    405,
+                    "MethodNotAllowed",
+                    "watch a collection (with a fieldSelector for one object)",
+                    json!({}),
+                )
+            } else {
+                reply
+            });
         }
-        Ok(req.param("resourceVersion").and_then(|v| v.parse().ok()).unwrap_or(0))
+        Ok(req
+            .param("resourceVersion")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0))
     }
 
     fn watch_events(&mut self, req: &Req, since: &mut u64) -> Vec<String> {
@@ -1628,10 +2212,21 @@ impl State {
 }
 
 /// Metadata only the server writes.
-const SERVER_METADATA: &[&str] = &["uid", "creationTimestamp", "generation", "deletionTimestamp", "deletionGracePeriodSeconds", "resourceVersion"];
+const SERVER_METADATA: &[&str] = &[
+    "uid",
+    "creationTimestamp",
+    "generation",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "resourceVersion",
+];
 
 fn is_established(crd: &Value) -> bool {
-    crd["status"]["conditions"].as_array().into_iter().flatten().any(|c| c["type"] == "Established" && c["status"] == "True")
+    crd["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| c["type"] == "Established" && c["status"] == "True")
 }
 
 /// What `generation` follows: everything but metadata (and status, when it is a subresource).
@@ -1647,7 +2242,15 @@ fn spec_of(kind: &Kind, object: &Value) -> Value {
 }
 
 fn same_fields(a: &[Entry], b: &[Entry]) -> bool {
-    let key = |e: &Entry| (e.manager.clone(), e.operation, e.api_version.clone(), e.subresource.clone(), e.fields.clone());
+    let key = |e: &Entry| {
+        (
+            e.manager.clone(),
+            e.operation,
+            e.api_version.clone(),
+            e.subresource.clone(),
+            e.fields.clone(),
+        )
+    };
     let mut a: Vec<_> = a.iter().map(key).collect();
     let mut b: Vec<_> = b.iter().map(key).collect();
     a.sort();
@@ -1659,13 +2262,21 @@ fn same_fields(a: &[Entry], b: &[Entry]) -> bool {
 /// and manager.
 fn sort_entries(entries: &mut [Entry]) {
     entries.sort_by(|a, b| {
-        (a.operation != "Apply", &a.time, &a.manager, &a.api_version).cmp(&(b.operation != "Apply", &b.time, &b.manager, &b.api_version))
+        (a.operation != "Apply", &a.time, &a.manager, &a.api_version).cmp(&(
+            b.operation != "Apply",
+            &b.time,
+            &b.manager,
+            &b.api_version,
+        ))
     });
 }
 
 /// The 409 of an apply with conflicts, worded as the real server words it.
 fn conflict(managers: &[Entry], conflicts: &[(usize, Path)]) -> Reply {
-    let mut sorted: Vec<(String, String)> = conflicts.iter().map(|(i, p)| (managers[*i].printed(), path_string(p))).collect();
+    let mut sorted: Vec<(String, String)> = conflicts
+        .iter()
+        .map(|(i, p)| (managers[*i].printed(), path_string(p)))
+        .collect();
     sorted.sort();
     let causes: Vec<Value> = sorted
         .iter()
@@ -1683,7 +2294,11 @@ fn conflict(managers: &[Entry], conflicts: &[(usize, Path)]) -> Reply {
             }
             lines.push(format!("- {p}"));
         }
-        format!("Apply failed with {} conflicts: {}", sorted.len(), lines.join("\n"))
+        format!(
+            "Apply failed with {} conflicts: {}",
+            sorted.len(),
+            lines.join("\n")
+        )
     };
     error(409, "Conflict", &message, json!({"causes": causes}))
 }
@@ -1695,17 +2310,21 @@ fn conflict(managers: &[Entry], conflicts: &[(usize, Path)]) -> Reply {
 /// Equality-based label selectors: `a=b`, `a==b`, `a!=b`, `a`, `!a`, joined by commas.
 fn labels_match(selector: &str, object: &Value) -> bool {
     let labels = &object["metadata"]["labels"];
-    selector.split(',').map(str::trim).filter(|t| !t.is_empty()).all(|term| {
-        if let Some((k, v)) = term.split_once("!=") {
-            labels[k.trim()].as_str() != Some(v.trim())
-        } else if let Some((k, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
-            labels[k.trim()].as_str() == Some(v.trim())
-        } else if let Some(k) = term.strip_prefix('!') {
-            labels.get(k.trim()).is_none()
-        } else {
-            labels.get(term).is_some()
-        }
-    })
+    selector
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .all(|term| {
+            if let Some((k, v)) = term.split_once("!=") {
+                labels[k.trim()].as_str() != Some(v.trim())
+            } else if let Some((k, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
+                labels[k.trim()].as_str() == Some(v.trim())
+            } else if let Some(k) = term.strip_prefix('!') {
+                labels.get(k.trim()).is_none()
+            } else {
+                labels.get(term).is_some()
+            }
+        })
 }
 
 /// Field selectors on `metadata.name` and `metadata.namespace` (`=`, `==`, `!=`).
@@ -1717,7 +2336,12 @@ fn fields_match(selector: &str, object: &Value) -> Result<bool, Reply> {
         } else if let Some((f, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
             (f, v, true)
         } else {
-            return Err(error(400, "BadRequest", &format!("invalid field selector {term:?}"), json!({})));
+            return Err(error(
+                400,
+                "BadRequest",
+                &format!("invalid field selector {term:?}"),
+                json!({}),
+            ));
         };
         let actual = match field.trim() {
             "metadata.name" => object["metadata"]["name"].as_str().unwrap_or_default(),
@@ -1762,15 +2386,23 @@ struct Cx {
 
 impl Cx {
     fn of(kind: &Kind) -> Cx {
-        Cx { custom: kind.custom }
+        Cx {
+            custom: kind.custom,
+        }
     }
 
-    fn field<'a>(path: &'a [String]) -> &'a str {
-        path.last().and_then(|s| s.strip_prefix("f:")).unwrap_or_default()
+    fn field(path: &[String]) -> &str {
+        path.last()
+            .and_then(|s| s.strip_prefix("f:"))
+            .unwrap_or_default()
     }
 
     fn atomic_map(&self, path: &[String]) -> bool {
-        !self.custom && matches!(Self::field(path), "selector" | "podSelector" | "namespaceSelector")
+        !self.custom
+            && matches!(
+                Self::field(path),
+                "selector" | "podSelector" | "namespaceSelector"
+            )
     }
 
     /// The type of the list at `path` holding `items` (keyed lists whose items lack a key are atomic).
@@ -1782,20 +2414,29 @@ impl Cx {
             return ListType::Atomic;
         }
         let keys = match Self::field(path) {
-            "containers" | "initContainers" | "ephemeralContainers" | "env" | "volumes" => vec!["name"],
+            "containers" | "initContainers" | "ephemeralContainers" | "env" | "volumes" => {
+                vec!["name"]
+            }
             "volumeMounts" => vec!["mountPath"],
-            "ports" if path.iter().any(|p| p.starts_with("k:")) => vec!["containerPort", "protocol"],
+            "ports" if path.iter().any(|p| p.starts_with("k:")) => {
+                vec!["containerPort", "protocol"]
+            }
             "ports" => vec!["port", "protocol"],
             _ => return ListType::Atomic,
         };
-        if items.iter().all(|i| i.get(keys[0]).is_some()) { ListType::Map(keys) } else { ListType::Atomic }
+        if items.iter().all(|i| i.get(keys[0]).is_some()) {
+            ListType::Map(keys)
+        } else {
+            ListType::Atomic
+        }
     }
 
     /// The paths under `value` at `path`: leaves, atomic lists and maps, set items and keyed
     /// items; with `members`, also the maps and lists themselves (as an update that created
     /// them owns them), except the top-level `metadata`, `spec` and `status`.
     fn collect(&self, value: &Value, path: &mut Path, out: &mut FieldSet, members: bool) {
-        let top = path.len() == 1 && matches!(path[0].as_str(), "f:metadata" | "f:spec" | "f:status");
+        let top =
+            path.len() == 1 && matches!(path[0].as_str(), "f:metadata" | "f:spec" | "f:status");
         match value {
             Value::Object(map) if !map.is_empty() && !self.atomic_map(path) => {
                 if members && !path.is_empty() && !top {
@@ -1842,7 +2483,13 @@ impl Cx {
         }
     }
 
-    fn collect_fields(&self, map: &Map<String, Value>, path: &mut Path, out: &mut FieldSet, members: bool) {
+    fn collect_fields(
+        &self,
+        map: &Map<String, Value>,
+        path: &mut Path,
+        out: &mut FieldSet,
+        members: bool,
+    ) {
         for (k, v) in map {
             path.push(format!("f:{k}"));
             self.collect(v, path, out, members);
@@ -1883,7 +2530,9 @@ impl Cx {
                         }
                     }
                     ListType::Set => {
-                        for (from, to, out) in [(b, a, &mut diff.changed), (a, b, &mut diff.removed)] {
+                        for (from, to, out) in
+                            [(b, a, &mut diff.changed), (a, b, &mut diff.removed)]
+                        {
                             for item in from.iter().filter(|i| !to.contains(i)) {
                                 path.push(format!("v:{item}"));
                                 out.insert(path.clone());
@@ -1892,8 +2541,10 @@ impl Cx {
                         }
                     }
                     ListType::Map(keys) => {
-                        let old: BTreeMap<String, &Value> = a.iter().map(|i| (item_key(i, &keys), i)).collect();
-                        let new: BTreeMap<String, &Value> = b.iter().map(|i| (item_key(i, &keys), i)).collect();
+                        let old: BTreeMap<String, &Value> =
+                            a.iter().map(|i| (item_key(i, &keys), i)).collect();
+                        let new: BTreeMap<String, &Value> =
+                            b.iter().map(|i| (item_key(i, &keys), i)).collect();
                         for (key, item) in &new {
                             path.push(key.clone());
                             match old.get(key) {
@@ -1984,7 +2635,11 @@ fn owned_view(object: &Value) -> Value {
         map.remove("apiVersion");
         map.remove("kind");
         if let Some(meta) = map.get_mut("metadata").and_then(Value::as_object_mut) {
-            for field in SERVER_METADATA.iter().chain(&["name", "namespace", "managedFields", "selfLink"]) {
+            for field in
+                SERVER_METADATA
+                    .iter()
+                    .chain(&["name", "namespace", "managedFields", "selfLink"])
+            {
                 meta.remove(*field);
             }
         }
@@ -1996,7 +2651,8 @@ fn owned_view(object: &Value) -> Value {
 fn item_matches(item: &Value, segment: &str) -> bool {
     if let Some(key) = segment.strip_prefix("k:") {
         let key: Value = serde_json::from_str(key).unwrap_or_default();
-        key.as_object().is_some_and(|k| k.iter().all(|(f, v)| item.get(f) == Some(v)))
+        key.as_object()
+            .is_some_and(|k| k.iter().all(|(f, v)| item.get(f) == Some(v)))
     } else if let Some(value) = segment.strip_prefix("v:") {
         serde_json::from_str::<Value>(value).is_ok_and(|v| v == *item)
     } else {
@@ -2005,20 +2661,25 @@ fn item_matches(item: &Value, segment: &str) -> bool {
 }
 
 fn value_at<'a>(object: &'a Value, path: &[String]) -> Option<&'a Value> {
-    path.iter().try_fold(object, |v, segment| match segment.strip_prefix("f:") {
-        Some(field) => v.get(field),
-        None => v.as_array()?.iter().find(|i| item_matches(i, segment)),
-    })
+    path.iter()
+        .try_fold(object, |v, segment| match segment.strip_prefix("f:") {
+            Some(field) => v.get(field),
+            None => v.as_array()?.iter().find(|i| item_matches(i, segment)),
+        })
 }
 
 /// Removes what `path` names; whether it was there.
 fn remove_at(object: &mut Value, path: &[String]) -> bool {
-    let Some((last, parents)) = path.split_last() else { return false };
+    let Some((last, parents)) = path.split_last() else {
+        return false;
+    };
     let mut v = object;
     for segment in parents {
         let next = match segment.strip_prefix("f:") {
             Some(field) => v.get_mut(field),
-            None => v.as_array_mut().and_then(|items| items.iter_mut().find(|i| item_matches(i, segment))),
+            None => v
+                .as_array_mut()
+                .and_then(|items| items.iter_mut().find(|i| item_matches(i, segment))),
         };
         match next {
             Some(next) => v = next,
@@ -2116,9 +2777,13 @@ fn fold_string_data(object: &mut Value) {
     if object["kind"] != "Secret" {
         return;
     }
-    let Some(Value::Object(strings)) = object.as_object_mut().and_then(|o| o.remove("stringData")) else { return };
+    let Some(Value::Object(strings)) = object.as_object_mut().and_then(|o| o.remove("stringData"))
+    else {
+        return;
+    };
     for (k, v) in strings {
-        let encoded = base64::engine::general_purpose::STANDARD.encode(v.as_str().unwrap_or_default());
+        let encoded =
+            base64::engine::general_purpose::STANDARD.encode(v.as_str().unwrap_or_default());
         object["data"][k] = json!(encoded);
     }
 }
@@ -2126,7 +2791,10 @@ fn fold_string_data(object: &mut Value) {
 /// A random UUID (version 4 layout).
 fn new_uid(seed: u64) -> String {
     let state = std::collections::hash_map::RandomState::new();
-    let (a, b) = (state.hash_one(seed), state.hash_one(seed.rotate_left(32) ^ 0x9e37_79b9_7f4a_7c15));
+    let (a, b) = (
+        state.hash_one(seed),
+        state.hash_one(seed.rotate_left(32) ^ 0x9e37_79b9_7f4a_7c15),
+    );
     format!(
         "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
         a >> 32,
@@ -2139,7 +2807,9 @@ fn new_uid(seed: u64) -> String {
 
 /// The current time as the API server writes it (RFC 3339, seconds, UTC).
 fn now() -> String {
-    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     let (days, rest) = (secs / 86_400, secs % 86_400);
     // Civil date from days since 1970-01-01 (the proleptic Gregorian calendar, in 400-year eras).
     let z = days + 719_468;
@@ -2151,5 +2821,10 @@ fn now() -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + u64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rest / 3600, rest % 3600 / 60, rest % 60)
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
 }
