@@ -203,6 +203,62 @@ async fn keyed_lists_sets_and_atomic_parts_in_managed_fields() {
             .collect::<Vec<_>>(),
         ["c", "side"]
     );
+    // An editor changes the sidecar's image, then `other` stops applying the sidecar: the item
+    // stays, with its key and the edited field; `s` stops applying `c`: it goes.
+    let mut edited = containers.clone();
+    edited[1]["image"] = json!("busybox:2");
+    merge(
+        &api,
+        "d",
+        json!({"spec": {"template": {"spec": {"containers": edited}}}}),
+        "kubectl-edit",
+    )
+    .await
+    .unwrap();
+    let nothing = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"}});
+    let after = apply(&api, nothing, "other", false).await.unwrap();
+    assert!(
+        managed(&after).get("kubectl-edit/Update").is_none(),
+        "{after}"
+    );
+    let names = |o: &Value| {
+        o["spec"]["template"]["spec"]["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names(&after), ["c"]);
+    // `s` stops applying the args and env of `c`: they go, the container stays.
+    let slim = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"}, "spec": {
+        "selector": {"matchLabels": {"a": "b"}},
+        "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "nginx:2"}]}}}});
+    let after = apply(&api, slim, "s", false).await.unwrap();
+    assert_eq!(
+        after["spec"]["template"]["spec"]["containers"],
+        json!([{"name": "c", "image": "nginx:2"}])
+    );
+}
+
+#[tokio::test]
+async fn resource_version_in_an_apply_is_a_precondition() {
+    let fake = fake_with("a");
+    let api = configmaps(&fake.client(), "a");
+    let created = apply(&api, configmap("c", json!({"a": "1"})), "s", false)
+        .await
+        .unwrap();
+    let mut body = configmap("c", json!({"a": "2"}));
+    body["metadata"]["resourceVersion"] = json!("1");
+    assert_eq!(
+        apply(&api, body.clone(), "s", false).await.unwrap_err()["code"],
+        409
+    );
+    body["metadata"]["resourceVersion"] = created["metadata"]["resourceVersion"].clone();
+    assert_eq!(
+        apply(&api, body, "s", false).await.unwrap()["data"]["a"],
+        "2"
+    );
 }
 
 #[tokio::test]
@@ -719,9 +775,44 @@ async fn builtin_discovery() {
             .unwrap();
         assert_eq!(caps.scope == Scope::Namespaced, namespaced, "{k}");
     }
-    let all = kube::Discovery::new(client).run().await.unwrap();
+    let all = kube::Discovery::new(client.clone()).run().await.unwrap();
     assert!(all.has_group("apiextensions.k8s.io"));
     assert!(!all.has_group("argoproj.io"));
+    // Aggregated discovery: two requests in all, the same answers.
+    fake.take_log();
+    let aggregated = kube::Discovery::new(client.clone())
+        .run_aggregated()
+        .await
+        .unwrap();
+    assert_eq!(fake.take_log(), ["GET /apis", "GET /api"]);
+    let (ar, caps) = aggregated
+        .resolve_gvk(&GroupVersionKind::gvk("apps", "v1", "Deployment"))
+        .unwrap();
+    assert_eq!(
+        (ar.plural.as_str(), caps.scope),
+        ("deployments", Scope::Namespaced)
+    );
+    let (ar, caps) = aggregated
+        .resolve_gvk(&GroupVersionKind::gvk("", "v1", "Namespace"))
+        .unwrap();
+    assert_eq!(
+        (ar.plural.as_str(), caps.scope),
+        ("namespaces", Scope::Cluster)
+    );
+    let with_argocd = FakeApi::new().with_argocd_crds();
+    let argocd = kube::Discovery::new(with_argocd.client())
+        .run_aggregated()
+        .await
+        .unwrap();
+    assert!(
+        argocd
+            .resolve_gvk(&GroupVersionKind::gvk(
+                "argoproj.io",
+                "v1alpha1",
+                "AppProject"
+            ))
+            .is_some()
+    );
 }
 
 fn crd(group: &str, kind: &str, plural: &str, scope: &str) -> Value {
@@ -1227,6 +1318,38 @@ async fn scenario(client: kube::Client, ns: &str) -> Vec<Value> {
             // (not the containers: the real server adds defaults, the fake does not)
             .map(|o| o["metadata"]["managedFields"].clone()),
     );
+    // An edit of the sidecar's image, then its applier stops applying it, then `stack` stops
+    // applying its container's args and env.
+    let live = deployments.get("d").await.unwrap();
+    let mut containers = live.data["spec"]["template"]["spec"]["containers"].clone();
+    containers[1]["image"] = json!("busybox:2");
+    let edit = json!({"spec": {"template": {"spec": {"containers": containers}}}});
+    let images = |o: Value| {
+        let containers = o["spec"]["template"]["spec"]["containers"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let images: Vec<Value> = containers
+            .iter()
+            .map(|c| json!([c["name"], c["image"], c["ports"]]))
+            .collect();
+        json!({"managed": o["metadata"]["managedFields"], "images": images})
+    };
+    record(
+        merge(&deployments, "d", edit, "kubectl-edit")
+            .await
+            .map(images),
+    );
+    let nothing = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"}});
+    record(
+        apply(&deployments, nothing, "other", false)
+            .await
+            .map(images),
+    );
+    let slim = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"}, "spec": {
+        "selector": {"matchLabels": {"a": "b"}},
+        "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "nginx:2"}]}}}});
+    record(apply(&deployments, slim, "stack", false).await.map(images));
     let secrets: Api<DynamicObject> =
         Api::namespaced_with(client.clone(), ns, &resource("", "v1", "Secret", "secrets"));
     let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "stringData": {"k": "hello"}});

@@ -8,7 +8,9 @@
 //!
 //! # What it models
 //! - **Paths and discovery** exactly as the real server's: `/api`, `/api/v1`, `/apis`,
-//!   `/apis/<group>`, `/apis/<group>/<version>`, `/version`, objects, collections (namespaced,
+//!   `/apis/<group>`, `/apis/<group>/<version>`, `/version`, aggregated discovery
+//!   (`apidiscovery.k8s.io/v2beta1` on `/api` and `/apis`, negotiated through `Accept` as a 1.28
+//!   server does: a request for `v2` only is answered 406), objects, collections (namespaced,
 //!   cluster-wide for a namespaced kind, cluster-scoped), `/status` subresources (GET, merge
 //!   patch, PUT). The kinds served are in [`BUILTIN_KINDS`] plus those of every established CRD.
 //! - **Server-side apply** (`application/apply-patch+yaml`, JSON bodies only): every manager's
@@ -56,7 +58,7 @@
 //! sent; `protocol: TCP` is not added); no admission, RBAC or quotas; no YAML request bodies; no
 //! JSON patch or strategic merge patch (415); no `deletecollection`, pagination (`limit` is
 //! ignored, nothing is ever `continue`d), bookmarks, `410 Gone` or set-based label selectors
-//! (`in`, `notin`); no aggregated discovery; one stored version per object (no conversion);
+//! (`in`, `notin`); one stored version per object (no conversion);
 //! conflict causes are listed in manager order, where the real server's order varies; objects a
 //! label selector stops matching get no `DELETED` watch event.
 #![allow(dead_code, unreachable_pub)]
@@ -538,6 +540,7 @@ impl FakeApi {
             query,
             content_type: header(&parts.headers, "content-type"),
             user_agent: header(&parts.headers, "user-agent"),
+            accept: header(&parts.headers, "accept"),
             body: bytes.to_vec(),
         };
         let (fault, latency) = self.with_state(|st| {
@@ -613,6 +616,7 @@ impl FakeApi {
                 .collect(),
             content_type: content_type.into(),
             user_agent: String::new(),
+            accept: String::new(),
             body: if body.is_null() {
                 Vec::new()
             } else {
@@ -851,6 +855,7 @@ struct Req {
     query: Vec<(String, String)>,
     content_type: String,
     user_agent: String,
+    accept: String,
     body: Vec<u8>,
 }
 
@@ -1035,11 +1040,16 @@ impl State {
     /// Every kind served now: the built-in ones and those of established CRDs.
     fn kinds(&self) -> Vec<Kind> {
         let mut kinds = self.builtin.clone();
-        for stored in self
-            .objects
-            .values()
-            .filter(|s| s.object["kind"] == "CustomResourceDefinition")
-        {
+        let first = (
+            "apiextensions.k8s.io".to_owned(),
+            "customresourcedefinitions".to_owned(),
+            String::new(),
+            String::new(),
+        );
+        let crds = self.objects.range(first..).take_while(|(k, _)| {
+            k.0 == "apiextensions.k8s.io" && k.1 == "customresourcedefinitions"
+        });
+        for (_, stored) in crds {
             let crd = &stored.object;
             if !is_established(crd) {
                 continue;
@@ -1080,6 +1090,27 @@ impl State {
 
     fn request(&mut self, req: &Req) -> Reply {
         let segments: Vec<&str> = req.path.trim_matches('/').split('/').collect();
+        if matches!(segments.as_slice(), ["api"] | ["apis"]) && req.method == "GET" {
+            // Content negotiation as a 1.28 server does it: aggregated discovery in v2beta1.
+            for accepted in req.accept.split(',').map(str::trim) {
+                if accepted.contains("as=APIGroupDiscoveryList") && accepted.contains("v=v2beta1") {
+                    return Reply::ok(200, self.aggregated(segments == ["api"]));
+                }
+                if accepted.contains("as=APIGroupDiscoveryList") {
+                    continue;
+                }
+                break;
+            }
+            if !req.accept.is_empty()
+                && req
+                    .accept
+                    .split(',')
+                    .all(|a| a.contains("as=APIGroupDiscoveryList"))
+            {
+                let message = "only the following media types are accepted: application/json, application/yaml, application/vnd.kubernetes.protobuf";
+                return error(406, "NotAcceptable", message, json!({}));
+            }
+        }
         let discovery = match segments.as_slice() {
             ["api"] => Some(json!({"kind": "APIVersions", "versions": ["v1"],
                 "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1:6443"}]})),
@@ -1233,6 +1264,48 @@ impl State {
         Some(body)
     }
 
+    /// `/api` or `/apis` as aggregated discovery (`apidiscovery.k8s.io/v2beta1`).
+    fn aggregated(&self, core: bool) -> Value {
+        let kinds = self.kinds();
+        let groups = if core {
+            vec![(String::new(), vec!["v1".to_owned()])]
+        } else {
+            self.groups()
+        };
+        let items: Vec<Value> = groups
+            .iter()
+            .map(|(group, versions)| {
+                let versions: Vec<Value> = versions
+                    .iter()
+                    .map(|version| {
+                        let resources: Vec<Value> = kinds
+                            .iter()
+                            .filter(|k| k.group == *group && k.version == *version)
+                            .map(|k| {
+                                let response_kind = json!({"group": "", "version": "", "kind": k.kind});
+                                let mut resource = json!({"resource": k.plural, "responseKind": response_kind,
+                                    "scope": if k.namespaced { "Namespaced" } else { "Cluster" },
+                                    "singularResource": k.kind.to_lowercase(), "verbs": VERBS});
+                                if k.status_subresource {
+                                    resource["subresources"] = json!([{"subresource": "status",
+                                        "responseKind": response_kind, "verbs": ["get", "patch", "update"]}]);
+                                }
+                                resource
+                            })
+                            .collect();
+                        json!({"version": version, "resources": resources, "freshness": "Current"})
+                    })
+                    .collect();
+                let mut metadata = json!({"creationTimestamp": null});
+                if !group.is_empty() {
+                    metadata["name"] = json!(group);
+                }
+                json!({"metadata": metadata, "versions": versions})
+            })
+            .collect();
+        json!({"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2beta1", "metadata": {}, "items": items})
+    }
+
     fn resource_list(&self, group: &str, version: &str) -> Option<Value> {
         let kinds: Vec<Kind> = self
             .kinds()
@@ -1243,7 +1316,7 @@ impl State {
         let mut resources = Vec::new();
         for k in &kinds {
             resources.push(json!({"name": k.plural, "singularName": k.kind.to_lowercase(), "namespaced": k.namespaced, "kind": k.kind,
-                "verbs": ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]}));
+                "verbs": VERBS}));
             if k.status_subresource {
                 resources.push(json!({"name": format!("{}/status", k.plural), "singularName": "", "namespaced": k.namespaced,
                     "kind": k.kind, "verbs": ["get", "patch", "update"]}));
@@ -1555,8 +1628,9 @@ impl State {
             remove_field(&mut applied, "status");
         }
         let existing = self.objects.get(&t.key());
-        if existing.is_none() {
-            self.check_creation(t)?;
+        match existing {
+            Some(live) => Self::check_version(t, &applied, &live.object)?,
+            None => self.check_creation(t)?,
         }
         let live = existing.map_or_else(|| t.skeleton(), |s| s.object.clone());
         let mut managers = existing.map(|s| s.managers.clone()).unwrap_or_default();
@@ -1603,30 +1677,53 @@ impl State {
                 fields: new_set.clone(),
             }),
         }
-        // What the manager stopped applying goes, unless someone else owns it.
+        // What the manager stopped applying goes, unless someone else owns it: a list item only
+        // if someone owns the item itself (it goes with fields others own in it, as on the real
+        // server), a field if someone owns it or something in it.
         let mut removed: Vec<&Path> = last.difference(&new_set).collect();
         removed.sort_by_key(|p| std::cmp::Reverse(p.len()));
         for path in removed {
-            let owned = |p: &Path| {
+            let below = |p: &Path| {
                 managers
                     .iter()
                     .any(|e| e.fields.iter().any(|f| f.starts_with(p)))
             };
-            if !owned(path) && remove_at(&mut object, path) {
-                for depth in (2..path.len())
-                    .rev()
-                    .chain(std::iter::once(1).filter(|_| path[0] != "f:metadata"))
-                {
-                    let parent = path[..depth].to_vec();
-                    let empty = value_at(&object, &parent).is_some_and(|v| {
-                        v.as_object().is_some_and(Map::is_empty)
-                            || v.as_array().is_some_and(Vec::is_empty)
-                    });
-                    if !empty || owned(&parent) || !remove_at(&mut object, &parent) {
-                        break;
-                    }
+            let item = path
+                .last()
+                .is_some_and(|s| s.starts_with("k:") || s.starts_with("v:"));
+            let owned = if item {
+                managers.iter().any(|e| e.fields.contains(path))
+            } else {
+                below(path)
+            };
+            // The key fields of a keyed item go only with the item.
+            let key_field = path.len() >= 2
+                && path[path.len() - 2].starts_with("k:")
+                && path[path.len() - 1]
+                    .strip_prefix("f:")
+                    .is_some_and(|f| path[path.len() - 2].contains(&format!("{f:?}:")));
+            if key_field || owned || !remove_at(&mut object, path) {
+                continue;
+            }
+            // Maps and lists left empty go too, unless owned.
+            let top = std::iter::once(1).filter(|_| path[0] != "f:metadata");
+            for depth in (2..path.len()).rev().chain(top) {
+                let parent = path[..depth].to_vec();
+                let empty = value_at(&object, &parent).is_some_and(|v| {
+                    v.as_object().is_some_and(Map::is_empty)
+                        || v.as_array().is_some_and(Vec::is_empty)
+                });
+                if !empty || below(&parent) || !remove_at(&mut object, &parent) {
+                    break;
                 }
             }
+        }
+        // Fields that are gone belong to no one.
+        let diff = cx.compare(&owned_view(&live), &owned_view(&object));
+        for entry in &mut managers {
+            entry
+                .fields
+                .retain(|p| !diff.removed.contains(p) || diff.changed.contains(p));
         }
         managers.retain(|e| !e.fields.is_empty());
         // The applier's entry gets the time only if the object changed.
@@ -2030,6 +2127,18 @@ impl State {
     /// The garbage collector: `orphan` and `foregroundDeletion` finalizers, and dependents
     /// whose owners are all gone.
     fn collect_garbage(&mut self) {
+        let involved = |s: &Stored| {
+            let meta = &s.object["metadata"];
+            meta["ownerReferences"]
+                .as_array()
+                .is_some_and(|r| !r.is_empty())
+                || meta["finalizers"]
+                    .as_array()
+                    .is_some_and(|f| f.iter().any(|f| f == "orphan" || f == "foregroundDeletion"))
+        };
+        if !self.objects.values().any(involved) {
+            return;
+        }
         let uids: BTreeMap<String, Key> = self
             .objects
             .iter()
@@ -2152,6 +2261,7 @@ impl State {
                 .collect(),
             content_type: String::new(),
             user_agent: String::new(),
+            accept: String::new(),
             body: Vec::new(),
         });
         if reply.code != 200
@@ -2210,6 +2320,18 @@ impl State {
         lines
     }
 }
+
+/// What discovery says every kind allows.
+const VERBS: [&str; 8] = [
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
 
 /// Metadata only the server writes.
 const SERVER_METADATA: &[&str] = &[
@@ -2372,7 +2494,8 @@ enum ListType {
     Map(Vec<&'static str>),
 }
 
-/// Paths changed (added or modified) and removed between two objects.
+/// Paths changed (added or modified) and removed between two objects (a modified value's path
+/// is in both).
 #[derive(Default)]
 struct Diff {
     changed: FieldSet,
