@@ -12,7 +12,9 @@
 //!   (`apidiscovery.k8s.io/v2beta1` on `/api` and `/apis`, negotiated through `Accept` as a 1.28
 //!   server does: a request for `v2` only is answered 406), objects, collections (namespaced,
 //!   cluster-wide for a namespaced kind, cluster-scoped), `/status` subresources (GET, merge
-//!   patch, PUT). The kinds served are in [`BUILTIN_KINDS`] plus those of every established CRD.
+//!   patch, PUT), metadata-only answers (`PartialObjectMetadata[List]`, when `Accept` asks, as
+//!   kube's `get_metadata`/`list_metadata`/`watch_metadata` do). The kinds served are in
+//!   [`BUILTIN_KINDS`] plus those of every established CRD.
 //! - **Server-side apply** (`application/apply-patch+yaml`, JSON bodies only): every manager's
 //!   field set, conflicts (409 with the real message and `details.causes`), `force=true` moving
 //!   ownership, shared ownership when values agree, removal of the fields an applier stops
@@ -457,6 +459,16 @@ impl FakeApi {
         }
     }
 
+    /// [`FakeApi::edit`] of the object at a URL path, e.g. from [`FakeApi::path`].
+    pub fn edit_path(&self, path: &str, patch: Value, manager: &str) -> Result<Value, Value> {
+        let reply = self.call("PATCH", path, &[("fieldManager", manager)], MERGE, patch);
+        if reply.code < 300 {
+            Ok(reply.body)
+        } else {
+            Err(reply.body)
+        }
+    }
+
     /// Sets the `status` of an object as its controller would (manager `kube-controller-manager`,
     /// through the status subresource when the kind has one).
     ///
@@ -867,6 +879,11 @@ impl Req {
             .map(|(_, v)| v.as_str())
     }
 
+    /// `Accept` asks for `PartialObjectMetadata` (kube's `get_metadata`, `list_metadata`, ...).
+    fn metadata_only(&self) -> bool {
+        self.accept.contains("as=PartialObjectMetadata")
+    }
+
     fn is_watch(&self) -> bool {
         self.method == "GET" && matches!(self.param("watch"), Some("true" | "1"))
     }
@@ -1175,7 +1192,11 @@ impl State {
                 json!({}),
             )),
         };
-        result.unwrap_or_else(|reply| reply)
+        let mut reply = result.unwrap_or_else(|reply| reply);
+        if req.method == "GET" && reply.code == 200 && req.metadata_only() {
+            reply.body = partial(reply.body);
+        }
+        reply
     }
 
     fn target(&self, group: &str, version: &str, rest: &[&str]) -> Option<Target> {
@@ -2294,6 +2315,13 @@ impl State {
             _ => None,
         };
         let Some(t) = target else { return Vec::new() };
+        let shape = |object: Value| {
+            if req.metadata_only() {
+                partial(object)
+            } else {
+                object
+            }
+        };
         let labels = req.param("labelSelector").unwrap_or_default();
         let fields = req.param("fieldSelector").unwrap_or_default();
         let wanted = |key: &Key, object: &Value| {
@@ -2307,13 +2335,13 @@ impl State {
             self.objects
                 .iter()
                 .filter(|(k, s)| wanted(k, &s.object))
-                .map(|(_, s)| json!({"type": "ADDED", "object": s.render()}).to_string())
+                .map(|(_, s)| json!({"type": "ADDED", "object": shape(s.render())}).to_string())
                 .collect()
         } else {
             self.events
                 .iter()
                 .filter(|e| e.revision > *since && wanted(&e.key, &e.object))
-                .map(|e| json!({"type": e.kind, "object": e.object}).to_string())
+                .map(|e| json!({"type": e.kind, "object": shape(e.object.clone())}).to_string())
                 .collect()
         };
         *since = self.revision;
@@ -2342,6 +2370,16 @@ const SERVER_METADATA: &[&str] = &[
     "deletionGracePeriodSeconds",
     "resourceVersion",
 ];
+
+/// An object or list as `PartialObjectMetadata` (`meta.k8s.io/v1`): metadata only.
+fn partial(body: Value) -> Value {
+    let object = |o: &Value| json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o["metadata"]});
+    match body["items"].as_array() {
+        Some(items) => json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1",
+            "metadata": body["metadata"], "items": items.iter().map(object).collect::<Vec<_>>()}),
+        None => object(&body),
+    }
+}
 
 fn is_established(crd: &Value) -> bool {
     crd["status"]["conditions"]
