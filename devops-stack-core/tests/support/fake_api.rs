@@ -260,6 +260,7 @@ impl FakeApi {
                 crd_established_after: 0,
                 crd_reads: BTreeMap::new(),
                 argocd_controller: false,
+                gc_pending: false,
                 latency: Duration::ZERO,
             })),
             changes: Arc::new(tokio::sync::watch::channel(1).0),
@@ -858,6 +859,8 @@ struct State {
     /// Reads of CRDs since each not yet established CRD was created.
     crd_reads: BTreeMap<String, u32>,
     argocd_controller: bool,
+    /// Some object has `ownerReferences` or a garbage collector's finalizer.
+    gc_pending: bool,
     latency: Duration,
 }
 
@@ -1831,6 +1834,7 @@ impl State {
         if t.kind.is_crd() && created {
             self.crd_reads.insert(t.name().to_owned(), 0);
         }
+        self.gc_pending |= for_gc(&stored.object);
         self.objects.insert(key.clone(), stored);
         if finalized {
             self.remove(&key);
@@ -1864,6 +1868,7 @@ impl State {
         }
         self.revision += 1;
         stored.object["metadata"]["resourceVersion"] = json!(self.revision.to_string());
+        self.gc_pending |= for_gc(&stored.object);
         let gone = stored.object["metadata"]["deletionTimestamp"].is_string()
             && stored.object["metadata"]["finalizers"].is_null()
             && stored.object["kind"] != "Namespace";
@@ -2148,16 +2153,7 @@ impl State {
     /// The garbage collector: `orphan` and `foregroundDeletion` finalizers, and dependents
     /// whose owners are all gone.
     fn collect_garbage(&mut self) {
-        let involved = |s: &Stored| {
-            let meta = &s.object["metadata"];
-            meta["ownerReferences"]
-                .as_array()
-                .is_some_and(|r| !r.is_empty())
-                || meta["finalizers"]
-                    .as_array()
-                    .is_some_and(|f| f.iter().any(|f| f == "orphan" || f == "foregroundDeletion"))
-        };
-        if !self.objects.values().any(involved) {
+        if !self.gc_pending {
             return;
         }
         let uids: BTreeMap<String, Key> = self
@@ -2234,6 +2230,7 @@ impl State {
                 }
             }
         }
+        self.gc_pending = self.objects.values().any(|s| for_gc(&s.object));
     }
 
     /// The namespace controller: content of released terminating namespaces goes, then the
@@ -2370,6 +2367,17 @@ const SERVER_METADATA: &[&str] = &[
     "deletionGracePeriodSeconds",
     "resourceVersion",
 ];
+
+/// Whether the garbage collector has work with this object.
+fn for_gc(object: &Value) -> bool {
+    let meta = &object["metadata"];
+    meta["ownerReferences"]
+        .as_array()
+        .is_some_and(|r| !r.is_empty())
+        || meta["finalizers"]
+            .as_array()
+            .is_some_and(|f| f.iter().any(|f| f == "orphan" || f == "foregroundDeletion"))
+}
 
 /// An object or list as `PartialObjectMetadata` (`meta.k8s.io/v1`): metadata only.
 fn partial(body: Value) -> Value {
