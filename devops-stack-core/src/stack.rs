@@ -470,8 +470,8 @@ impl BuiltStack {
     }
 
     /// The engine's end-of-run work: destroy the modules the state records and the stack no
-    /// longer has (always in a destroy; in an apply unless the policy orphans them), and, in a
-    /// destroy, wait for the deletions still finishing.
+    /// longer has (always in a destroy; in an apply unless the policy orphans them), and wait
+    /// for the deletions still finishing.
     async fn end_of_run(
         &self,
         options: &RunOptions,
@@ -507,10 +507,8 @@ impl BuiltStack {
             progress: &progress,
         };
         tracker.destroy_removed_everywhere(&run).await?;
-        if destroy {
-            tracker.settle(None, &kube, &options.cancel).await?;
-        }
-        Ok(())
+        // What the run deleted (pruned or destroyed namespaces and CRDs) is gone at its end.
+        tracker.settle(None, &kube, &options.cancel).await
     }
 
     /// The report of a run whose modules all succeeded, with the engine's end-of-run work.

@@ -81,7 +81,12 @@ async fn read_group(
             .filter_map(|o| Some((o.metadata.name.clone()?, o)))
             .collect();
         for (id, _) in items {
-            if let Some(o) = by_name.remove(&id.name) {
+            if let Some(mut o) = by_name.remove(&id.name) {
+                // The items of a list of a built-in kind come without their type.
+                o.types.get_or_insert_with(|| kube::core::TypeMeta {
+                    api_version: id.api_version.clone(),
+                    kind: id.kind.clone(),
+                });
                 found.push((id.clone(), o));
             }
         }

@@ -280,7 +280,8 @@ struct Target {
 
 /// A deployer's link to its stack run.
 struct RunLink {
-    ctx: Context,
+    /// The module's context (`None` for the engine's own work at the end of a run).
+    ctx: Option<Context>,
     tracker: RunTracker,
     /// The modules of the stack this module reads.
     needs: Vec<String>,
@@ -385,7 +386,7 @@ impl Deployer {
         if let Some(tracker) = ctx.extension::<RunTracker>() {
             tracker.register(cluster.name(), &d.client, &d.target.server);
             d.run = Some(RunLink {
-                ctx: ctx.clone(),
+                ctx: Some(ctx.clone()),
                 tracker: tracker.clone(),
                 needs: ctx.dependencies(),
             });
@@ -445,6 +446,17 @@ impl Deployer {
             cluster: name.into(),
             server: server.into(),
         };
+        self
+    }
+
+    /// Links a deployer the engine makes itself during a run (a removed module's) to the run.
+    pub(crate) fn in_run(mut self, tracker: &RunTracker, cluster: &str) -> Self {
+        self.target.cluster = cluster.to_owned();
+        self.run = Some(RunLink {
+            ctx: None,
+            tracker: tracker.clone(),
+            needs: Vec::new(),
+        });
         self
     }
 
@@ -1045,9 +1057,14 @@ impl Deployer {
     /// [`Error::LockHeld`], [`Error::Unreachable`].
     pub async fn destroy(&self) -> Result<DestroyReport> {
         self.guard().await?;
-        if let Some(run) = &self.run {
-            run.tracker
-                .destroy_removed(&self.target.cluster, &self.client, &run.ctx)
+        if let Some(RunLink {
+            ctx: Some(ctx),
+            tracker,
+            ..
+        }) = &self.run
+        {
+            tracker
+                .destroy_removed(&self.target.cluster, &self.client, ctx)
                 .await?;
         }
         let store = self.store();
@@ -1091,8 +1108,8 @@ impl Deployer {
     }
 
     fn progress(&self, message: &str) {
-        match &self.run {
-            Some(run) => run.ctx.progress(message),
+        match self.run.as_ref().and_then(|r| r.ctx.as_ref()) {
+            Some(ctx) => ctx.progress(message),
             None => tracing::info!(stack = %self.stack, module = %self.module, "{message}"),
         }
     }

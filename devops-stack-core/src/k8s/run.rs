@@ -102,7 +102,7 @@ impl RunTracker {
         if !done.insert(cluster.to_owned()) {
             return Ok(());
         }
-        let removed = destroy_removed(client, run).await?;
+        let removed = destroy_removed(client, cluster, self, run).await?;
         self.0.removed.lock().expect("not poisoned").extend(removed);
         Ok(())
     }
@@ -165,7 +165,12 @@ pub(crate) struct RunInfo<'a> {
 
 /// Destroys the modules the state records and `run.keep` does not have, dependents first (by
 /// the dependencies each module's entry records); returns their ids.
-async fn destroy_removed(client: &kube::Client, run: &RunInfo<'_>) -> Result<Vec<String>> {
+async fn destroy_removed(
+    client: &kube::Client,
+    cluster: &str,
+    tracker: &RunTracker,
+    run: &RunInfo<'_>,
+) -> Result<Vec<String>> {
     let entries = read_all(
         client,
         &run.options.state_namespace,
@@ -194,7 +199,8 @@ async fn destroy_removed(client: &kube::Client, run: &RunInfo<'_>) -> Result<Vec
         let destroys = layer.iter().map(|m| async move {
             (run.progress)(m, "destroying: the stack no longer has this module".into());
             let mut d = Deployer::new(client.clone(), run.stack, m.clone(), run.options.clone())
-                .cancellation(run.cancel.clone());
+                .cancellation(run.cancel.clone())
+                .in_run(tracker, cluster);
             if let Some(lock) = run.lock {
                 d = d.lock(lock.clone());
             }
