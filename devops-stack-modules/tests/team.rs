@@ -121,7 +121,7 @@ fn with_full_team() -> Stack {
 #[tokio::test]
 async fn team_objects() {
     let plan = plan(with_full_team()).await;
-    insta::assert_yaml_snapshot!("team_shop", module(&plan, "shop"));
+    insta::assert_yaml_snapshot!("team_shop", module(&plan, "team-shop"));
 }
 
 #[tokio::test]
@@ -137,7 +137,7 @@ async fn a_minimal_team_has_safe_defaults() {
         ]
     }))
     .await;
-    insta::assert_yaml_snapshot!("team_blog", module(&plan, "blog"));
+    insta::assert_yaml_snapshot!("team_blog", module(&plan, "team-blog"));
     let objects = objects(&plan);
     let project = &objects["argoproj.io/v1alpha1 AppProject argocd/blog"]["spec"];
     assert_eq!(
@@ -227,13 +227,13 @@ async fn access_and_isolation() {
         assert!(!options.to_string().contains("CreateNamespace"));
     }
     // the repository a git generator reads is shared (argo-cd#21016); the other is the team's
-    let repo = &objects["v1 Secret argocd/shop-repo-0"];
+    let repo = &objects["v1 Secret argocd/team-shop-repo-0"];
     assert!(repo["stringData"].get("project").is_none());
     assert_eq!(
         repo["metadata"]["labels"]["argocd.argoproj.io/secret-type"],
         "repository"
     );
-    let creds = &objects["v1 Secret argocd/shop-repo-1"];
+    let creds = &objects["v1 Secret argocd/team-shop-repo-1"];
     assert_eq!(creds["stringData"]["project"], "shop");
     assert_eq!(
         creds["metadata"]["labels"]["argocd.argoproj.io/secret-type"],
@@ -251,7 +251,7 @@ async fn access_and_isolation() {
         "letsencrypt-production"
     );
     assert_eq!(
-        module(&plan, "shop").output["urls"]["storefront"],
+        module(&plan, "team-shop").output["urls"]["storefront"],
         "https://shop.apps.prod.example.com"
     );
 }
@@ -267,11 +267,11 @@ async fn plans_never_show_team_secrets() {
             "{secret} leaked"
         );
     }
-    assert!(text.contains("v1 Secret argocd/shop-repo-0"));
+    assert!(text.contains("v1 Secret argocd/team-shop-repo-0"));
     // the engine receives the value; a referenced Secret is read only when applying
     let objects = objects(&plan);
     assert_eq!(
-        objects["v1 Secret argocd/shop-repo-0"]["stringData"]["password"],
+        objects["v1 Secret argocd/team-shop-repo-0"]["stringData"]["password"],
         TOKEN
     );
     assert_eq!(
@@ -279,7 +279,7 @@ async fn plans_never_show_team_secrets() {
         FORGE_TOKEN
     );
     assert!(
-        objects["v1 Secret argocd/shop-repo-1"]["stringData"]["sshPrivateKey"]
+        objects["v1 Secret argocd/team-shop-repo-1"]["stringData"]["sshPrivateKey"]
             .as_str()
             .unwrap()
             .contains("known after apply")
@@ -361,9 +361,9 @@ fn two_teams_cannot_share_a_namespace() {
     });
     assert_one(
         &e,
-        "blog",
+        "team-blog",
         "namespaces",
-        "claimed by team `blog` (module `blog`) and by team `shop`",
+        "claimed by team `blog` (module `team-blog`) and by team `shop`",
     );
 }
 
@@ -375,7 +375,7 @@ fn a_team_cannot_claim_a_platform_namespace() {
     });
     assert_one(
         &e,
-        "shop",
+        "team-shop",
         "namespaces",
         "and by the platform (module `traefik`)",
     );
@@ -383,13 +383,13 @@ fn a_team_cannot_claim_a_platform_namespace() {
     let e = errors(|s, c, a| {
         s.add(team(c, a).namespace(TeamNamespace::new("argocd")));
     });
-    assert_one(&e, "shop", "namespaces", "`argocd`");
+    assert_one(&e, "team-shop", "namespaces", "`argocd`");
     let e = errors(|s, c, a| {
         s.add(team(c, a).namespace(TeamNamespace::new("kube-system")));
     });
     assert_one(
         &e,
-        "shop",
+        "team-shop",
         "namespaces[1]",
         "namespace of Kubernetes or of the platform",
     );
@@ -400,7 +400,7 @@ fn namespaces_must_be_dns_labels() {
     let e = errors(|s, c, a| {
         s.add(team(c, a).namespace(TeamNamespace::new("Shop_Prod")));
     });
-    assert_one(&e, "shop", "namespaces[1]", "contains `S`");
+    assert_one(&e, "team-shop", "namespaces[1]", "contains `S`");
 }
 
 #[test]
@@ -410,7 +410,7 @@ fn apps_deploy_only_inside_the_team() {
     });
     assert_one(
         &e,
-        "shop",
+        "team-shop",
         "apps[0].namespace",
         "`blog` is not a namespace of team `shop`",
     );
@@ -419,7 +419,7 @@ fn apps_deploy_only_inside_the_team() {
     });
     assert_one(
         &e,
-        "shop",
+        "team-shop",
         "apps[0].repo_url",
         "is not a repository of team `shop`",
     );
@@ -432,14 +432,19 @@ fn sync_window_crons_are_checked() {
     });
     assert_one(
         &e,
-        "shop",
+        "team-shop",
         "sync_windows[0].schedule",
         "`0 18 * * 8` is not a five-field cron expression",
     );
     let e = errors(|s, c, a| {
         s.add(team(c, a).sync_window(SyncWindow::allow("0 18 * * 5", "1 day")));
     });
-    assert_one(&e, "shop", "sync_windows[0].duration", "is not a duration");
+    assert_one(
+        &e,
+        "team-shop",
+        "sync_windows[0].duration",
+        "is not a duration",
+    );
 }
 
 #[test]
@@ -449,7 +454,7 @@ fn repository_urls_are_https_or_ssh() {
     });
     assert_one(
         &e,
-        "shop",
+        "team-shop",
         "repositories[1].url",
         "neither an HTTPS nor an SSH repository URL",
     );
@@ -462,7 +467,7 @@ fn repository_urls_are_https_or_ssh() {
             },
         )));
     });
-    assert_one(&e, "shop", "repositories[1].access", "the URL is SSH");
+    assert_one(&e, "team-shop", "repositories[1].access", "the URL is SSH");
 }
 
 #[test]
@@ -472,7 +477,7 @@ fn application_sets_generate_only_into_the_project() {
     });
     assert_one(
         &e,
-        "shop",
+        "team-shop",
         "application_sets[0].namespace",
         "`blog-pr` is not a namespace of team `shop`",
     );
@@ -483,7 +488,12 @@ fn group_names_are_not_empty() {
     let e = errors(|s, c, a| {
         s.add(team(c, a).access(AccessRole::Viewer, IdentityGroup::external("")));
     });
-    assert_one(&e, "shop", "access[1].group", "the group name is empty");
+    assert_one(
+        &e,
+        "team-shop",
+        "access[1].group",
+        "the group name is empty",
+    );
 }
 
 #[test]
@@ -498,5 +508,5 @@ fn groups_of_the_stack_provider_order_the_team_after_it() {
             .access(AccessRole::Viewer, sso.group("shop")),
     );
     let built = stack.build().unwrap();
-    assert!(built.predecessors("shop").contains(&"tiny-oidc"));
+    assert!(built.predecessors("team-shop").contains(&"tiny-oidc"));
 }

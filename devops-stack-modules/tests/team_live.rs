@@ -404,8 +404,8 @@ async fn a_team_is_created_as_rendered_reapplied_without_writes_and_destroyed_al
         "create-update"
     );
     // the secret material reached Argo CD's Secrets, read from the user's Secret where referenced
-    let repo_secret = secrets.get(&format!("{team}-repo-0")).await.unwrap();
-    let creds = secrets.get(&format!("{team}-repo-1")).await.unwrap();
+    let repo_secret = secrets.get(&format!("team-{team}-repo-0")).await.unwrap();
+    let creds = secrets.get(&format!("team-{team}-repo-1")).await.unwrap();
     let value =
         |s: &KubeSecret, k: &str| String::from_utf8(s.data.as_ref().unwrap()[k].0.clone()).unwrap();
     assert_eq!(value(&repo_secret, "password"), TOKEN);
@@ -494,7 +494,7 @@ async fn a_team_is_created_as_rendered_reapplied_without_writes_and_destroyed_al
     );
     assert!(
         secrets
-            .get_opt(&format!("{team}-repo-0"))
+            .get_opt(&format!("team-{team}-repo-0"))
             .await
             .unwrap()
             .is_none()

@@ -126,8 +126,8 @@ pub struct Team {
 }
 
 impl Team {
-    /// The team `name` (also its project's name and its module id) on `cluster`, its
-    /// Applications managed by `argocd`. Add at least one namespace.
+    /// The team `name` (also its project's name; the module id is `team-<name>`) on
+    /// `cluster`, its Applications managed by `argocd`. Add at least one namespace.
     pub fn new(
         name: impl Into<String>,
         cluster: impl Into<Input<ClusterRef>>,
@@ -135,7 +135,7 @@ impl Team {
     ) -> Self {
         let name = name.into();
         Team {
-            id: name.clone(),
+            id: format!("team-{name}"),
             name,
             cluster: cluster.into(),
             argocd: argocd.into(),
@@ -153,7 +153,7 @@ impl Team {
         }
     }
 
-    /// Another module id (default: the team's name).
+    /// Another module id (default `team-<name>`).
     #[must_use]
     pub fn id(mut self, id: impl Into<String>) -> Self {
         self.id = id.into();
