@@ -118,7 +118,8 @@ impl ArgoCdProvider for ArgoCdOutput {
 /// Chart `argo-cd` [`CHART_VERSION`] (Argo CD [`APP_VERSION`]), namespace `argocd`, release
 /// `argocd`, project `default`, destination the cluster's `argocd_server()`; Dex off, the server
 /// serving plain HTTP behind the ingress the final phase adds, resource tracking by annotation,
-/// an `apiKey` account `pipeline` allowed to sync Applications; one replica of the server and
+/// an `apiKey` account `pipeline` allowed to sync Applications, per-ApplicationSet
+/// `applicationsSync` policies honoured; one replica of the server and
 /// repo server, the server with 100m CPU and 128Mi memory requested and a 256Mi limit.
 /// Installed with [`InstallMethod::Auto`]: `helm template` of the chart with these values when
 /// the `helm` CLI is installed (the engine applies the output through the cluster's client, so
@@ -227,7 +228,12 @@ impl ArgoCd {
                          g, {account}, role:pipeline\n"
                     ),
                 },
-                "params": {"server.insecure": true},
+                "params": {
+                    "server.insecure": true,
+                    // honour each ApplicationSet's own `applicationsSync` policy (teams' sets
+                    // use `create-update`, which never deletes an Application on an edit)
+                    "applicationsetcontroller.enable.policy.override": true,
+                },
             },
             "server": {"replicas": self.sizing.replicas, "resources": self.sizing.resources.to_value()},
             "repoServer": {"replicas": self.sizing.replicas},
