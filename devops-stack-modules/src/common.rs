@@ -234,15 +234,7 @@ impl Common {
         if let Some(s) = self.subdomain.as_deref().filter(|s| !s.is_empty()) {
             v.dns_subdomain("subdomain", s);
         }
-        if let Some(server) = &self.destination_server
-            && !server.starts_with("https://")
-        {
-            v.error(
-                "destination_server",
-                format!("`{server}` is not an https:// URL"),
-                "give the API server URL Argo CD knows the cluster by, like `https://kubernetes.default.svc`",
-            );
-        }
+        check_destination_server(v, self.destination_server.as_deref());
         for patch in &self.values {
             if !patch.is_object() {
                 v.error(
@@ -391,6 +383,19 @@ impl Common {
         }
         objects.push(self.application(env, values));
         objects
+    }
+}
+
+/// Checks an Argo CD destination server URL, when one is given.
+pub(crate) fn check_destination_server(v: &mut Validation, server: Option<&str>) {
+    if let Some(server) = server
+        && !server.starts_with("https://")
+    {
+        v.error(
+            "destination_server",
+            format!("`{server}` is not an https:// URL"),
+            "give the API server URL Argo CD knows the cluster by, like `https://kubernetes.default.svc`",
+        );
     }
 }
 

@@ -312,19 +312,6 @@ fn team(c: &Handle<TestCluster>, a: &Handle<ArgoCdOutput>) -> Team {
         )
 }
 
-fn errors(
-    add: impl FnOnce(&mut Stack, &Handle<TestCluster>, &Handle<ArgoCdOutput>),
-) -> Vec<ConfigError> {
-    let mut stack = Stack::new("bad");
-    let cluster = stack.add(ClusterModule::new("prod", "example.com"));
-    let argocd = stack.add(ArgoCd::new(&cluster));
-    add(&mut stack, &cluster, &argocd);
-    match stack.build() {
-        Ok(_) => Vec::new(),
-        Err(e) => e.config_errors().to_vec(),
-    }
-}
-
 /// Exactly one error, on `module`.`field`, whose problem contains `problem` and which has a fix.
 fn assert_one(errors: &[ConfigError], module: &str, field: &str, problem: &str) {
     let found: Vec<String> = errors.iter().map(ToString::to_string).collect();

@@ -656,7 +656,8 @@ fn write_configs(objects: &mut [Value], values: &Value) {
     }
 }
 
-async fn read_key(
+/// The value of `key` in the Secret `ns/name`, if the Secret exists and the key is not empty.
+pub(crate) async fn read_key(
     client: &kube::Client,
     ns: &str,
     name: &str,

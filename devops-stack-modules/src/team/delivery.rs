@@ -277,18 +277,7 @@ impl App {
             ..Default::default()
         };
         self.manifests.apply_to(&mut source, &self.name);
-        let spec = ApplicationSpec {
-            project: t.project.to_owned(),
-            source: Some(source),
-            sources: Vec::new(),
-            destination: ApplicationDestination {
-                server: Some(t.server.to_owned()),
-                namespace: Some(self.namespace.clone()),
-                name: None,
-            },
-            sync_policy: Some(self.sync.policy()),
-            ignore_differences: Vec::new(),
-        };
+        let spec = t.spec(source, &self.namespace, &self.sync);
         let app = Application::with_finalizer(&name, t.argocd_namespace, spec, t.labels.clone());
         crate::common::to_json(&app)
     }
@@ -300,6 +289,24 @@ pub(super) struct Target<'a> {
     pub(super) argocd_namespace: &'a str,
     pub(super) server: &'a str,
     pub(super) labels: &'a BTreeMap<String, String>,
+}
+
+impl Target<'_> {
+    /// An Application spec in the team's project, deploying `source` into `namespace`.
+    fn spec(&self, source: ApplicationSource, namespace: &str, sync: &AppSync) -> ApplicationSpec {
+        ApplicationSpec {
+            project: self.project.to_owned(),
+            source: Some(source),
+            sources: Vec::new(),
+            destination: ApplicationDestination {
+                server: Some(self.server.to_owned()),
+                namespace: Some(namespace.to_owned()),
+                name: None,
+            },
+            sync_policy: Some(sync.policy()),
+            ignore_differences: Vec::new(),
+        }
+    }
 }
 
 /// A forge whose pull requests an [`AppSet`] previews.
@@ -652,18 +659,7 @@ impl AppSet {
             manifests = Manifests::Directory;
         }
         manifests.apply_to(&mut source, &release);
-        let spec = ApplicationSpec {
-            project: t.project.to_owned(),
-            source: Some(source),
-            sources: Vec::new(),
-            destination: ApplicationDestination {
-                server: Some(t.server.to_owned()),
-                namespace: Some(self.namespace.clone()),
-                name: None,
-            },
-            sync_policy: Some(self.sync.policy()),
-            ignore_differences: Vec::new(),
-        };
+        let spec = t.spec(source, &self.namespace, &self.sync);
         // The generated Applications belong to the ApplicationSet, not to the stack: they
         // carry the team's label only, never the stack's ownership labels.
         let team_labels: BTreeMap<&str, &str> = t

@@ -666,15 +666,7 @@ impl Module for Team {
             set.validate(v, &field);
             self.check_delivery(v, &field, set.repo_url(), set.namespace());
         }
-        if let Some(server) = &self.destination_server
-            && !server.starts_with("https://")
-        {
-            v.error(
-                "destination_server",
-                format!("`{server}` is not an https:// URL"),
-                "give the API server URL Argo CD knows the cluster by, like `https://kubernetes.default.svc`",
-            );
-        }
+        crate::common::check_destination_server(v, self.destination_server.as_deref());
     }
 
     async fn plan(&self, ctx: &Context) -> ModuleResult<Planned<TeamOutput>> {

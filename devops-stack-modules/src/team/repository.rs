@@ -77,17 +77,8 @@ impl SecretSource {
                 },
                 Some(client),
             ) => {
-                let api: kube::Api<k8s_openapi::api::core::v1::Secret> =
-                    kube::Api::namespaced(client.clone(), namespace);
-                let found = api
-                    .get_opt(name)
-                    .await
-                    .map_err(|e| Error::kube(format!("reading Secret {namespace}/{name}"), e))?;
-                found
-                    .and_then(|s| s.data)
-                    .and_then(|d| d.get(key).and_then(|b| String::from_utf8(b.0.clone()).ok()))
-                    .filter(|v| !v.is_empty())
-                    .map(Secret::new)
+                crate::argocd::read_key(client, namespace, name, key)
+                    .await?
                     .ok_or_else(|| Error::Missing {
                         object: format!("Secret {namespace}/{name}"),
                         problem: format!(
