@@ -156,7 +156,16 @@ async fn a_minimal_team_has_safe_defaults() {
         .iter()
         .map(|k| k["kind"].as_str().unwrap())
         .collect();
-    assert_eq!(denied, ["ResourceQuota", "LimitRange", "NetworkPolicy"]);
+    assert_eq!(
+        denied,
+        [
+            "ResourceQuota",
+            "LimitRange",
+            "NetworkPolicy",
+            "Role",
+            "RoleBinding"
+        ]
+    );
     // without an ingress controller the baseline admits the namespace itself only
     let policy = &objects["networking.k8s.io/v1 NetworkPolicy blog/team-baseline"]["spec"];
     assert_eq!(policy["ingress"], json!([{"from": [{"podSelector": {}}]}]));
@@ -496,4 +505,15 @@ fn groups_of_the_stack_provider_order_the_team_after_it() {
     );
     let built = stack.build().unwrap();
     assert!(built.predecessors("team-shop").contains(&"tiny-oidc"));
+}
+
+#[tokio::test]
+async fn rbac_in_team_namespaces_is_opt_in() {
+    let plan = plan(platform_with(|c, a, _, _, _| {
+        vec![team(c, a).namespaced_rbac(true)]
+    }))
+    .await;
+    let denied = &objects(&plan)["argoproj.io/v1alpha1 AppProject argocd/shop"]["spec"]["namespaceResourceBlacklist"];
+    assert_eq!(denied.as_array().unwrap().len(), 3);
+    assert!(!denied.to_string().contains("RoleBinding"));
 }

@@ -8,8 +8,9 @@
 //!   namespace may connect). Two teams claiming one namespace, or a team claiming a namespace of
 //!   a platform module or of Kubernetes, is an error of [`Stack::build`](devops_stack_core::Stack::build).
 //! - **An AppProject** named after the team, deny by default: destinations exactly the team's
-//!   namespaces on its cluster, no cluster-scoped kind, ResourceQuota, LimitRange and
-//!   NetworkPolicy on the namespace-resource deny-list, source repositories only the team's,
+//!   namespaces on its cluster, no cluster-scoped kind, ResourceQuota, LimitRange,
+//!   NetworkPolicy, Role and RoleBinding on the namespace-resource deny-list (RBAC can be
+//!   allowed with [`Team::namespaced_rbac`]), source repositories only the team's,
 //!   and optional [`SyncWindow`]s whose cron schedules are checked at build time.
 //! - **Access** ([`AccessRole`]): each identity group of the stack's OIDC provider gets an Argo
 //!   CD project role (`p, proj:<team>:<role>, applications, <action>, <team>/*, allow`) and a
@@ -123,6 +124,7 @@ pub struct Team {
     issuer: Option<Input<ClusterIssuer>>,
     ci: Option<(AccessRole, Input<ArgoCdOutput>)>,
     destination_server: Option<String>,
+    namespaced_rbac: bool,
 }
 
 impl Team {
@@ -150,6 +152,7 @@ impl Team {
             issuer: None,
             ci: None,
             destination_server: None,
+            namespaced_rbac: false,
         }
     }
 
@@ -232,6 +235,16 @@ impl Team {
     #[must_use]
     pub fn ci_token(mut self, role: AccessRole, argocd: &Handle<ArgoCdOutput>) -> Self {
         self.ci = Some((role, argocd.input()));
+        self
+    }
+
+    /// Lets the team's Applications create Roles and RoleBindings in its namespaces (default
+    /// false). With it, a team can bind itself any ClusterRole in its namespaces, `admin`
+    /// included, and so change its own quota, limits and NetworkPolicies: allow it only to
+    /// teams trusted with that.
+    #[must_use]
+    pub fn namespaced_rbac(mut self, allow: bool) -> Self {
+        self.namespaced_rbac = allow;
         self
     }
 
@@ -420,7 +433,7 @@ impl Team {
                         name: None,
                     })
                     .collect(),
-                namespace_resource_blacklist: project::guarded_kinds(),
+                namespace_resource_blacklist: project::denied_kinds(self.namespaced_rbac),
                 roles,
                 sync_windows: self
                     .sync_windows

@@ -236,20 +236,28 @@ fn duration_check(d: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Namespaced kinds a team's Applications may never create or change: the guards the platform
-/// puts in each team namespace.
-pub(super) fn guarded_kinds() -> Vec<GroupKind> {
-    [
+/// Namespaced kinds a team's Applications may not create or change: the guards the platform
+/// puts in each team namespace, and unless `rbac` RBAC Roles and RoleBindings (a RoleBinding to
+/// the `admin` or `cluster-admin` ClusterRole would let the team change its own guards).
+pub(super) fn denied_kinds(rbac: bool) -> Vec<GroupKind> {
+    let mut kinds = vec![
         ("", "ResourceQuota"),
         ("", "LimitRange"),
         ("networking.k8s.io", "NetworkPolicy"),
-    ]
-    .into_iter()
-    .map(|(group, kind)| GroupKind {
-        group: group.into(),
-        kind: kind.into(),
-    })
-    .collect()
+    ];
+    if !rbac {
+        kinds.extend([
+            ("rbac.authorization.k8s.io", "Role"),
+            ("rbac.authorization.k8s.io", "RoleBinding"),
+        ]);
+    }
+    kinds
+        .into_iter()
+        .map(|(group, kind)| GroupKind {
+            group: group.into(),
+            kind: kind.into(),
+        })
+        .collect()
 }
 
 #[cfg(test)]
