@@ -518,3 +518,48 @@ async fn a_team_is_created_as_rendered_reapplied_without_writes_and_destroyed_al
         let _ = namespaces.delete(ns, &DeleteParams::default()).await;
     }
 }
+
+#[tokio::test]
+async fn a_missing_credential_secret_stops_the_team_before_anything_is_written() {
+    let Some(path) = kubeconfig() else { return };
+    let cluster = Counting::new(path.clone()).await;
+    let helper = local(path).connect().await.unwrap();
+    ensure_argo_crd(&helper, "AppProject", "appprojects").await;
+    let team = unique("m");
+    let module = Team::new(
+        &team,
+        Input::value(Arc::new(cluster.clone()) as ClusterRef),
+        Input::value(ArgoCdTarget {
+            namespace: "default".into(),
+            project: "default".into(),
+            destination_server: IN_CLUSTER.into(),
+        }),
+    )
+    .namespace(TeamNamespace::new(&team))
+    .repository(Repository::new(
+        "https://git.example.com/shop/apps.git",
+        RepoAccess::HttpsToken {
+            username: "git".into(),
+            token: SecretSource::existing("default", &format!("{team}-absent"), "token"),
+        },
+    ));
+    let mut stack = Stack::new(&team);
+    stack.add(module);
+    let stack = stack.build().unwrap();
+    let kube = KubeOptions {
+        state_namespace: format!("{team}-state"),
+        ..KubeOptions::default()
+    };
+    let e = stack
+        .apply(&RunOptions::new().extension(kube))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(&format!("Secret default/{team}-absent")) && e.contains("no key `token`"),
+        "{e}"
+    );
+    assert_eq!(cluster.take_writes(), 0, "something was written");
+    let namespaces: Api<Namespace> = Api::all(helper.clone());
+    assert!(namespaces.get_opt(&team).await.unwrap().is_none());
+}
