@@ -540,7 +540,7 @@ async fn a_missing_credential_secret_stops_the_team_before_anything_is_written()
         "https://git.example.com/shop/apps.git",
         RepoAccess::HttpsToken {
             username: "git".into(),
-            token: SecretSource::existing("default", &format!("{team}-absent"), "token"),
+            token: SecretSource::existing("default", format!("{team}-absent"), "token"),
         },
     ));
     let mut stack = Stack::new(&team);
