@@ -322,10 +322,13 @@ pub struct ProjectRole {
 #[serde(rename_all = "camelCase")]
 pub struct SyncWindow {
     /// `allow` or `deny`.
+    #[serde(default)]
     pub kind: String,
     /// When the window opens: a five-field cron expression.
+    #[serde(default)]
     pub schedule: String,
     /// How long it stays open (`1h`, `90m`).
+    #[serde(default)]
     pub duration: String,
     /// Applications it applies to (`*` for all).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -389,7 +392,8 @@ pub struct ApplicationSetSyncPolicy {
 /// An API group and kind; `*` matches any.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
 pub struct GroupKind {
-    /// The group.
+    /// The group (empty for the core group, which live objects may leave out).
+    #[serde(default)]
     pub group: String,
     /// The kind.
     pub kind: String,
@@ -466,5 +470,49 @@ mod tests {
         assert_eq!(v["spec"]["syncPolicy"]["automated"]["selfHeal"], true);
         assert_eq!(v["metadata"]["finalizers"][0], RESOURCES_FINALIZER);
         assert_eq!(Application::plural(&()), "applications");
+    }
+
+    #[test]
+    fn live_projects_with_tokens_and_short_group_kinds_read_back() {
+        let live = serde_json::json!({
+            "apiVersion": "argoproj.io/v1alpha1", "kind": "AppProject",
+            "metadata": {"name": "shop", "namespace": "argocd"},
+            "spec": {
+                "namespaceResourceBlacklist": [{"kind": "ResourceQuota"}],
+                "roles": [{"name": "ci", "policies": ["p, proj:shop:ci, applications, sync, shop/*, allow"],
+                    "jwtTokens": [{"iat": 1700000000, "id": "devops-stack"}]}],
+                "syncWindows": [{"kind": "deny", "schedule": "0 18 * * 5", "duration": "62h", "manualSync": true}],
+            },
+            "status": {"jwtTokensByRole": {"ci": {"items": []}}},
+        });
+        let p: AppProject = serde_json::from_value(live).unwrap();
+        assert_eq!(p.spec.namespace_resource_blacklist[0].group, "");
+        assert_eq!(p.spec.roles[0].jwt_tokens[0]["id"], "devops-stack");
+        assert!(p.spec.sync_windows[0].manual_sync);
+    }
+
+    #[test]
+    fn application_sets_serialize_like_argo_cd_expects() {
+        let set = ApplicationSet::new(
+            "shop-services",
+            ApplicationSetSpec {
+                go_template: true,
+                go_template_options: vec!["missingkey=error".into()],
+                generators: vec![
+                    serde_json::json!({"git": {"repoURL": "https://example.com/r.git"}}),
+                ],
+                template: serde_json::json!({"metadata": {"name": "{{.path.basename}}"}}),
+                sync_policy: Some(ApplicationSetSyncPolicy {
+                    preserve_resources_on_deletion: true,
+                    applications_sync: Some("create-update".into()),
+                }),
+            },
+        );
+        let v = serde_json::to_value(&set).unwrap();
+        assert_eq!(v["kind"], "ApplicationSet");
+        assert_eq!(v["spec"]["goTemplateOptions"][0], "missingkey=error");
+        assert_eq!(v["spec"]["syncPolicy"]["preserveResourcesOnDeletion"], true);
+        assert_eq!(v["spec"]["syncPolicy"]["applicationsSync"], "create-update");
+        assert_eq!(ApplicationSet::plural(&()), "applicationsets");
     }
 }
