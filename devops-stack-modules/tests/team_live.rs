@@ -122,12 +122,15 @@ async fn ensure_argo_crd(client: &kube::Client, kind: &str, plural: &str) {
                 "names": {"plural": plural, "singular": kind.to_lowercase(), "kind": kind},
                 "versions": [{"name": "v1alpha1", "served": true, "storage": true,
                     "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}});
-        let crd: CustomResourceDefinition = serde_json::from_value(crd).unwrap();
-        match api.create(&PostParams::default(), &crd).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 409 => {} // another test made it meanwhile
-            Err(e) => panic!("creating CRD {name}: {e}"),
-        }
+        // Applied under the field manager of the core's live tests, which apply their own
+        // Application CRD: whichever test comes first, the other can still apply.
+        api.patch(
+            &name,
+            &PatchParams::apply("devops-stack-live-tests"),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("creating CRD {name}: {e}"));
     }
     let established = kube::runtime::wait::await_condition(
         api,
