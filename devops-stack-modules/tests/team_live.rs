@@ -202,6 +202,30 @@ async fn get(client: &kube::Client, ar: &ApiResource, ns: &str, name: &str) -> O
         .map(|o| serde_json::to_value(o).unwrap())
 }
 
+/// Whether a user of `group` may `verb` the `resource` of API group `api` in `namespace`,
+/// as the API server's authorizer answers a SubjectAccessReview.
+async fn can(
+    client: &kube::Client,
+    group: &str,
+    verb: &str,
+    api: &str,
+    resource: &str,
+    namespace: &str,
+) -> bool {
+    use k8s_openapi::api::authorization::v1::SubjectAccessReview;
+    let review: SubjectAccessReview = serde_json::from_value(json!({
+        "spec": {"user": "someone", "groups": [group, "system:authenticated"],
+            "resourceAttributes": {"namespace": namespace, "verb": verb, "group": api, "resource": resource}}
+    }))
+    .unwrap();
+    let reviews: Api<SubjectAccessReview> = Api::all(client.clone());
+    let answer = reviews
+        .create(&PostParams::default(), &review)
+        .await
+        .unwrap();
+    answer.status.is_some_and(|s| s.allowed)
+}
+
 fn kind<K: kube::Resource<DynamicType = ()>>() -> ApiResource {
     ApiResource::erase::<K>(&())
 }
@@ -418,6 +442,36 @@ async fn a_team_is_created_as_rendered_reapplied_without_writes_and_destroyed_al
         "a generator reads it: shared"
     );
     assert_eq!(value(&creds, "project"), team);
+
+    // The API server's RBAC: the team's groups may do their job, never change their guards.
+    for (group, verb, group_api, resource, allowed) in [
+        ("shop-viewers", "list", "", "pods", true),
+        ("shop-viewers", "delete", "", "pods", false),
+        ("shop-deployers", "patch", "apps", "deployments", true),
+        ("shop-deployers", "update", "", "resourcequotas", false),
+        ("shop-deployers", "delete", "", "limitranges", false),
+        (
+            "shop-deployers",
+            "patch",
+            "networking.k8s.io",
+            "networkpolicies",
+            false,
+        ),
+        (
+            "shop-deployers",
+            "create",
+            "rbac.authorization.k8s.io",
+            "rolebindings",
+            false,
+        ),
+        ("shop-deployers", "list", "", "secrets", false),
+    ] {
+        assert_eq!(
+            can(&helper, group, verb, group_api, resource, &a).await,
+            allowed,
+            "{group} {verb} {resource}"
+        );
+    }
 
     // 2. A re-apply writes nothing (the first apply did write, through the same client).
     assert!(cluster.take_writes() > 10);
