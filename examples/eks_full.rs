@@ -24,10 +24,11 @@ use devops_stack::aws::cognito::{Cognito, User};
 use devops_stack::aws::eks::{Eks, EksCluster, NodeGroup};
 use devops_stack::interfaces::{Cluster, ClusterProvider, Hostnames, IssuerKind};
 use devops_stack::k8s::{KubeOptions, StackLock, diff_stack};
-use devops_stack::modules::team::{AccessRole, App, AppSet, RepoAccess, Repository, TeamNamespace};
+use devops_stack::modules::team::{
+    AccessRole, App, AppSet, RepoAccess, Repository, Team, TeamNamespace,
+};
 use devops_stack::modules::{
-    ArgoCd, ArgoCdFinal, CertManager, KubePrometheusStack, Loki, PrometheusOperatorCrds, Team,
-    Traefik,
+    ArgoCd, ArgoCdFinal, CertManager, KubePrometheusStack, Loki, PrometheusOperatorCrds, Traefik,
 };
 use devops_stack::{BuiltStack, Error, Handle, RunOptions, Stack};
 
