@@ -61,7 +61,8 @@ impl<T: OidcProvider + Send + Sync + 'static> Handle<T> {
     }
 
     /// The group `name` of this provider's users, for access rules (a team's roles). Modules
-    /// given it run after the provider.
+    /// given it run after the provider. The group itself is managed in the provider (users are
+    /// people): this names it, it does not create it.
     pub fn group(&self, name: impl Into<String>) -> IdentityGroup {
         IdentityGroup::of(name.into(), self.dependency())
     }
