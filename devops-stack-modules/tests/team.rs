@@ -517,3 +517,25 @@ async fn rbac_in_team_namespaces_is_opt_in() {
     assert_eq!(denied.as_array().unwrap().len(), 3);
     assert!(!denied.to_string().contains("RoleBinding"));
 }
+
+#[tokio::test]
+async fn an_argo_cd_outside_the_stack_keeps_its_namespace() {
+    use devops_stack_core::Input;
+    use devops_stack_core::interfaces::{ArgoCdTarget, IN_CLUSTER};
+    let mut stack = Stack::new("ext");
+    let cluster = stack.add(ClusterModule::new("prod", "example.com"));
+    stack.add(
+        Team::new(
+            "shop",
+            &cluster,
+            Input::value(ArgoCdTarget {
+                namespace: "gitops".into(),
+                project: "default".into(),
+                destination_server: IN_CLUSTER.into(),
+            }),
+        )
+        .namespace(TeamNamespace::new("gitops")),
+    );
+    let e = stack.build().unwrap().plan().await.unwrap_err().to_string();
+    assert!(e.contains("`gitops` is Argo CD's namespace"), "{e}");
+}

@@ -309,6 +309,17 @@ impl Team {
             .destination_server
             .clone()
             .unwrap_or_else(|| cluster.argocd_server().to_owned());
+        if self.owns(&argocd.namespace) {
+            return Err(devops_stack_core::Error::Invalid(vec![
+                devops_stack_core::ConfigError::new(
+                    Some(&self.id),
+                    "namespaces",
+                    format!("`{}` is Argo CD's namespace", argocd.namespace),
+                    "give the team a namespace of its own, not the platform's",
+                ),
+            ])
+            .into());
+        }
         let mut labels = ownership_labels(ctx.stack_name(), ctx.module_id());
         labels.insert(TEAM_LABEL.into(), self.name.clone());
         Ok(TeamEnv {
