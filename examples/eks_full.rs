@@ -2,7 +2,7 @@
 //!
 //! EKS cluster → Cognito OIDC → Argo CD (bootstrap) → Prometheus Operator CRDs → Traefik →
 //! cert-manager → kube-prometheus-stack → Loki → Argo CD (final, managing itself with OIDC and
-//! monitoring).
+//! monitoring), and one application team (`shop`) onboarded with the team layer.
 //!
 //! ```sh
 //! cargo run --example eks_full                  # offline plan and dependency graph; no AWS account needed
@@ -24,6 +24,9 @@ use devops_stack::aws::cognito::{Cognito, User};
 use devops_stack::aws::eks::{Eks, EksCluster, NodeGroup};
 use devops_stack::interfaces::{Cluster, ClusterProvider, Hostnames, IssuerKind};
 use devops_stack::k8s::{KubeOptions, StackLock, diff_stack, preflight_stack};
+use devops_stack::modules::team::{
+    AccessRole, App, AppSet, RepoAccess, Repository, Team, TeamNamespace,
+};
 use devops_stack::modules::{
     ArgoCd, ArgoCdFinal, CertManager, KubePrometheusStack, Loki, PrometheusOperatorCrds, Traefik,
 };
@@ -114,6 +117,29 @@ fn platform(s: &Settings) -> Result<(BuiltStack, Handle<EksCluster>), Error> {
             .service_monitors(&crds),
     );
     stack.add(Loki::new(&eks, &argocd).monitoring(&monitoring));
+    // An application team: two namespaces, a deployer group, an app published through Traefik
+    // with TLS, and an ApplicationSet over its repository.
+    let shop_repo = "https://github.com/example/shop-deploy.git";
+    stack.add(
+        Team::new("shop", &eks, &argocd)
+            .namespace(TeamNamespace::new("shop"))
+            .namespace(TeamNamespace::new("shop-staging"))
+            .access(AccessRole::Deployer, cognito.group("shop-deployers"))
+            .repository(Repository::new(shop_repo, RepoAccess::Public))
+            .app(
+                App::new("web", shop_repo, "shop")
+                    .path("web")
+                    .publish("shop", "web", "http"),
+            )
+            .application_set(AppSet::directories(
+                "apps",
+                shop_repo,
+                "shop-staging",
+                ["apps/*"],
+            ))
+            .ingress(&traefik)
+            .issuer(tls.clone()),
+    );
     stack.add(
         ArgoCdFinal::new(&eks, &argocd, &traefik, cognito.oidc("argocd"))
             .issuer(tls)

@@ -1,4 +1,5 @@
-//! Argo CD's custom resources as typed kube resources: `Application` and `AppProject`.
+//! Argo CD's custom resources as typed kube resources: `Application`, `AppProject` and
+//! `ApplicationSet`.
 //!
 //! Only the fields the stack uses are typed; Helm values travel as an object
 //! (`spec.source.helm.valuesObject`), so that diffs show them key by key.
@@ -62,6 +63,33 @@ pub struct ApplicationSource {
     /// Helm settings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub helm: Option<HelmSource>,
+    /// Kustomize settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kustomize: Option<KustomizeSource>,
+    /// Plain-directory settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub directory: Option<DirectorySource>,
+}
+
+/// Kustomize settings of a source.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KustomizeSource {
+    /// A prefix for the names of every resource.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name_prefix: Option<String>,
+    /// Image overrides (`name=registry/name:tag`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<String>,
+}
+
+/// Settings of a source that is a plain directory of manifests.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DirectorySource {
+    /// Whether to read subdirectories too.
+    #[serde(default)]
+    pub recurse: bool,
 }
 
 /// Helm settings of a source.
@@ -77,6 +105,9 @@ pub struct HelmSource {
     /// Whether to skip the chart's CRDs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skip_crds: Option<bool>,
+    /// Values files of the chart's directory, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub value_files: Vec<String>,
 }
 
 /// Where an Application deploys to.
@@ -251,12 +282,118 @@ pub struct AppProjectSpec {
     /// Allowed namespaced kinds (all when empty).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub namespace_resource_whitelist: Vec<GroupKind>,
+    /// Denied namespaced kinds (checked after the allow-list).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub namespace_resource_blacklist: Vec<GroupKind>,
+    /// Denied cluster-scoped kinds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cluster_resource_blacklist: Vec<GroupKind>,
+    /// Project roles: RBAC policies for groups and API tokens.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<ProjectRole>,
+    /// Windows in which syncs are allowed or denied.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sync_windows: Vec<SyncWindow>,
+}
+
+/// A role of a project: policies in `p, proj:<project>:<role>, <resource>, <action>, <object>,
+/// allow` form, granted to identity groups and to the role's API tokens.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProjectRole {
+    /// The role's name.
+    pub name: String,
+    /// A description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Casbin policy lines.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policies: Vec<String>,
+    /// Identity groups (from the OIDC groups claim) that have the role.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+    /// The role's API tokens, recorded by Argo CD when it issues one (`iat`, `id`, `exp`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub jwt_tokens: Vec<Value>,
+}
+
+/// A sync window of a project: when its Applications may (`allow`) or may not (`deny`) sync.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncWindow {
+    /// `allow` or `deny`.
+    #[serde(default)]
+    pub kind: String,
+    /// When the window opens: a five-field cron expression.
+    #[serde(default)]
+    pub schedule: String,
+    /// How long it stays open (`1h`, `90m`).
+    #[serde(default)]
+    pub duration: String,
+    /// Applications it applies to (`*` for all).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub applications: Vec<String>,
+    /// Namespaces it applies to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub namespaces: Vec<String>,
+    /// Clusters it applies to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clusters: Vec<String>,
+    /// Whether manual syncs are allowed while syncs are denied.
+    #[serde(default)]
+    pub manual_sync: bool,
+    /// The time zone of the schedule (default UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
+}
+
+/// An Argo CD ApplicationSet: a template of Applications and generators of their parameters.
+///
+/// The template is kept as an object: its fields hold Go-template expressions
+/// (`{{.path.basename}}`) that are not valid in the typed `Application` fields.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "argoproj.io",
+    version = "v1alpha1",
+    kind = "ApplicationSet",
+    namespaced,
+    shortname = "appset"
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ApplicationSetSpec {
+    /// Whether the template uses Go templates (`{{.path.basename}}`).
+    #[serde(default)]
+    pub go_template: bool,
+    /// Go template options (`missingkey=error`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub go_template_options: Vec<String>,
+    /// The generators of parameters, each an object (`{"git": {...}}`, `{"pullRequest": {...}}`).
+    pub generators: Vec<Value>,
+    /// The Application template (`metadata` and `spec`).
+    pub template: Value,
+    /// What the controller may do to the Applications it generates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_policy: Option<ApplicationSetSyncPolicy>,
+}
+
+/// What an ApplicationSet's controller may do to its Applications.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApplicationSetSyncPolicy {
+    /// Keep the resources of Applications deleted with the ApplicationSet.
+    #[serde(default)]
+    pub preserve_resources_on_deletion: bool,
+    /// `create-only`, `create-update`, `create-delete` or `sync`: `create-update` never
+    /// deletes an Application when the generators stop producing it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applications_sync: Option<String>,
 }
 
 /// An API group and kind; `*` matches any.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
 pub struct GroupKind {
-    /// The group.
+    /// The group (empty for the core group, which live objects may leave out).
+    #[serde(default)]
     pub group: String,
     /// The kind.
     pub kind: String,
@@ -333,5 +470,49 @@ mod tests {
         assert_eq!(v["spec"]["syncPolicy"]["automated"]["selfHeal"], true);
         assert_eq!(v["metadata"]["finalizers"][0], RESOURCES_FINALIZER);
         assert_eq!(Application::plural(&()), "applications");
+    }
+
+    #[test]
+    fn live_projects_with_tokens_and_short_group_kinds_read_back() {
+        let live = serde_json::json!({
+            "apiVersion": "argoproj.io/v1alpha1", "kind": "AppProject",
+            "metadata": {"name": "shop", "namespace": "argocd"},
+            "spec": {
+                "namespaceResourceBlacklist": [{"kind": "ResourceQuota"}],
+                "roles": [{"name": "ci", "policies": ["p, proj:shop:ci, applications, sync, shop/*, allow"],
+                    "jwtTokens": [{"iat": 1700000000, "id": "devops-stack"}]}],
+                "syncWindows": [{"kind": "deny", "schedule": "0 18 * * 5", "duration": "62h", "manualSync": true}],
+            },
+            "status": {"jwtTokensByRole": {"ci": {"items": []}}},
+        });
+        let p: AppProject = serde_json::from_value(live).unwrap();
+        assert_eq!(p.spec.namespace_resource_blacklist[0].group, "");
+        assert_eq!(p.spec.roles[0].jwt_tokens[0]["id"], "devops-stack");
+        assert!(p.spec.sync_windows[0].manual_sync);
+    }
+
+    #[test]
+    fn application_sets_serialize_like_argo_cd_expects() {
+        let set = ApplicationSet::new(
+            "shop-services",
+            ApplicationSetSpec {
+                go_template: true,
+                go_template_options: vec!["missingkey=error".into()],
+                generators: vec![
+                    serde_json::json!({"git": {"repoURL": "https://example.com/r.git"}}),
+                ],
+                template: serde_json::json!({"metadata": {"name": "{{.path.basename}}"}}),
+                sync_policy: Some(ApplicationSetSyncPolicy {
+                    preserve_resources_on_deletion: true,
+                    applications_sync: Some("create-update".into()),
+                }),
+            },
+        );
+        let v = serde_json::to_value(&set).unwrap();
+        assert_eq!(v["kind"], "ApplicationSet");
+        assert_eq!(v["spec"]["goTemplateOptions"][0], "missingkey=error");
+        assert_eq!(v["spec"]["syncPolicy"]["preserveResourcesOnDeletion"], true);
+        assert_eq!(v["spec"]["syncPolicy"]["applicationsSync"], "create-update");
+        assert_eq!(ApplicationSet::plural(&()), "applicationsets");
     }
 }

@@ -71,6 +71,6 @@ pub use module::{Module, ModuleResult, Phase, Planned, Step};
 pub use plan::{Plan, Resource};
 pub use secret::{REDACTED, Secret};
 pub use stack::{BuiltStack, Stack};
-pub use validate::{Capability, Interface, Validation};
+pub use validate::{Capability, Interface, NamespaceOwner, Validation};
 
 pub use tokio_util::sync::CancellationToken;

@@ -14,7 +14,7 @@ use crate::handle::{AsDependencies, Dependency, Handle, StackId};
 use crate::k8s;
 use crate::module::{ErasedModule, Module, Phase, Step};
 use crate::plan::{ModulePlan, Plan};
-use crate::validate::{Capability, Interface, Validation, dns_label};
+use crate::validate::{Capability, Interface, NamespaceOwner, Validation, dns_label};
 
 /// Builds a stack: add modules, wire them with the handles `add` returns, then [`build`](Stack::build).
 ///
@@ -126,6 +126,7 @@ impl Stack {
         let mut data: Vec<Vec<usize>> = Vec::with_capacity(self.modules.len());
         let mut defaults: Vec<(&str, String)> = Vec::new();
         let mut classes: HashMap<String, &str> = HashMap::new();
+        let mut namespaces: HashMap<&str, (&str, &NamespaceOwner)> = HashMap::new();
         let mut provided: HashMap<Interface, ()> = HashMap::new();
         let mut required: Vec<(&str, Interface, String)> = Vec::new();
         let mut validations = Vec::with_capacity(self.modules.len());
@@ -192,6 +193,28 @@ impl Stack {
                     }
                     Capability::Interface(i) => {
                         provided.insert(*i, ());
+                    }
+                    Capability::Namespace { name, owner } => {
+                        let claim = (m.id(), owner);
+                        match namespaces.insert(name, claim) {
+                            Some((other, first))
+                                if other != m.id()
+                                    && (matches!(first, NamespaceOwner::Team(_))
+                                        || matches!(owner, NamespaceOwner::Team(_))) =>
+                            {
+                                errors.push(ConfigError::new(
+                                    Some(m.id()),
+                                    "namespaces",
+                                    format!("the namespace `{name}` is claimed by {owner} (module `{}`) and by {first} (module `{other}`)", m.id()),
+                                    "give each team namespaces of its own, used by no other team and by no platform module",
+                                ));
+                                // keep the team's claim, so that a third claim is reported too
+                                if matches!(first, NamespaceOwner::Team(_)) {
+                                    namespaces.insert(name, (other, first));
+                                }
+                            }
+                            _ => {}
+                        }
                     }
                 }
             }

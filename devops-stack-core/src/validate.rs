@@ -123,7 +123,38 @@ pub enum Capability {
     },
     /// One of the stack's shared interfaces.
     Interface(Interface),
+    /// A namespace the module deploys into. Platform modules may share a namespace; a team's
+    /// namespace belongs to that team alone, so any other claim on it is an error.
+    Namespace {
+        /// The namespace.
+        name: String,
+        /// Who claims it.
+        owner: NamespaceOwner,
+    },
 }
+
+/// Who claims a namespace, in a [`Capability::Namespace`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
+#[non_exhaustive]
+pub enum NamespaceOwner {
+    /// A platform component (Argo CD, an ingress controller, monitoring...).
+    Platform,
+    /// An application team, by name: the namespace is the team's alone.
+    Team(String),
+}
+
+impl std::fmt::Display for NamespaceOwner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NamespaceOwner::Platform => f.write_str("the platform"),
+            NamespaceOwner::Team(t) => write!(f, "team `{t}`"),
+        }
+    }
+}
+
+/// Namespaces that belong to Kubernetes itself and that no team may claim.
+pub const SYSTEM_NAMESPACES: [&str; 4] =
+    ["default", "kube-system", "kube-public", "kube-node-lease"];
 
 /// The shared interfaces a module can need from the stack without holding a handle to them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]

@@ -250,3 +250,56 @@ fn module_validation_names_field_and_fix() {
     );
     assert!(e[1].problem.contains("no `@`"));
 }
+
+#[test]
+fn a_team_namespace_belongs_to_that_team_alone() {
+    use devops_stack_core::NamespaceOwner;
+    let claim = |id: &str, ns: &str, owner: NamespaceOwner, r: &Recorder| {
+        let mut p = Probe::new(id, r);
+        p.provides.push(Capability::Namespace {
+            name: ns.into(),
+            owner,
+        });
+        p
+    };
+    let team = |t: &str| NamespaceOwner::Team(t.into());
+    let r = Recorder::new();
+    // platform modules may share a namespace; teams may not share theirs with anyone
+    let mut s = Stack::new("t");
+    s.add(claim("kps", "monitoring", NamespaceOwner::Platform, &r));
+    s.add(claim("loki", "monitoring", NamespaceOwner::Platform, &r));
+    s.add(claim("shop", "shop", team("shop"), &r));
+    assert!(s.build().is_ok());
+
+    let mut s = Stack::new("t");
+    s.add(claim("shop", "shop", team("shop"), &r));
+    s.add(claim("blog", "shop", team("blog"), &r));
+    s.add(claim("traefik", "shop", NamespaceOwner::Platform, &r));
+    let e = errors(s);
+    assert_eq!(e.len(), 2, "{e:#?}");
+    assert_eq!(
+        (e[0].module.as_deref(), e[0].field.as_str()),
+        (Some("blog"), "namespaces")
+    );
+    assert!(
+        e[0].problem
+            .contains("by team `blog` (module `blog`) and by team `shop` (module `shop`)"),
+        "{}",
+        e[0]
+    );
+    assert!(
+        e[1].problem
+            .contains("by the platform (module `traefik`) and by team `shop`"),
+        "{}",
+        e[1]
+    );
+
+    let mut s = Stack::new("t");
+    s.add(claim("argocd", "argocd", NamespaceOwner::Platform, &r));
+    s.add(claim("shop", "argocd", team("shop"), &r));
+    assert!(
+        one(s)
+            .problem
+            .contains("and by the platform (module `argocd`)")
+    );
+}

@@ -16,8 +16,10 @@ use devops_stack_core::argocd::{
 use devops_stack_core::interfaces::{ArgoCdTarget, ClusterIssuer, ClusterRef, Hostnames, Ingress};
 use devops_stack_core::k8s::{Deployer, ownership_labels};
 use devops_stack_core::plan::unknown;
+use devops_stack_core::validate::SYSTEM_NAMESPACES;
 use devops_stack_core::{
-    Context, Handle, Input, ModuleResult, Needs, Phase, Planned, Resource, Secret, Validation,
+    Capability, Context, Handle, Input, ModuleResult, NamespaceOwner, Needs, Phase, Planned,
+    Resource, Secret, Validation,
 };
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -80,7 +82,7 @@ impl ChartSource {
             helm: Some(HelmSource {
                 release_name: Some(release.to_owned()),
                 values_object: Some(values),
-                skip_crds: None,
+                ..Default::default()
             }),
             ..Default::default()
         }
@@ -185,9 +187,6 @@ pub(crate) struct Common {
     pub(crate) owns_namespace: bool,
 }
 
-/// Namespaces a module never creates nor deletes.
-const SYSTEM_NAMESPACES: [&str; 4] = ["default", "kube-system", "kube-public", "kube-node-lease"];
-
 impl Common {
     pub(crate) fn new(
         id: &str,
@@ -224,6 +223,10 @@ impl Common {
     pub(crate) fn validate(&self, v: &mut Validation, typed: &[(&str, ValueKind)]) {
         self.chart.validate(v);
         v.dns_label("namespace", &self.namespace);
+        v.provides(Capability::Namespace {
+            name: self.namespace.clone(),
+            owner: NamespaceOwner::Platform,
+        });
         v.dns_label("release_name", &self.release_name);
         if let Some(p) = &self.project {
             v.dns_subdomain("project", p);
@@ -231,15 +234,7 @@ impl Common {
         if let Some(s) = self.subdomain.as_deref().filter(|s| !s.is_empty()) {
             v.dns_subdomain("subdomain", s);
         }
-        if let Some(server) = &self.destination_server
-            && !server.starts_with("https://")
-        {
-            v.error(
-                "destination_server",
-                format!("`{server}` is not an https:// URL"),
-                "give the API server URL Argo CD knows the cluster by, like `https://kubernetes.default.svc`",
-            );
-        }
+        check_destination_server(v, self.destination_server.as_deref());
         for patch in &self.values {
             if !patch.is_object() {
                 v.error(
@@ -388,6 +383,19 @@ impl Common {
         }
         objects.push(self.application(env, values));
         objects
+    }
+}
+
+/// Checks an Argo CD destination server URL, when one is given.
+pub(crate) fn check_destination_server(v: &mut Validation, server: Option<&str>) {
+    if let Some(server) = server
+        && !server.starts_with("https://")
+    {
+        v.error(
+            "destination_server",
+            format!("`{server}` is not an https:// URL"),
+            "give the API server URL Argo CD knows the cluster by, like `https://kubernetes.default.svc`",
+        );
     }
 }
 

@@ -20,6 +20,7 @@
 //! | [`KubePrometheusStack`] | Prometheus, Alertmanager, Grafana | [`MonitoringStack`] | `MonitoringProvider` |
 //! | [`Loki`] | logs (Loki, shipped by Grafana Alloy) | [`Logs`] | |
 //! | [`MetricsServer`] | resource metrics | [`ResourceMetrics`] | |
+//! | [`Team`] | an application team: namespaces, AppProject, access, repositories, apps | [`TeamOutput`] | |
 //!
 //! # ServiceMonitors from the first run
 //! Modules that run before kube-prometheus-stack cannot depend on it, yet need the
@@ -94,6 +95,7 @@ pub mod kube_prometheus_stack;
 pub mod loki;
 pub mod metrics_server;
 pub mod pins;
+pub mod team;
 pub mod traefik;
 
 pub use argocd::{ArgoCd, ArgoCdFinal, ArgoCdOutput, InstallMethod, SelfManagedArgoCd};
@@ -108,6 +110,7 @@ pub use kube_prometheus_stack::{
 };
 pub use loki::{Logs, Loki};
 pub use metrics_server::{MetricsServer, ResourceMetrics};
+pub use team::{Team, TeamOutput};
 pub use traefik::Traefik;
 
 /// The group whose members administer the platform: Keycloak creates it, Argo CD maps it to

@@ -8,24 +8,6 @@ use devops_stack_modules::*;
 use serde_json::json;
 use support::*;
 
-/// Builds a stack with a cluster and Argo CD, plus what `add` adds, and returns its errors.
-fn errors(
-    add: impl FnOnce(
-        &mut Stack,
-        &devops_stack_core::Handle<TestCluster>,
-        &devops_stack_core::Handle<ArgoCdOutput>,
-    ),
-) -> Vec<ConfigError> {
-    let mut stack = Stack::new("bad");
-    let cluster = stack.add(ClusterModule::new("prod", "example.com"));
-    let argocd = stack.add(ArgoCd::new(&cluster));
-    add(&mut stack, &cluster, &argocd);
-    match stack.build() {
-        Ok(_) => Vec::new(),
-        Err(e) => e.config_errors().to_vec(),
-    }
-}
-
 /// The single error, asserting its module, field and a part of its problem.
 fn assert_one(errors: &[ConfigError], module: &str, field: &str, problem: &str) {
     let found: Vec<String> = errors.iter().map(ToString::to_string).collect();

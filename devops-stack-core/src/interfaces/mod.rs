@@ -18,7 +18,7 @@ pub use cluster::{Cluster, ClusterProvider, ClusterRef, Hostnames, IN_CLUSTER};
 pub use ingress::{Ingress, IngressProvider};
 pub use issuer::{ClusterIssuer, IssuerKind, IssuerProvider};
 pub use monitoring::{Monitoring, MonitoringProvider};
-pub use oidc::{App, Oidc, OidcClient, OidcProvider};
+pub use oidc::{App, IdentityGroup, Oidc, OidcClient, OidcProvider};
 
 use crate::handle::{Handle, Input};
 
@@ -58,6 +58,13 @@ impl<T: OidcProvider + Send + Sync + 'static> Handle<T> {
                 )
             })
         })
+    }
+
+    /// The group `name` of this provider's users, for access rules (a team's roles). Modules
+    /// given it run after the provider. The group itself is managed in the provider (users are
+    /// people): this names it, it does not create it.
+    pub fn group(&self, name: impl Into<String>) -> IdentityGroup {
+        IdentityGroup::of(name.into(), self.dependency())
     }
 }
 

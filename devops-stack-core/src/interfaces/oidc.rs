@@ -1,7 +1,61 @@
 use serde::Serialize;
 
 use super::Hostnames;
+use crate::handle::{AsDependencies, Dependency};
 use crate::secret::Secret;
+
+/// A group of users of the stack's OIDC provider, by the name its tokens carry in the groups
+/// claim. Argo CD's RBAC matches it there; Kubernetes RBAC matches it as a `Group` subject
+/// (when the API server authenticates the same provider's tokens).
+///
+/// Made from the provider's handle with `handle.group("name")` (which makes the dependency on
+/// the provider), or with [`IdentityGroup::external`] for a provider outside the stack. The
+/// name is checked when the stack is built by the module that uses it.
+///
+/// ```
+/// use devops_stack_core::interfaces::IdentityGroup;
+/// let g = IdentityGroup::external("shop-deployers");
+/// assert_eq!(g.name(), "shop-deployers");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityGroup {
+    name: String,
+    provider: Option<Dependency>,
+}
+
+impl IdentityGroup {
+    /// A group of an identity provider outside the stack.
+    pub fn external(name: impl Into<String>) -> Self {
+        IdentityGroup {
+            name: name.into(),
+            provider: None,
+        }
+    }
+
+    pub(crate) fn of(name: String, provider: Dependency) -> Self {
+        IdentityGroup {
+            name,
+            provider: Some(provider),
+        }
+    }
+
+    /// The group's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Serialize for IdentityGroup {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.name)
+    }
+}
+
+impl AsDependencies for IdentityGroup {
+    fn push_to(&self, out: &mut Vec<Dependency>) {
+        out.extend(self.provider.iter().cloned());
+    }
+}
 
 /// The OIDC settings one application needs to log its users in.
 #[derive(Debug, Clone, Serialize)]

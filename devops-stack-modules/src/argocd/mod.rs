@@ -138,7 +138,8 @@ impl ArgoCdProvider for ArgoCdOutput {
 /// Chart `argo-cd` [`CHART_VERSION`] (Argo CD [`APP_VERSION`]), namespace `argocd`, release
 /// `argocd`, project `default`, destination the cluster's `argocd_server()`; Dex off, the server
 /// serving plain HTTP behind the ingress the final phase adds, resource tracking by annotation,
-/// an `apiKey` account `pipeline` allowed to get and sync Applications and read their logs; one replica of the server and
+/// an `apiKey` account `pipeline` allowed to get and sync Applications and read their logs,
+/// per-ApplicationSet `applicationsSync` policies honoured; one replica of the server and
 /// repo server, the server with 100m CPU and 128Mi memory requested and a 256Mi limit.
 /// Installed with [`InstallMethod::Auto`]: `helm template` of the chart with these values when
 /// the `helm` CLI is installed (the engine applies the output through the cluster's client, so
@@ -248,7 +249,12 @@ impl ArgoCd {
                          g, {account}, role:pipeline\n"
                     ),
                 },
-                "params": {"server.insecure": true},
+                "params": {
+                    "server.insecure": true,
+                    // honour each ApplicationSet's own `applicationsSync` policy (teams' sets
+                    // use `create-update`, which never deletes an Application on an edit)
+                    "applicationsetcontroller.enable.policy.override": true,
+                },
             },
             "server": {"replicas": self.sizing.replicas, "resources": self.sizing.resources.to_value()},
             "repoServer": {"replicas": self.sizing.replicas},
@@ -301,7 +307,7 @@ impl ArgoCd {
                     group: "*".into(),
                     kind: "*".into(),
                 }],
-                namespace_resource_whitelist: Vec::new(),
+                ..Default::default()
             },
         );
         project.metadata.namespace = Some(self.common.namespace.clone());
@@ -456,14 +462,7 @@ impl ArgoCd {
             namespace: ns,
             service: format!("{}-server", self.common.release_name),
         };
-        let session = api
-            .post(
-                "/api/v1/session",
-                None,
-                &json!({"username": "admin", "password": admin.expose()}),
-            )
-            .await?;
-        let session = Secret::new(string_field(&session, "token", "POST /api/v1/session")?);
+        let session = api.session(admin).await?;
         let path = format!("/api/v1/account/{}/token", self.pipeline_account);
         let token = api
             .post(
@@ -678,7 +677,8 @@ fn write_configs(objects: &mut [Value], values: &Value) {
     }
 }
 
-async fn read_key(
+/// The value of `key` in the Secret `ns/name`, if the Secret exists and the key is not empty.
+pub(crate) async fn read_key(
     client: &kube::Client,
     ns: &str,
     name: &str,
@@ -738,6 +738,22 @@ struct ArgoCdApi<'a> {
 }
 
 impl ArgoCdApi<'_> {
+    /// Logs in as `admin`: a session token.
+    async fn session(&self, admin: &Secret) -> Result<Secret> {
+        let session = self
+            .post(
+                "/api/v1/session",
+                None,
+                &json!({"username": "admin", "password": admin.expose()}),
+            )
+            .await?;
+        Ok(Secret::new(string_field(
+            &session,
+            "token",
+            "POST /api/v1/session",
+        )?))
+    }
+
     async fn post(&self, path: &str, session: Option<&Secret>, body: &Value) -> Result<Value> {
         let call = format!("POST {path}");
         let fail = |reason: String| Error::ArgoCdApi {
@@ -761,6 +777,48 @@ impl ArgoCdApi<'_> {
             .await
             .map_err(|e| fail(e.to_string()))?;
         serde_json::from_str(&text).map_err(|e| fail(format!("the answer is not JSON: {e}")))
+    }
+}
+
+/// Issues Argo CD project-role tokens through the bootstrap Argo CD's API (logged in as
+/// admin), for modules that hand CI a token (a team's `ci` role).
+pub(crate) struct TokenIssuer<'a> {
+    client: &'a kube::Client,
+    argocd: ArgoCdOutput,
+}
+
+impl<'a> TokenIssuer<'a> {
+    pub(crate) fn new(client: &'a kube::Client, argocd: ArgoCdOutput) -> Self {
+        TokenIssuer { client, argocd }
+    }
+
+    /// The token kept under `token` in the Secret `name` of Argo CD's namespace, if any.
+    pub(crate) async fn read(&self, name: &str) -> Result<Option<Secret>> {
+        read_key(self.client, &self.argocd.target.namespace, name, "token").await
+    }
+
+    /// A new token of the role `role` of `project` (never expiring; deleting the project or
+    /// the role revokes it).
+    pub(crate) async fn project_token(&self, project: &str, role: &str) -> Result<Secret> {
+        let api = ArgoCdApi {
+            client: self.client,
+            namespace: &self.argocd.target.namespace,
+            service: format!("{}-server", self.argocd.release_name),
+        };
+        let session = api.session(&self.argocd.admin_password).await?;
+        let path = format!("/api/v1/projects/{project}/roles/{role}/token");
+        let token = api
+            .post(
+                &path,
+                Some(&session),
+                &json!({"project": project, "role": role, "id": "devops-stack", "expiresIn": 0}),
+            )
+            .await?;
+        Ok(Secret::new(string_field(
+            &token,
+            "token",
+            &format!("POST {path}"),
+        )?))
     }
 }
 
@@ -969,5 +1027,56 @@ mod api_tests {
             )
             .await;
         assert!(run.await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn issues_a_project_role_token_as_admin() {
+        let (client, mut server) = mock::client();
+        let argocd = ArgoCdOutput {
+            target: env().argocd,
+            release_name: "argocd".into(),
+            chart: ChartSource::new(CHART_REPOSITORY, "argo-cd", CHART_VERSION),
+            values: json!({}),
+            admin_password: Secret::new("pw"),
+            pipeline_account: "pipeline".into(),
+            pipeline_token: Secret::new("pipeline-jwt"),
+        };
+        let run = tokio::spawn(async move {
+            let issuer = TokenIssuer::new(&client, argocd);
+            let kept = issuer.read("shop-ci-token").await.unwrap();
+            let token = issuer.project_token("shop", "ci").await.unwrap();
+            (kept.is_none(), token.expose().to_owned())
+        });
+        server
+            .expect(
+                "GET",
+                &format!("{SECRETS}/shop-ci-token"),
+                404,
+                mock::not_found(),
+            )
+            .await;
+        let login = server
+            .expect(
+                "POST",
+                &format!("{PROXY}/api/v1/session"),
+                200,
+                json!({"token": "session"}),
+            )
+            .await;
+        assert_eq!(login["password"], "pw");
+        let create = server
+            .expect(
+                "POST",
+                &format!("{PROXY}/api/v1/projects/shop/roles/ci/token"),
+                200,
+                json!({"token": "project-jwt"}),
+            )
+            .await;
+        assert_eq!(create["__cookie"], "argocd.token=session");
+        assert_eq!(
+            (create["project"].as_str(), create["role"].as_str()),
+            (Some("shop"), Some("ci"))
+        );
+        assert_eq!(run.await.unwrap(), (true, "project-jwt".to_owned()));
     }
 }

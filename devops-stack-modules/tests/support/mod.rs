@@ -365,3 +365,21 @@ pub fn diff(a: &Plan, b: &Plan) -> (Vec<String>, Vec<String>, Vec<String>) {
         .collect();
     (only_a, only_b, changed)
 }
+
+/// Builds a stack with a cluster and Argo CD, plus what `add` adds, and returns its errors.
+pub fn errors(
+    add: impl FnOnce(
+        &mut Stack,
+        &devops_stack_core::Handle<TestCluster>,
+        &devops_stack_core::Handle<ArgoCdOutput>,
+    ),
+) -> Vec<devops_stack_core::ConfigError> {
+    let mut stack = Stack::new("bad");
+    let cluster = stack.add(ClusterModule::new("prod", "example.com"));
+    let argocd = stack.add(ArgoCd::new(&cluster));
+    add(&mut stack, &cluster, &argocd);
+    match stack.build() {
+        Ok(_) => Vec::new(),
+        Err(e) => e.config_errors().to_vec(),
+    }
+}
