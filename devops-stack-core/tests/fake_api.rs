@@ -874,8 +874,8 @@ async fn an_applied_crd_is_established_and_served() {
     assert!(w.get("status").is_none());
     assert_eq!(
         managed(&w)["s/Apply"],
-        json!({"f:spec": {"f:l": {}}}),
-        "custom resources have atomic lists"
+        json!({"f:spec": {".": {}, "f:l": {}}}),
+        "atomic lists; maps owned as members too, as the schema declares no fields"
     );
     // Deleting the CRD deletes its objects and stops serving it.
     crds.delete("widgets.example.com", &DeleteParams::default())
@@ -1179,6 +1179,7 @@ fn normalize(value: &mut Value, uid: &str) {
                 "creationTimestamp",
                 "time",
                 "deletionTimestamp",
+                "lastTransitionTime",
             ] {
                 if let Some(v) = map.get_mut(field) {
                     *v = json!("<set>");
@@ -1380,6 +1381,69 @@ async fn scenario(client: kube::Client, ns: &str) -> Vec<Value> {
     record(Ok(
         json!({"secret": [first["data"], first["stringData"], first["metadata"]["managedFields"], first["metadata"]["resourceVersion"] == second["metadata"]["resourceVersion"]]}),
     ));
+    // A CRD (no status subresource, as Argo CD's) and one of its objects.
+    let group = format!("{ns}.example.com");
+    let crds: Api<DynamicObject> = Api::all_with(
+        client.clone(),
+        &resource(
+            "apiextensions.k8s.io",
+            "v1",
+            "CustomResourceDefinition",
+            "customresourcedefinitions",
+        ),
+    );
+    let mut definition = crd(&group, "Widget", "widgets", "Namespaced");
+    definition["spec"]["versions"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("subresources");
+    apply(&crds, definition, "stack", false).await.unwrap();
+    let crd_name = format!("widgets.{group}");
+    let established = kube::runtime::wait::await_condition(
+        crds.clone(),
+        &crd_name,
+        |o: Option<&DynamicObject>| {
+            o.is_some_and(|o| {
+                o.data["status"]["conditions"].as_array().is_some_and(|c| {
+                    c.iter()
+                        .any(|c| c["type"] == "Established" && c["status"] == "True")
+                })
+            })
+        },
+    );
+    let established = tokio::time::timeout(Duration::from_secs(30), established)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    record(Ok(json!({"crd status": established.data["status"]})));
+    let widgets: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        ns,
+        &resource(&group, "v1", "Widget", "widgets"),
+    );
+    let widget = |m: i64| {
+        json!({"apiVersion": format!("{group}/v1"), "kind": "Widget", "metadata": {"name": "w"},
+        "spec": {"l": [1, 2], "m": {"a": m}, "source": {"targetRevision": "1.0"}}, "status": {"phase": "x"}})
+    };
+    record(pick(apply(&widgets, widget(1), "stack", false).await));
+    record(pick(
+        merge(
+            &widgets,
+            "w",
+            json!({"spec": {"m": {"a": 2}, "l": [3]}, "status": {"phase": "y"}}),
+            "kubectl-edit",
+        )
+        .await,
+    ));
+    record(pick(apply(&widgets, widget(1), "stack", false).await));
+    let listed = widgets.list(&ListParams::default()).await.unwrap();
+    record(Ok(
+        json!({"widgets": listed.items.iter().map(|o| o.types.clone()).collect::<Vec<_>>()}),
+    ));
+    crds.delete(&crd_name, &DeleteParams::default())
+        .await
+        .unwrap();
     record(pick(
         apply(
             &configmaps(&client, &format!("{ns}-missing")),

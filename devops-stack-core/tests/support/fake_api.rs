@@ -28,7 +28,11 @@
 //!   for built-in kinds only, `containers`/`initContainers`/`ephemeralContainers`/`env`/`volumes`
 //!   (keyed by `name`), `volumeMounts` (`mountPath`) and `ports` (`containerPort` or `port`, plus
 //!   `protocol` when present). `selector`, `podSelector` and `namespaceSelector` of built-in kinds
-//!   are atomic maps. Custom resources have atomic lists, as a CRD without list markers does.
+//!   are atomic maps. Custom resources have atomic lists, as a CRD without list markers does,
+//!   and their maps are structs (owned through their fields only) as with a CRD whose schema
+//!   declares its fields (Argo CD's do; the fake's copies have a shortened schema but behave
+//!   alike), except when the schema is only `x-kubernetes-preserve-unknown-fields` at the root:
+//!   then every map outside `metadata` is owned as itself too (`.`), as the real server does.
 //!   Entries are sorted as the real server sorts them (`Apply` first, then by time, manager).
 //! - **Server-owned metadata**: random `uid`, a global incrementing `resourceVersion`,
 //!   `creationTimestamp`, `generation` (for apps, networking, CRDs and custom resources; bumped
@@ -244,6 +248,7 @@ impl FakeApi {
                     status_subresource: status,
                     generation,
                     custom: false,
+                    untyped: false,
                 },
             )
             .collect();
@@ -287,7 +292,10 @@ impl FakeApi {
                     "names": {"kind": kind, "listKind": format!("{kind}List"), "plural": plural, "singular": kind.to_lowercase()},
                     "scope": "Namespaced",
                     "versions": [{"name": "v1alpha1", "served": true, "storage": true,
-                        "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}],
+                        "schema": {"openAPIV3Schema": {"type": "object", "required": ["metadata", "spec"], "properties": {
+                            "apiVersion": {"type": "string"}, "kind": {"type": "string"}, "metadata": {"type": "object"},
+                            "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+                            "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}}}],
                 },
             });
             let path = format!(
@@ -706,6 +714,9 @@ pub struct Kind {
     pub generation: bool,
     /// Served for a CRD (atomic lists; LIST items keep apiVersion and kind).
     pub custom: bool,
+    /// A custom kind whose schema is only `x-kubernetes-preserve-unknown-fields` at the root:
+    /// the real server then owns every map (outside `metadata`) as a member (`.`) too.
+    pub untyped: bool,
 }
 
 impl Kind {
@@ -1087,6 +1098,7 @@ impl State {
                     status_subresource: version["subresources"]["status"].is_object(),
                     generation: true,
                     custom: true,
+                    untyped: untyped(&version["schema"]["openAPIV3Schema"]),
                 });
             }
         }
@@ -2067,7 +2079,16 @@ impl State {
         else {
             return;
         };
-        let names = crd.object["spec"]["names"].clone();
+        let mut names = crd.object["spec"]["names"].clone();
+        let kind_name = str_at(&names, "kind");
+        for (field, default) in [
+            ("listKind", format!("{kind_name}List")),
+            ("singular", kind_name.to_lowercase()),
+        ] {
+            if names[field].is_null() {
+                names[field] = json!(default);
+            }
+        }
         let stored_version = crd.object["spec"]["versions"]
             .as_array()
             .and_then(|v| v.iter().find(|v| v["storage"] == true))
@@ -2389,6 +2410,11 @@ fn partial(body: Value) -> Value {
     }
 }
 
+/// Whether a CRD version's schema declares no fields, only `x-kubernetes-preserve-unknown-fields`.
+fn untyped(schema: &Value) -> bool {
+    schema["x-kubernetes-preserve-unknown-fields"] == true && schema["properties"].is_null()
+}
+
 fn is_established(crd: &Value) -> bool {
     crd["status"]["conditions"]
         .as_array()
@@ -2551,12 +2577,14 @@ struct Diff {
 /// The schema knowledge of one kind.
 struct Cx {
     custom: bool,
+    untyped: bool,
 }
 
 impl Cx {
     fn of(kind: &Kind) -> Cx {
         Cx {
             custom: kind.custom,
+            untyped: kind.untyped,
         }
     }
 
@@ -2606,9 +2634,10 @@ impl Cx {
     fn collect(&self, value: &Value, path: &mut Path, out: &mut FieldSet, members: bool) {
         let top =
             path.len() == 1 && matches!(path[0].as_str(), "f:metadata" | "f:spec" | "f:status");
+        let untyped = self.untyped && path.first().is_some_and(|p| p != "f:metadata");
         match value {
             Value::Object(map) if !map.is_empty() && !self.atomic_map(path) => {
-                if members && !path.is_empty() && !top {
+                if untyped || members && !path.is_empty() && !top {
                     out.insert(path.clone());
                 }
                 self.collect_fields(map, path, out, members);
