@@ -15,6 +15,11 @@
 //!   patch, PUT), metadata-only answers (`PartialObjectMetadata[List]`, when `Accept` asks, as
 //!   kube's `get_metadata`/`list_metadata`/`watch_metadata` do). The kinds served are in
 //!   [`BUILTIN_KINDS`] plus those of every established CRD.
+//! - **LIST** answers `<Kind>List` with the current `metadata.resourceVersion`, items sorted by
+//!   namespace and name, honouring `labelSelector` (`a=b`, `a==b`, `a!=b`, `a`, `!a`, joined by
+//!   commas) and `fieldSelector` (`metadata.name`, `metadata.namespace`). As on the real server,
+//!   the items of built-in kinds carry no `apiVersion`/`kind` (a `DynamicObject`'s `types` is
+//!   `None`); those of custom resources do.
 //! - **Server-side apply** (`application/apply-patch+yaml`, JSON bodies only): every manager's
 //!   field set, conflicts (409 with the real message and `details.causes`), `force=true` moving
 //!   ownership, shared ownership when values agree, removal of the fields an applier stops
@@ -33,7 +38,9 @@
 //!   declares its fields (Argo CD's do; the fake's copies have a shortened schema but behave
 //!   alike), except when the schema is only `x-kubernetes-preserve-unknown-fields` at the root:
 //!   then every map outside `metadata` is owned as itself too (`.`), as the real server does.
-//!   Entries are sorted as the real server sorts them (`Apply` first, then by time, manager).
+//!   Entries are sorted as the real server sorts them (`Apply` first, then by time, manager); an
+//!   entry's `time` is set when its manager changed the object, and absent for a manager whose
+//!   operations changed nothing (e.g. applying values another manager already set).
 //! - **Server-owned metadata**: random `uid`, a global incrementing `resourceVersion`,
 //!   `creationTimestamp`, `generation` (for apps, networking, CRDs and custom resources; bumped
 //!   when anything but metadata changes, and not by `status` of kinds with a status subresource).
@@ -48,9 +55,11 @@
 //!   controller" deletes its content per [`NamespaceDeletion`]; while it terminates, creating
 //!   objects in it fails 403 (updates to existing ones pass, as on the real server); writing into
 //!   a namespace that does not exist fails 404. Deleting a CRD deletes its objects at once.
-//! - **CRDs**: an applied CRD is Established (status conditions `NamesAccepted`, `Established`)
-//!   after [`FakeApi::crds_established_after_reads`] reads of CRDs (0: at once), and only then
-//!   served by discovery, with its scope and status subresource.
+//! - **CRDs**: an applied CRD is Established (status conditions `NamesAccepted`, `Established`,
+//!   `acceptedNames`, `storedVersions`, written by manager `kube-apiserver` on the status
+//!   subresource) at the n-th read of CRDs after its creation
+//!   ([`FakeApi::crds_established_after_reads`]; 0: at once), and only then served by discovery,
+//!   with its scope and status subresource.
 //! - **Watches**: `watch=1` with `resourceVersion` is served as a long poll: the answer carries
 //!   the events after that version (one JSON event per line, `ADDED`/`MODIFIED`/`DELETED`), or
 //!   nothing after 250 ms of (tokio) time, and then ends; kube's `watcher` simply watches again.
@@ -66,7 +75,12 @@
 //! ignored, nothing is ever `continue`d), bookmarks, `410 Gone` or set-based label selectors
 //! (`in`, `notin`); one stored version per object (no conversion);
 //! conflict causes are listed in manager order, where the real server's order varies; objects a
-//! label selector stops matching get no `DELETED` watch event.
+//! label selector stops matching get no `DELETED` watch event. Invalid objects are stored (a
+//! real server answers 422, e.g. for a Deployment without containers). The real namespace
+//! controller takes seconds; the fake's default ([`NamespaceDeletion::Immediate`]) does not.
+//! No controllers run but the fake's own (namespace, garbage collector, CRD establishment, and
+//! Argo CD's when asked): Deployments never become ready unless a test says so
+//! ([`FakeApi::set_status`]).
 #![allow(dead_code, unreachable_pub)]
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -85,112 +99,25 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// `(group, version, kind, plural, namespaced, status subresource, generation)` of the kinds a
 /// new [`FakeApi`] serves.
+#[rustfmt::skip]
 pub const BUILTIN_KINDS: &[(&str, &str, &str, &str, bool, bool, bool)] = &[
     ("", "v1", "Namespace", "namespaces", false, true, false),
     ("", "v1", "ConfigMap", "configmaps", true, false, false),
     ("", "v1", "Secret", "secrets", true, false, false),
     ("", "v1", "Service", "services", true, true, false),
-    (
-        "",
-        "v1",
-        "ServiceAccount",
-        "serviceaccounts",
-        true,
-        false,
-        false,
-    ),
-    (
-        "",
-        "v1",
-        "ResourceQuota",
-        "resourcequotas",
-        true,
-        true,
-        false,
-    ),
+    ("", "v1", "ServiceAccount", "serviceaccounts", true, false, false),
+    ("", "v1", "ResourceQuota", "resourcequotas", true, true, false),
     ("", "v1", "LimitRange", "limitranges", true, false, false),
-    (
-        "",
-        "v1",
-        "PersistentVolumeClaim",
-        "persistentvolumeclaims",
-        true,
-        true,
-        false,
-    ),
+    ("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", true, true, false),
     ("apps", "v1", "Deployment", "deployments", true, true, true),
-    (
-        "rbac.authorization.k8s.io",
-        "v1",
-        "Role",
-        "roles",
-        true,
-        false,
-        false,
-    ),
-    (
-        "rbac.authorization.k8s.io",
-        "v1",
-        "RoleBinding",
-        "rolebindings",
-        true,
-        false,
-        false,
-    ),
-    (
-        "rbac.authorization.k8s.io",
-        "v1",
-        "ClusterRole",
-        "clusterroles",
-        false,
-        false,
-        false,
-    ),
-    (
-        "rbac.authorization.k8s.io",
-        "v1",
-        "ClusterRoleBinding",
-        "clusterrolebindings",
-        false,
-        false,
-        false,
-    ),
-    (
-        "networking.k8s.io",
-        "v1",
-        "NetworkPolicy",
-        "networkpolicies",
-        true,
-        false,
-        true,
-    ),
-    (
-        "networking.k8s.io",
-        "v1",
-        "Ingress",
-        "ingresses",
-        true,
-        true,
-        true,
-    ),
-    (
-        "coordination.k8s.io",
-        "v1",
-        "Lease",
-        "leases",
-        true,
-        false,
-        false,
-    ),
-    (
-        "apiextensions.k8s.io",
-        "v1",
-        "CustomResourceDefinition",
-        "customresourcedefinitions",
-        false,
-        true,
-        true,
-    ),
+    ("rbac.authorization.k8s.io", "v1", "Role", "roles", true, false, false),
+    ("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", true, false, false),
+    ("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", false, false, false),
+    ("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", false, false, false),
+    ("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", true, false, true),
+    ("networking.k8s.io", "v1", "Ingress", "ingresses", true, true, true),
+    ("coordination.k8s.io", "v1", "Lease", "leases", true, false, false),
+    ("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", false, true, true),
 ];
 
 /// The manager [`FakeApi::insert`] creates objects as.
@@ -365,7 +292,8 @@ impl FakeApi {
         self.with_state(|st| std::mem::take(&mut st.log))
     }
 
-    /// The most requests that were being answered at the same time (see [`FakeApi::with_latency`]).
+    /// The most requests that were being answered at the same time, watches waiting for events
+    /// included (see [`FakeApi::with_latency`]).
     pub fn max_in_flight(&self) -> usize {
         self.max_in_flight.load(Ordering::SeqCst)
     }
