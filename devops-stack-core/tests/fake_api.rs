@@ -1660,3 +1660,39 @@ async fn metadata_only_reads() {
     let log = fake.take_log();
     assert_eq!((count(&log, "GET"), writes(&log).len()), (2, 1), "{log:?}");
 }
+
+#[tokio::test]
+async fn delete_collection_by_label() {
+    let fake = fake_with("a");
+    let api = configmaps(&fake.client(), "a");
+    for (name, x, finalizers) in [
+        ("a", "1", json!([])),
+        ("b", "2", json!([])),
+        ("f", "1", json!(["x/y"])),
+    ] {
+        let body = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "labels": {"x": x}, "finalizers": finalizers}});
+        apply(&api, body, "s", false).await.unwrap();
+    }
+    let deleted = api
+        .delete_collection(
+            &DeleteParams::default(),
+            &ListParams::default().labels("x=1"),
+        )
+        .await
+        .unwrap();
+    let list = deleted.left().expect("the list of what was deleted");
+    assert_eq!(
+        list.items
+            .iter()
+            .map(|o| o.metadata.name.clone().unwrap())
+            .collect::<Vec<_>>(),
+        ["a", "f"]
+    );
+    assert_eq!(
+        fake.names(),
+        ["ConfigMap a/b", "ConfigMap a/f", "Namespace a"]
+    );
+    assert!(
+        fake.get("v1", "ConfigMap", "a", "f").unwrap()["metadata"]["deletionTimestamp"].is_string()
+    );
+}

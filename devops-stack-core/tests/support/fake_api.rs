@@ -71,7 +71,7 @@
 //! # What it does not model
 //! No schema validation, defaulting or pruning of unknown fields (a Deployment keeps what was
 //! sent; `protocol: TCP` is not added); no admission, RBAC or quotas; no YAML request bodies; no
-//! JSON patch or strategic merge patch (415); no `deletecollection`, pagination (`limit` is
+//! JSON patch or strategic merge patch (415); no `deletecollection` of namespaces, pagination (`limit` is
 //! ignored, nothing is ever `continue`d), bookmarks, `410 Gone` or set-based label selectors
 //! (`in`, `notin`); one stored version per object (no conversion);
 //! conflict causes are listed in manager order, where the real server's order varies; objects a
@@ -1128,6 +1128,7 @@ impl State {
             )),
             ("PUT", Some(_)) => self.replace(&target, req),
             ("DELETE", Some(_)) => self.delete(&target, req),
+            ("DELETE", None) if !target.kind.is_namespace() => self.delete_collection(&target, req),
             _ => Err(error(
                 405,
                 "MethodNotAllowed",
@@ -1321,25 +1322,45 @@ impl State {
     }
 
     fn list(&self, t: &Target, req: &Req) -> Result<Reply, Reply> {
-        let items: Vec<Value> = self
-            .select(t, req)?
-            .into_iter()
-            .map(|(_, mut object)| {
-                if !t.kind.custom {
-                    let map = object.as_object_mut().expect("an object");
-                    map.remove("apiVersion");
-                    map.remove("kind");
-                }
-                object
-            })
-            .collect();
-        Ok(Reply::ok(
-            200,
-            json!({
-                "kind": format!("{}List", t.kind.kind), "apiVersion": t.kind.api_version(),
-                "metadata": {"resourceVersion": self.revision.to_string()}, "items": items,
-            }),
-        ))
+        let items = self.select(t, req)?.into_iter().map(|(_, o)| o).collect();
+        Ok(Reply::ok(200, self.list_body(&t.kind, items)))
+    }
+
+    /// A `<Kind>List`; the items of built-in kinds lose apiVersion and kind, as the real
+    /// server's do.
+    fn list_body(&self, kind: &Kind, mut items: Vec<Value>) -> Value {
+        if !kind.custom {
+            for item in &mut items {
+                remove_field(item, "apiVersion");
+                remove_field(item, "kind");
+            }
+        }
+        json!({
+            "kind": format!("{}List", kind.kind), "apiVersion": kind.api_version(),
+            "metadata": {"resourceVersion": self.revision.to_string()}, "items": items,
+        })
+    }
+
+    /// `deletecollection`: deletes what the selectors match, and answers the list of them as
+    /// they were before.
+    fn delete_collection(&mut self, t: &Target, req: &Req) -> Result<Reply, Reply> {
+        let options = req.json()?;
+        let selected = self.select(t, req)?;
+        let dry_run = req.dry_run()
+            || options["dryRun"]
+                .as_array()
+                .is_some_and(|d| d.iter().any(|v| v == "All"));
+        if !dry_run {
+            let policy = options["propagationPolicy"]
+                .as_str()
+                .or(req.param("propagationPolicy"))
+                .unwrap_or("Background");
+            for (key, _) in &selected {
+                self.delete_object(key, policy);
+            }
+        }
+        let items = selected.into_iter().map(|(_, o)| o).collect();
+        Ok(Reply::ok(200, self.list_body(&t.kind, items)))
     }
 
     // --- writes ------------------------------------------------------------------------------
