@@ -1696,3 +1696,20 @@ async fn delete_collection_by_label() {
         fake.get("v1", "ConfigMap", "a", "f").unwrap()["metadata"]["deletionTimestamp"].is_string()
     );
 }
+
+/// The helpers work outside a runtime, as in a plain `#[test]`.
+#[test]
+fn helpers_need_no_runtime() {
+    let fake = fake_with("a").with_argocd_crds();
+    let app = json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Application", "metadata": {"name": "x", "namespace": "a"}, "spec": {}});
+    fake.insert(app);
+    fake.mark_applications(false, false);
+    let marked = fake
+        .get("argoproj.io/v1alpha1", "Application", "a", "x")
+        .unwrap();
+    assert_eq!(marked["status"]["sync"]["status"], "OutOfSync");
+    assert_eq!(
+        fake.list("argoproj.io/v1alpha1", "Application", None).len(),
+        1
+    );
+}

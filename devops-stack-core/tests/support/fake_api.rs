@@ -71,11 +71,11 @@
 //! # What it does not model
 //! No schema validation, defaulting or pruning of unknown fields (a Deployment keeps what was
 //! sent; `protocol: TCP` is not added); no admission, RBAC or quotas; no YAML request bodies; no
-//! JSON patch or strategic merge patch (415); no `deletecollection` of namespaces, pagination (`limit` is
-//! ignored, nothing is ever `continue`d), bookmarks, `410 Gone` or set-based label selectors
-//! (`in`, `notin`); one stored version per object (no conversion);
-//! conflict causes are listed in manager order, where the real server's order varies; objects a
-//! label selector stops matching get no `DELETED` watch event. Invalid objects are stored (a
+//! JSON patch or strategic merge patch (415); no `deletecollection` of namespaces; no pagination
+//! (`limit` is ignored, nothing is ever `continue`d), bookmarks, `410 Gone` or set-based label
+//! selectors (`in`, `notin`); one stored version per object (no conversion); conflict causes
+//! are listed in manager order, where the real server's order varies; objects a label selector
+//! stops matching get no `DELETED` watch event. Invalid objects are stored (a
 //! real server answers 422, e.g. for a Deployment without containers). The real namespace
 //! controller takes seconds; the fake's default ([`NamespaceDeletion::Immediate`]) does not.
 //! No controllers run but the fake's own (namespace, garbage collector, CRD establishment, and
@@ -2206,6 +2206,9 @@ impl State {
     /// The namespace controller: content of released terminating namespaces goes, then the
     /// namespaces left empty.
     fn finish_namespaces(&mut self) {
+        if self.deletions.is_empty() {
+            return;
+        }
         let now = tokio::time::Instant::now();
         let released: Vec<String> = self
             .deletions
