@@ -38,6 +38,25 @@ fn namespaces(client: &kube::Client) -> Api<DynamicObject> {
     )
 }
 
+fn crds(client: &kube::Client) -> Api<DynamicObject> {
+    let ar = resource(
+        "apiextensions.k8s.io",
+        "v1",
+        "CustomResourceDefinition",
+        "customresourcedefinitions",
+    );
+    Api::all_with(client.clone(), &ar)
+}
+
+/// A condition of `await_condition`: the CRD is Established.
+fn established(crd: Option<&DynamicObject>) -> bool {
+    crd.and_then(|o| o.data["status"]["conditions"].as_array())
+        .is_some_and(|c| {
+            c.iter()
+                .any(|c| c["type"] == "Established" && c["status"] == "True")
+        })
+}
+
 fn applications(client: &kube::Client, ns: &str) -> Api<DynamicObject> {
     let ar = resource("argoproj.io", "v1alpha1", "Application", "applications");
     Api::namespaced_with(client.clone(), ns, &ar)
@@ -102,6 +121,17 @@ fn namespace(name: &str) -> Value {
 
 fn configmap(name: &str, data: Value) -> Value {
     json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": data})
+}
+
+/// A fake with namespace `a` and ConfigMap `c` holding `data` there, applied by `manager`;
+/// and the ConfigMaps of `a`.
+async fn with_configmap(data: Value, manager: &str) -> (FakeApi, Api<DynamicObject>) {
+    let fake = fake_with("a");
+    let api = configmaps(&fake.client(), "a");
+    apply(&api, configmap("c", data), manager, false)
+        .await
+        .unwrap();
+    (fake, api)
 }
 
 /// A fake with namespace `ns`.
@@ -263,16 +293,7 @@ async fn resource_version_in_an_apply_is_a_precondition() {
 
 #[tokio::test]
 async fn a_different_value_conflicts_and_force_takes_ownership() {
-    let fake = fake_with("a");
-    let api = configmaps(&fake.client(), "a");
-    apply(
-        &api,
-        configmap("c", json!({"a": "1", "b": "2"})),
-        "stack",
-        false,
-    )
-    .await
-    .unwrap();
+    let (_, api) = with_configmap(json!({"a": "1", "b": "2"}), "stack").await;
     apply(&api, configmap("c", json!({"a": "1"})), "other", false)
         .await
         .unwrap();
@@ -301,16 +322,7 @@ async fn a_different_value_conflicts_and_force_takes_ownership() {
 
 #[tokio::test]
 async fn several_conflicts_are_listed_by_manager() {
-    let fake = fake_with("a");
-    let api = configmaps(&fake.client(), "a");
-    apply(
-        &api,
-        configmap("c", json!({"a": "1", "b": "2"})),
-        "stack",
-        false,
-    )
-    .await
-    .unwrap();
+    let (_, api) = with_configmap(json!({"a": "1", "b": "2"}), "stack").await;
     merge(&api, "c", json!({"data": {"a": "9"}}), "kubectl-edit")
         .await
         .unwrap();
@@ -331,16 +343,7 @@ async fn several_conflicts_are_listed_by_manager() {
 
 #[tokio::test]
 async fn the_same_value_is_shared_and_stays_while_an_owner_remains() {
-    let fake = fake_with("a");
-    let api = configmaps(&fake.client(), "a");
-    apply(
-        &api,
-        configmap("c", json!({"a": "1", "b": "2"})),
-        "one",
-        false,
-    )
-    .await
-    .unwrap();
+    let (_, api) = with_configmap(json!({"a": "1", "b": "2"}), "one").await;
     let shared = apply(&api, configmap("c", json!({"a": "1"})), "two", false)
         .await
         .unwrap();
@@ -384,16 +387,7 @@ async fn a_field_an_applier_stops_applying_is_removed_with_maps_left_empty() {
 
 #[tokio::test]
 async fn a_merge_patch_moves_ownership_of_the_fields_it_changes() {
-    let fake = fake_with("a");
-    let api = configmaps(&fake.client(), "a");
-    apply(
-        &api,
-        configmap("c", json!({"a": "1", "b": "2"})),
-        "stack",
-        false,
-    )
-    .await
-    .unwrap();
+    let (fake, api) = with_configmap(json!({"a": "1", "b": "2"}), "stack").await;
     // An unchanged value keeps its owner; a changed one moves to the editor.
     let edited = merge(
         &api,
@@ -827,15 +821,7 @@ fn crd(group: &str, kind: &str, plural: &str, scope: &str) -> Value {
 async fn an_applied_crd_is_established_and_served() {
     let fake = FakeApi::new().crds_established_after_reads(2);
     let client = fake.client();
-    let crds: Api<DynamicObject> = Api::all_with(
-        client.clone(),
-        &resource(
-            "apiextensions.k8s.io",
-            "v1",
-            "CustomResourceDefinition",
-            "customresourcedefinitions",
-        ),
-    );
+    let crds: Api<DynamicObject> = crds(&client);
     let created = apply(
         &crds,
         crd("example.com", "Widget", "widgets", "Cluster"),
@@ -889,15 +875,7 @@ async fn an_applied_crd_is_established_and_served() {
 async fn waiting_for_a_crd_through_a_watch() {
     let fake = FakeApi::new().crds_established_after_reads(3);
     let client = fake.client();
-    let crds: Api<DynamicObject> = Api::all_with(
-        client.clone(),
-        &resource(
-            "apiextensions.k8s.io",
-            "v1",
-            "CustomResourceDefinition",
-            "customresourcedefinitions",
-        ),
-    );
+    let crds: Api<DynamicObject> = crds(&client);
     apply(
         &crds,
         crd("example.com", "Gadget", "gadgets", "Namespaced"),
@@ -906,18 +884,8 @@ async fn waiting_for_a_crd_through_a_watch() {
     )
     .await
     .unwrap();
-    let established = kube::runtime::wait::await_condition(
-        crds,
-        "gadgets.example.com",
-        |o: Option<&DynamicObject>| {
-            o.is_some_and(|o| {
-                o.data["status"]["conditions"]
-                    .as_array()
-                    .is_some_and(|c| c.iter().any(|c| c["type"] == "Established"))
-            })
-        },
-    );
-    tokio::time::timeout(Duration::from_secs(10), established)
+    let wait = kube::runtime::wait::await_condition(crds, "gadgets.example.com", established);
+    tokio::time::timeout(Duration::from_secs(10), wait)
         .await
         .unwrap()
         .unwrap();
@@ -1383,15 +1351,7 @@ async fn scenario(client: kube::Client, ns: &str) -> Vec<Value> {
     ));
     // A CRD (no status subresource, as Argo CD's) and one of its objects.
     let group = format!("{ns}.example.com");
-    let crds: Api<DynamicObject> = Api::all_with(
-        client.clone(),
-        &resource(
-            "apiextensions.k8s.io",
-            "v1",
-            "CustomResourceDefinition",
-            "customresourcedefinitions",
-        ),
-    );
+    let crds: Api<DynamicObject> = crds(&client);
     let mut definition = crd(&group, "Widget", "widgets", "Namespaced");
     definition["spec"]["versions"][0]
         .as_object_mut()
@@ -1399,24 +1359,13 @@ async fn scenario(client: kube::Client, ns: &str) -> Vec<Value> {
         .remove("subresources");
     apply(&crds, definition, "stack", false).await.unwrap();
     let crd_name = format!("widgets.{group}");
-    let established = kube::runtime::wait::await_condition(
-        crds.clone(),
-        &crd_name,
-        |o: Option<&DynamicObject>| {
-            o.is_some_and(|o| {
-                o.data["status"]["conditions"].as_array().is_some_and(|c| {
-                    c.iter()
-                        .any(|c| c["type"] == "Established" && c["status"] == "True")
-                })
-            })
-        },
-    );
-    let established = tokio::time::timeout(Duration::from_secs(30), established)
+    let wait = kube::runtime::wait::await_condition(crds.clone(), &crd_name, established);
+    let crd = tokio::time::timeout(Duration::from_secs(30), wait)
         .await
         .unwrap()
         .unwrap()
         .unwrap();
-    record(Ok(json!({"crd status": established.data["status"]})));
+    record(Ok(json!({"crd status": crd.data["status"]})));
     let widgets: Api<DynamicObject> = Api::namespaced_with(
         client.clone(),
         ns,
