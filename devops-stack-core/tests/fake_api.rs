@@ -1349,6 +1349,27 @@ async fn scenario(client: kube::Client, ns: &str) -> Vec<Value> {
     record(Ok(
         json!({"secret": [first["data"], first["stringData"], first["metadata"]["managedFields"], first["metadata"]["resourceVersion"] == second["metadata"]["resourceVersion"]]}),
     ));
+    // A Service: ports keyed by port and (defaulted) protocol, an atomic selector.
+    let services: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        ns,
+        &resource("", "v1", "Service", "services"),
+    );
+    let service = |app: &str| {
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
+        "spec": {"selector": {"app": app}, "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}})
+    };
+    let shown = |o: Value| json!([o["metadata"]["managedFields"], o["status"]]);
+    record(
+        apply(&services, service("a"), "stack", false)
+            .await
+            .map(shown),
+    );
+    record(
+        apply(&services, service("b"), "other", false)
+            .await
+            .map(shown),
+    );
     // A CRD (no status subresource, as Argo CD's) and one of its objects.
     let group = format!("{ns}.example.com");
     let crds: Api<DynamicObject> = crds(&client);

@@ -31,8 +31,8 @@
 //!   the items of keyed lists (with `.` for the item itself), `v:"x"` for `metadata.finalizers`,
 //!   `.` for maps an update created. Lists are atomic except: `metadata.finalizers` (a set), and,
 //!   for built-in kinds only, `containers`/`initContainers`/`ephemeralContainers`/`env`/`volumes`
-//!   (keyed by `name`), `volumeMounts` (`mountPath`) and `ports` (`containerPort` or `port`, plus
-//!   `protocol` when present). `selector`, `podSelector` and `namespaceSelector` of built-in kinds
+//!   (keyed by `name`), `volumeMounts` (`mountPath`) and `ports` (`containerPort` or `port`, and
+//!   `protocol`, `TCP` when absent, as the real server keys them by the defaulted value). `selector`, `podSelector` and `namespaceSelector` of built-in kinds
 //!   are atomic maps. Custom resources have atomic lists, as a CRD without list markers does,
 //!   and their maps are structs (owned through their fields only) as with a CRD whose schema
 //!   declares its fields (Argo CD's do; the fake's copies have a shortened schema but behave
@@ -1776,8 +1776,13 @@ impl State {
                     object["spec"]["finalizers"] = json!(["kubernetes"]);
                     object["status"] = json!({"phase": "Active"});
                 } else if t.kind.status_subresource && !t.kind.custom {
-                    // A built-in kind's status is a struct: it reads `{}` until a controller writes it.
-                    object["status"] = json!({});
+                    // A built-in kind's status is a struct: it reads `{}` (with what the
+                    // real server defaults) until a controller writes it.
+                    object["status"] = match t.kind.kind.as_str() {
+                        "Service" => json!({"loadBalancer": {}}),
+                        "PersistentVolumeClaim" => json!({"phase": "Pending"}),
+                        _ => json!({}),
+                    };
                 }
             }
         }
@@ -2770,11 +2775,19 @@ impl Cx {
 fn item_key(item: &Value, keys: &[&str]) -> String {
     let mut key = Map::new();
     for k in keys {
-        if let Some(v) = item.get(*k) {
-            key.insert((*k).to_owned(), v.clone());
+        if let Some(v) = key_value(item, k) {
+            key.insert((*k).to_owned(), v);
         }
     }
     format!("k:{}", Value::Object(key))
+}
+
+/// A key field of a list item; `protocol` is `TCP` when absent, as the real server keys ports
+/// by the defaulted value.
+fn key_value(item: &Value, field: &str) -> Option<Value> {
+    item.get(field)
+        .cloned()
+        .or_else(|| (field == "protocol").then(|| json!("TCP")))
 }
 
 /// The object without what no manager owns: apiVersion, kind, name, namespace and the
@@ -2801,8 +2814,10 @@ fn owned_view(object: &Value) -> Value {
 fn item_matches(item: &Value, segment: &str) -> bool {
     if let Some(key) = segment.strip_prefix("k:") {
         let key: Value = serde_json::from_str(key).unwrap_or_default();
-        key.as_object()
-            .is_some_and(|k| k.iter().all(|(f, v)| item.get(f) == Some(v)))
+        key.as_object().is_some_and(|k| {
+            k.iter()
+                .all(|(f, v)| key_value(item, f).as_ref() == Some(v))
+        })
     } else if let Some(value) = segment.strip_prefix("v:") {
         serde_json::from_str::<Value>(value).is_ok_and(|v| v == *item)
     } else {
