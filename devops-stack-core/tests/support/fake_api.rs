@@ -6,6 +6,24 @@
 //! tested against it. The behaviours below were checked against a real kube-apiserver 1.28
 //! (`tests/fake_api.rs` holds a test that replays a scenario on both and compares the answers).
 //!
+//! # Use
+//! ```ignore
+//! #[path = "support/fake_api.rs"]
+//! mod fake_api;
+//! use fake_api::{FakeApi, NamespaceDeletion, count, writes};
+//!
+//! let fake = FakeApi::new().with_argocd_crds().namespace_deletion(NamespaceDeletion::Manual);
+//! fake.insert(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "a"}}));
+//! let client = fake.client(); // hand it to the engine
+//! // ... apply a stack; then a hand edit, as `kubectl edit` would:
+//! fake.edit("v1", "ConfigMap", "a", "c", json!({"data": {"k": "edited"}}), "kubectl-edit").unwrap();
+//! fake.take_log(); // forget what came before
+//! // ... apply again: the engine sees the drift in its managedFields entry and force-applies.
+//! let log = fake.take_log();
+//! assert_eq!(writes(&log), ["PATCH /api/v1/namespaces/a/configmaps/c?fieldManager=stack&force=true"]);
+//! assert_eq!(fake.get("v1", "ConfigMap", "a", "c").unwrap()["data"]["k"], "mine");
+//! ```
+//!
 //! # What it models
 //! - **Paths and discovery** exactly as the real server's: `/api`, `/api/v1`, `/apis`,
 //!   `/apis/<group>`, `/apis/<group>/<version>`, `/version`, aggregated discovery
