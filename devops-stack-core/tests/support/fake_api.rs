@@ -20,7 +20,7 @@
 //! fake.take_log(); // forget what came before
 //! // ... apply again: the engine sees the drift in its managedFields entry and force-applies.
 //! let log = fake.take_log();
-//! assert_eq!(writes(&log), ["PATCH /api/v1/namespaces/a/configmaps/c?fieldManager=stack&force=true"]);
+//! assert_eq!(writes(&log), ["PATCH /api/v1/namespaces/a/configmaps/c?force=true&fieldManager=stack"]);
 //! assert_eq!(fake.get("v1", "ConfigMap", "a", "c").unwrap()["data"]["k"], "mine");
 //! ```
 //!
@@ -305,7 +305,7 @@ impl FakeApi {
     }
 
     /// The requests so far (and forgets them), as `METHOD path[?query]` with the query decoded,
-    /// e.g. `PATCH /api/v1/namespaces/a/configmaps/c?fieldManager=stack&force=true`.
+    /// e.g. `PATCH /api/v1/namespaces/a/configmaps/c?force=true&fieldManager=stack`.
     pub fn take_log(&self) -> Vec<String> {
         self.with_state(|st| std::mem::take(&mut st.log))
     }
