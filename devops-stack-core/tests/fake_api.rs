@@ -720,7 +720,8 @@ async fn list_by_label_and_field_selector() {
     assert_eq!(names(everywhere), ["c1", "c3"]);
     assert_eq!(
         names(
-            all.list(&ListParams::default().labels("owner!=me"))
+            // `!=` also matches objects without the label: `tier` keeps kube-root-ca.crt out.
+            all.list(&ListParams::default().labels("owner!=me,tier"))
                 .await
                 .unwrap()
         ),
@@ -736,7 +737,15 @@ async fn list_by_label_and_field_selector() {
     );
     // The raw list: kind, and items without apiVersion/kind, as the real server sends built-ins.
     let raw = fake.list("v1", "ConfigMap", "a");
-    assert_eq!(raw.len(), 2);
+    let raw_names: Vec<&str> = raw
+        .iter()
+        .map(|o| o["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        raw_names,
+        ["c1", "c2", "kube-root-ca.crt"],
+        "every namespace has the root CA"
+    );
     assert!(raw[0].get("kind").is_none() && raw[0]["metadata"]["managedFields"].is_array());
     let log = fake.take_log();
     assert!(
@@ -1577,7 +1586,13 @@ async fn replace_create_with_generate_name_and_refused_requests() {
             .iter()
             .map(|n| n.metadata.name.clone().unwrap())
             .collect::<Vec<_>>(),
-        ["a"]
+        [
+            "a",
+            "default",
+            "kube-node-lease",
+            "kube-public",
+            "kube-system"
+        ]
     );
 }
 
@@ -1681,5 +1696,51 @@ fn helpers_need_no_runtime() {
     assert_eq!(
         fake.list("argoproj.io/v1alpha1", "Application", None).len(),
         1
+    );
+}
+
+#[tokio::test]
+async fn every_namespace_gets_what_the_controller_manager_publishes() {
+    let fake = fake_with("a");
+    let client = fake.client();
+    let root_ca = fake
+        .get("v1", "ConfigMap", "a", "kube-root-ca.crt")
+        .unwrap();
+    assert!(
+        root_ca["data"]["ca.crt"]
+            .as_str()
+            .unwrap()
+            .starts_with("-----BEGIN CERTIFICATE-----")
+    );
+    assert!(
+        managed(&root_ca)
+            .get("kube-controller-manager/Update")
+            .is_some()
+    );
+    let sa = fake.get("v1", "ServiceAccount", "a", "default").unwrap();
+    assert!(
+        sa["metadata"].get("managedFields").is_none(),
+        "as on a real cluster"
+    );
+    // Deleted, it comes back.
+    configmaps(&client, "a")
+        .delete("kube-root-ca.crt", &DeleteParams::default())
+        .await
+        .unwrap();
+    assert!(
+        fake.get("v1", "ConfigMap", "a", "kube-root-ca.crt")
+            .is_some()
+    );
+    for ns in fake_api::SYSTEM_NAMESPACES {
+        assert!(
+            fake.get("v1", "ConfigMap", ns, "kube-root-ca.crt")
+                .is_some(),
+            "{ns}"
+        );
+    }
+    assert_eq!(
+        fake.names(),
+        ["Namespace a"],
+        "names() leaves out what every cluster has"
     );
 }

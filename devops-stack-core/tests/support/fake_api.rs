@@ -82,6 +82,10 @@
 //!   the events after that version (one JSON event per line, `ADDED`/`MODIFIED`/`DELETED`), or
 //!   nothing after 250 ms of (tokio) time, and then ends; kube's `watcher` simply watches again.
 //!   Label and field selectors filter events by the object's state in the event.
+//! - **What every cluster has**: the [`SYSTEM_NAMESPACES`], and in every namespace the
+//!   `kube-root-ca.crt` ConfigMap (manager `kube-controller-manager`) and the `default`
+//!   ServiceAccount, recreated when deleted, as the real controller manager does; a LIST of
+//!   ConfigMaps in a namespace therefore never comes back empty. [`FakeApi::names`] leaves them out.
 //! - **Test helpers**: a request log, injected faults (status codes, dropped connections),
 //!   latency and the count of requests in flight, hand edits, Argo CD's controller marking
 //!   Applications, controllers' status writes.
@@ -138,6 +142,13 @@ pub const BUILTIN_KINDS: &[(&str, &str, &str, &str, bool, bool, bool)] = &[
     ("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", false, true, true),
 ];
 
+/// The namespaces a new [`FakeApi`] has, as every cluster does (created by `kube-apiserver`).
+pub const SYSTEM_NAMESPACES: [&str; 4] =
+    ["default", "kube-node-lease", "kube-public", "kube-system"];
+
+/// The ConfigMap the real controller manager publishes in every namespace.
+pub const ROOT_CA_CONFIGMAP: &str = "kube-root-ca.crt";
+
 /// The manager [`FakeApi::insert`] creates objects as.
 pub const CREATE_MANAGER: &str = "kubectl-create";
 /// The manager of the Argo CD CRDs of [`FakeApi::with_argocd_crds`].
@@ -179,7 +190,9 @@ impl Default for FakeApi {
 }
 
 impl FakeApi {
-    /// A server with the [`BUILTIN_KINDS`], no objects, and immediate namespace deletion.
+    /// A server with the [`BUILTIN_KINDS`], immediate namespace deletion, and what every cluster
+    /// has: the [`SYSTEM_NAMESPACES`] and, in every namespace (as the controller manager
+    /// publishes them), the [`ROOT_CA_CONFIGMAP`] ConfigMap and the `default` ServiceAccount.
     pub fn new() -> Self {
         let kinds = BUILTIN_KINDS
             .iter()
@@ -197,7 +210,7 @@ impl FakeApi {
                 },
             )
             .collect();
-        FakeApi {
+        let fake = FakeApi {
             state: Arc::new(Mutex::new(State {
                 builtin: kinds,
                 objects: BTreeMap::new(),
@@ -216,7 +229,18 @@ impl FakeApi {
             changes: Arc::new(tokio::sync::watch::channel(1).0),
             in_flight: Arc::default(),
             max_in_flight: Arc::default(),
+        };
+        for name in SYSTEM_NAMESPACES {
+            let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+            fake.call(
+                "POST",
+                "/api/v1/namespaces",
+                &[("fieldManager", "kube-apiserver")],
+                "application/json",
+                ns,
+            );
         }
+        fake
     }
 
     /// Pre-installs Argo CD's Application, AppProject and ApplicationSet CRDs (argoproj.io/v1alpha1,
@@ -354,12 +378,15 @@ impl FakeApi {
         reply.body["items"].as_array().cloned().unwrap_or_default()
     }
 
-    /// Every stored object as `Kind namespace/name` (or `Kind name`), sorted.
+    /// Every stored object as `Kind namespace/name` (or `Kind name`), sorted, but those every
+    /// cluster has without anyone asking: the [`SYSTEM_NAMESPACES`] and, in every namespace, the
+    /// `kube-root-ca.crt` ConfigMap and the `default` ServiceAccount.
     pub fn names(&self) -> Vec<String> {
         self.with_state(|st| {
             let mut names: Vec<String> = st
                 .objects
                 .iter()
+                .filter(|(key, _)| !is_cluster_default(key))
                 .map(|((_, _, ns, name), s)| {
                     let kind = s.object["kind"].as_str().unwrap_or_default();
                     if ns.is_empty() {
@@ -2023,6 +2050,7 @@ impl State {
             }
             self.collect_garbage();
             self.finish_namespaces();
+            self.publish_namespace_defaults();
             if self.revision == before {
                 break;
             }
@@ -2226,6 +2254,60 @@ impl State {
         self.gc_pending = self.objects.values().any(|s| for_gc(&s.object));
     }
 
+    /// What the real controller manager puts in every namespace that is not terminating: the
+    /// `kube-root-ca.crt` ConfigMap and the `default` ServiceAccount.
+    fn publish_namespace_defaults(&mut self) {
+        let first = (
+            String::new(),
+            "namespaces".to_owned(),
+            String::new(),
+            String::new(),
+        );
+        let live: Vec<String> = self
+            .objects
+            .range(first..)
+            .take_while(|(k, _)| k.0.is_empty() && k.1 == "namespaces")
+            .filter(|(_, s)| !s.object["metadata"]["deletionTimestamp"].is_string())
+            .map(|(k, _)| k.3.clone())
+            .collect();
+        let description = "Contains a CA bundle that can be used to verify the kube-apiserver when using internal endpoints such as the internal service IP or kubernetes.default.svc. No other usage is guaranteed across distributions of Kubernetes clusters.";
+        let defaults = [
+            (
+                "configmaps",
+                ROOT_CA_CONFIGMAP,
+                json!({"metadata": {"annotations": {"kubernetes.io/description": description}},
+                "data": {"ca.crt": "-----BEGIN CERTIFICATE-----\nfake\n-----END CERTIFICATE-----\n"}}),
+            ),
+            ("serviceaccounts", "default", json!({"metadata": {}})),
+        ];
+        for ns in live {
+            for (plural, name, body) in &defaults {
+                let key = (
+                    String::new(),
+                    (*plural).to_owned(),
+                    ns.clone(),
+                    (*name).to_owned(),
+                );
+                if self.objects.contains_key(&key) {
+                    continue;
+                }
+                let kind = self
+                    .builtin
+                    .iter()
+                    .find(|k| k.group.is_empty() && k.plural == *plural)
+                    .cloned()
+                    .expect("a built-in kind");
+                let t = Target {
+                    kind,
+                    ns: Some(ns.clone()),
+                    name: Some((*name).to_owned()),
+                    sub: None,
+                };
+                self.update(&t, body.clone(), "kube-controller-manager", false);
+            }
+        }
+    }
+
     /// The namespace controller: content of released terminating namespaces goes, then the
     /// namespaces left empty.
     fn finish_namespaces(&mut self) {
@@ -2363,6 +2445,18 @@ const SERVER_METADATA: &[&str] = &[
     "deletionGracePeriodSeconds",
     "resourceVersion",
 ];
+
+/// Whether an object is one every cluster has without anyone asking (see [`FakeApi::names`]).
+fn is_cluster_default(key: &Key) -> bool {
+    let (group, plural, ns, name) = key;
+    group.is_empty()
+        && match plural.as_str() {
+            "namespaces" => SYSTEM_NAMESPACES.contains(&name.as_str()),
+            "configmaps" => !ns.is_empty() && name == ROOT_CA_CONFIGMAP,
+            "serviceaccounts" => !ns.is_empty() && name == "default",
+            _ => false,
+        }
+}
 
 /// Whether the garbage collector has work with this object.
 fn for_gc(object: &Value) -> bool {
