@@ -92,7 +92,7 @@
 //!
 //! # What it does not model
 //! No schema validation, defaulting or pruning of unknown fields (a Deployment keeps what was
-//! sent; `protocol: TCP` is not added); no admission, RBAC or quotas; no YAML request bodies; no
+//! sent; `protocol: TCP` is not added; `fieldValidation` is ignored); no admission, RBAC or quotas; no YAML request bodies; no
 //! JSON patch or strategic merge patch (415); no `deletecollection` of namespaces; no pagination
 //! (`limit` is ignored, nothing is ever `continue`d), bookmarks, `410 Gone` or set-based label
 //! selectors (`in`, `notin`); one stored version per object (no conversion); conflict causes
