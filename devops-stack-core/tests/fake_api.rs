@@ -38,6 +38,25 @@ fn namespaces(client: &kube::Client) -> Api<DynamicObject> {
     )
 }
 
+fn crds(client: &kube::Client) -> Api<DynamicObject> {
+    let ar = resource(
+        "apiextensions.k8s.io",
+        "v1",
+        "CustomResourceDefinition",
+        "customresourcedefinitions",
+    );
+    Api::all_with(client.clone(), &ar)
+}
+
+/// A condition of `await_condition`: the CRD is Established.
+fn established(crd: Option<&DynamicObject>) -> bool {
+    crd.and_then(|o| o.data["status"]["conditions"].as_array())
+        .is_some_and(|c| {
+            c.iter()
+                .any(|c| c["type"] == "Established" && c["status"] == "True")
+        })
+}
+
 fn applications(client: &kube::Client, ns: &str) -> Api<DynamicObject> {
     let ar = resource("argoproj.io", "v1alpha1", "Application", "applications");
     Api::namespaced_with(client.clone(), ns, &ar)
@@ -102,6 +121,17 @@ fn namespace(name: &str) -> Value {
 
 fn configmap(name: &str, data: Value) -> Value {
     json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": data})
+}
+
+/// A fake with namespace `a` and ConfigMap `c` holding `data` there, applied by `manager`;
+/// and the ConfigMaps of `a`.
+async fn with_configmap(data: Value, manager: &str) -> (FakeApi, Api<DynamicObject>) {
+    let fake = fake_with("a");
+    let api = configmaps(&fake.client(), "a");
+    apply(&api, configmap("c", data), manager, false)
+        .await
+        .unwrap();
+    (fake, api)
 }
 
 /// A fake with namespace `ns`.
@@ -263,16 +293,7 @@ async fn resource_version_in_an_apply_is_a_precondition() {
 
 #[tokio::test]
 async fn a_different_value_conflicts_and_force_takes_ownership() {
-    let fake = fake_with("a");
-    let api = configmaps(&fake.client(), "a");
-    apply(
-        &api,
-        configmap("c", json!({"a": "1", "b": "2"})),
-        "stack",
-        false,
-    )
-    .await
-    .unwrap();
+    let (_, api) = with_configmap(json!({"a": "1", "b": "2"}), "stack").await;
     apply(&api, configmap("c", json!({"a": "1"})), "other", false)
         .await
         .unwrap();
@@ -301,16 +322,7 @@ async fn a_different_value_conflicts_and_force_takes_ownership() {
 
 #[tokio::test]
 async fn several_conflicts_are_listed_by_manager() {
-    let fake = fake_with("a");
-    let api = configmaps(&fake.client(), "a");
-    apply(
-        &api,
-        configmap("c", json!({"a": "1", "b": "2"})),
-        "stack",
-        false,
-    )
-    .await
-    .unwrap();
+    let (_, api) = with_configmap(json!({"a": "1", "b": "2"}), "stack").await;
     merge(&api, "c", json!({"data": {"a": "9"}}), "kubectl-edit")
         .await
         .unwrap();
@@ -331,16 +343,7 @@ async fn several_conflicts_are_listed_by_manager() {
 
 #[tokio::test]
 async fn the_same_value_is_shared_and_stays_while_an_owner_remains() {
-    let fake = fake_with("a");
-    let api = configmaps(&fake.client(), "a");
-    apply(
-        &api,
-        configmap("c", json!({"a": "1", "b": "2"})),
-        "one",
-        false,
-    )
-    .await
-    .unwrap();
+    let (_, api) = with_configmap(json!({"a": "1", "b": "2"}), "one").await;
     let shared = apply(&api, configmap("c", json!({"a": "1"})), "two", false)
         .await
         .unwrap();
@@ -384,16 +387,7 @@ async fn a_field_an_applier_stops_applying_is_removed_with_maps_left_empty() {
 
 #[tokio::test]
 async fn a_merge_patch_moves_ownership_of_the_fields_it_changes() {
-    let fake = fake_with("a");
-    let api = configmaps(&fake.client(), "a");
-    apply(
-        &api,
-        configmap("c", json!({"a": "1", "b": "2"})),
-        "stack",
-        false,
-    )
-    .await
-    .unwrap();
+    let (fake, api) = with_configmap(json!({"a": "1", "b": "2"}), "stack").await;
     // An unchanged value keeps its owner; a changed one moves to the editor.
     let edited = merge(
         &api,
@@ -726,7 +720,8 @@ async fn list_by_label_and_field_selector() {
     assert_eq!(names(everywhere), ["c1", "c3"]);
     assert_eq!(
         names(
-            all.list(&ListParams::default().labels("owner!=me"))
+            // `!=` also matches objects without the label: `tier` keeps kube-root-ca.crt out.
+            all.list(&ListParams::default().labels("owner!=me,tier"))
                 .await
                 .unwrap()
         ),
@@ -742,7 +737,15 @@ async fn list_by_label_and_field_selector() {
     );
     // The raw list: kind, and items without apiVersion/kind, as the real server sends built-ins.
     let raw = fake.list("v1", "ConfigMap", "a");
-    assert_eq!(raw.len(), 2);
+    let raw_names: Vec<&str> = raw
+        .iter()
+        .map(|o| o["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        raw_names,
+        ["c1", "c2", "kube-root-ca.crt"],
+        "every namespace has the root CA"
+    );
     assert!(raw[0].get("kind").is_none() && raw[0]["metadata"]["managedFields"].is_array());
     let log = fake.take_log();
     assert!(
@@ -827,15 +830,7 @@ fn crd(group: &str, kind: &str, plural: &str, scope: &str) -> Value {
 async fn an_applied_crd_is_established_and_served() {
     let fake = FakeApi::new().crds_established_after_reads(2);
     let client = fake.client();
-    let crds: Api<DynamicObject> = Api::all_with(
-        client.clone(),
-        &resource(
-            "apiextensions.k8s.io",
-            "v1",
-            "CustomResourceDefinition",
-            "customresourcedefinitions",
-        ),
-    );
+    let crds: Api<DynamicObject> = crds(&client);
     let created = apply(
         &crds,
         crd("example.com", "Widget", "widgets", "Cluster"),
@@ -874,8 +869,8 @@ async fn an_applied_crd_is_established_and_served() {
     assert!(w.get("status").is_none());
     assert_eq!(
         managed(&w)["s/Apply"],
-        json!({"f:spec": {"f:l": {}}}),
-        "custom resources have atomic lists"
+        json!({"f:spec": {".": {}, "f:l": {}}}),
+        "atomic lists; maps owned as members too, as the schema declares no fields"
     );
     // Deleting the CRD deletes its objects and stops serving it.
     crds.delete("widgets.example.com", &DeleteParams::default())
@@ -889,15 +884,7 @@ async fn an_applied_crd_is_established_and_served() {
 async fn waiting_for_a_crd_through_a_watch() {
     let fake = FakeApi::new().crds_established_after_reads(3);
     let client = fake.client();
-    let crds: Api<DynamicObject> = Api::all_with(
-        client.clone(),
-        &resource(
-            "apiextensions.k8s.io",
-            "v1",
-            "CustomResourceDefinition",
-            "customresourcedefinitions",
-        ),
-    );
+    let crds: Api<DynamicObject> = crds(&client);
     apply(
         &crds,
         crd("example.com", "Gadget", "gadgets", "Namespaced"),
@@ -906,18 +893,8 @@ async fn waiting_for_a_crd_through_a_watch() {
     )
     .await
     .unwrap();
-    let established = kube::runtime::wait::await_condition(
-        crds,
-        "gadgets.example.com",
-        |o: Option<&DynamicObject>| {
-            o.is_some_and(|o| {
-                o.data["status"]["conditions"]
-                    .as_array()
-                    .is_some_and(|c| c.iter().any(|c| c["type"] == "Established"))
-            })
-        },
-    );
-    tokio::time::timeout(Duration::from_secs(10), established)
+    let wait = kube::runtime::wait::await_condition(crds, "gadgets.example.com", established);
+    tokio::time::timeout(Duration::from_secs(10), wait)
         .await
         .unwrap()
         .unwrap();
@@ -1179,6 +1156,7 @@ fn normalize(value: &mut Value, uid: &str) {
                 "creationTimestamp",
                 "time",
                 "deletionTimestamp",
+                "lastTransitionTime",
             ] {
                 if let Some(v) = map.get_mut(field) {
                     *v = json!("<set>");
@@ -1380,6 +1358,71 @@ async fn scenario(client: kube::Client, ns: &str) -> Vec<Value> {
     record(Ok(
         json!({"secret": [first["data"], first["stringData"], first["metadata"]["managedFields"], first["metadata"]["resourceVersion"] == second["metadata"]["resourceVersion"]]}),
     ));
+    // A Service: ports keyed by port and (defaulted) protocol, an atomic selector.
+    let services: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        ns,
+        &resource("", "v1", "Service", "services"),
+    );
+    let service = |app: &str| {
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
+        "spec": {"selector": {"app": app}, "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}})
+    };
+    let shown = |o: Value| json!([o["metadata"]["managedFields"], o["status"]]);
+    record(
+        apply(&services, service("a"), "stack", false)
+            .await
+            .map(shown),
+    );
+    record(
+        apply(&services, service("b"), "other", false)
+            .await
+            .map(shown),
+    );
+    // A CRD (no status subresource, as Argo CD's) and one of its objects.
+    let group = format!("{ns}.example.com");
+    let crds: Api<DynamicObject> = crds(&client);
+    let mut definition = crd(&group, "Widget", "widgets", "Namespaced");
+    definition["spec"]["versions"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("subresources");
+    apply(&crds, definition, "stack", false).await.unwrap();
+    let crd_name = format!("widgets.{group}");
+    let wait = kube::runtime::wait::await_condition(crds.clone(), &crd_name, established);
+    let crd = tokio::time::timeout(Duration::from_secs(30), wait)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    record(Ok(json!({"crd status": crd.data["status"]})));
+    let widgets: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        ns,
+        &resource(&group, "v1", "Widget", "widgets"),
+    );
+    let widget = |m: i64| {
+        json!({"apiVersion": format!("{group}/v1"), "kind": "Widget", "metadata": {"name": "w"},
+        "spec": {"l": [1, 2], "m": {"a": m}, "source": {"targetRevision": "1.0"}}, "status": {"phase": "x"}})
+    };
+    record(pick(apply(&widgets, widget(1), "stack", false).await));
+    record(pick(
+        merge(
+            &widgets,
+            "w",
+            json!({"spec": {"m": {"a": 2}, "l": [3]}, "status": {"phase": "y"}}),
+            "kubectl-edit",
+        )
+        .await,
+    ));
+    record(pick(apply(&widgets, widget(1), "stack", false).await));
+    let listed = widgets.list(&ListParams::default()).await.unwrap();
+    record(Ok(
+        json!({"widgets": listed.items.iter().map(|o| o.types.clone()).collect::<Vec<_>>()}),
+    ));
+    crds.delete(&crd_name, &DeleteParams::default())
+        .await
+        .unwrap();
     record(pick(
         apply(
             &configmaps(&client, &format!("{ns}-missing")),
@@ -1543,7 +1586,13 @@ async fn replace_create_with_generate_name_and_refused_requests() {
             .iter()
             .map(|n| n.metadata.name.clone().unwrap())
             .collect::<Vec<_>>(),
-        ["a"]
+        [
+            "a",
+            "default",
+            "kube-node-lease",
+            "kube-public",
+            "kube-system"
+        ]
     );
 }
 
@@ -1595,4 +1644,103 @@ async fn metadata_only_reads() {
     // Helpers' requests are not logged: the apply and two reads are.
     let log = fake.take_log();
     assert_eq!((count(&log, "GET"), writes(&log).len()), (2, 1), "{log:?}");
+}
+
+#[tokio::test]
+async fn delete_collection_by_label() {
+    let fake = fake_with("a");
+    let api = configmaps(&fake.client(), "a");
+    for (name, x, finalizers) in [
+        ("a", "1", json!([])),
+        ("b", "2", json!([])),
+        ("f", "1", json!(["x/y"])),
+    ] {
+        let body = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "labels": {"x": x}, "finalizers": finalizers}});
+        apply(&api, body, "s", false).await.unwrap();
+    }
+    let deleted = api
+        .delete_collection(
+            &DeleteParams::default(),
+            &ListParams::default().labels("x=1"),
+        )
+        .await
+        .unwrap();
+    let list = deleted.left().expect("the list of what was deleted");
+    assert_eq!(
+        list.items
+            .iter()
+            .map(|o| o.metadata.name.clone().unwrap())
+            .collect::<Vec<_>>(),
+        ["a", "f"]
+    );
+    assert_eq!(
+        fake.names(),
+        ["ConfigMap a/b", "ConfigMap a/f", "Namespace a"]
+    );
+    assert!(
+        fake.get("v1", "ConfigMap", "a", "f").unwrap()["metadata"]["deletionTimestamp"].is_string()
+    );
+}
+
+/// The helpers work outside a runtime, as in a plain `#[test]`.
+#[test]
+fn helpers_need_no_runtime() {
+    let fake = fake_with("a").with_argocd_crds();
+    let app = json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Application", "metadata": {"name": "x", "namespace": "a"}, "spec": {}});
+    fake.insert(app);
+    fake.mark_applications(false, false);
+    let marked = fake
+        .get("argoproj.io/v1alpha1", "Application", "a", "x")
+        .unwrap();
+    assert_eq!(marked["status"]["sync"]["status"], "OutOfSync");
+    assert_eq!(
+        fake.list("argoproj.io/v1alpha1", "Application", None).len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn every_namespace_gets_what_the_controller_manager_publishes() {
+    let fake = fake_with("a");
+    let client = fake.client();
+    let root_ca = fake
+        .get("v1", "ConfigMap", "a", "kube-root-ca.crt")
+        .unwrap();
+    assert!(
+        root_ca["data"]["ca.crt"]
+            .as_str()
+            .unwrap()
+            .starts_with("-----BEGIN CERTIFICATE-----")
+    );
+    assert!(
+        managed(&root_ca)
+            .get("kube-controller-manager/Update")
+            .is_some()
+    );
+    let sa = fake.get("v1", "ServiceAccount", "a", "default").unwrap();
+    assert!(
+        sa["metadata"].get("managedFields").is_none(),
+        "as on a real cluster"
+    );
+    // Deleted, it comes back.
+    configmaps(&client, "a")
+        .delete("kube-root-ca.crt", &DeleteParams::default())
+        .await
+        .unwrap();
+    assert!(
+        fake.get("v1", "ConfigMap", "a", "kube-root-ca.crt")
+            .is_some()
+    );
+    for ns in fake_api::SYSTEM_NAMESPACES {
+        assert!(
+            fake.get("v1", "ConfigMap", ns, "kube-root-ca.crt")
+                .is_some(),
+            "{ns}"
+        );
+    }
+    assert_eq!(
+        fake.names(),
+        ["Namespace a"],
+        "names() leaves out what every cluster has"
+    );
 }

@@ -6,6 +6,24 @@
 //! tested against it. The behaviours below were checked against a real kube-apiserver 1.28
 //! (`tests/fake_api.rs` holds a test that replays a scenario on both and compares the answers).
 //!
+//! # Use
+//! ```ignore
+//! #[path = "support/fake_api.rs"]
+//! mod fake_api;
+//! use fake_api::{FakeApi, NamespaceDeletion, count, writes};
+//!
+//! let fake = FakeApi::new().with_argocd_crds().namespace_deletion(NamespaceDeletion::Manual);
+//! fake.insert(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "a"}}));
+//! let client = fake.client(); // hand it to the engine
+//! // ... apply a stack; then a hand edit, as `kubectl edit` would:
+//! fake.edit("v1", "ConfigMap", "a", "c", json!({"data": {"k": "edited"}}), "kubectl-edit").unwrap();
+//! fake.take_log(); // forget what came before
+//! // ... apply again: the engine sees the drift in its managedFields entry and force-applies.
+//! let log = fake.take_log();
+//! assert_eq!(writes(&log), ["PATCH /api/v1/namespaces/a/configmaps/c?force=true&fieldManager=stack"]);
+//! assert_eq!(fake.get("v1", "ConfigMap", "a", "c").unwrap()["data"]["k"], "mine");
+//! ```
+//!
 //! # What it models
 //! - **Paths and discovery** exactly as the real server's: `/api`, `/api/v1`, `/apis`,
 //!   `/apis/<group>`, `/apis/<group>/<version>`, `/version`, aggregated discovery
@@ -15,6 +33,11 @@
 //!   patch, PUT), metadata-only answers (`PartialObjectMetadata[List]`, when `Accept` asks, as
 //!   kube's `get_metadata`/`list_metadata`/`watch_metadata` do). The kinds served are in
 //!   [`BUILTIN_KINDS`] plus those of every established CRD.
+//! - **LIST** answers `<Kind>List` with the current `metadata.resourceVersion`, items sorted by
+//!   namespace and name, honouring `labelSelector` (`a=b`, `a==b`, `a!=b`, `a`, `!a`, joined by
+//!   commas) and `fieldSelector` (`metadata.name`, `metadata.namespace`). As on the real server,
+//!   the items of built-in kinds carry no `apiVersion`/`kind` (a `DynamicObject`'s `types` is
+//!   `None`); those of custom resources do.
 //! - **Server-side apply** (`application/apply-patch+yaml`, JSON bodies only): every manager's
 //!   field set, conflicts (409 with the real message and `details.causes`), `force=true` moving
 //!   ownership, shared ownership when values agree, removal of the fields an applier stops
@@ -26,10 +49,16 @@
 //!   the items of keyed lists (with `.` for the item itself), `v:"x"` for `metadata.finalizers`,
 //!   `.` for maps an update created. Lists are atomic except: `metadata.finalizers` (a set), and,
 //!   for built-in kinds only, `containers`/`initContainers`/`ephemeralContainers`/`env`/`volumes`
-//!   (keyed by `name`), `volumeMounts` (`mountPath`) and `ports` (`containerPort` or `port`, plus
-//!   `protocol` when present). `selector`, `podSelector` and `namespaceSelector` of built-in kinds
-//!   are atomic maps. Custom resources have atomic lists, as a CRD without list markers does.
-//!   Entries are sorted as the real server sorts them (`Apply` first, then by time, manager).
+//!   (keyed by `name`), `volumeMounts` (`mountPath`) and `ports` (`containerPort` or `port`, and
+//!   `protocol`, `TCP` when absent, as the real server keys them by the defaulted value). `selector`, `podSelector` and `namespaceSelector` of built-in kinds
+//!   are atomic maps. Custom resources have atomic lists, as a CRD without list markers does,
+//!   and their maps are structs (owned through their fields only) as with a CRD whose schema
+//!   declares its fields (Argo CD's do; the fake's copies have a shortened schema but behave
+//!   alike), except when the schema is only `x-kubernetes-preserve-unknown-fields` at the root:
+//!   then every map outside `metadata` is owned as itself too (`.`), as the real server does.
+//!   Entries are sorted as the real server sorts them (`Apply` first, then by time, manager); an
+//!   entry's `time` is set when its manager changed the object, and absent for a manager whose
+//!   operations changed nothing (e.g. applying values another manager already set).
 //! - **Server-owned metadata**: random `uid`, a global incrementing `resourceVersion`,
 //!   `creationTimestamp`, `generation` (for apps, networking, CRDs and custom resources; bumped
 //!   when anything but metadata changes, and not by `status` of kinds with a status subresource).
@@ -44,25 +73,36 @@
 //!   controller" deletes its content per [`NamespaceDeletion`]; while it terminates, creating
 //!   objects in it fails 403 (updates to existing ones pass, as on the real server); writing into
 //!   a namespace that does not exist fails 404. Deleting a CRD deletes its objects at once.
-//! - **CRDs**: an applied CRD is Established (status conditions `NamesAccepted`, `Established`)
-//!   after [`FakeApi::crds_established_after_reads`] reads of CRDs (0: at once), and only then
-//!   served by discovery, with its scope and status subresource.
+//! - **CRDs**: an applied CRD is Established (status conditions `NamesAccepted`, `Established`,
+//!   `acceptedNames`, `storedVersions`, written by manager `kube-apiserver` on the status
+//!   subresource) at the n-th read of CRDs after its creation
+//!   ([`FakeApi::crds_established_after_reads`]; 0: at once), and only then served by discovery,
+//!   with its scope and status subresource.
 //! - **Watches**: `watch=1` with `resourceVersion` is served as a long poll: the answer carries
 //!   the events after that version (one JSON event per line, `ADDED`/`MODIFIED`/`DELETED`), or
 //!   nothing after 250 ms of (tokio) time, and then ends; kube's `watcher` simply watches again.
 //!   Label and field selectors filter events by the object's state in the event.
+//! - **What every cluster has**: the [`SYSTEM_NAMESPACES`], and in every namespace the
+//!   `kube-root-ca.crt` ConfigMap (manager `kube-controller-manager`) and the `default`
+//!   ServiceAccount, recreated when deleted, as the real controller manager does; a LIST of
+//!   ConfigMaps in a namespace therefore never comes back empty. [`FakeApi::names`] leaves them out.
 //! - **Test helpers**: a request log, injected faults (status codes, dropped connections),
 //!   latency and the count of requests in flight, hand edits, Argo CD's controller marking
 //!   Applications, controllers' status writes.
 //!
 //! # What it does not model
 //! No schema validation, defaulting or pruning of unknown fields (a Deployment keeps what was
-//! sent; `protocol: TCP` is not added); no admission, RBAC or quotas; no YAML request bodies; no
-//! JSON patch or strategic merge patch (415); no `deletecollection`, pagination (`limit` is
-//! ignored, nothing is ever `continue`d), bookmarks, `410 Gone` or set-based label selectors
-//! (`in`, `notin`); one stored version per object (no conversion);
-//! conflict causes are listed in manager order, where the real server's order varies; objects a
-//! label selector stops matching get no `DELETED` watch event.
+//! sent; `protocol: TCP` is not added; `fieldValidation` is ignored); no admission, RBAC or quotas; no YAML request bodies; no
+//! JSON patch or strategic merge patch (415); no `deletecollection` of namespaces; no pagination
+//! (`limit` is ignored, nothing is ever `continue`d), bookmarks, `410 Gone` or set-based label
+//! selectors (`in`, `notin`); one stored version per object (no conversion); conflict causes
+//! are listed in manager order, where the real server's order varies; objects a label selector
+//! stops matching get no `DELETED` watch event. Invalid objects are stored (a
+//! real server answers 422, e.g. for a Deployment without containers). The real namespace
+//! controller takes seconds; the fake's default ([`NamespaceDeletion::Immediate`]) does not.
+//! No controllers run but the fake's own (namespace, garbage collector, CRD establishment, and
+//! Argo CD's when asked): Deployments never become ready unless a test says so
+//! ([`FakeApi::set_status`]).
 #![allow(dead_code, unreachable_pub)]
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -81,113 +121,33 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// `(group, version, kind, plural, namespaced, status subresource, generation)` of the kinds a
 /// new [`FakeApi`] serves.
+#[rustfmt::skip]
 pub const BUILTIN_KINDS: &[(&str, &str, &str, &str, bool, bool, bool)] = &[
     ("", "v1", "Namespace", "namespaces", false, true, false),
     ("", "v1", "ConfigMap", "configmaps", true, false, false),
     ("", "v1", "Secret", "secrets", true, false, false),
     ("", "v1", "Service", "services", true, true, false),
-    (
-        "",
-        "v1",
-        "ServiceAccount",
-        "serviceaccounts",
-        true,
-        false,
-        false,
-    ),
-    (
-        "",
-        "v1",
-        "ResourceQuota",
-        "resourcequotas",
-        true,
-        true,
-        false,
-    ),
+    ("", "v1", "ServiceAccount", "serviceaccounts", true, false, false),
+    ("", "v1", "ResourceQuota", "resourcequotas", true, true, false),
     ("", "v1", "LimitRange", "limitranges", true, false, false),
-    (
-        "",
-        "v1",
-        "PersistentVolumeClaim",
-        "persistentvolumeclaims",
-        true,
-        true,
-        false,
-    ),
+    ("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", true, true, false),
     ("apps", "v1", "Deployment", "deployments", true, true, true),
-    (
-        "rbac.authorization.k8s.io",
-        "v1",
-        "Role",
-        "roles",
-        true,
-        false,
-        false,
-    ),
-    (
-        "rbac.authorization.k8s.io",
-        "v1",
-        "RoleBinding",
-        "rolebindings",
-        true,
-        false,
-        false,
-    ),
-    (
-        "rbac.authorization.k8s.io",
-        "v1",
-        "ClusterRole",
-        "clusterroles",
-        false,
-        false,
-        false,
-    ),
-    (
-        "rbac.authorization.k8s.io",
-        "v1",
-        "ClusterRoleBinding",
-        "clusterrolebindings",
-        false,
-        false,
-        false,
-    ),
-    (
-        "networking.k8s.io",
-        "v1",
-        "NetworkPolicy",
-        "networkpolicies",
-        true,
-        false,
-        true,
-    ),
-    (
-        "networking.k8s.io",
-        "v1",
-        "Ingress",
-        "ingresses",
-        true,
-        true,
-        true,
-    ),
-    (
-        "coordination.k8s.io",
-        "v1",
-        "Lease",
-        "leases",
-        true,
-        false,
-        false,
-    ),
-    (
-        "apiextensions.k8s.io",
-        "v1",
-        "CustomResourceDefinition",
-        "customresourcedefinitions",
-        false,
-        true,
-        true,
-    ),
+    ("rbac.authorization.k8s.io", "v1", "Role", "roles", true, false, false),
+    ("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", true, false, false),
+    ("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", false, false, false),
+    ("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", false, false, false),
+    ("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", true, false, true),
+    ("networking.k8s.io", "v1", "Ingress", "ingresses", true, true, true),
+    ("coordination.k8s.io", "v1", "Lease", "leases", true, false, false),
+    ("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", false, true, true),
 ];
+
+/// The namespaces a new [`FakeApi`] has, as every cluster does (created by `kube-apiserver`).
+pub const SYSTEM_NAMESPACES: [&str; 4] =
+    ["default", "kube-node-lease", "kube-public", "kube-system"];
+
+/// The ConfigMap the real controller manager publishes in every namespace.
+pub const ROOT_CA_CONFIGMAP: &str = "kube-root-ca.crt";
 
 /// The manager [`FakeApi::insert`] creates objects as.
 pub const CREATE_MANAGER: &str = "kubectl-create";
@@ -230,7 +190,9 @@ impl Default for FakeApi {
 }
 
 impl FakeApi {
-    /// A server with the [`BUILTIN_KINDS`], no objects, and immediate namespace deletion.
+    /// A server with the [`BUILTIN_KINDS`], immediate namespace deletion, and what every cluster
+    /// has: the [`SYSTEM_NAMESPACES`] and, in every namespace (as the controller manager
+    /// publishes them), the [`ROOT_CA_CONFIGMAP`] ConfigMap and the `default` ServiceAccount.
     pub fn new() -> Self {
         let kinds = BUILTIN_KINDS
             .iter()
@@ -244,10 +206,11 @@ impl FakeApi {
                     status_subresource: status,
                     generation,
                     custom: false,
+                    untyped: false,
                 },
             )
             .collect();
-        FakeApi {
+        let fake = FakeApi {
             state: Arc::new(Mutex::new(State {
                 builtin: kinds,
                 objects: BTreeMap::new(),
@@ -266,7 +229,18 @@ impl FakeApi {
             changes: Arc::new(tokio::sync::watch::channel(1).0),
             in_flight: Arc::default(),
             max_in_flight: Arc::default(),
+        };
+        for name in SYSTEM_NAMESPACES {
+            let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+            fake.call(
+                "POST",
+                "/api/v1/namespaces",
+                &[("fieldManager", "kube-apiserver")],
+                "application/json",
+                ns,
+            );
         }
+        fake
     }
 
     /// Pre-installs Argo CD's Application, AppProject and ApplicationSet CRDs (argoproj.io/v1alpha1,
@@ -287,7 +261,10 @@ impl FakeApi {
                     "names": {"kind": kind, "listKind": format!("{kind}List"), "plural": plural, "singular": kind.to_lowercase()},
                     "scope": "Namespaced",
                     "versions": [{"name": "v1alpha1", "served": true, "storage": true,
-                        "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}],
+                        "schema": {"openAPIV3Schema": {"type": "object", "required": ["metadata", "spec"], "properties": {
+                            "apiVersion": {"type": "string"}, "kind": {"type": "string"}, "metadata": {"type": "object"},
+                            "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+                            "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}}}],
                 },
             });
             let path = format!(
@@ -352,12 +329,13 @@ impl FakeApi {
     }
 
     /// The requests so far (and forgets them), as `METHOD path[?query]` with the query decoded,
-    /// e.g. `PATCH /api/v1/namespaces/a/configmaps/c?fieldManager=stack&force=true`.
+    /// e.g. `PATCH /api/v1/namespaces/a/configmaps/c?force=true&fieldManager=stack`.
     pub fn take_log(&self) -> Vec<String> {
         self.with_state(|st| std::mem::take(&mut st.log))
     }
 
-    /// The most requests that were being answered at the same time (see [`FakeApi::with_latency`]).
+    /// The most requests that were being answered at the same time, watches waiting for events
+    /// included (see [`FakeApi::with_latency`]).
     pub fn max_in_flight(&self) -> usize {
         self.max_in_flight.load(Ordering::SeqCst)
     }
@@ -400,12 +378,15 @@ impl FakeApi {
         reply.body["items"].as_array().cloned().unwrap_or_default()
     }
 
-    /// Every stored object as `Kind namespace/name` (or `Kind name`), sorted.
+    /// Every stored object as `Kind namespace/name` (or `Kind name`), sorted, but those every
+    /// cluster has without anyone asking: the [`SYSTEM_NAMESPACES`] and, in every namespace, the
+    /// `kube-root-ca.crt` ConfigMap and the `default` ServiceAccount.
     pub fn names(&self) -> Vec<String> {
         self.with_state(|st| {
             let mut names: Vec<String> = st
                 .objects
                 .iter()
+                .filter(|(key, _)| !is_cluster_default(key))
                 .map(|((_, _, ns, name), s)| {
                     let kind = s.object["kind"].as_str().unwrap_or_default();
                     if ns.is_empty() {
@@ -706,6 +687,9 @@ pub struct Kind {
     pub generation: bool,
     /// Served for a CRD (atomic lists; LIST items keep apiVersion and kind).
     pub custom: bool,
+    /// A custom kind whose schema is only `x-kubernetes-preserve-unknown-fields` at the root:
+    /// the real server then owns every map (outside `metadata`) as a member (`.`) too.
+    pub untyped: bool,
 }
 
 impl Kind {
@@ -1087,6 +1071,7 @@ impl State {
                     status_subresource: version["subresources"]["status"].is_object(),
                     generation: true,
                     custom: true,
+                    untyped: untyped(&version["schema"]["openAPIV3Schema"]),
                 });
             }
         }
@@ -1188,6 +1173,7 @@ impl State {
             )),
             ("PUT", Some(_)) => self.replace(&target, req),
             ("DELETE", Some(_)) => self.delete(&target, req),
+            ("DELETE", None) if !target.kind.is_namespace() => self.delete_collection(&target, req),
             _ => Err(error(
                 405,
                 "MethodNotAllowed",
@@ -1381,25 +1367,45 @@ impl State {
     }
 
     fn list(&self, t: &Target, req: &Req) -> Result<Reply, Reply> {
-        let items: Vec<Value> = self
-            .select(t, req)?
-            .into_iter()
-            .map(|(_, mut object)| {
-                if !t.kind.custom {
-                    let map = object.as_object_mut().expect("an object");
-                    map.remove("apiVersion");
-                    map.remove("kind");
-                }
-                object
-            })
-            .collect();
-        Ok(Reply::ok(
-            200,
-            json!({
-                "kind": format!("{}List", t.kind.kind), "apiVersion": t.kind.api_version(),
-                "metadata": {"resourceVersion": self.revision.to_string()}, "items": items,
-            }),
-        ))
+        let items = self.select(t, req)?.into_iter().map(|(_, o)| o).collect();
+        Ok(Reply::ok(200, self.list_body(&t.kind, items)))
+    }
+
+    /// A `<Kind>List`; the items of built-in kinds lose apiVersion and kind, as the real
+    /// server's do.
+    fn list_body(&self, kind: &Kind, mut items: Vec<Value>) -> Value {
+        if !kind.custom {
+            for item in &mut items {
+                remove_field(item, "apiVersion");
+                remove_field(item, "kind");
+            }
+        }
+        json!({
+            "kind": format!("{}List", kind.kind), "apiVersion": kind.api_version(),
+            "metadata": {"resourceVersion": self.revision.to_string()}, "items": items,
+        })
+    }
+
+    /// `deletecollection`: deletes what the selectors match, and answers the list of them as
+    /// they were before.
+    fn delete_collection(&mut self, t: &Target, req: &Req) -> Result<Reply, Reply> {
+        let options = req.json()?;
+        let selected = self.select(t, req)?;
+        let dry_run = req.dry_run()
+            || options["dryRun"]
+                .as_array()
+                .is_some_and(|d| d.iter().any(|v| v == "All"));
+        if !dry_run {
+            let policy = options["propagationPolicy"]
+                .as_str()
+                .or(req.param("propagationPolicy"))
+                .unwrap_or("Background");
+            for (key, _) in &selected {
+                self.delete_object(key, policy);
+            }
+        }
+        let items = selected.into_iter().map(|(_, o)| o).collect();
+        Ok(Reply::ok(200, self.list_body(&t.kind, items)))
     }
 
     // --- writes ------------------------------------------------------------------------------
@@ -1815,8 +1821,13 @@ impl State {
                     object["spec"]["finalizers"] = json!(["kubernetes"]);
                     object["status"] = json!({"phase": "Active"});
                 } else if t.kind.status_subresource && !t.kind.custom {
-                    // A built-in kind's status is a struct: it reads `{}` until a controller writes it.
-                    object["status"] = json!({});
+                    // A built-in kind's status is a struct: it reads `{}` (with what the
+                    // real server defaults) until a controller writes it.
+                    object["status"] = match t.kind.kind.as_str() {
+                        "Service" => json!({"loadBalancer": {}}),
+                        "PersistentVolumeClaim" => json!({"phase": "Pending"}),
+                        _ => json!({}),
+                    };
                 }
             }
         }
@@ -2039,6 +2050,7 @@ impl State {
             }
             self.collect_garbage();
             self.finish_namespaces();
+            self.publish_namespace_defaults();
             if self.revision == before {
                 break;
             }
@@ -2067,7 +2079,16 @@ impl State {
         else {
             return;
         };
-        let names = crd.object["spec"]["names"].clone();
+        let mut names = crd.object["spec"]["names"].clone();
+        let kind_name = str_at(&names, "kind");
+        for (field, default) in [
+            ("listKind", format!("{kind_name}List")),
+            ("singular", kind_name.to_lowercase()),
+        ] {
+            if names[field].is_null() {
+                names[field] = json!(default);
+            }
+        }
         let stored_version = crd.object["spec"]["versions"]
             .as_array()
             .and_then(|v| v.iter().find(|v| v["storage"] == true))
@@ -2233,9 +2254,66 @@ impl State {
         self.gc_pending = self.objects.values().any(|s| for_gc(&s.object));
     }
 
+    /// What the real controller manager puts in every namespace that is not terminating: the
+    /// `kube-root-ca.crt` ConfigMap and the `default` ServiceAccount.
+    fn publish_namespace_defaults(&mut self) {
+        let first = (
+            String::new(),
+            "namespaces".to_owned(),
+            String::new(),
+            String::new(),
+        );
+        let live: Vec<String> = self
+            .objects
+            .range(first..)
+            .take_while(|(k, _)| k.0.is_empty() && k.1 == "namespaces")
+            .filter(|(_, s)| !s.object["metadata"]["deletionTimestamp"].is_string())
+            .map(|(k, _)| k.3.clone())
+            .collect();
+        let description = "Contains a CA bundle that can be used to verify the kube-apiserver when using internal endpoints such as the internal service IP or kubernetes.default.svc. No other usage is guaranteed across distributions of Kubernetes clusters.";
+        let defaults = [
+            (
+                "configmaps",
+                ROOT_CA_CONFIGMAP,
+                json!({"metadata": {"annotations": {"kubernetes.io/description": description}},
+                "data": {"ca.crt": "-----BEGIN CERTIFICATE-----\nfake\n-----END CERTIFICATE-----\n"}}),
+            ),
+            ("serviceaccounts", "default", json!({"metadata": {}})),
+        ];
+        for ns in live {
+            for (plural, name, body) in &defaults {
+                let key = (
+                    String::new(),
+                    (*plural).to_owned(),
+                    ns.clone(),
+                    (*name).to_owned(),
+                );
+                if self.objects.contains_key(&key) {
+                    continue;
+                }
+                let kind = self
+                    .builtin
+                    .iter()
+                    .find(|k| k.group.is_empty() && k.plural == *plural)
+                    .cloned()
+                    .expect("a built-in kind");
+                let t = Target {
+                    kind,
+                    ns: Some(ns.clone()),
+                    name: Some((*name).to_owned()),
+                    sub: None,
+                };
+                self.update(&t, body.clone(), "kube-controller-manager", false);
+            }
+        }
+    }
+
     /// The namespace controller: content of released terminating namespaces goes, then the
     /// namespaces left empty.
     fn finish_namespaces(&mut self) {
+        if self.deletions.is_empty() {
+            return;
+        }
         let now = tokio::time::Instant::now();
         let released: Vec<String> = self
             .deletions
@@ -2368,6 +2446,18 @@ const SERVER_METADATA: &[&str] = &[
     "resourceVersion",
 ];
 
+/// Whether an object is one every cluster has without anyone asking (see [`FakeApi::names`]).
+fn is_cluster_default(key: &Key) -> bool {
+    let (group, plural, ns, name) = key;
+    group.is_empty()
+        && match plural.as_str() {
+            "namespaces" => SYSTEM_NAMESPACES.contains(&name.as_str()),
+            "configmaps" => !ns.is_empty() && name == ROOT_CA_CONFIGMAP,
+            "serviceaccounts" => !ns.is_empty() && name == "default",
+            _ => false,
+        }
+}
+
 /// Whether the garbage collector has work with this object.
 fn for_gc(object: &Value) -> bool {
     let meta = &object["metadata"];
@@ -2387,6 +2477,11 @@ fn partial(body: Value) -> Value {
             "metadata": body["metadata"], "items": items.iter().map(object).collect::<Vec<_>>()}),
         None => object(&body),
     }
+}
+
+/// Whether a CRD version's schema declares no fields, only `x-kubernetes-preserve-unknown-fields`.
+fn untyped(schema: &Value) -> bool {
+    schema["x-kubernetes-preserve-unknown-fields"] == true && schema["properties"].is_null()
 }
 
 fn is_established(crd: &Value) -> bool {
@@ -2551,12 +2646,14 @@ struct Diff {
 /// The schema knowledge of one kind.
 struct Cx {
     custom: bool,
+    untyped: bool,
 }
 
 impl Cx {
     fn of(kind: &Kind) -> Cx {
         Cx {
             custom: kind.custom,
+            untyped: kind.untyped,
         }
     }
 
@@ -2606,9 +2703,10 @@ impl Cx {
     fn collect(&self, value: &Value, path: &mut Path, out: &mut FieldSet, members: bool) {
         let top =
             path.len() == 1 && matches!(path[0].as_str(), "f:metadata" | "f:spec" | "f:status");
+        let untyped = self.untyped && path.first().is_some_and(|p| p != "f:metadata");
         match value {
             Value::Object(map) if !map.is_empty() && !self.atomic_map(path) => {
-                if members && !path.is_empty() && !top {
+                if untyped || members && !path.is_empty() && !top {
                     out.insert(path.clone());
                 }
                 self.collect_fields(map, path, out, members);
@@ -2789,11 +2887,19 @@ impl Cx {
 fn item_key(item: &Value, keys: &[&str]) -> String {
     let mut key = Map::new();
     for k in keys {
-        if let Some(v) = item.get(*k) {
-            key.insert((*k).to_owned(), v.clone());
+        if let Some(v) = key_value(item, k) {
+            key.insert((*k).to_owned(), v);
         }
     }
     format!("k:{}", Value::Object(key))
+}
+
+/// A key field of a list item; `protocol` is `TCP` when absent, as the real server keys ports
+/// by the defaulted value.
+fn key_value(item: &Value, field: &str) -> Option<Value> {
+    item.get(field)
+        .cloned()
+        .or_else(|| (field == "protocol").then(|| json!("TCP")))
 }
 
 /// The object without what no manager owns: apiVersion, kind, name, namespace and the
@@ -2820,8 +2926,10 @@ fn owned_view(object: &Value) -> Value {
 fn item_matches(item: &Value, segment: &str) -> bool {
     if let Some(key) = segment.strip_prefix("k:") {
         let key: Value = serde_json::from_str(key).unwrap_or_default();
-        key.as_object()
-            .is_some_and(|k| k.iter().all(|(f, v)| item.get(f) == Some(v)))
+        key.as_object().is_some_and(|k| {
+            k.iter()
+                .all(|(f, v)| key_value(item, f).as_ref() == Some(v))
+        })
     } else if let Some(value) = segment.strip_prefix("v:") {
         serde_json::from_str::<Value>(value).is_ok_and(|v| v == *item)
     } else {
