@@ -540,6 +540,16 @@ fn namespace(name: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
 }
 
+/// The stack's state ConfigMap, if there is one.
+fn state_of(fake: &FakeApi) -> Option<Value> {
+    fake.get(
+        "v1",
+        "ConfigMap",
+        "devops-stack-system",
+        "devops-stack-state-s",
+    )
+}
+
 /// The names of the objects the module's inventory records, in order.
 async fn recorded_names(d: &Deployer) -> Vec<String> {
     d.recorded()
@@ -860,13 +870,7 @@ async fn destroy_deletes_applications_first_with_the_argo_cd_finalizer_then_the_
     assert!(fake.get(APP, "Application", "argocd", "app").is_none());
     assert!(fake.get("v1", "Namespace", None, "demo").is_none());
     assert!(
-        fake.get(
-            "v1",
-            "ConfigMap",
-            "devops-stack-system",
-            "devops-stack-state-s"
-        )
-        .is_none(),
+        state_of(&fake).is_none(),
         "the state goes with its last module"
     );
     // Safe to run again.
@@ -923,15 +927,7 @@ async fn a_namespace_stuck_in_finalizers_is_reported_by_name() {
     fake.finish_namespace_deletions();
     d.destroy().await.unwrap();
     assert!(fake.get("v1", "Namespace", None, "demo").is_none());
-    assert!(
-        fake.get(
-            "v1",
-            "ConfigMap",
-            "devops-stack-system",
-            "devops-stack-state-s"
-        )
-        .is_none()
-    );
+    assert!(state_of(&fake).is_none());
 }
 
 #[tokio::test]
@@ -1264,15 +1260,7 @@ async fn a_run_that_died_half_way_resumes() {
     d.destroy().await.unwrap();
     assert!(fake.get("v1", "Namespace", None, "demo").is_none());
     assert!(fake.get("v1", "ConfigMap", "demo", "a").is_none());
-    assert!(
-        fake.get(
-            "v1",
-            "ConfigMap",
-            "devops-stack-system",
-            "devops-stack-state-s"
-        )
-        .is_none()
-    );
+    assert!(state_of(&fake).is_none());
     d.destroy().await.unwrap();
 }
 
