@@ -1,26 +1,38 @@
-//! Request-level tests of the Kubernetes engine: a `tower_test` mock service stands in for the
-//! API server, and each test checks the requests the engine makes (method, path, query, body)
-//! and answers them. Scripted tests expect an exact sequence; the multi-run tests (re-apply,
-//! prune, resume) use a small in-memory API server and check the request log.
+//! Request-level tests of the Kubernetes engine.
+//!
+//! Most run against `FakeApi` (`support/fake_api.rs`), an in-memory API server that models
+//! server-side apply, field ownership (`managedFields`), preconditions, finalizers and namespace
+//! deletion as a kube-apiserver 1.28 does. The engine reads and writes in parallel, so these
+//! tests check what its requests did, and the order of requests only where the engine promises
+//! one (the inventory before the first write; CRDs, then Namespaces, then the rest;
+//! Applications before what they deployed). A few scripted exchanges (`tower_test`) check what
+//! an in-memory server does not play: a lock held by another run, retried transient faults, and
+//! waits that time out or are cancelled.
 
-use std::collections::{BTreeMap, HashMap};
+#[path = "support/fake_api.rs"]
+mod fake_api;
+
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use devops_stack_core::Error;
 use devops_stack_core::argocd::RESOURCES_FINALIZER;
 use devops_stack_core::k8s::{
-    Deployer, DiffAction, KubeOptions, MODULE_LABEL, Retry, STACK_LABEL, StackLock,
+    Deployer, DiffAction, HASH_ANNOTATION, KubeOptions, MODULE_LABEL, Retry, STACK_LABEL, StackLock,
 };
+use fake_api::{FakeApi, NamespaceDeletion, writes};
 use http::{Request, Response};
 use kube::client::Body;
 use serde_json::{Value, json};
 use tower_test::mock;
 
+// ---------------------------------------------------------------------------------------------
+// Scripted exchanges
+
 const LEASE: &str =
     "/apis/coordination.k8s.io/v1/namespaces/devops-stack-system/leases/devops-stack-lock-s";
 const STATE: &str = "/api/v1/namespaces/devops-stack-system/configmaps/devops-stack-state-s";
-const CRDS: &str = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions";
 
 type Handle = mock::Handle<Request<Body>, Response<Body>>;
 
@@ -47,7 +59,6 @@ struct Exchange {
     method: String,
     path: String,
     query: HashMap<String, String>,
-    content_type: String,
     body: Value,
     reply: mock::SendResponse<Response<Body>>,
 }
@@ -82,11 +93,6 @@ async fn exchange(req: Request<Body>, reply: mock::SendResponse<Response<Body>>)
     let method = req.method().to_string();
     let path = req.uri().path().to_owned();
     let query = req.uri().query().map(parse_query).unwrap_or_default();
-    let content_type = req
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default();
     let bytes = req.into_body().collect_bytes().await.unwrap();
     let body = if bytes.is_empty() {
         Value::Null
@@ -97,7 +103,6 @@ async fn exchange(req: Request<Body>, reply: mock::SendResponse<Response<Body>>)
         method,
         path,
         query,
-        content_type,
         body,
         reply,
     }
@@ -150,10 +155,6 @@ impl Exchange {
         b["metadata"]["resourceVersion"] = json!("1");
         self.ok(b);
     }
-
-    fn q(&self, key: &str) -> Option<&str> {
-        self.query.get(key).map(String::as_str)
-    }
 }
 
 fn status(code: u16, reason: &str, message: &str) -> Value {
@@ -188,102 +189,6 @@ fn config_map(ns: &str, name: &str, data: Value) -> Value {
     json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": ns}, "data": data})
 }
 
-fn state_entry(ex: &Exchange) -> Value {
-    serde_json::from_str(
-        ex.body["data"]["m"]
-            .as_str()
-            .expect("the module's state entry"),
-    )
-    .unwrap()
-}
-
-fn state_with(objects: Value) -> Value {
-    config_map(
-        "devops-stack-system",
-        "devops-stack-state-s",
-        json!({"m": json!({"objects": objects}).to_string()}),
-    )
-}
-
-#[tokio::test]
-async fn first_apply_is_server_side_apply_namespaces_first_with_inventory() {
-    let (client, mut srv) = client();
-    let server = tokio::spawn(async move {
-        srv.expect("GET", LEASE).await.not_found();
-        srv.expect("GET", STATE).await.not_found();
-        srv.expect("GET", "/api/v1").await.ok(core_resources());
-        srv.expect("GET", "/api/v1/namespaces/demo")
-            .await
-            .not_found();
-
-        let intent = srv.expect("PATCH", STATE).await;
-        assert_eq!(
-            intent.q("fieldManager"),
-            Some("devops-stack/m"),
-            "the state is written by the module's own manager"
-        );
-        assert_eq!(intent.q("force"), Some("true"));
-        let entry = state_entry(&intent);
-        assert_eq!(
-            entry["objects"].as_array().unwrap().len(),
-            2,
-            "both objects recorded before the first write: {entry}"
-        );
-        assert!(
-            entry["objects"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .all(|o| o.get("hash").is_none()),
-            "{entry}"
-        );
-        intent.echo();
-
-        let ns = srv.expect("PATCH", "/api/v1/namespaces/demo").await;
-        assert_eq!(ns.content_type, "application/apply-patch+yaml");
-        assert_eq!(ns.q("fieldManager"), Some("devops-stack"));
-        assert_eq!(ns.q("force"), None, "conflicts are not forced by default");
-        assert_eq!(ns.body["metadata"]["labels"][STACK_LABEL], "s");
-        assert_eq!(ns.body["metadata"]["labels"][MODULE_LABEL], "m");
-        assert!(ns.body["metadata"]["annotations"]["devops-stack.io/content-hash"].is_string());
-        ns.echo();
-
-        srv.expect("GET", "/api/v1/namespaces/demo/configmaps/cm")
-            .await
-            .not_found();
-        let cm = srv
-            .expect("PATCH", "/api/v1/namespaces/demo/configmaps/cm")
-            .await;
-        assert_eq!(cm.body["data"], json!({"k": "v"}));
-        assert_eq!(
-            cm.body["metadata"]["labels"]["keep"], "me",
-            "the object's own labels are kept"
-        );
-        cm.echo();
-
-        let fin = srv.expect("PATCH", STATE).await;
-        let entry = state_entry(&fin);
-        let objs = entry["objects"].as_array().unwrap();
-        assert_eq!(objs[0]["kind"], "Namespace");
-        assert_eq!(objs[1]["namespace"], "demo");
-        assert!(
-            objs.iter()
-                .all(|o| o["hash"].as_str().is_some_and(|h| h.len() == 64)),
-            "{entry}"
-        );
-        fin.echo();
-        srv
-    });
-    let d = deployer(client, KubeOptions::default());
-    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm", "namespace": "demo", "labels": {"keep": "me"}}, "data": {"k": "v"}});
-    let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "demo"}});
-    let report = d.apply(vec![cm, ns]).await.unwrap();
-    assert_eq!(report.changed, ["Namespace demo", "ConfigMap demo/cm"]);
-    assert!(report.unchanged.is_empty() && report.pruned.is_empty());
-    drop(d);
-    server.await.unwrap().done().await;
-}
-
 /// The requests of a first apply of one object: lock check, state, discovery, read, inventory,
 /// apply, final state.
 async fn first_apply(srv: &mut Server, group_version: &str, discovery: Value, object: &str) {
@@ -294,85 +199,6 @@ async fn first_apply(srv: &mut Server, group_version: &str, discovery: Value, ob
     srv.expect("PATCH", STATE).await.echo();
     srv.expect("PATCH", object).await.echo();
     srv.expect("PATCH", STATE).await.echo();
-}
-
-fn crd() -> Value {
-    json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition", "metadata": {"name": "widgets.example.com"},
-        "spec": {"group": "example.com", "scope": "Namespaced", "names": {"plural": "widgets", "kind": "Widget"},
-                 "versions": [{"name": "v1", "served": true, "storage": true, "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}})
-}
-
-#[tokio::test]
-async fn crds_go_first_and_are_waited_for_until_established() {
-    let (client, mut srv) = client();
-    let server = tokio::spawn(async move {
-        srv.expect("GET", LEASE).await.not_found();
-        srv.expect("GET", STATE).await.not_found();
-        srv.expect("GET", "/apis/apiextensions.k8s.io/v1")
-            .await
-            .ok(resources(
-                "apiextensions.k8s.io/v1",
-                &[(
-                    "customresourcedefinitions",
-                    "CustomResourceDefinition",
-                    false,
-                )],
-            ));
-        srv.expect("GET", &format!("{CRDS}/widgets.example.com"))
-            .await
-            .not_found();
-        srv.expect("PATCH", STATE).await.echo();
-        srv.expect("PATCH", &format!("{CRDS}/widgets.example.com"))
-            .await
-            .echo();
-
-        // The wait: a list showing the CRD not yet established, then a watch event that does.
-        let l = srv.expect("GET", CRDS).await;
-        assert_eq!(
-            l.q("fieldSelector"),
-            Some("metadata.name=widgets.example.com")
-        );
-        let mut pending = crd();
-        pending["metadata"]["resourceVersion"] = json!("5");
-        pending["status"] = json!({"conditions": [{"type": "NamesAccepted", "status": "True"}]});
-        l.ok(list(vec![pending.clone()]));
-        let w = srv.expect("GET", CRDS).await;
-        assert_eq!(w.q("watch"), Some("true"));
-        let mut established = pending;
-        established["status"]["conditions"] = json!([{"type": "Established", "status": "True"}]);
-        let event = format!("{}\n", json!({"type": "MODIFIED", "object": established}));
-        w.reply.send_response(
-            Response::builder()
-                .status(200)
-                .body(Body::from(event.into_bytes()))
-                .unwrap(),
-        );
-
-        // Only then is the custom resource's kind discovered and the object applied.
-        srv.expect("GET", "/apis/example.com/v1")
-            .await
-            .ok(resources("example.com/v1", &[("widgets", "Widget", true)]));
-        srv.expect("GET", "/apis/example.com/v1/namespaces/demo/widgets/w")
-            .await
-            .not_found();
-        srv.expect("PATCH", "/apis/example.com/v1/namespaces/demo/widgets/w")
-            .await
-            .echo();
-        srv.expect("PATCH", STATE).await.echo();
-        srv
-    });
-    let d = deployer(client, KubeOptions::default());
-    let widget = json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w", "namespace": "demo"}, "spec": {"size": 1}});
-    let report = d.apply(vec![widget, crd()]).await.unwrap();
-    assert_eq!(
-        report.changed,
-        [
-            "CustomResourceDefinition widgets.example.com",
-            "Widget demo/w"
-        ]
-    );
-    drop(d);
-    server.await.unwrap().done().await;
 }
 
 #[tokio::test]
@@ -448,62 +274,6 @@ async fn a_stale_lock_is_taken_over_and_released() {
 }
 
 #[tokio::test]
-async fn a_field_manager_conflict_is_a_typed_error_unless_forced() {
-    let (client, mut srv) = client();
-    let server = tokio::spawn(async move {
-        for force in [false, true] {
-            srv.expect("GET", LEASE).await.not_found();
-            srv.expect("GET", STATE).await.not_found();
-            srv.expect("GET", "/api/v1").await.ok(core_resources());
-            srv.expect("GET", "/api/v1/namespaces/demo/configmaps/cm")
-                .await
-                .ok(config_map("demo", "cm", json!({"k": "edited"})));
-            srv.expect("PATCH", STATE).await.echo();
-            let apply = srv
-                .expect("PATCH", "/api/v1/namespaces/demo/configmaps/cm")
-                .await;
-            if force {
-                assert_eq!(apply.q("force"), Some("true"));
-                apply.echo();
-                srv.expect("PATCH", STATE).await.echo();
-            } else {
-                assert_eq!(apply.q("force"), None);
-                apply.respond(409, status(409, "Conflict", "Apply failed with 1 conflict: conflict with \"kubectl-edit\" using v1: .data.k"));
-            }
-        }
-        srv
-    });
-    let cm = config_map("demo", "cm", json!({"k": "v"}));
-    let e = deployer(client.clone(), KubeOptions::default())
-        .apply(vec![cm.clone()])
-        .await
-        .unwrap_err();
-    match &e {
-        Error::FieldConflict {
-            object,
-            managers,
-            detail,
-        } => {
-            assert_eq!(object, "v1 ConfigMap demo/cm");
-            assert_eq!(managers, &["kubectl-edit"]);
-            assert!(detail.contains(".data.k"));
-        }
-        other => panic!("expected a field conflict, got {other:?}"),
-    }
-    assert!(
-        e.to_string().contains("force_conflicts"),
-        "the message says how to fix it: {e}"
-    );
-    let forced = KubeOptions {
-        force_conflicts: true,
-        ..KubeOptions::default()
-    };
-    let report = deployer(client, forced).apply(vec![cm]).await.unwrap();
-    assert_eq!(report.changed, ["ConfigMap demo/cm"]);
-    server.await.unwrap().done().await;
-}
-
-#[tokio::test]
 async fn transient_faults_are_retried() {
     let (client, mut srv) = client();
     let server = tokio::spawn(async move {
@@ -554,112 +324,6 @@ async fn transient_faults_are_retried() {
 }
 
 #[tokio::test]
-async fn destroy_deletes_in_reverse_with_the_application_finalizer() {
-    let (client, mut srv) = client();
-    let server = tokio::spawn(async move {
-        srv.expect("GET", LEASE).await.not_found();
-        srv.expect("GET", STATE).await.ok(state_with(json!([
-            {"apiVersion": "v1", "kind": "Namespace", "name": "demo", "hash": "h1"},
-            {"apiVersion": "v1", "kind": "ConfigMap", "namespace": "demo", "name": "cm", "hash": "h2"},
-            {"apiVersion": "argoproj.io/v1alpha1", "kind": "Application", "namespace": "argocd", "name": "app", "hash": "h3"},
-        ])));
-        srv.expect("GET", "/api/v1").await.ok(core_resources());
-        srv.expect("GET", "/apis/argoproj.io/v1alpha1")
-            .await
-            .ok(resources(
-                "argoproj.io/v1alpha1",
-                &[("applications", "Application", true)],
-            ));
-        let apps = "/apis/argoproj.io/v1alpha1/namespaces/argocd/applications";
-        srv.expect("GET", &format!("{apps}/app")).await.ok(json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
-            "metadata": {"name": "app", "namespace": "argocd", "resourceVersion": "5"}, "spec": {}}));
-        let fin = srv.expect("PATCH", &format!("{apps}/app")).await;
-        assert_eq!(fin.content_type, "application/merge-patch+json");
-        assert_eq!(
-            fin.body,
-            json!({"metadata": {"finalizers": [RESOURCES_FINALIZER], "resourceVersion": "5"}})
-        );
-        fin.echo();
-        srv.expect("DELETE", &format!("{apps}/app"))
-            .await
-            .ok(status(200, "", ""));
-        let gone = srv.expect("GET", apps).await;
-        assert_eq!(gone.q("fieldSelector"), Some("metadata.name=app"));
-        gone.ok(list(vec![]));
-        srv.expect("DELETE", "/api/v1/namespaces/demo/configmaps/cm")
-            .await
-            .not_found(); // already gone: fine
-        srv.expect("DELETE", "/api/v1/namespaces/demo")
-            .await
-            .ok(status(200, "", ""));
-        srv.expect("GET", "/api/v1/namespaces")
-            .await
-            .ok(list(vec![]));
-        let rm = srv.expect("PATCH", STATE).await;
-        assert!(
-            rm.body.get("data").is_none(),
-            "the module's entry is removed: {}",
-            rm.body
-        );
-        rm.ok(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "devops-stack-state-s", "namespace": "devops-stack-system", "resourceVersion": "9"}}));
-        let del = srv.expect("DELETE", STATE).await;
-        assert_eq!(
-            del.body["preconditions"]["resourceVersion"], "9",
-            "the empty state goes, unless another module wrote meanwhile"
-        );
-        del.ok(status(200, "", ""));
-        srv
-    });
-    let d = deployer(client, KubeOptions::default());
-    d.destroy().await.unwrap();
-    drop(d);
-    server.await.unwrap().done().await;
-}
-
-#[tokio::test]
-async fn a_namespace_stuck_in_finalizers_is_reported_by_name() {
-    let (client, mut srv) = client();
-    let server = tokio::spawn(async move {
-        srv.expect("GET", LEASE).await.not_found();
-        srv.expect("GET", STATE).await.ok(state_with(
-            json!([{"apiVersion": "v1", "kind": "Namespace", "name": "demo", "hash": "h"}]),
-        ));
-        srv.expect("GET", "/api/v1").await.ok(core_resources());
-        srv.expect("DELETE", "/api/v1/namespaces/demo")
-            .await
-            .ok(status(200, "", ""));
-        srv.expect("GET", "/api/v1/namespaces").await.ok(list(vec![json!({"apiVersion": "v1", "kind": "Namespace",
-            "metadata": {"name": "demo", "deletionTimestamp": "2026-01-01T00:00:00Z", "resourceVersion": "4"},
-            "spec": {"finalizers": ["kubernetes"]},
-            "status": {"phase": "Terminating", "conditions": [{"type": "NamespaceContentRemaining", "status": "True", "message": "Some resources are remaining: widgets.example.com has 1 resource instances"}]}})]));
-        // The watch gets no events: the deadline passes.
-        let watch = srv.expect("GET", "/api/v1/namespaces").await;
-        assert_eq!(watch.q("watch"), Some("true"));
-        (srv, watch)
-    });
-    let options = KubeOptions {
-        wait_timeout: Duration::from_millis(300),
-        ..KubeOptions::default()
-    };
-    let d = deployer(client, options);
-    let e = d.destroy().await.unwrap_err();
-    match &e {
-        Error::NamespaceStuck { namespaces, .. } => {
-            assert_eq!(namespaces[0].0, "demo");
-            assert!(
-                namespaces[0].1.contains("finalizers [kubernetes]")
-                    && namespaces[0].1.contains("widgets.example.com has 1"),
-                "{e}"
-            );
-        }
-        other => panic!("expected a stuck namespace, got {other:?}"),
-    }
-    drop(d);
-    let (srv, _watch) = server.await.unwrap();
-    srv.done().await;
-}
-
-#[tokio::test]
 async fn a_wait_timeout_names_the_object_and_its_last_status() {
     let (client, mut srv) = client();
     let server = tokio::spawn(async move {
@@ -689,327 +353,6 @@ async fn a_wait_timeout_names_the_object_and_its_last_status() {
     drop(d);
     let (srv, _watch) = server.await.unwrap();
     srv.done().await;
-}
-
-#[tokio::test]
-async fn diff_is_a_dry_run_shown_field_by_field_with_secrets_redacted() {
-    let (client, mut srv) = client();
-    let app = |replicas: i64| {
-        json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Application", "metadata": {"name": "traefik", "namespace": "argocd"},
-            "spec": {"project": "default", "source": {"repoURL": "https://traefik.github.io/charts", "chart": "traefik",
-                "helm": {"valuesObject": {"deployment": {"replicas": replicas}, "logs": {"level": "INFO"}}}}}})
-    };
-    let live_app = {
-        let mut a = app(1);
-        a["metadata"]["resourceVersion"] = json!("12");
-        a["metadata"]["managedFields"] = json!([{"manager": "devops-stack"}]);
-        a["metadata"]["labels"] =
-            serde_json::to_value(devops_stack_core::k8s::ownership_labels("s", "m")).unwrap();
-        a["status"] = json!({"sync": {"status": "Synced"}});
-        a
-    };
-    let server = tokio::spawn(async move {
-        srv.expect("GET", STATE).await.ok(state_with(json!([{"apiVersion": "v1", "kind": "ConfigMap", "namespace": "argocd", "name": "old", "hash": "h"}])));
-        srv.expect("GET", "/api/v1").await.ok(core_resources());
-        srv.expect("GET", "/api/v1/namespaces/argocd/secrets/creds")
-            .await
-            .ok(json!({"apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": "creds", "namespace": "argocd"}, "data": {"password": "b2xk"}}));
-        let dry = srv
-            .expect("PATCH", "/api/v1/namespaces/argocd/secrets/creds")
-            .await;
-        assert_eq!(dry.q("dryRun"), Some("All"));
-        let mut after = dry.body.clone();
-        after["data"] = json!({"password": "bmV3"});
-        after.as_object_mut().unwrap().remove("stringData");
-        dry.ok(after);
-        srv.expect("GET", "/apis/argoproj.io/v1alpha1")
-            .await
-            .ok(resources(
-                "argoproj.io/v1alpha1",
-                &[("applications", "Application", true)],
-            ));
-        let path = "/apis/argoproj.io/v1alpha1/namespaces/argocd/applications/traefik";
-        srv.expect("GET", path).await.ok(live_app.clone());
-        let dry = srv.expect("PATCH", path).await;
-        assert_eq!(dry.q("dryRun"), Some("All"));
-        assert_eq!(dry.q("fieldManager"), Some("devops-stack"));
-        // The server's answer: the live object with the applied fields merged in.
-        let mut merged = live_app.clone();
-        merged["spec"] = dry.body["spec"].clone();
-        merged["metadata"]["labels"] = dry.body["metadata"]["labels"].clone();
-        merged["metadata"]["annotations"] = dry.body["metadata"]["annotations"].clone();
-        merged["metadata"]["resourceVersion"] = json!("13");
-        dry.ok(merged);
-        srv.expect("GET", "/api/v1/namespaces/argocd/configmaps/old")
-            .await
-            .ok(config_map("argocd", "old", json!({})));
-        srv
-    });
-    let d = deployer(client, KubeOptions::default());
-    let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "creds", "namespace": "argocd"}, "stringData": {"password": "new"}});
-    let diff = d.diff(vec![secret, app(3)]).await.unwrap();
-    let text = diff.to_text();
-    let app_diff = diff.object("Application", "traefik").unwrap();
-    assert_eq!(app_diff.action, DiffAction::Update);
-    let paths: Vec<&str> = app_diff.changes.iter().map(|c| c.path.as_str()).collect();
-    assert_eq!(
-        paths,
-        ["spec.source.helm.valuesObject.deployment.replicas"],
-        "one Helm value, one change: {text}"
-    );
-    assert!(
-        text.contains("    spec.source.helm.valuesObject.deployment.replicas: 1 -> 3\n"),
-        "{text}"
-    );
-    assert!(
-        !text.contains("logs"),
-        "unchanged values are not shown: {text}"
-    );
-    assert!(
-        text.contains(
-            "~ v1 Secret argocd/creds\n    data.password: \"<redacted>\" -> \"<redacted>\"\n"
-        ),
-        "{text}"
-    );
-    assert!(
-        !text.contains("bmV3") && !text.contains("b2xk") && !text.contains("new\""),
-        "{text}"
-    );
-    assert!(text.contains("- v1 ConfigMap argocd/old\n"), "{text}");
-    assert!(
-        text.ends_with("0 to create, 2 to update, 1 to delete, 0 unchanged\n"),
-        "{text}"
-    );
-    drop(d);
-    server.await.unwrap().done().await;
-}
-
-// ---------------------------------------------------------------------------------------------
-// An in-memory API server for multi-run tests
-
-/// Objects by path; every request logged as `METHOD path`.
-#[derive(Clone, Default)]
-struct Fake {
-    objects: Arc<Mutex<BTreeMap<String, Value>>>,
-    log: Arc<Mutex<Vec<String>>>,
-    /// Paths whose next apply fails with 422.
-    reject: Arc<Mutex<Vec<String>>>,
-}
-
-impl Fake {
-    fn start() -> (kube::Client, Fake) {
-        let (client, Server(mut handle)) = client();
-        let fake = Fake::default();
-        let f = fake.clone();
-        tokio::spawn(async move {
-            while let Some((req, reply)) = handle.next_request().await {
-                let ex = exchange(req, reply).await;
-                f.serve(ex);
-            }
-        });
-        (client, fake)
-    }
-
-    fn take_log(&self) -> Vec<String> {
-        std::mem::take(&mut *self.log.lock().unwrap())
-    }
-
-    fn writes(log: &[String]) -> Vec<&String> {
-        log.iter().filter(|l| !l.starts_with("GET ")).collect()
-    }
-
-    fn serve(&self, ex: Exchange) {
-        let dry = if ex.q("dryRun").is_some() {
-            " (dry run)"
-        } else {
-            ""
-        };
-        self.log
-            .lock()
-            .unwrap()
-            .push(format!("{} {}{dry}", ex.method, ex.path));
-        let mut objects = self.objects.lock().unwrap();
-        match (ex.method.as_str(), ex.path.as_str()) {
-            ("GET", "/api/v1") => ex.ok(core_resources()),
-            ("GET", LEASE) => ex.not_found(),
-            ("GET", p) if ex.q("fieldSelector").is_some() => {
-                let name = ex
-                    .q("fieldSelector")
-                    .unwrap()
-                    .trim_start_matches("metadata.name=");
-                let items = objects
-                    .get(&format!("{p}/{name}"))
-                    .cloned()
-                    .into_iter()
-                    .collect();
-                ex.ok(list(items));
-            }
-            ("GET", p) => match objects.get(p) {
-                Some(o) => ex.ok(o.clone()),
-                None => ex.not_found(),
-            },
-            ("PATCH", _) if ex.q("dryRun").is_some() => {
-                // A dry run answers what the object would become, and stores nothing.
-                let mut body = ex.body.clone();
-                body["metadata"]["resourceVersion"] = json!("1");
-                ex.ok(body);
-            }
-            ("PATCH", p) => {
-                let rejected = {
-                    let mut reject = self.reject.lock().unwrap();
-                    let i = reject.iter().position(|r| r == p);
-                    i.map(|i| reject.remove(i)).is_some()
-                };
-                if rejected {
-                    return ex.respond(422, status(422, "Invalid", "rejected by the test"));
-                }
-                let mut body = ex.body.clone();
-                body["metadata"]["resourceVersion"] = json!("1");
-                objects.insert(p.to_owned(), body.clone());
-                ex.ok(body);
-            }
-            ("DELETE", p) => match objects.remove(p) {
-                Some(_) => ex.ok(status(200, "", "")),
-                None => ex.not_found(),
-            },
-            (m, p) => panic!("the fake API server does not handle {m} {p}"),
-        }
-    }
-
-    fn state(&self) -> Value {
-        let cm = self
-            .objects
-            .lock()
-            .unwrap()
-            .get(STATE)
-            .cloned()
-            .expect("a state ConfigMap");
-        serde_json::from_str(cm["data"]["m"].as_str().unwrap()).unwrap()
-    }
-
-    fn has(&self, path: &str) -> bool {
-        self.objects.lock().unwrap().contains_key(path)
-    }
-}
-
-fn objects(names: &[&str], value: &str) -> Vec<Value> {
-    let mut v =
-        vec![json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "demo"}})];
-    v.extend(
-        names
-            .iter()
-            .map(|n| config_map("demo", n, json!({"v": value}))),
-    );
-    v
-}
-
-#[tokio::test]
-async fn an_unchanged_reapply_makes_no_write_request() {
-    let (client, fake) = Fake::start();
-    let d = deployer(client, KubeOptions::default());
-    let first = d.apply(objects(&["a", "b"], "1")).await.unwrap();
-    assert_eq!(first.changed.len(), 3);
-    assert_eq!(
-        Fake::writes(&fake.take_log()).len(),
-        5,
-        "intent + 3 objects + final state"
-    );
-
-    let again = d.apply(objects(&["a", "b"], "1")).await.unwrap();
-    let log = fake.take_log();
-    assert!(
-        Fake::writes(&log).is_empty(),
-        "writes on an unchanged re-apply: {log:?}"
-    );
-    assert_eq!(
-        again.unchanged,
-        ["Namespace demo", "ConfigMap demo/a", "ConfigMap demo/b"]
-    );
-    assert!(again.changed.is_empty());
-
-    // One changed object: one object write, and the state's hash for it.
-    let mut changed = objects(&["a", "b"], "1");
-    changed[2]["data"]["v"] = json!("2");
-    let third = d.apply(changed).await.unwrap();
-    let log = fake.take_log();
-    assert_eq!(
-        Fake::writes(&log),
-        [
-            &"PATCH /api/v1/namespaces/demo/configmaps/b".to_owned(),
-            &format!("PATCH {STATE}")
-        ],
-        "{log:?}"
-    );
-    assert_eq!(third.changed, ["ConfigMap demo/b"]);
-}
-
-#[tokio::test]
-async fn objects_no_longer_rendered_are_pruned() {
-    let (client, fake) = Fake::start();
-    let d = deployer(client, KubeOptions::default());
-    d.apply(objects(&["a", "b"], "1")).await.unwrap();
-    assert!(fake.has("/api/v1/namespaces/demo/configmaps/b"));
-    fake.take_log();
-    let report = d.apply(objects(&["a"], "1")).await.unwrap();
-    assert_eq!(report.pruned, ["ConfigMap demo/b"]);
-    assert!(!fake.has("/api/v1/namespaces/demo/configmaps/b"));
-    assert!(fake.has("/api/v1/namespaces/demo/configmaps/a"));
-    let names: Vec<String> = fake.state()["objects"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| o["name"].as_str().unwrap().to_owned())
-        .collect();
-    assert_eq!(names, ["demo", "a"]);
-    assert_eq!(
-        Fake::writes(&fake.take_log()),
-        [
-            &"DELETE /api/v1/namespaces/demo/configmaps/b".to_owned(),
-            &format!("PATCH {STATE}")
-        ]
-    );
-}
-
-#[tokio::test]
-async fn a_run_that_died_half_way_resumes() {
-    let (client, fake) = Fake::start();
-    let d = deployer(client, KubeOptions::default());
-    fake.reject
-        .lock()
-        .unwrap()
-        .push("/api/v1/namespaces/demo/configmaps/b".into());
-    d.apply(objects(&["a", "b"], "1")).await.unwrap_err();
-    // The inventory already names b, so nothing it might have created is untracked.
-    let recorded: Vec<Value> = fake.state()["objects"].as_array().unwrap().clone();
-    assert!(
-        recorded
-            .iter()
-            .any(|o| o["name"] == "b" && o.get("hash").is_none()),
-        "{recorded:?}"
-    );
-    fake.take_log();
-    let report = d.apply(objects(&["a", "b"], "1")).await.unwrap();
-    assert_eq!(
-        report.unchanged,
-        ["Namespace demo", "ConfigMap demo/a"],
-        "already applied with the same hash"
-    );
-    assert_eq!(report.changed, ["ConfigMap demo/b"]);
-    assert!(
-        fake.state()["objects"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|o| o["hash"].is_string())
-    );
-    // Destroy removes everything, then the state.
-    d.destroy().await.unwrap();
-    assert!(
-        !fake.has("/api/v1/namespaces/demo/configmaps/a") && !fake.has("/api/v1/namespaces/demo")
-    );
-    assert!(!fake.has(STATE));
-    d.destroy().await.unwrap();
 }
 
 #[tokio::test]
@@ -1098,6 +441,589 @@ async fn a_scoped_lock_is_created_held_during_the_run_and_released() {
     let (srv, holder) = server.await.unwrap();
     assert_eq!(seen, holder);
     srv.done().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Against FakeApi
+
+const APP: &str = "argoproj.io/v1alpha1";
+const CRDS: &str = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions";
+
+fn no_wait() -> KubeOptions {
+    KubeOptions {
+        wait: false,
+        ..KubeOptions::default()
+    }
+}
+
+/// A request as the engine sent it.
+#[derive(Debug, Clone)]
+struct Sent {
+    method: String,
+    path: String,
+    query: HashMap<String, String>,
+    content_type: String,
+    body: Value,
+}
+
+impl Sent {
+    fn q(&self, key: &str) -> Option<&str> {
+        self.query.get(key).map(String::as_str)
+    }
+
+    fn is(&self, method: &str, path: &str) -> bool {
+        self.method == method && self.path == path
+    }
+
+    /// A write that changes something (not a dry run, not a read).
+    fn writes(&self) -> bool {
+        self.method != "GET" && self.q("dryRun").is_none()
+    }
+}
+
+/// The requests a [`recording`] client sent so far.
+type SentLog = Arc<Mutex<Vec<Sent>>>;
+
+/// A client of `fake` that also keeps every request it sends, body and headers included.
+fn recording(fake: &FakeApi) -> (kube::Client, SentLog) {
+    let sent: SentLog = Arc::default();
+    let (fake, log) = (fake.clone(), sent.clone());
+    let service = tower::service_fn(move |req: Request<Body>| {
+        let (fake, log) = (fake.clone(), log.clone());
+        async move {
+            let (parts, body) = req.into_parts();
+            let bytes = body.collect_bytes().await?;
+            log.lock().unwrap().push(Sent {
+                method: parts.method.to_string(),
+                path: parts.uri.path().to_owned(),
+                query: parts.uri.query().map(parse_query).unwrap_or_default(),
+                content_type: parts
+                    .headers
+                    .get("content-type")
+                    .map(|v| v.to_str().unwrap().to_owned())
+                    .unwrap_or_default(),
+                body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            });
+            fake.serve(Request::from_parts(parts, Body::from(bytes.to_vec())))
+                .await
+        }
+    });
+    (kube::Client::new(service, "default"), sent)
+}
+
+fn taken(sent: &SentLog) -> Vec<Sent> {
+    std::mem::take(&mut *sent.lock().unwrap())
+}
+
+/// Where the first request matching `f` is in `sent`.
+fn index(sent: &[Sent], what: &str, f: impl Fn(&Sent) -> bool) -> usize {
+    sent.iter()
+        .position(f)
+        .unwrap_or_else(|| panic!("no {what} in {:#?}", lines(sent)))
+}
+
+fn lines(sent: &[Sent]) -> Vec<String> {
+    sent.iter()
+        .map(|s| format!("{} {} {:?}", s.method, s.path, s.query))
+        .collect()
+}
+
+/// The write requests of a FakeApi log, without their queries.
+fn written(log: &[String]) -> Vec<String> {
+    writes(log)
+        .into_iter()
+        .map(|l| l.split('?').next().unwrap().to_owned())
+        .collect()
+}
+
+fn namespace(name: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+}
+
+/// The stack's state ConfigMap, if there is one.
+fn state_of(fake: &FakeApi) -> Option<Value> {
+    fake.get(
+        "v1",
+        "ConfigMap",
+        "devops-stack-system",
+        "devops-stack-state-s",
+    )
+}
+
+/// The names of the objects the module's inventory records, in order.
+async fn recorded_names(d: &Deployer) -> Vec<String> {
+    d.recorded()
+        .await
+        .unwrap()
+        .unwrap()
+        .objects
+        .into_iter()
+        .map(|e| e.object.name)
+        .collect()
+}
+
+#[tokio::test]
+async fn first_apply_is_server_side_apply_namespaces_first_with_inventory() {
+    let fake = FakeApi::new();
+    let (client, sent) = recording(&fake);
+    let d = deployer(client, KubeOptions::default());
+    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm", "namespace": "demo", "labels": {"keep": "me"}}, "data": {"k": "v"}});
+    let report = d.apply(vec![cm, namespace("demo")]).await.unwrap();
+    assert_eq!(report.changed, ["Namespace demo", "ConfigMap demo/cm"]);
+    assert!(report.unchanged.is_empty() && report.pruned.is_empty());
+
+    let sent = taken(&sent);
+    let ns_path = "/api/v1/namespaces/demo";
+    let cm_path = "/api/v1/namespaces/demo/configmaps/cm";
+    for path in [ns_path, cm_path] {
+        let apply = &sent[index(&sent, path, |s| s.is("PATCH", path))];
+        assert_eq!(apply.content_type, "application/apply-patch+yaml");
+        assert_eq!(apply.q("fieldManager"), Some("devops-stack"));
+        assert_eq!(
+            apply.q("force"),
+            None,
+            "conflicts are not forced by default"
+        );
+        let meta = &apply.body["metadata"];
+        assert_eq!(meta["labels"][STACK_LABEL], "s");
+        assert_eq!(meta["labels"][MODULE_LABEL], "m");
+        assert!(
+            meta["annotations"][HASH_ANNOTATION]
+                .as_str()
+                .is_some_and(|h| h.len() == 64),
+            "{meta}"
+        );
+    }
+    let ns_at = index(&sent, "namespace apply", |s| s.is("PATCH", ns_path));
+    let cm_at = index(&sent, "configmap apply", |s| s.is("PATCH", cm_path));
+    assert!(ns_at < cm_at, "namespaces first: {:#?}", lines(&sent));
+
+    // The inventory is recorded, by the module's own manager, before the first object is written.
+    let intent_at = index(&sent, "state write", |s| s.is("PATCH", STATE));
+    assert!(intent_at < ns_at, "{:#?}", lines(&sent));
+    let intent = &sent[intent_at];
+    assert_eq!(intent.q("fieldManager"), Some("devops-stack/m"));
+    assert_eq!(intent.q("force"), Some("true"));
+    let entry: Value = serde_json::from_str(intent.body["data"]["m"].as_str().unwrap()).unwrap();
+    let objects = entry["objects"].as_array().unwrap();
+    assert_eq!(
+        objects.len(),
+        2,
+        "both objects before the first write: {entry}"
+    );
+    assert!(objects.iter().all(|o| o.get("hash").is_none()), "{entry}");
+
+    // At the end: each object with the hash of what was applied and its fields' fingerprint.
+    let state = d.recorded().await.unwrap().unwrap();
+    let kinds: Vec<&str> = state
+        .objects
+        .iter()
+        .map(|e| e.object.kind.as_str())
+        .collect();
+    assert_eq!(kinds, ["Namespace", "ConfigMap"]);
+    let live = fake.get("v1", "ConfigMap", "demo", "cm").unwrap();
+    assert_eq!(live["data"], json!({"k": "v"}));
+    assert_eq!(
+        live["metadata"]["labels"]["keep"], "me",
+        "the object's own labels are kept"
+    );
+    assert_eq!(
+        state.objects[1].hash.as_deref(),
+        live["metadata"]["annotations"][HASH_ANNOTATION].as_str()
+    );
+    assert!(
+        state.objects.iter().all(|e| e.fields.is_some()),
+        "{state:?}"
+    );
+    let managers: Vec<(&str, &str)> = live["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["manager"].as_str().unwrap(),
+                m["operation"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(managers, [("devops-stack", "Apply")]);
+}
+
+fn crd() -> Value {
+    json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition", "metadata": {"name": "widgets.example.com"},
+        "spec": {"group": "example.com", "scope": "Namespaced", "names": {"plural": "widgets", "kind": "Widget"},
+                 "versions": [{"name": "v1", "served": true, "storage": true, "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}})
+}
+
+#[tokio::test]
+async fn crds_go_first_then_namespaces_and_are_waited_for_until_established() {
+    // The CRD is Established only at the third read of CRDs after its creation.
+    let fake = FakeApi::new().crds_established_after_reads(3);
+    let (client, sent) = recording(&fake);
+    let widget = json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w", "namespace": "demo"}, "spec": {"size": 1}});
+    let report = deployer(client, no_wait())
+        .apply(vec![
+            widget,
+            config_map("demo", "cm", json!({})),
+            namespace("demo"),
+            crd(),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(report.changed.len(), 4, "{report:?}");
+    assert!(fake.get("example.com/v1", "Widget", "demo", "w").is_some());
+
+    let sent = taken(&sent);
+    let patch = |path: &str| index(&sent, path, |s| s.is("PATCH", path) && s.writes());
+    let crd_at = patch(&format!("{CRDS}/widgets.example.com"));
+    let ns_at = patch("/api/v1/namespaces/demo");
+    let widget_at = patch("/apis/example.com/v1/namespaces/demo/widgets/w");
+    let cm_at = patch("/api/v1/namespaces/demo/configmaps/cm");
+    assert!(
+        crd_at < ns_at && ns_at < widget_at && ns_at < cm_at,
+        "CRDs, then namespaces, then the rest: {:#?}",
+        lines(&sent)
+    );
+    // Between the CRD's apply and the first custom resource: the wait (reads of the CRD until
+    // it is Established), then the discovery of its kind.
+    let between = &sent[crd_at + 1..widget_at];
+    let crd_reads = between
+        .iter()
+        .filter(|s| s.method == "GET" && s.path.starts_with(CRDS))
+        .count();
+    assert!(crd_reads >= 3, "{:#?}", lines(&sent));
+    assert!(
+        between.iter().any(|s| s.is("GET", "/apis/example.com/v1")),
+        "the new kind is discovered once the CRD is Established: {:#?}",
+        lines(&sent)
+    );
+    let established = fake
+        .get(
+            "apiextensions.k8s.io/v1",
+            "CustomResourceDefinition",
+            None,
+            "widgets.example.com",
+        )
+        .unwrap();
+    assert!(
+        established["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["type"] == "Established" && c["status"] == "True")
+    );
+}
+
+#[tokio::test]
+async fn a_field_manager_conflict_is_a_typed_error_unless_forced() {
+    let fake = FakeApi::new();
+    let cm = |v: &str| vec![namespace("demo"), config_map("demo", "cm", json!({"k": v}))];
+    deployer(fake.client(), no_wait())
+        .apply(cm("v"))
+        .await
+        .unwrap();
+    fake.edit(
+        "v1",
+        "ConfigMap",
+        "demo",
+        "cm",
+        json!({"data": {"k": "edited"}}),
+        "kubectl-edit",
+    )
+    .unwrap();
+
+    // The module now renders another value for the field another manager took: a conflict,
+    // not a silent takeover (only an unchanged rendering is put back by force, as drift).
+    let e = deployer(fake.client(), no_wait())
+        .apply(cm("v2"))
+        .await
+        .unwrap_err();
+    match &e {
+        Error::FieldConflict {
+            object,
+            managers,
+            detail,
+        } => {
+            assert_eq!(object, "v1 ConfigMap demo/cm");
+            assert_eq!(managers, &["kubectl-edit"]);
+            assert!(detail.contains(".data.k"), "{detail}");
+        }
+        other => panic!("expected a field conflict, got {other:?}"),
+    }
+    assert!(
+        e.to_string().contains("force_conflicts"),
+        "the message says how to fix it: {e}"
+    );
+    let live = fake.get("v1", "ConfigMap", "demo", "cm").unwrap();
+    assert_eq!(live["data"]["k"], "edited");
+
+    fake.take_log();
+    let forced = KubeOptions {
+        force_conflicts: true,
+        ..no_wait()
+    };
+    let report = deployer(fake.client(), forced)
+        .apply(cm("v2"))
+        .await
+        .unwrap();
+    assert_eq!(report.changed, ["ConfigMap demo/cm"]);
+    let log = fake.take_log();
+    assert!(
+        log.iter().any(
+            |l| l.starts_with("PATCH /api/v1/namespaces/demo/configmaps/cm?")
+                && l.contains("force=true")
+        ),
+        "{log:#?}"
+    );
+    let live = fake.get("v1", "ConfigMap", "demo", "cm").unwrap();
+    assert_eq!(live["data"]["k"], "v2");
+    let owners: Vec<&str> = live["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["fieldsV1"]["f:data"]["f:k"].is_object())
+        .map(|m| m["manager"].as_str().unwrap())
+        .collect();
+    assert_eq!(owners, ["devops-stack"], "the field was taken over");
+}
+
+/// A fake with Argo CD's CRDs, its `argocd` namespace and its controller.
+fn argocd() -> FakeApi {
+    let fake = FakeApi::new().with_argocd_crds().with_argocd_controller();
+    fake.insert(namespace("argocd"));
+    fake.take_log();
+    fake
+}
+
+#[tokio::test]
+async fn destroy_deletes_applications_first_with_the_argo_cd_finalizer_then_the_rest() {
+    let fake = argocd();
+    let app = json!({"apiVersion": APP, "kind": "Application", "metadata": {"name": "app", "namespace": "argocd"},
+        "spec": {"project": "default", "destination": {"server": "https://kubernetes.default.svc", "namespace": "demo"}}});
+    let objects = vec![namespace("demo"), config_map("demo", "cm", json!({})), app];
+    let options = KubeOptions::default().wait_timeout(Duration::from_secs(10));
+    deployer(fake.client(), options.clone())
+        .apply(objects)
+        .await
+        .unwrap();
+
+    let (client, sent) = recording(&fake);
+    let d = deployer(client, options);
+    let mut report = d.destroy().await.unwrap();
+    report.deleted.sort();
+    assert_eq!(
+        report.deleted,
+        [
+            "Application argocd/app",
+            "ConfigMap demo/cm",
+            "Namespace demo"
+        ]
+    );
+    let sent = taken(&sent);
+    let app_path = "/apis/argoproj.io/v1alpha1/namespaces/argocd/applications/app";
+    let fin_at = index(&sent, "the finalizer", |s| s.is("PATCH", app_path));
+    let fin = &sent[fin_at];
+    assert_eq!(fin.content_type, "application/merge-patch+json");
+    assert_eq!(
+        fin.body["metadata"]["finalizers"],
+        json!([RESOURCES_FINALIZER])
+    );
+    assert!(
+        fin.body["metadata"]["resourceVersion"].is_string(),
+        "conditional on what was read: {}",
+        fin.body
+    );
+    let app_at = index(&sent, "the Application's delete", |s| {
+        s.is("DELETE", app_path)
+    });
+    let cm_at = index(&sent, "the ConfigMap's delete", |s| {
+        s.is("DELETE", "/api/v1/namespaces/demo/configmaps/cm")
+    });
+    let ns_at = index(&sent, "the namespace's delete", |s| {
+        s.is("DELETE", "/api/v1/namespaces/demo")
+    });
+    assert!(
+        fin_at < app_at && app_at < cm_at && app_at < ns_at,
+        "the finalizer, the Application, then what it deployed: {:#?}",
+        lines(&sent)
+    );
+    assert!(
+        sent[app_at + 1..cm_at.min(ns_at)]
+            .iter()
+            .any(|s| s.method == "GET" && s.path.starts_with("/apis/argoproj.io/")),
+        "the Application is waited for until gone: {:#?}",
+        lines(&sent)
+    );
+    for del in sent
+        .iter()
+        .filter(|s| s.method == "DELETE" && s.path != STATE)
+    {
+        let pre = &del.body["preconditions"];
+        assert!(
+            pre["uid"].is_string() && pre["resourceVersion"].is_string(),
+            "{} {}: {}",
+            del.method,
+            del.path,
+            del.body
+        );
+    }
+    assert!(fake.get(APP, "Application", "argocd", "app").is_none());
+    assert!(fake.get("v1", "Namespace", None, "demo").is_none());
+    assert!(
+        state_of(&fake).is_none(),
+        "the state goes with its last module"
+    );
+    // Safe to run again.
+    assert_eq!(d.destroy().await.unwrap(), Default::default());
+}
+
+#[tokio::test]
+async fn a_namespace_stuck_in_finalizers_is_reported_by_name() {
+    let fake = FakeApi::new().namespace_deletion(NamespaceDeletion::Manual);
+    let objects = vec![namespace("demo"), config_map("demo", "cm", json!({}))];
+    deployer(fake.client(), no_wait())
+        .apply(objects)
+        .await
+        .unwrap();
+    // The namespace controller says what it is waiting for once the namespace is deleted.
+    let controller = {
+        let fake = fake.clone();
+        tokio::spawn(async move {
+            loop {
+                let ns = fake.get("v1", "Namespace", None, "demo").unwrap();
+                if ns["metadata"]["deletionTimestamp"].is_string() {
+                    fake.set_status("v1", "Namespace", None, "demo", json!({"phase": "Terminating", "conditions": [
+                        {"type": "NamespaceContentRemaining", "status": "True",
+                         "message": "Some resources are remaining: widgets.example.com has 1 resource instances"}]}));
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+
+    // Outside a stack run, the deployer waits for its namespaces itself.
+    let d = deployer(
+        fake.client(),
+        KubeOptions::default().wait_timeout(Duration::from_millis(400)),
+    );
+    let e = d.destroy().await.unwrap_err();
+    controller.await.unwrap();
+    match &e {
+        Error::NamespaceStuck { namespaces, .. } => {
+            assert_eq!(namespaces.len(), 1, "{e}");
+            assert_eq!(namespaces[0].0, "demo");
+            assert!(
+                namespaces[0].1.contains("finalizers [kubernetes]")
+                    && namespaces[0].1.contains("widgets.example.com has 1"),
+                "{e}"
+            );
+        }
+        other => panic!("expected a stuck namespace, got {other:?}"),
+    }
+    assert!(e.to_string().contains("demo"), "{e}");
+
+    // Once the namespace controller is done, destroying again finishes the job.
+    fake.finish_namespace_deletions();
+    d.destroy().await.unwrap();
+    assert!(fake.get("v1", "Namespace", None, "demo").is_none());
+    assert!(state_of(&fake).is_none());
+}
+
+#[tokio::test]
+async fn diff_is_a_dry_run_shown_field_by_field_with_secrets_redacted() {
+    let fake = FakeApi::new().with_argocd_crds();
+    fake.insert(namespace("argocd"));
+    let app = |replicas: i64| {
+        json!({"apiVersion": APP, "kind": "Application", "metadata": {"name": "traefik", "namespace": "argocd"},
+            "spec": {"project": "default", "source": {"repoURL": "https://traefik.github.io/charts", "chart": "traefik",
+                "helm": {"valuesObject": {"deployment": {"replicas": replicas}, "logs": {"level": "INFO"}}}}}})
+    };
+    let secret = |password: &str| json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "creds", "namespace": "argocd"}, "stringData": {"password": password}});
+    deployer(fake.client(), no_wait())
+        .apply(vec![
+            secret("hunter2-before"),
+            app(1),
+            config_map("argocd", "old", json!({})),
+        ])
+        .await
+        .unwrap();
+    // Argo CD's status in the main object is not a change.
+    fake.mark_applications(true, true);
+    let before = fake.names();
+
+    let (client, sent) = recording(&fake);
+    let diff = deployer(client, no_wait())
+        .diff(vec![secret("hunter2-after"), app(3)])
+        .await
+        .unwrap();
+    let text = diff.to_text();
+    let app_diff = diff.object("Application", "traefik").unwrap();
+    assert_eq!(app_diff.action, DiffAction::Update);
+    let paths: Vec<&str> = app_diff.changes.iter().map(|c| c.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        ["spec.source.helm.valuesObject.deployment.replicas"],
+        "one Helm value, one change: {text}"
+    );
+    assert!(
+        text.contains("    spec.source.helm.valuesObject.deployment.replicas: 1 -> 3\n"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("logs"),
+        "unchanged values are not shown: {text}"
+    );
+    assert!(
+        text.contains(
+            "~ v1 Secret argocd/creds\n    data.password: \"<redacted>\" -> \"<redacted>\"\n"
+        ),
+        "{text}"
+    );
+    let json = serde_json::to_string(&diff).unwrap();
+    use base64::Engine as _;
+    for secret in ["hunter2-before", "hunter2-after"] {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(secret);
+        for shown in [&text, &json] {
+            assert!(
+                !shown.contains(secret) && !shown.contains(&encoded) && !shown.contains("hunter2"),
+                "{shown}"
+            );
+        }
+    }
+    assert!(text.contains("- v1 ConfigMap argocd/old\n"), "{text}");
+    assert!(
+        text.ends_with("0 to create, 2 to update, 1 to delete, 0 unchanged\n"),
+        "{text}"
+    );
+
+    // Compared through dry runs; nothing written.
+    let sent = taken(&sent);
+    assert!(
+        sent.iter()
+            .any(|s| s.method == "PATCH" && s.q("dryRun") == Some("All")),
+        "{:#?}",
+        lines(&sent)
+    );
+    let writes: Vec<&Sent> = sent.iter().filter(|s| s.writes()).collect();
+    assert!(writes.is_empty(), "{writes:#?}");
+    assert_eq!(fake.names(), before);
+    let live = fake.get(APP, "Application", "argocd", "traefik").unwrap();
+    assert_eq!(
+        live["spec"]["source"]["helm"]["valuesObject"]["deployment"]["replicas"],
+        1
+    );
+}
+
+fn objects(names: &[&str], value: &str) -> Vec<Value> {
+    let mut v =
+        vec![json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "demo"}})];
+    v.extend(
+        names
+            .iter()
+            .map(|n| config_map("demo", n, json!({"v": value}))),
+    );
+    v
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1197,14 +1123,153 @@ fn two_module_stack(client: &kube::Client, web_value: &str) -> devops_stack_core
     s.build().unwrap()
 }
 
+/// The hash the module's inventory records for `name`.
+async fn recorded_hash(d: &Deployer, name: &str) -> Option<String> {
+    let state = d.recorded().await.unwrap().unwrap();
+    state
+        .objects
+        .into_iter()
+        .find(|e| e.object.name == name)?
+        .hash
+}
+
+#[tokio::test]
+async fn an_unchanged_reapply_makes_no_write_request() {
+    let fake = FakeApi::new();
+    let d = deployer(fake.client(), KubeOptions::default());
+    let first = d.apply(objects(&["a", "b"], "1")).await.unwrap();
+    assert_eq!(first.changed.len(), 3);
+    let log = fake.take_log();
+    let cm = "/api/v1/namespaces/demo/configmaps";
+    let mut first_writes = written(&log);
+    // The ConfigMaps are written in parallel, in either order.
+    first_writes[4..6].sort();
+    assert_eq!(
+        first_writes,
+        [
+            format!("PATCH {STATE}"),
+            "PATCH /api/v1/namespaces/devops-stack-system".to_owned(),
+            format!("PATCH {STATE}"),
+            "PATCH /api/v1/namespaces/demo".to_owned(),
+            format!("PATCH {cm}/a"),
+            format!("PATCH {cm}/b"),
+            format!("PATCH {STATE}"),
+        ],
+        "the inventory (the state's namespace created on the way), the namespace, the ConfigMaps, \
+         the final state: {log:#?}"
+    );
+
+    let again = d.apply(objects(&["a", "b"], "1")).await.unwrap();
+    let log = fake.take_log();
+    assert_eq!(written(&log), Vec::<String>::new(), "{log:#?}");
+    assert_eq!(
+        again.unchanged,
+        ["Namespace demo", "ConfigMap demo/a", "ConfigMap demo/b"]
+    );
+    assert!(again.changed.is_empty());
+
+    // One changed object: one object write, and the state's hash for it.
+    let old_hash = recorded_hash(&d, "b").await;
+    let mut changed = objects(&["a", "b"], "1");
+    changed[2]["data"]["v"] = json!("2");
+    let third = d.apply(changed).await.unwrap();
+    let log = fake.take_log();
+    assert_eq!(
+        written(&log),
+        [format!("PATCH {cm}/b"), format!("PATCH {STATE}")],
+        "{log:#?}"
+    );
+    assert_eq!(third.changed, ["ConfigMap demo/b"]);
+    assert_ne!(recorded_hash(&d, "b").await, old_hash);
+    assert_eq!(
+        fake.get("v1", "ConfigMap", "demo", "b").unwrap()["data"]["v"],
+        "2"
+    );
+}
+
+#[tokio::test]
+async fn objects_no_longer_rendered_are_pruned() {
+    let fake = FakeApi::new();
+    let d = deployer(fake.client(), KubeOptions::default());
+    d.apply(objects(&["a", "b"], "1")).await.unwrap();
+    assert!(fake.get("v1", "ConfigMap", "demo", "b").is_some());
+    fake.take_log();
+    let report = d.apply(objects(&["a"], "1")).await.unwrap();
+    assert_eq!(report.pruned, ["ConfigMap demo/b"]);
+    assert_eq!(report.unchanged, ["Namespace demo", "ConfigMap demo/a"]);
+    assert!(fake.get("v1", "ConfigMap", "demo", "b").is_none());
+    assert!(fake.get("v1", "ConfigMap", "demo", "a").is_some());
+    assert_eq!(recorded_names(&d).await, ["demo", "a"]);
+    assert_eq!(
+        written(&fake.take_log()),
+        [
+            "DELETE /api/v1/namespaces/demo/configmaps/b".to_owned(),
+            format!("PATCH {STATE}")
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_run_that_died_half_way_resumes() {
+    let fake = FakeApi::new();
+    let d = deployer(fake.client(), KubeOptions::default());
+    fake.fail_next("PATCH", "/api/v1/namespaces/demo/configmaps/b", 422);
+    let e = d.apply(objects(&["a", "b"], "1")).await.unwrap_err();
+    assert!(e.to_string().contains("ConfigMap demo/b"), "{e}");
+    let log = fake.take_log();
+    let first_state = log
+        .iter()
+        .position(|l| l.starts_with(&format!("PATCH {STATE}")))
+        .unwrap();
+    let first_object = log
+        .iter()
+        .position(|l| l.starts_with("PATCH /api/v1/namespaces/demo"))
+        .unwrap();
+    assert!(first_state < first_object, "{log:#?}");
+    // The inventory already names b, so nothing it might have created is untracked.
+    let recorded = d.recorded().await.unwrap().unwrap();
+    let b = recorded
+        .objects
+        .iter()
+        .find(|e| e.object.name == "b")
+        .unwrap_or_else(|| panic!("{recorded:?}"));
+    assert_eq!(b.hash, None, "recorded, not applied: {recorded:?}");
+    assert!(fake.get("v1", "ConfigMap", "demo", "b").is_none());
+
+    let report = d.apply(objects(&["a", "b"], "1")).await.unwrap();
+    assert!(
+        report.changed.contains(&"ConfigMap demo/b".to_owned()),
+        "{report:?}"
+    );
+    assert!(fake.get("v1", "ConfigMap", "demo", "b").is_some());
+    let recorded = d.recorded().await.unwrap().unwrap();
+    assert_eq!(recorded.objects.len(), 3);
+    assert!(
+        recorded
+            .objects
+            .iter()
+            .all(|e| e.hash.is_some() && e.fields.is_some()),
+        "{recorded:?}"
+    );
+    // A third run has nothing left to do.
+    fake.take_log();
+    d.apply(objects(&["a", "b"], "1")).await.unwrap();
+    assert_eq!(written(&fake.take_log()), Vec::<String>::new());
+
+    // Destroy removes everything, then the state; and is safe to run again.
+    d.destroy().await.unwrap();
+    assert!(fake.get("v1", "Namespace", None, "demo").is_none());
+    assert!(fake.get("v1", "ConfigMap", "demo", "a").is_none());
+    assert!(state_of(&fake).is_none());
+    d.destroy().await.unwrap();
+}
+
 #[tokio::test]
 async fn a_stack_diff_shows_what_an_apply_would_change_and_writes_nothing() {
     use devops_stack_core::RunOptions;
-    let (client, fake) = Fake::start();
-    let options = KubeOptions {
-        wait: false,
-        ..KubeOptions::default()
-    };
+    let fake = FakeApi::new();
+    let client = fake.client();
+    let options = no_wait();
     let here: devops_stack_core::interfaces::ClusterRef =
         std::sync::Arc::new(FakeCluster(client.clone(), "here"));
 
@@ -1263,17 +1328,18 @@ async fn a_stack_diff_shows_what_an_apply_would_change_and_writes_nothing() {
     assert!(text.contains("unchanged: db"), "{text}");
 
     let log = fake.take_log();
-    let writes = Fake::writes(&log);
+    let dry_runs = writes(&log);
     assert!(
-        !writes.is_empty() && writes.iter().all(|w| w.ends_with("(dry run)")),
-        "{log:?}"
+        !dry_runs.is_empty()
+            && dry_runs
+                .iter()
+                .all(|w| w.starts_with("PATCH ") && w.contains("dryRun=All")),
+        "{log:#?}"
     );
+    let live = fake.list("v1", "ConfigMap", "demo");
+    assert_eq!(live.len(), 3, "{live:?}");
     assert!(
-        fake.objects
-            .lock()
-            .unwrap()
-            .values()
-            .all(|o| o["data"]["v"] != "2"),
-        "a dry run stored something"
+        live.iter().all(|o| o["data"]["v"] == "1"),
+        "a dry run stored something: {live:?}"
     );
 }
