@@ -664,3 +664,55 @@ async fn a_stack_destroy_removes_recorded_modules_and_waits_for_namespaces_at_th
         .is_none()
     );
 }
+
+#[tokio::test]
+async fn secret_values_are_compared_not_hashed() {
+    let fake = fake();
+    let d = deployer(&fake, "s", "m", options());
+    let secret = |v: &str| json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "creds", "namespace": "web"}, "stringData": {"password": v}});
+    d.apply(vec![namespace("web"), secret("hunter2")])
+        .await
+        .unwrap();
+    let live = fake.get("v1", "Secret", "web", "creds").unwrap();
+    let state = serde_json::to_string(&d.recorded().await.unwrap().unwrap()).unwrap();
+    let hash = live["metadata"]["annotations"]["devops-stack.io/content-hash"].clone();
+    fake.take_log();
+
+    // Unchanged: no write.
+    d.apply(vec![namespace("web"), secret("hunter2")])
+        .await
+        .unwrap();
+    assert_eq!(writes(&fake.take_log()), Vec::<String>::new());
+    // A new value is applied, though the hash (which leaves values out) is the same.
+    let report = d
+        .apply(vec![namespace("web"), secret("new-one")])
+        .await
+        .unwrap();
+    assert_eq!(report.changed, ["Secret web/creds"]);
+    let live = fake.get("v1", "Secret", "web", "creds").unwrap();
+    assert_eq!(live["data"]["password"], "bmV3LW9uZQ==");
+    assert_eq!(
+        live["metadata"]["annotations"]["devops-stack.io/content-hash"],
+        hash
+    );
+    // A value changed by hand is put back.
+    fake.edit(
+        "v1",
+        "Secret",
+        "web",
+        "creds",
+        json!({"data": {"password": "eA=="}}),
+        "kubectl-edit",
+    )
+    .unwrap();
+    d.apply(vec![namespace("web"), secret("new-one")])
+        .await
+        .unwrap();
+    let live = fake.get("v1", "Secret", "web", "creds").unwrap();
+    assert_eq!(live["data"]["password"], "bmV3LW9uZQ==");
+    // Neither the values nor anything derived from them alone is in the state.
+    assert!(
+        !state.contains("hunter2") && !state.contains("aHVudGVyMg=="),
+        "{state}"
+    );
+}

@@ -769,7 +769,8 @@ impl Deployer {
                     Some(fields)
                         if applied_same
                             && live_hash(&live.metadata) == Some(d.hash.as_str())
-                            && recorded.and_then(|e| e.fields.as_deref()) == Some(&fields) =>
+                            && recorded.and_then(|e| e.fields.as_deref()) == Some(&fields)
+                            && secret_values_live(d, live) =>
                     {
                         Action::Unchanged { fields }
                     }
@@ -1113,6 +1114,14 @@ impl Deployer {
             None => tracing::info!(stack = %self.stack, module = %self.module, "{message}"),
         }
     }
+}
+
+/// Whether every value a rendered Secret sets is live (always true for other kinds).
+fn secret_values_live(d: &Desired, live: &DynamicObject) -> bool {
+    d.secret_data.as_ref().is_none_or(|data| {
+        data.iter()
+            .all(|(k, v)| live.data["data"][k].as_str() == Some(v.as_str()))
+    })
 }
 
 /// The rendered body with its namespace set to match its kind's scope.

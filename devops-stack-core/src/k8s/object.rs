@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
+use base64::Engine as _;
+
 use crate::error::{Error, Result};
 
 /// The annotation holding the hash of an object's rendered content, written with the object so
@@ -91,11 +93,31 @@ impl fmt::Display for ObjectRef {
 }
 
 /// An object ready to apply: ownership labels merged in and its content hash annotated.
-#[derive(Debug, Clone)]
+///
+/// A Secret's hash leaves out its `data` and `stringData`: a hash of secret values, kept on the
+/// object and in the state ConfigMap, would let anyone who can read them check guesses of the
+/// values. Its values are compared with the live ones instead ([`Desired::secret_data`]).
+#[derive(Clone)]
 pub(crate) struct Desired {
     pub(crate) id: ObjectRef,
     pub(crate) body: Value,
     pub(crate) hash: String,
+    /// For a Secret: every key it renders with its base64 value (`stringData` encoded).
+    pub(crate) secret_data: Option<BTreeMap<String, String>>,
+}
+
+impl fmt::Debug for Desired {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Desired")
+            .field("id", &self.id)
+            .field("hash", &self.hash)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether `id` is a core Secret.
+pub(crate) fn is_secret(id: &ObjectRef) -> bool {
+    id.api_version == "v1" && id.kind == "Secret"
 }
 
 impl Desired {
@@ -115,7 +137,28 @@ impl Desired {
                 meta.remove("annotations");
             }
         }
-        let hash = content_hash(&object);
+        let (hash, secret_data) = if is_secret(&id) {
+            let mut public = object.clone();
+            let mut data = BTreeMap::new();
+            if let Some(map) = public.as_object_mut() {
+                for (key, encode) in [("data", false), ("stringData", true)] {
+                    if let Some(Value::Object(values)) = map.remove(key) {
+                        for (k, v) in values {
+                            let text = v.as_str().unwrap_or_default();
+                            let value = if encode {
+                                base64::engine::general_purpose::STANDARD.encode(text)
+                            } else {
+                                text.to_owned()
+                            };
+                            data.insert(k, value);
+                        }
+                    }
+                }
+            }
+            (content_hash(&public), Some(data))
+        } else {
+            (content_hash(&object), None)
+        };
         let meta = object["metadata"]
             .as_object_mut()
             .expect("metadata is an object");
@@ -125,6 +168,7 @@ impl Desired {
             id,
             body: object,
             hash,
+            secret_data,
         })
     }
 }
@@ -209,6 +253,21 @@ mod tests {
         );
         assert_eq!(d.id.to_string(), "v1 ConfigMap x");
         assert!(Desired::new(json!({"kind": "ConfigMap"}), &labels).is_err());
+        // A Secret's hash does not depend on its values, which are kept for comparison.
+        let secret = |v: &str| json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "stringData": {"password": v}, "data": {"b": "eA=="}});
+        let (a, b) = (
+            Desired::new(secret("hunter2"), &labels).unwrap(),
+            Desired::new(secret("other"), &labels).unwrap(),
+        );
+        assert_eq!(a.hash, b.hash);
+        assert_eq!(
+            a.secret_data.unwrap(),
+            BTreeMap::from([
+                ("b".into(), "eA==".into()),
+                ("password".into(), "aHVudGVyMg==".into())
+            ])
+        );
+        assert!(!format!("{b:?}").contains("other"));
     }
 
     #[test]
