@@ -2,6 +2,7 @@
 //! version, cached for the run.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use kube::api::{Api, DynamicObject};
 use kube::core::GroupVersion;
@@ -18,12 +19,21 @@ pub(crate) struct Resolved {
     pub(crate) namespaced: bool,
 }
 
-/// Discovery results per group version. Missing group versions are not cached, so that a kind
-/// whose CRD was just established is found on the next lookup.
+/// The resources of each group version discovered so far, by `apiVersion`.
+type Groups = HashMap<String, Vec<(ApiResource, bool)>>;
+
+/// Discovery results shared by the modules of a run on one cluster.
+pub(crate) type SharedDiscovery = Arc<Mutex<Groups>>;
+
+/// Discovery results per group version, cached for the module's step and, within a stack run,
+/// shared with the run's other modules on the same cluster. Missing group versions are not
+/// cached, and a kind missing from a cached group version is looked up again, so that a kind
+/// whose CRD was just established is found.
 pub(crate) struct Resolver {
     client: kube::Client,
     retry: Retry,
-    groups: HashMap<String, Vec<(ApiResource, bool)>>,
+    groups: Groups,
+    shared: Option<SharedDiscovery>,
 }
 
 impl Resolver {
@@ -32,17 +42,38 @@ impl Resolver {
             client,
             retry,
             groups: HashMap::new(),
+            shared: None,
         }
+    }
+
+    /// Shares what is discovered with (and takes what was discovered from) `shared`.
+    pub(crate) fn shared(mut self, shared: Option<SharedDiscovery>) -> Self {
+        if let Some(shared) = &shared {
+            self.groups = shared.lock().expect("not poisoned").clone();
+        }
+        self.shared = shared;
+        self
     }
 
     /// Forgets the group versions of `group`, after CRDs of that group changed.
     pub(crate) fn forget_group(&mut self, group: &str) {
-        self.groups
-            .retain(|gv, _| gv.rsplit_once('/').map_or("", |(g, _)| g) != group);
+        let other = |gv: &String| gv.rsplit_once('/').map_or("", |(g, _)| g) != group;
+        self.groups.retain(|gv, _| other(gv));
+        if let Some(shared) = &self.shared {
+            shared
+                .lock()
+                .expect("not poisoned")
+                .retain(|gv, _| other(gv));
+        }
     }
 
     /// The resource of `id`'s kind, or `None` when the cluster does not serve it.
     pub(crate) async fn lookup(&mut self, id: &ObjectRef) -> Result<Option<Resolved>> {
+        if let Some(found) = self.cached(id) {
+            return Ok(Some(found));
+        }
+        // Not cached, or a kind the cached group version did not have yet: ask again.
+        self.groups.remove(&id.api_version);
         if !self.groups.contains_key(&id.api_version) {
             let gv: GroupVersion = id
                 .api_version
@@ -60,20 +91,31 @@ impl Resolver {
                         .versioned_resources(&gv.version)
                         .into_iter()
                         .map(|(ar, caps)| (ar, caps.scope == Scope::Namespaced))
-                        .collect();
+                        .collect::<Vec<_>>();
+                    if let Some(shared) = &self.shared {
+                        shared
+                            .lock()
+                            .expect("not poisoned")
+                            .insert(id.api_version.clone(), rs.clone());
+                    }
                     self.groups.insert(id.api_version.clone(), rs);
                 }
                 Err(e) if code(&e) == Some(404) => return Ok(None),
                 Err(e) => return Err(Error::kube(format!("discovering {}", id.api_version), e)),
             }
         }
-        Ok(self.groups[&id.api_version]
+        Ok(self.cached(id))
+    }
+
+    fn cached(&self, id: &ObjectRef) -> Option<Resolved> {
+        self.groups
+            .get(&id.api_version)?
             .iter()
             .find(|(ar, _)| ar.kind == id.kind)
             .map(|(ar, namespaced)| Resolved {
                 resource: ar.clone(),
                 namespaced: *namespaced,
-            }))
+            })
     }
 
     /// Like [`Resolver::lookup`], with an unserved kind as an error naming the object.

@@ -460,6 +460,15 @@ impl Deployer {
         self
     }
 
+    /// A resolver of kinds, sharing discovery with the run's other modules on this cluster.
+    fn resolver(&self) -> Resolver {
+        let shared = self
+            .run
+            .as_ref()
+            .map(|r| r.tracker.discovery(&self.target.cluster));
+        Resolver::new(self.client.clone(), self.retry).shared(shared)
+    }
+
     /// The ownership labels every object of this module gets.
     pub fn labels(&self) -> BTreeMap<String, String> {
         ownership_labels(&self.stack, &self.module)
@@ -675,7 +684,7 @@ impl Deployer {
             .await
             .map_err(|e| self.reach(e))?
             .unwrap_or_default();
-        let mut resolver = Resolver::new(self.client.clone(), self.retry);
+        let mut resolver = self.resolver();
         // Kinds the bundle's own CRDs define are not served yet: such objects cannot exist.
         let bundle_kinds: HashSet<(String, String)> = desired
             .iter()
@@ -1072,7 +1081,7 @@ impl Deployer {
         let Some(previous) = store.read().await.map_err(|e| self.reach(e))? else {
             return Ok(DestroyReport::default());
         };
-        let mut resolver = Resolver::new(self.client.clone(), self.retry);
+        let mut resolver = self.resolver();
         let mut doomed: Vec<(ObjectRef, Resolved)> = Vec::new();
         for e in &previous.objects {
             // A kind no longer served took its objects with it.

@@ -16,6 +16,7 @@ use kube::api::{Api, DynamicObject};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::discovery::SharedDiscovery;
 use super::object::ObjectRef;
 use super::remove::await_all_gone;
 use super::state::read_all;
@@ -44,6 +45,8 @@ struct Inner {
     removed_done: tokio::sync::Mutex<BTreeSet<String>>,
     /// The removed modules destroyed, in order.
     removed: Mutex<Vec<String>>,
+    /// API discovery per cluster, shared by the run's modules.
+    discovery: Mutex<BTreeMap<String, SharedDiscovery>>,
 }
 
 /// How to report progress of work that is not a module's own.
@@ -57,6 +60,17 @@ impl RunTracker {
             .expect("not poisoned")
             .entry(cluster.to_owned())
             .or_insert_with(|| client.clone());
+    }
+
+    /// The discovery cache of `cluster` for this run.
+    pub(crate) fn discovery(&self, cluster: &str) -> SharedDiscovery {
+        self.0
+            .discovery
+            .lock()
+            .expect("not poisoned")
+            .entry(cluster.to_owned())
+            .or_default()
+            .clone()
     }
 
     pub(crate) fn defer(&self, pending: Vec<Pending>) {
