@@ -66,10 +66,11 @@ impl Module for Objects {
             .await?)
     }
     async fn destroy(&self, ctx: &Context) -> ModuleResult<()> {
-        Ok(Deployer::for_module(ctx, &self.cluster)
+        Deployer::for_module(ctx, &self.cluster)
             .await?
             .destroy()
-            .await?)
+            .await?;
+        Ok(())
     }
 }
 
