@@ -33,8 +33,27 @@ python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$por
 echo "==> moto serving on 127.0.0.1:$port"
 export DEVOPS_STACK_TEST_AWS_ENDPOINT="http://127.0.0.1:$port"
 
+# The live Kubernetes tier: against DEVOPS_STACK_TEST_KUBECONFIG when it is set; otherwise, when
+# this machine has a loopback control plane to start (kube-apiserver and kube-controller-manager
+# 1.28 builds in $KBIN, etcd from Debian's etcd-server, and ../shared/kube-test-cluster/start beside
+# the checkout), it is started and used. Nothing here builds or downloads Kubernetes.
+kbin="${KBIN:-$HOME/.cache/kube-test/bin}"
+starter="$(cd .. && pwd)/shared/kube-test-cluster/start"
+if [ -z "${DEVOPS_STACK_TEST_KUBECONFIG:-}" ] && [ "${DEVOPS_STACK_LIVE:-auto}" != off ] \
+   && [ -x "$kbin/kube-apiserver" ] && [ -x "$kbin/kube-controller-manager" ] \
+   && command -v etcd >/dev/null && [ -f "$starter" ]; then
+  echo "==> starting a loopback kube-apiserver 1.28 for the live tier"
+  if KBIN="$kbin" bash "$starter" > target/kube-test-cluster.log 2>&1; then
+    export DEVOPS_STACK_TEST_KUBECONFIG="$kbin/admin.kubeconfig"
+    trap 'kill "$moto_pid" 2>/dev/null || true; bash "${starter%/start}/stop" >/dev/null 2>&1 || true' EXIT
+  else
+    echo "==> the loopback control plane did not start (see target/kube-test-cluster.log)"
+  fi
+fi
 if [ -z "${DEVOPS_STACK_TEST_KUBECONFIG:-}" ]; then
   echo "==> DEVOPS_STACK_TEST_KUBECONFIG is not set: live Kubernetes tests will report themselves skipped"
+else
+  echo "==> live Kubernetes tests run against $DEVOPS_STACK_TEST_KUBECONFIG"
 fi
 
 echo "==> the main job: the offline plan of the full EKS platform (no AWS account)"
