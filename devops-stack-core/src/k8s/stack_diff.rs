@@ -130,31 +130,16 @@ pub async fn diff_stack(
     clusters: &[ClusterRef],
     options: &KubeOptions,
 ) -> Result<StackDiff> {
-    let plan = stack.plan_live(live).await?;
-    let mut clients = BTreeMap::new();
-    for c in clusters {
-        let client = c.client().await.map_err(|e| {
-            Error::Kubernetes(format!("cannot connect to cluster `{}`: {e}", c.name()))
-        })?;
-        clients.insert(c.name().to_owned(), client);
-    }
+    let (modules, clients) = planned(stack, live, clusters).await?;
     let mut out = StackDiff {
-        stack: plan.stack.clone(),
+        stack: stack.name().to_owned(),
         modules: Vec::new(),
         not_compared: Vec::new(),
         cloud: Vec::new(),
     };
-    for m in plan.modules {
-        let mut by_cluster: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-        for r in m.resources {
-            match r {
-                Resource::Kubernetes { cluster, object } => {
-                    by_cluster.entry(cluster).or_default().push(object)
-                }
-                cloud => out.cloud.push(format!("{}: {}", m.id, cloud.title())),
-            }
-        }
-        for (cluster, objects) in by_cluster {
+    for m in modules {
+        out.cloud.extend(m.cloud);
+        for (cluster, objects) in m.objects {
             match clients.get(&cluster) {
                 Some(client) => {
                     let deployer =
@@ -214,24 +199,11 @@ pub async fn preflight_stack(
     clusters: &[ClusterRef],
     options: &KubeOptions,
 ) -> Result<()> {
-    let plan = stack.plan_live(live).await?;
-    let mut clients = BTreeMap::new();
-    for c in clusters {
-        let client = c.client().await.map_err(|e| {
-            Error::Kubernetes(format!("cannot connect to cluster `{}`: {e}", c.name()))
-        })?;
-        clients.insert(c.name().to_owned(), client);
-    }
+    let (planned, clients) = planned(stack, live, clusters).await?;
     let mut objects = Vec::new();
     let mut modules = Vec::new();
-    for m in plan.modules {
-        let mut by_cluster: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-        for r in m.resources {
-            if let Resource::Kubernetes { cluster, object } = r {
-                by_cluster.entry(cluster).or_default().push(object);
-            }
-        }
-        for (cluster, rendered) in by_cluster {
+    for m in planned {
+        for (cluster, rendered) in m.objects {
             let Some(client) = clients.get(&cluster) else {
                 continue;
             };
@@ -252,4 +224,52 @@ pub async fn preflight_stack(
             objects,
         })
     }
+}
+
+/// One module of a stack planned against what is live.
+struct PlannedModule {
+    id: String,
+    /// Its Kubernetes objects by cluster name.
+    objects: BTreeMap<String, Vec<Value>>,
+    /// Its cloud resources, as `module: title`.
+    cloud: Vec<String>,
+}
+
+/// Plans `stack` against the live outputs of `live`, and makes clients for `clusters` by name.
+async fn planned(
+    stack: &BuiltStack,
+    live: &Report,
+    clusters: &[ClusterRef],
+) -> Result<(Vec<PlannedModule>, BTreeMap<String, kube::Client>)> {
+    let plan = stack.plan_live(live).await?;
+    let mut clients = BTreeMap::new();
+    for c in clusters {
+        let client = c.client().await.map_err(|e| {
+            Error::Kubernetes(format!("cannot connect to cluster `{}`: {e}", c.name()))
+        })?;
+        clients.insert(c.name().to_owned(), client);
+    }
+    let modules = plan
+        .modules
+        .into_iter()
+        .map(|m| {
+            let mut planned = PlannedModule {
+                id: m.id,
+                objects: BTreeMap::new(),
+                cloud: Vec::new(),
+            };
+            for r in m.resources {
+                match r {
+                    Resource::Kubernetes { cluster, object } => {
+                        planned.objects.entry(cluster).or_default().push(object)
+                    }
+                    cloud => planned
+                        .cloud
+                        .push(format!("{}: {}", planned.id, cloud.title())),
+                }
+            }
+            planned
+        })
+        .collect();
+    Ok((modules, clients))
 }
