@@ -98,7 +98,7 @@ use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::interfaces::ClusterRef;
 use discovery::{Resolved, Resolver};
-use live::LiveObjects;
+use live::{Depth, LiveObjects};
 use object::{Class, Desired, live_hash};
 use ownership::Owner;
 use retry::code;
@@ -589,7 +589,7 @@ impl Deployer {
     pub async fn apply(&self, objects: Vec<Value>) -> Result<ApplyReport> {
         self.guard().await?;
         let desired = self.render(objects)?;
-        let mut survey = self.survey(&desired).await?;
+        let mut survey = self.survey(&desired, Depth::Metadata).await?;
         let conflicts = survey.conflicts();
         if !conflicts.is_empty() {
             return Err(Error::NotOwned {
@@ -617,7 +617,10 @@ impl Deployer {
             }
             for item in &mut survey.items[crds..] {
                 if item.resolved.is_none() {
-                    item.resolved = Some(survey.resolver.resolve(&item.desired.id).await?);
+                    item.resolved = Some(
+                        self.await_served(&mut survey.resolver, &item.desired.id, deadline)
+                            .await?,
+                    );
                 }
             }
         }
@@ -665,7 +668,7 @@ impl Deployer {
     /// API errors, [`Error::Unreachable`], and [`Error::UnknownKind`].
     pub async fn conflicts(&self, objects: Vec<Value>) -> Result<Vec<OwnershipConflict>> {
         let desired = self.render(objects)?;
-        Ok(self.survey(&desired).await?.conflicts())
+        Ok(self.survey(&desired, Depth::Metadata).await?.conflicts())
     }
 
     fn needs(&self) -> Vec<String> {
@@ -677,7 +680,7 @@ impl Deployer {
 
     /// Resolves kinds, reads what is live and decides what to do with each object. Writes
     /// nothing.
-    async fn survey<'a>(&self, desired: &'a [Desired]) -> Result<Survey<'a>> {
+    async fn survey<'a>(&self, desired: &'a [Desired], depth: Depth) -> Result<Survey<'a>> {
         let previous = self
             .store()
             .read()
@@ -747,7 +750,7 @@ impl Deployer {
             .filter_map(|i| Some((i.id.clone(), i.resolved.clone()?)))
             .chain(stale.iter().map(|(id, r, _)| (id.clone(), r.clone())))
             .collect();
-        let mut live: LiveObjects = live::read(self, &resolver, &wanted).await?;
+        let mut live: LiveObjects = live::read(self, &resolver, &wanted, depth).await?;
         let recorded: HashMap<&ObjectRef, &InventoryEntry> =
             previous.objects.iter().map(|e| (&e.object, e)).collect();
         for item in &mut items {
@@ -891,6 +894,28 @@ impl Deployer {
         discovery::api_for(&self.client, r, id)
     }
 
+    /// Resolves a kind a CRD of the bundle defines: API discovery may serve it a moment after
+    /// the CRD reports `Established`, so it is asked again until then (bounded by `deadline`).
+    async fn await_served(
+        &self,
+        resolver: &mut Resolver,
+        id: &ObjectRef,
+        deadline: Instant,
+    ) -> Result<Resolved> {
+        let mut pause = Duration::from_millis(50);
+        loop {
+            if let Some(r) = resolver.lookup(id).await.map_err(|e| self.reach(e))? {
+                return Ok(r);
+            }
+            if Instant::now() + pause > deadline {
+                return resolver.resolve(id).await;
+            }
+            self.check_cancelled()?;
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(1));
+        }
+    }
+
     /// Waits for the CRDs until `Established`.
     async fn wait_crds(
         &self,
@@ -964,7 +989,7 @@ impl Deployer {
     /// API errors, and [`Error::UnknownKind`].
     pub async fn diff(&self, objects: Vec<Value>) -> Result<Diff> {
         let desired = self.render(objects)?;
-        let survey = self.survey(&desired).await?;
+        let survey = self.survey(&desired, Depth::Full).await?;
         let manager = &self.options.field_manager;
         let compares = survey.items.iter().map(|item| async move {
             let body = scoped_body(item.desired, &item.id);
@@ -1096,7 +1121,7 @@ impl Deployer {
                 }
             }
         }
-        let mut live = live::read(self, &resolver, &doomed).await?;
+        let mut live = live::read(self, &resolver, &doomed, Depth::Metadata).await?;
         let targets = doomed
             .into_iter()
             .map(|(id, r)| {
