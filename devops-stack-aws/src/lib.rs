@@ -49,6 +49,9 @@ pub mod cognito;
 mod config;
 pub mod eks;
 mod error;
+pub mod iam;
+pub mod tags;
+pub mod vpc;
 mod wait;
 
 pub use config::{AwsConfig, DEFAULT_MAX_ATTEMPTS};
