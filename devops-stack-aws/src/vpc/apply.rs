@@ -15,7 +15,7 @@ use devops_stack_core::Context;
 use super::cidr::Cidr;
 use super::{NatGateways, Network, Vpc, VpcSource};
 use crate::error::{Error, Result, is_not_found};
-use crate::tags::{MODULE_TAG, PART_TAG, STACK_TAG, ownership};
+use crate::tags::{MODULE_TAG, PART_TAG, STACK_TAG, owned_by, ownership};
 use crate::wait::Backoff;
 
 struct Api<'a> {
@@ -50,6 +50,16 @@ impl Api<'_> {
             filters.push(filter(&format!("tag:{PART_TAG}"), part));
         }
         filters
+    }
+
+    /// Whether `tags` mark a resource of this module (and of `part`, if set).
+    fn is_ours(&self, tags: &[Tag], part: Option<&str>) -> bool {
+        owned_by(
+            tags.iter()
+                .map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())),
+            &self.stack,
+            &self.module,
+        ) && part.is_none_or(|p| tag_value(tags, PART_TAG) == Some(p))
     }
 
     /// The tags of a new resource: ownership, part, `Name`, the user's, and `extra`.
@@ -110,7 +120,11 @@ async fn find_vpc(api: &Api<'_>) -> Result<Option<aws_sdk_ec2::types::Vpc>> {
         .send()
         .await
         .map_err(|e| Error::aws("looking up the VPC", api.vpc.vpc_resource(), e))?;
-    Ok(out.vpcs.unwrap_or_default().into_iter().next())
+    Ok(out
+        .vpcs
+        .unwrap_or_default()
+        .into_iter()
+        .find(|v| api.is_ours(v.tags(), Some("vpc"))))
 }
 
 async fn find_subnet(api: &Api<'_>, part: &str) -> Result<Option<Subnet>> {
@@ -121,7 +135,11 @@ async fn find_subnet(api: &Api<'_>, part: &str) -> Result<Option<Subnet>> {
         .send()
         .await
         .map_err(|e| Error::aws("looking up the subnet", api.what(part), e))?;
-    Ok(out.subnets.unwrap_or_default().into_iter().next())
+    Ok(out
+        .subnets
+        .unwrap_or_default()
+        .into_iter()
+        .find(|s| api.is_ours(s.tags(), Some(part))))
 }
 
 async fn find_route_table(api: &Api<'_>, part: &str) -> Result<Option<RouteTable>> {
@@ -132,7 +150,11 @@ async fn find_route_table(api: &Api<'_>, part: &str) -> Result<Option<RouteTable
         .send()
         .await
         .map_err(|e| Error::aws("looking up the route table", api.what(part), e))?;
-    Ok(out.route_tables.unwrap_or_default().into_iter().next())
+    Ok(out
+        .route_tables
+        .unwrap_or_default()
+        .into_iter()
+        .find(|t| api.is_ours(t.tags(), Some(part))))
 }
 
 /// The NAT gateways of this module (of `part` if set) that are not deleted or failed.
@@ -145,10 +167,13 @@ async fn live_nat_gateways(api: &Api<'_>, part: Option<&str>) -> Result<Vec<NatG
         .send()
         .await
         .map_err(|e| Error::aws("looking up NAT gateways", api.vpc.vpc_resource(), e))?;
+    // The tags are checked here too: not every EC2 implementation filters NAT gateways by tag
+    // (moto ignores those filters), and a NAT gateway that is not ours must never match.
     Ok(out
         .nat_gateways
         .unwrap_or_default()
         .into_iter()
+        .filter(|n| api.is_ours(n.tags(), part))
         .filter(|n| {
             !matches!(
                 n.state(),
@@ -392,7 +417,7 @@ async fn ensure_internet_gateway(api: &Api<'_>, ctx: &Context, vpc_id: &str) -> 
         .internet_gateways
         .unwrap_or_default()
         .into_iter()
-        .next();
+        .find(|g| api.is_ours(g.tags(), Some("igw")));
     let (id, attached) = match live {
         Some(igw) => {
             let attached = igw.attachments().iter().any(|a| a.vpc_id() == Some(vpc_id));
@@ -451,7 +476,7 @@ async fn ensure_nat_gateway(
         .addresses
         .unwrap_or_default()
         .into_iter()
-        .next();
+        .find(|a| api.is_ours(a.tags(), Some(&eip_part)));
     let allocation = match live_eip {
         Some(a) => a.allocation_id.unwrap_or_default(),
         None => {
@@ -705,7 +730,10 @@ pub(super) async fn read(vpc: &Vpc, ctx: &Context) -> Result<Option<Network>> {
         .await
         .map_err(|e| Error::aws("reading the subnets", vpc.vpc_resource(), e))?
         .subnets
-        .unwrap_or_default();
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|s| api.is_ours(s.tags(), None))
+        .collect::<Vec<_>>();
     let vpc_id = find_vpc(&api).await?.and_then(|v| v.vpc_id);
     let Some(vpc_id) = vpc_id else {
         // A destroy that died after deleting the VPC may still have left NAT gateways or
@@ -804,7 +832,7 @@ pub(super) async fn destroy(vpc: &Vpc, ctx: &Context) -> Result<()> {
         .map_err(|e| Error::aws("listing Elastic IPs", &resource, e))?
         .addresses
         .unwrap_or_default();
-    for address in addresses {
+    for address in addresses.iter().filter(|a| api.is_ours(a.tags(), None)) {
         let id = address.allocation_id().unwrap_or_default();
         ctx.progress(format!("releasing Elastic IP {id}"));
         match api.client.release_address().allocation_id(id).send().await {
@@ -823,7 +851,7 @@ pub(super) async fn destroy(vpc: &Vpc, ctx: &Context) -> Result<()> {
         .map_err(|e| Error::aws("listing internet gateways", &resource, e))?
         .internet_gateways
         .unwrap_or_default();
-    for igw in gateways {
+    for igw in gateways.iter().filter(|g| api.is_ours(g.tags(), None)) {
         let id = igw.internet_gateway_id().unwrap_or_default();
         for attachment in igw.attachments() {
             if let Some(vpc_id) = attachment.vpc_id() {
@@ -864,7 +892,7 @@ pub(super) async fn destroy(vpc: &Vpc, ctx: &Context) -> Result<()> {
         .map_err(|e| Error::aws("listing subnets", &resource, e))?
         .subnets
         .unwrap_or_default();
-    for subnet in subnets {
+    for subnet in subnets.iter().filter(|s| api.is_ours(s.tags(), None)) {
         let id = subnet.subnet_id().unwrap_or_default();
         ctx.progress(format!("deleting subnet {id}"));
         match api.client.delete_subnet().subnet_id(id).send().await {
@@ -883,7 +911,7 @@ pub(super) async fn destroy(vpc: &Vpc, ctx: &Context) -> Result<()> {
         .map_err(|e| Error::aws("listing route tables", &resource, e))?
         .route_tables
         .unwrap_or_default();
-    for table in tables {
+    for table in tables.iter().filter(|t| api.is_ours(t.tags(), None)) {
         let id = table.route_table_id().unwrap_or_default();
         for association in table.associations() {
             if association.main() == Some(true) {
