@@ -7,7 +7,7 @@ use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
-use aws_smithy_runtime_api::client::http::SharedHttpClient;
+use aws_smithy_runtime_api::client::http::{HttpClient, SharedHttpClient};
 use aws_smithy_runtime_api::client::interceptors::{Intercept, SharedInterceptor};
 use serde_json::{Value, json};
 
@@ -131,8 +131,8 @@ impl AwsConfig {
 
     /// The HTTP client of every call (the SDK's replaying test client, a proxy-aware client).
     #[must_use]
-    pub fn http_client(mut self, client: impl Into<SharedHttpClient>) -> Self {
-        self.http_client = Some(client.into());
+    pub fn http_client(mut self, client: impl HttpClient + 'static) -> Self {
+        self.http_client = Some(SharedHttpClient::new(client));
         self
     }
 
