@@ -937,7 +937,6 @@ pub(super) async fn destroy(eks: &Eks, ctx: &Context) -> Result<()> {
 }
 
 async fn destroy_cluster(api: &Api, eks: &Eks, ctx: &Context) -> Result<()> {
-    let api = api;
     let resource = eks.cluster_resource();
     // An owned cluster loses every node group (EKS refuses to delete a cluster that has some);
     // an adopted one only those the module declares.

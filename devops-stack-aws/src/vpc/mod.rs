@@ -133,6 +133,9 @@ const REGION_ZONES: &[(&str, usize)] = &[
     ("sa-east-1", 3),
 ];
 
+/// What is wrong with a layout: `(field, problem, fix)`.
+type LayoutError = (&'static str, String, String);
+
 impl Vpc {
     /// A network for cluster `cluster` (named in the subnets' `kubernetes.io/cluster/<name>`
     /// tags and the resources' `Name`s), from `source`.
@@ -262,7 +265,7 @@ impl Vpc {
 
     /// The private and public subnet CIDRs, one of each per zone, or what is wrong with them
     /// as `(field, problem, fix)`.
-    fn layout(&self) -> Result<(Vec<Cidr>, Vec<Cidr>), (&'static str, String, String)> {
+    fn layout(&self) -> Result<(Vec<Cidr>, Vec<Cidr>), LayoutError> {
         let VpcSource::Create { cidr } = &self.source else {
             return Ok((Vec::new(), Vec::new()));
         };
