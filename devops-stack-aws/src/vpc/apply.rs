@@ -738,7 +738,18 @@ pub(super) async fn read(vpc: &Vpc, ctx: &Context) -> Result<Option<Network>> {
     let Some(vpc_id) = vpc_id else {
         // A destroy that died after deleting the VPC may still have left NAT gateways or
         // addresses; they are found by tags, so report the module present until none is left.
-        let leftovers = !live_nat_gateways(&api, None).await?.is_empty() || !subnets.is_empty();
+        let addresses = api
+            .client
+            .describe_addresses()
+            .set_filters(Some(api.owned(None)))
+            .send()
+            .await
+            .map_err(|e| Error::aws("listing Elastic IPs", vpc.vpc_resource(), e))?
+            .addresses
+            .unwrap_or_default();
+        let leftovers = !live_nat_gateways(&api, None).await?.is_empty()
+            || !subnets.is_empty()
+            || addresses.iter().any(|a| api.is_ours(a.tags(), None));
         return Ok(leftovers.then(|| Network {
             vpc_id: String::new(),
             private_subnets: Vec::new(),
