@@ -272,6 +272,25 @@ fn not_found_code(code: &str) -> bool {
     ) || code.ends_with(".NotFound")
 }
 
+/// The outcome of a delete call: done, or already gone, are both success.
+///
+/// # Errors
+/// Any other failure, as [`Error::aws`].
+pub(crate) fn deleted<T, E>(
+    result: std::result::Result<T, SdkError<E, HttpResponse>>,
+    action: &str,
+    resource: &str,
+) -> Result<()>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) if is_not_found(&e) => Ok(()),
+        Err(e) => Err(Error::aws(action, resource, e)),
+    }
+}
+
 /// Whether `err` says the resource does not exist.
 pub(crate) fn is_not_found<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> bool {
     err.code().is_some_and(not_found_code)

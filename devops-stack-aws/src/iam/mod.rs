@@ -36,7 +36,7 @@ use futures::future::BoxFuture;
 use serde_json::{Value, json};
 
 use crate::config::AwsConfig;
-use crate::error::{Error, Result, is_not_found};
+use crate::error::{Error, Result, deleted, is_not_found};
 use crate::tags::{MODULE_TAG, STACK_TAG, owned_by};
 
 /// The ServiceAccount annotation IRSA reads.
@@ -311,18 +311,16 @@ impl Iam {
             .attached_policies
             .unwrap_or_default();
         for policy in attached.iter().filter_map(|p| p.policy_arn()) {
-            match self
-                .client
-                .detach_role_policy()
-                .role_name(name)
-                .policy_arn(policy)
-                .send()
-                .await
-            {
-                Ok(_) => {}
-                Err(e) if is_not_found(&e) => {}
-                Err(e) => return Err(Error::aws(format!("detaching {policy}"), &what, e)),
-            }
+            deleted(
+                self.client
+                    .detach_role_policy()
+                    .role_name(name)
+                    .policy_arn(policy)
+                    .send()
+                    .await,
+                &format!("detaching {policy}"),
+                &what,
+            )?;
         }
         let inline = self
             .client
@@ -333,24 +331,16 @@ impl Iam {
             .map_err(|e| Error::aws("listing the role's inline policies", &what, e))?
             .policy_names;
         for policy in &inline {
-            match self
-                .client
-                .delete_role_policy()
-                .role_name(name)
-                .policy_name(policy)
-                .send()
-                .await
-            {
-                Ok(_) => {}
-                Err(e) if is_not_found(&e) => {}
-                Err(e) => {
-                    return Err(Error::aws(
-                        format!("deleting inline policy {policy}"),
-                        &what,
-                        e,
-                    ));
-                }
-            }
+            deleted(
+                self.client
+                    .delete_role_policy()
+                    .role_name(name)
+                    .policy_name(policy)
+                    .send()
+                    .await,
+                &format!("deleting inline policy {policy}"),
+                &what,
+            )?;
         }
         let profiles = self
             .client
@@ -362,24 +352,16 @@ impl Iam {
             .instance_profiles;
         for profile in &profiles {
             let profile_name = profile.instance_profile_name();
-            match self
-                .client
-                .remove_role_from_instance_profile()
-                .instance_profile_name(profile_name)
-                .role_name(name)
-                .send()
-                .await
-            {
-                Ok(_) => {}
-                Err(e) if is_not_found(&e) => {}
-                Err(e) => {
-                    return Err(Error::aws(
-                        format!("removing the role from instance profile {profile_name}"),
-                        &what,
-                        e,
-                    ));
-                }
-            }
+            deleted(
+                self.client
+                    .remove_role_from_instance_profile()
+                    .instance_profile_name(profile_name)
+                    .role_name(name)
+                    .send()
+                    .await,
+                &format!("removing the role from instance profile {profile_name}"),
+                &what,
+            )?;
         }
         match self.client.delete_role().role_name(name).send().await {
             Ok(_) => Ok(()),

@@ -14,7 +14,7 @@ use devops_stack_core::Context;
 
 use super::cidr::Cidr;
 use super::{NatGateways, Network, Vpc, VpcSource};
-use crate::error::{Error, Result, is_not_found};
+use crate::error::{Error, Result, deleted, is_not_found};
 use crate::tags::{MODULE_TAG, PART_TAG, STACK_TAG, owned_by, ownership};
 use crate::wait::Backoff;
 
@@ -802,17 +802,15 @@ pub(super) async fn destroy(vpc: &Vpc, ctx: &Context) -> Result<()> {
         let id = nat.nat_gateway_id().unwrap_or_default();
         if nat.state() != Some(&NatGatewayState::Deleting) {
             ctx.progress(format!("deleting NAT gateway {id}"));
-            match api
-                .client
-                .delete_nat_gateway()
-                .nat_gateway_id(id)
-                .send()
-                .await
-            {
-                Ok(_) => {}
-                Err(e) if is_not_found(&e) => {}
-                Err(e) => return Err(Error::aws("deleting the NAT gateway", id, e)),
-            }
+            deleted(
+                api.client
+                    .delete_nat_gateway()
+                    .nat_gateway_id(id)
+                    .send()
+                    .await,
+                "deleting the NAT gateway",
+                id,
+            )?;
         }
     }
     for nat in &nats {
@@ -846,11 +844,11 @@ pub(super) async fn destroy(vpc: &Vpc, ctx: &Context) -> Result<()> {
     for address in addresses.iter().filter(|a| api.is_ours(a.tags(), None)) {
         let id = address.allocation_id().unwrap_or_default();
         ctx.progress(format!("releasing Elastic IP {id}"));
-        match api.client.release_address().allocation_id(id).send().await {
-            Ok(_) => {}
-            Err(e) if is_not_found(&e) => {}
-            Err(e) => return Err(Error::aws("releasing the Elastic IP", id, e)),
-        }
+        deleted(
+            api.client.release_address().allocation_id(id).send().await,
+            "releasing the Elastic IP",
+            id,
+        )?;
     }
 
     let gateways = api
@@ -866,32 +864,28 @@ pub(super) async fn destroy(vpc: &Vpc, ctx: &Context) -> Result<()> {
         let id = igw.internet_gateway_id().unwrap_or_default();
         for attachment in igw.attachments() {
             if let Some(vpc_id) = attachment.vpc_id() {
-                match api
-                    .client
-                    .detach_internet_gateway()
-                    .internet_gateway_id(id)
-                    .vpc_id(vpc_id)
-                    .send()
-                    .await
-                {
-                    Ok(_) => {}
-                    Err(e) if is_not_found(&e) => {}
-                    Err(e) => return Err(Error::aws("detaching the internet gateway", id, e)),
-                }
+                deleted(
+                    api.client
+                        .detach_internet_gateway()
+                        .internet_gateway_id(id)
+                        .vpc_id(vpc_id)
+                        .send()
+                        .await,
+                    "detaching the internet gateway",
+                    id,
+                )?;
             }
         }
         ctx.progress(format!("deleting internet gateway {id}"));
-        match api
-            .client
-            .delete_internet_gateway()
-            .internet_gateway_id(id)
-            .send()
-            .await
-        {
-            Ok(_) => {}
-            Err(e) if is_not_found(&e) => {}
-            Err(e) => return Err(Error::aws("deleting the internet gateway", id, e)),
-        }
+        deleted(
+            api.client
+                .delete_internet_gateway()
+                .internet_gateway_id(id)
+                .send()
+                .await,
+            "deleting the internet gateway",
+            id,
+        )?;
     }
 
     let subnets = api
@@ -906,11 +900,11 @@ pub(super) async fn destroy(vpc: &Vpc, ctx: &Context) -> Result<()> {
     for subnet in subnets.iter().filter(|s| api.is_ours(s.tags(), None)) {
         let id = subnet.subnet_id().unwrap_or_default();
         ctx.progress(format!("deleting subnet {id}"));
-        match api.client.delete_subnet().subnet_id(id).send().await {
-            Ok(_) => {}
-            Err(e) if is_not_found(&e) => {}
-            Err(e) => return Err(Error::aws("deleting the subnet", id, e)),
-        }
+        deleted(
+            api.client.delete_subnet().subnet_id(id).send().await,
+            "deleting the subnet",
+            id,
+        )?;
     }
 
     let tables = api
@@ -929,41 +923,37 @@ pub(super) async fn destroy(vpc: &Vpc, ctx: &Context) -> Result<()> {
                 continue;
             }
             if let Some(assoc) = association.route_table_association_id() {
-                match api
-                    .client
-                    .disassociate_route_table()
-                    .association_id(assoc)
-                    .send()
-                    .await
-                {
-                    Ok(_) => {}
-                    Err(e) if is_not_found(&e) => {}
-                    Err(e) => return Err(Error::aws("disassociating the route table", id, e)),
-                }
+                deleted(
+                    api.client
+                        .disassociate_route_table()
+                        .association_id(assoc)
+                        .send()
+                        .await,
+                    "disassociating the route table",
+                    id,
+                )?;
             }
         }
         ctx.progress(format!("deleting route table {id}"));
-        match api
-            .client
-            .delete_route_table()
-            .route_table_id(id)
-            .send()
-            .await
-        {
-            Ok(_) => {}
-            Err(e) if is_not_found(&e) => {}
-            Err(e) => return Err(Error::aws("deleting the route table", id, e)),
-        }
+        deleted(
+            api.client
+                .delete_route_table()
+                .route_table_id(id)
+                .send()
+                .await,
+            "deleting the route table",
+            id,
+        )?;
     }
 
     if let Some(live) = find_vpc(&api).await? {
         let id = live.vpc_id().unwrap_or_default();
         ctx.progress(format!("deleting VPC {id}"));
-        match api.client.delete_vpc().vpc_id(id).send().await {
-            Ok(_) => {}
-            Err(e) if is_not_found(&e) => {}
-            Err(e) => return Err(Error::aws("deleting the VPC", id, e)),
-        }
+        deleted(
+            api.client.delete_vpc().vpc_id(id).send().await,
+            "deleting the VPC",
+            id,
+        )?;
     }
     Ok(())
 }
