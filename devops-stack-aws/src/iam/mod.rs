@@ -4,7 +4,7 @@
 //! the same name without them is never changed or deleted ([`Error::NotOwned`]).
 //!
 //! [`EksWorkloadIdentity`] implements the core
-//! [`WorkloadIdentity`](devops_stack_core::interfaces::WorkloadIdentity) interface with IRSA: a
+//! `WorkloadIdentity` interface with IRSA: a
 //! module asks for a role for `namespace/serviceaccount` with a typed policy; the role's trust
 //! allows `sts:AssumeRoleWithWebIdentity` from exactly that service account through the
 //! cluster's OIDC provider; the module puts the returned `eks.amazonaws.com/role-arn`
