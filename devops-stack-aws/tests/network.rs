@@ -806,3 +806,127 @@ async fn shared_nat_gateway_routes_every_zone() {
     stack.destroy(&RunOptions::new()).await.expect("destroyed");
     assert!(sweep(&sdk).await.is_empty());
 }
+
+#[tokio::test]
+async fn a_destroy_that_died_after_the_cluster_finishes_on_the_next_run() {
+    let Some(ep) =
+        common::endpoint("a_destroy_that_died_after_the_cluster_finishes_on_the_next_run")
+    else {
+        return;
+    };
+    let _guard = common::LOCK.lock().await;
+    common::reset(&ep);
+    let sdk = common::sdk(&ep).await;
+    let (stack, _) = aws_half(&common::aws(&ep), "halfway");
+    stack.apply(&RunOptions::new()).await.expect("applied");
+    // A destroy that stopped right after deleting the node group and the cluster: the roles,
+    // the OIDC provider and the whole network are still there.
+    let eks = aws_sdk_eks::Client::new(&sdk);
+    eks.delete_nodegroup()
+        .cluster_name("halfway")
+        .nodegroup_name("default")
+        .send()
+        .await
+        .unwrap();
+    eks.delete_cluster().name("halfway").send().await.unwrap();
+    let left = sweep(&sdk).await;
+    assert!(left.iter().any(|r| r.starts_with("role ")), "{left:?}");
+    assert!(
+        left.iter().any(|r| r.starts_with("oidc-provider ")),
+        "{left:?}"
+    );
+    stack.destroy(&abandon()).await.expect("finished");
+    let left = sweep(&sdk).await;
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+#[tokio::test]
+async fn an_adopted_vpc_is_read_and_never_deleted() {
+    let Some(ep) = common::endpoint("an_adopted_vpc_is_read_and_never_deleted") else {
+        return;
+    };
+    let _guard = common::LOCK.lock().await;
+    common::reset(&ep);
+    let sdk = common::sdk(&ep).await;
+    let ec2 = aws_sdk_ec2::Client::new(&sdk);
+    let vpc_id = ec2
+        .create_vpc()
+        .cidr_block("10.9.0.0/16")
+        .send()
+        .await
+        .unwrap()
+        .vpc
+        .unwrap()
+        .vpc_id
+        .unwrap();
+    let mut subnets = Vec::new();
+    for (cidr, zone, role) in [
+        (
+            "10.9.0.0/20",
+            "us-east-1a",
+            "kubernetes.io/role/internal-elb",
+        ),
+        (
+            "10.9.16.0/20",
+            "us-east-1b",
+            "kubernetes.io/role/internal-elb",
+        ),
+        ("10.9.128.0/24", "us-east-1a", "kubernetes.io/role/elb"),
+    ] {
+        let id = ec2
+            .create_subnet()
+            .vpc_id(&vpc_id)
+            .cidr_block(cidr)
+            .availability_zone(zone)
+            .tag_specifications(
+                aws_sdk_ec2::types::TagSpecification::builder()
+                    .resource_type(aws_sdk_ec2::types::ResourceType::Subnet)
+                    .tags(
+                        aws_sdk_ec2::types::Tag::builder()
+                            .key(role)
+                            .value("1")
+                            .build(),
+                    )
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap()
+            .subnet
+            .unwrap()
+            .subnet_id
+            .unwrap();
+        subnets.push(id);
+    }
+    let mut stack = Stack::new(STACK);
+    let vpc = stack.add(Vpc::adopt("vpc", "adopted", &vpc_id).aws(common::aws(&ep)));
+    let stack = stack.build().unwrap();
+    let report = stack.apply(&RunOptions::new()).await.expect("adopted");
+    let network = report.output(&vpc).expect("a network");
+    assert_eq!(network.vpc_id, vpc_id);
+    let private: BTreeSet<&String> = network.private_subnets.iter().collect();
+    assert_eq!(private, BTreeSet::from([&subnets[0], &subnets[1]]));
+    assert_eq!(network.public_subnets, vec![subnets[2].clone()]);
+    assert_eq!(network.availability_zones, ["us-east-1a", "us-east-1b"]);
+    stack.destroy(&RunOptions::new()).await.expect("destroyed");
+    assert_eq!(
+        ec2.describe_vpcs()
+            .vpc_ids(&vpc_id)
+            .send()
+            .await
+            .unwrap()
+            .vpcs()
+            .len(),
+        1
+    );
+    assert_eq!(
+        ec2.describe_subnets()
+            .set_subnet_ids(Some(subnets.clone()))
+            .send()
+            .await
+            .unwrap()
+            .subnets()
+            .len(),
+        3
+    );
+}

@@ -1,11 +1,11 @@
 //! The EKS calls moto does not serve (UpdateClusterVersion, access entries and their policies,
-//! add-ons), checked for their request shapes with the SDK's replaying HTTP client: each
-//! request the module sends is recorded and answered with the next canned response.
+//! add-ons), checked for their request shapes with a replaying HTTP client plugged into the SDK
+//! (`common::replay`): each request the module sends is recorded and answered with the next
+//! canned response.
 
 mod common;
 
-use aws_smithy_http_client::test_util::{ReplayEvent, StaticReplayClient};
-use aws_smithy_types::body::SdkBody;
+use common::replay::{Canned, ReplayClient};
 use devops_stack_aws::eks::{AccessEntry, Addon, CLUSTER_ADMIN_POLICY, Eks};
 use devops_stack_aws::tags::{MODULE_TAG, STACK_TAG};
 use devops_stack_core::interfaces::AbandonInCluster;
@@ -32,40 +32,31 @@ fn cluster(version: &str) -> Value {
 
 /// A request placeholder (the replay client answers in order and records what was sent) and
 /// a response.
-fn event(status: u16, body: Value) -> ReplayEvent {
-    event_with(status, &[], body.to_string())
+fn event(status: u16, body: Value) -> Canned {
+    Canned::new(status, body.to_string())
 }
 
-fn event_with(status: u16, headers: &[(&str, &str)], body: String) -> ReplayEvent {
-    let request = http::Request::builder()
-        .uri("https://eks.replay.test/")
-        .body(SdkBody::empty())
-        .unwrap();
-    let mut response = http::Response::builder().status(status);
-    for (k, v) in headers {
-        response = response.header(*k, *v);
-    }
-    ReplayEvent::new(request, response.body(SdkBody::from(body)).unwrap())
+fn event_with(status: u16, headers: &[(&str, &str)], body: String) -> Canned {
+    headers
+        .iter()
+        .fold(Canned::new(status, body), |c, (k, v)| c.header(k, v))
 }
 
-/// `(method, path, JSON body)` of each request sent.
-fn sent(client: &StaticReplayClient) -> Vec<(String, String, Value)> {
+/// `(method, path, JSON body)` of each request sent; every canned response was used.
+fn sent(client: &ReplayClient) -> Vec<(String, String, Value)> {
+    assert_eq!(client.unused(), 0, "canned responses left over");
     client
-        .actual_requests()
+        .sent()
+        .into_iter()
         .map(|r| {
-            let body = r
-                .body()
-                .bytes()
-                .filter(|b| !b.is_empty())
-                .map(|b| serde_json::from_slice(b).unwrap_or(Value::Null))
-                .unwrap_or(Value::Null);
-            let uri: http::Uri = r.uri().parse().unwrap();
-            (r.method().to_owned(), uri.path().to_owned(), body)
+            let body = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
+            let uri: http::Uri = r.uri.parse().unwrap();
+            (r.method, uri.path().to_owned(), body)
         })
         .collect()
 }
 
-fn module(client: &StaticReplayClient, eks: Eks) -> devops_stack_core::BuiltStack {
+fn module(client: &ReplayClient, eks: Eks) -> devops_stack_core::BuiltStack {
     let aws = common::aws("https://eks.replay.test").http_client(client.clone());
     let mut stack = Stack::new("replay");
     stack.add(
@@ -79,7 +70,7 @@ fn module(client: &StaticReplayClient, eks: Eks) -> devops_stack_core::BuiltStac
 
 #[tokio::test]
 async fn upgrade_access_entries_and_addons_send_what_eks_expects() {
-    let client = StaticReplayClient::new(vec![
+    let client = ReplayClient::new(vec![
         event(200, cluster("1.32")), // DescribeCluster
         event(200, cluster("1.32")), // wait for ACTIVE
         event(
@@ -150,7 +141,7 @@ async fn upgrade_access_entries_and_addons_send_what_eks_expects() {
 
 #[tokio::test]
 async fn destroying_an_adopted_cluster_removes_only_its_entries_and_addons() {
-    let client = StaticReplayClient::new(vec![
+    let client = ReplayClient::new(vec![
         event(200, cluster("1.33")), // DescribeCluster, reading before the destroy
         event(200, cluster("1.33")), // DescribeCluster
         event(200, json!({})),       // DeleteAccessEntry
