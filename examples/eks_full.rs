@@ -1,6 +1,6 @@
 //! The full platform on Amazon EKS, as one typed stack:
 //!
-//! EKS cluster → Cognito OIDC → Argo CD (bootstrap) → Prometheus Operator CRDs → Traefik →
+//! VPC → EKS cluster (IAM roles, OIDC provider, node group) → Cognito OIDC → Argo CD (bootstrap) → Prometheus Operator CRDs → Traefik →
 //! cert-manager → kube-prometheus-stack → Loki → Argo CD (final, managing itself with OIDC and
 //! monitoring), and one application team (`shop`) onboarded with the team layer.
 //!
@@ -11,7 +11,19 @@
 //! cargo run --example eks_full -- diff          # what an apply would change on the live cluster
 //! cargo run --example eks_full -- apply         # create or update everything, with progress per module
 //! cargo run --example eks_full -- destroy       # remove everything, in reverse dependency order
+//! cargo run --example eks_full -- destroy --abandon-in-cluster  # the same when the cluster's API is gone
 //! ```
+//!
+//! With only a region and a base domain, `apply` starts from an empty account: it creates the
+//! network (VPC, subnets in three zones, NAT gateways), the IAM roles and OIDC provider, the
+//! cluster and its node group. `EKS_SUBNETS`, `EKS_CLUSTER_ROLE_ARN` and `EKS_NODE_ROLE_ARN` use
+//! existing ones instead.
+//!
+//! `destroy` first checks that the cluster's API answers, because objects in the cluster (load
+//! balancers, volumes) hold cloud resources. When it does not (the cluster is broken, or it is
+//! an emulator's cluster with no API behind it), `destroy` stops and says so, unless
+//! `--abandon-in-cluster` says the in-cluster objects may be abandoned: then only the AWS half
+//! is destroyed.
 //!
 //! `apply` and `destroy` use the AWS SDK's standard credential chain (environment, profiles,
 //! SSO); with `AWS_ENDPOINT_URL` set, every AWS call goes to that endpoint (an emulator such as
@@ -22,7 +34,8 @@ use std::time::Duration;
 
 use devops_stack::aws::cognito::{Cognito, User};
 use devops_stack::aws::eks::{Eks, EksCluster, NodeGroup};
-use devops_stack::interfaces::{Cluster, ClusterProvider, Hostnames, IssuerKind};
+use devops_stack::aws::vpc::Vpc;
+use devops_stack::interfaces::{AbandonInCluster, Cluster, ClusterProvider, Hostnames, IssuerKind};
 use devops_stack::k8s::{KubeOptions, StackLock, diff_stack, preflight_stack};
 use devops_stack::modules::team::{
     AccessRole, App, AppSet, RepoAccess, Repository, Team, TeamNamespace,
@@ -39,9 +52,9 @@ struct Settings {
     base_domain: String,
     region: String,
     version: String,
-    subnets: Vec<String>,
-    cluster_role: String,
-    node_role: String,
+    subnets: Option<Vec<String>>,
+    cluster_role: Option<String>,
+    node_role: Option<String>,
     acme_email: String,
     admin_email: String,
 }
@@ -54,52 +67,60 @@ impl Settings {
             base_domain: var("DEVOPS_STACK_BASE_DOMAIN", "example.com"),
             region: var("AWS_REGION", "eu-west-1"),
             version: var("EKS_VERSION", "1.35"),
-            subnets: var(
-                "EKS_SUBNETS",
-                "subnet-0a1b2c3d4e5f60718,subnet-0f1e2d3c4b5a69788",
-            )
-            .split(',')
-            .map(str::to_owned)
-            .collect(),
-            cluster_role: var(
-                "EKS_CLUSTER_ROLE_ARN",
-                "arn:aws:iam::123456789012:role/eks-cluster",
-            ),
-            node_role: var(
-                "EKS_NODE_ROLE_ARN",
-                "arn:aws:iam::123456789012:role/eks-nodes",
-            ),
+            subnets: std::env::var("EKS_SUBNETS")
+                .ok()
+                .map(|s| s.split(',').map(str::to_owned).collect()),
+            cluster_role: std::env::var("EKS_CLUSTER_ROLE_ARN").ok(),
+            node_role: std::env::var("EKS_NODE_ROLE_ARN").ok(),
             acme_email: var("ACME_EMAIL", "platform@example.com"),
             admin_email: var("ADMIN_EMAIL", "admin@example.com"),
         }
     }
 }
 
-/// The whole platform. Every edge comes from a handle passed to a constructor or setter.
-fn platform(s: &Settings) -> Result<(BuiltStack, Handle<EksCluster>), Error> {
+/// The whole platform, or only its AWS half (`in_cluster` false). Every edge comes from a
+/// handle passed to a constructor or setter.
+fn platform(s: &Settings, in_cluster: bool) -> Result<(BuiltStack, Handle<EksCluster>), Error> {
     let hosts = Hostnames::new(&s.name, &s.base_domain);
     let mut stack = Stack::new(&s.name);
 
-    let eks = stack.add(
-        Eks::new("eks", &s.name, &s.base_domain)
-            .region(&s.region)
-            .version(&s.version)
-            .role_arn(&s.cluster_role)
-            .subnets(&s.subnets)
-            .tag("team", "platform")
-            .node_group(
-                NodeGroup::new("default", &s.node_role)
-                    .instance_types(["m6i.large"])
-                    .scaling(2, 3, 6)
-                    .disk_size(50),
-            ),
-    );
+    let group = match &s.node_role {
+        Some(arn) => NodeGroup::new("default", arn),
+        None => NodeGroup::named("default"),
+    }
+    .instance_types(["m6i.large"])
+    .scaling(2, 3, 6)
+    .disk_size(50);
+    let mut eks = Eks::new("eks", &s.name, &s.base_domain)
+        .region(&s.region)
+        .version(&s.version)
+        .tag("team", "platform")
+        .node_group(group);
+    if let Some(arn) = &s.cluster_role {
+        eks = eks.role_arn(arn);
+    }
+    eks = match &s.subnets {
+        Some(subnets) => eks.subnets(subnets),
+        None => {
+            let vpc = stack.add(
+                Vpc::create("vpc", &s.name, "10.0.0.0/16")
+                    .region(&s.region)
+                    .tag("team", "platform")
+                    .max_nodes(6),
+            );
+            eks.network(&vpc)
+        }
+    };
+    let eks = stack.add(eks);
     let cognito = stack.add(
         Cognito::new("cognito", hosts.clone())
             .region(&s.region)
             .domain_prefix(format!("{}-{}", s.name, s.base_domain.replace('.', "-")))
             .user(User::new("admin", &s.admin_email).admin()),
     );
+    if !in_cluster {
+        return Ok((stack.build()?, eks));
+    }
     let argocd = stack.add(ArgoCd::new(&eks));
     let crds = stack.add(PrometheusOperatorCrds::new(&eks, &argocd));
     let traefik = stack.add(Traefik::new(&eks, &argocd).service_monitors(&crds));
@@ -153,7 +174,7 @@ async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let command = args.first().map(String::as_str).unwrap_or("plan");
     let settings = Settings::from_env();
-    let (stack, eks) = match platform(&settings) {
+    let (stack, eks) = match platform(&settings, true) {
         Ok(built) => built,
         Err(e) => {
             eprintln!("{e}");
@@ -167,7 +188,11 @@ async fn main() -> ExitCode {
             Ok(())
         }
         "diff" => diff(&stack, &eks).await,
-        "apply" | "destroy" => run(&stack, command, &eks).await,
+        "apply" => run(&stack, command, &eks, false).await,
+        "destroy" => {
+            let abandon = args.iter().any(|a| a == "--abandon-in-cluster");
+            destroy(&settings, &stack, &eks, abandon).await
+        }
         other => {
             eprintln!(
                 "unknown command `{other}`; use plan [--json], graph, diff, apply or destroy"
@@ -215,12 +240,57 @@ async fn diff(stack: &BuiltStack, eks: &Handle<EksCluster>) -> Result<(), Error>
     Ok(())
 }
 
+/// Destroys the whole stack when the cluster's API answers (or the cluster is gone). When it
+/// does not answer, stops and says so, unless `abandon` says the objects in the cluster may be
+/// abandoned: then destroys the AWS half alone.
+async fn destroy(
+    settings: &Settings,
+    stack: &BuiltStack,
+    eks: &Handle<EksCluster>,
+    abandon: bool,
+) -> Result<(), Error> {
+    let live = stack.read(&RunOptions::new()).await?.output(eks);
+    let unreachable = match live {
+        Some(cluster) if !cluster.endpoint.is_empty() => match cluster.kube_client() {
+            Ok(client) => {
+                match tokio::time::timeout(Duration::from_secs(20), client.apiserver_version())
+                    .await
+                {
+                    Ok(Ok(_)) => None,
+                    Ok(Err(e)) => Some(e.to_string()),
+                    Err(_) => Some("no answer within 20 s".into()),
+                }
+            }
+            Err(e) => Some(e.to_string()),
+        },
+        _ => None,
+    };
+    match unreachable {
+        None => run(stack, "destroy", eks, abandon).await,
+        Some(reason) if abandon => {
+            println!(
+                "cannot reach the cluster's API ({reason}); abandoning the objects in it (--abandon-in-cluster) and destroying the AWS half\n"
+            );
+            let (aws_half, eks) = platform(settings, false)?;
+            run(&aws_half, "destroy", &eks, true).await
+        }
+        Some(reason) => Err(Error::Kubernetes(format!(
+            "cannot reach the cluster's API ({reason}); nothing was destroyed. Make it reachable and run again, or, if the cluster is going away and the objects in it may be abandoned, run `destroy --abandon-in-cluster` (AbandonInCluster in code)"
+        ))),
+    }
+}
+
 /// Applies or destroys for real, printing each module's progress as it happens.
 ///
 /// When the cluster exists already, the run holds the stack's lock (a Lease in the cluster) so
 /// that two runs cannot change the stack at once; a first apply, which creates the cluster, has
 /// nowhere to keep a lock yet.
-async fn run(stack: &BuiltStack, command: &str, eks: &Handle<EksCluster>) -> Result<(), Error> {
+async fn run(
+    stack: &BuiltStack,
+    command: &str,
+    eks: &Handle<EksCluster>,
+    abandon: bool,
+) -> Result<(), Error> {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     // One live line per module on a terminal; plain event lines in CI and pipes.
     let printer = Progress::new(Style::detect()).spawn(rx);
@@ -241,6 +311,11 @@ async fn run(stack: &BuiltStack, command: &str, eks: &Handle<EksCluster>) -> Res
             .cancel_token(cancel.clone())
             .events(tx.clone())
             .extension(kube.clone());
+        let o = if abandon {
+            o.extension(AbandonInCluster)
+        } else {
+            o
+        };
         match lock {
             Some(lock) => o.extension(lock),
             None => o,
@@ -256,6 +331,8 @@ async fn run(stack: &BuiltStack, command: &str, eks: &Handle<EksCluster>) -> Res
         preflight_stack(stack, &live, &[cluster.cluster()], &kube).await?;
     }
     let lock = match existing {
+        // An abandoned cluster's API does not answer: there is nowhere to hold a lock.
+        Some(_) if abandon => None,
         Some(cluster) => {
             let client = cluster
                 .client()

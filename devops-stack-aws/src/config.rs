@@ -7,6 +7,8 @@ use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use aws_smithy_runtime_api::client::http::{HttpClient, SharedHttpClient};
+use aws_smithy_runtime_api::client::interceptors::{Intercept, SharedInterceptor};
 use serde_json::{Value, json};
 
 use crate::error::{Error, Result};
@@ -32,6 +34,8 @@ pub struct AwsConfig {
     profile: Option<String>,
     credentials: Option<SharedCredentialsProvider>,
     max_attempts: Option<u32>,
+    interceptors: Vec<SharedInterceptor>,
+    http_client: Option<SharedHttpClient>,
 }
 
 impl fmt::Debug for AwsConfig {
@@ -45,6 +49,11 @@ impl fmt::Debug for AwsConfig {
                 &self.credentials.as_ref().map(|_| "<provider>"),
             )
             .field("max_attempts", &self.max_attempts)
+            .field("interceptors", &self.interceptors.len())
+            .field(
+                "http_client",
+                &self.http_client.as_ref().map(|_| "<client>"),
+            )
             .finish()
     }
 }
@@ -112,6 +121,21 @@ impl AwsConfig {
         self
     }
 
+    /// An SDK interceptor on every EC2, IAM, EKS and Cognito call of the modules (recording
+    /// the calls made, adding headers).
+    #[must_use]
+    pub fn interceptor(mut self, interceptor: impl Intercept + 'static) -> Self {
+        self.interceptors.push(SharedInterceptor::new(interceptor));
+        self
+    }
+
+    /// The HTTP client of every call (the SDK's replaying test client, a proxy-aware client).
+    #[must_use]
+    pub fn http_client(mut self, client: impl HttpClient + 'static) -> Self {
+        self.http_client = Some(SharedHttpClient::new(client));
+        self
+    }
+
     /// The region set here, if any.
     pub fn region_name(&self) -> Option<&str> {
         self.region.as_deref()
@@ -143,6 +167,9 @@ impl AwsConfig {
         if let Some(credentials) = &self.credentials {
             loader = loader.credentials_provider(credentials.clone());
         }
+        if let Some(client) = &self.http_client {
+            loader = loader.http_client(client.clone());
+        }
         let config = loader.load().await;
         if config.region().is_none() {
             return Err(Error::Config {
@@ -158,6 +185,30 @@ impl AwsConfig {
     pub(crate) fn plan_properties(&self) -> Value {
         json!({"region": self.region, "endpoint_url": self.endpoint_url})
     }
+}
+
+macro_rules! service_clients {
+    ($($method:ident => $sdk:ident;)*) => {
+        impl AwsConfig {
+            $(
+                /// A client of the service with this configuration's interceptors.
+                pub(crate) fn $method(&self, sdk: &SdkConfig) -> $sdk::Client {
+                    let mut config = $sdk::config::Builder::from(sdk);
+                    for interceptor in &self.interceptors {
+                        config.push_interceptor(interceptor.clone());
+                    }
+                    $sdk::Client::from_conf(config.build())
+                }
+            )*
+        }
+    };
+}
+
+service_clients! {
+    ec2_client => aws_sdk_ec2;
+    iam_client => aws_sdk_iam;
+    eks_client => aws_sdk_eks;
+    cognito_client => aws_sdk_cognitoidentityprovider;
 }
 
 /// The region of a loaded configuration (checked by [`AwsConfig::load`]).

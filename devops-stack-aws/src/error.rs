@@ -152,6 +152,33 @@ pub enum Error {
         reason: String,
     },
 
+    /// A resource of the name the module would use exists and was not created by it (no
+    /// ownership tags, or another stack's or module's): it is never taken over or deleted.
+    #[error(
+        "{resource} exists and is not this module's (tags: {owner}); it is left alone. Fix: {fix}"
+    )]
+    NotOwned {
+        /// The resource concerned.
+        resource: String,
+        /// Who owns it, as its ownership tags say (`none` when untagged).
+        owner: String,
+        /// How to go on.
+        fix: String,
+    },
+
+    /// The cluster's Kubernetes API cannot be reached during a destroy, and in-cluster objects
+    /// may not be abandoned: nothing was deleted.
+    #[error(
+        "cannot reach the Kubernetes API of cluster `{cluster}` ({reason}); nothing was deleted, because objects in the cluster may hold cloud resources. Make the API reachable and destroy again, or, {}",
+        devops_stack_core::interfaces::AbandonInCluster::HINT
+    )]
+    ClusterUnreachable {
+        /// The cluster's name.
+        cluster: String,
+        /// Why it cannot be reached.
+        reason: String,
+    },
+
     /// The Kubernetes client for a cluster could not be built.
     #[error("cannot build a Kubernetes client for cluster `{cluster}`: {reason}")]
     Client {
@@ -192,7 +219,11 @@ impl Error {
                 "ResourceInUseException"
                 | "ResourceConflictException"
                 | "GroupExistsException"
-                | "UsernameExistsException",
+                | "UsernameExistsException"
+                | "DependencyViolation"
+                | "DeleteConflict"
+                | "EntityAlreadyExists"
+                | "InvalidParameterValue.InUse",
             ) => Error::ResourceInUse {
                 action,
                 resource,
@@ -207,13 +238,11 @@ impl Error {
                 resource,
                 message,
             },
-            Some("ResourceNotFoundException" | "NotFoundException" | "UserNotFoundException") => {
-                Error::NotFound {
-                    action,
-                    resource,
-                    message,
-                }
-            }
+            Some(code) if not_found_code(code) => Error::NotFound {
+                action,
+                resource,
+                message,
+            },
             None if matches!(status, Some(404 | 405 | 501)) => Error::Unsupported {
                 action,
                 resource,
@@ -230,12 +259,41 @@ impl Error {
     }
 }
 
+/// Whether an AWS error code says the resource does not exist (EKS, Cognito, IAM and EC2
+/// spellings).
+fn not_found_code(code: &str) -> bool {
+    matches!(
+        code,
+        "ResourceNotFoundException"
+            | "NotFoundException"
+            | "UserNotFoundException"
+            | "NoSuchEntity"
+            | "NatGatewayNotFound"
+    ) || code.ends_with(".NotFound")
+}
+
+/// The outcome of a delete call: done, or already gone, are both success.
+///
+/// # Errors
+/// Any other failure, as [`Error::aws`].
+pub(crate) fn deleted<T, E>(
+    result: std::result::Result<T, SdkError<E, HttpResponse>>,
+    action: &str,
+    resource: &str,
+) -> Result<()>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) if is_not_found(&e) => Ok(()),
+        Err(e) => Err(Error::aws(action, resource, e)),
+    }
+}
+
 /// Whether `err` says the resource does not exist.
 pub(crate) fn is_not_found<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> bool {
-    matches!(
-        err.code(),
-        Some("ResourceNotFoundException" | "NotFoundException" | "UserNotFoundException")
-    )
+    err.code().is_some_and(not_found_code)
 }
 
 #[cfg(test)]

@@ -1,5 +1,12 @@
-//! AWS modules for devops-stack: an [`Eks`](eks::Eks) cluster with managed node groups, and
-//! [`Cognito`](cognito::Cognito) as the stack's OIDC provider.
+//! AWS modules for devops-stack: a [`Vpc`](vpc::Vpc) network, an [`Eks`](eks::Eks) cluster
+//! with its IAM roles, OIDC provider and managed node groups, and [`Cognito`](cognito::Cognito)
+//! as the stack's OIDC provider. From an empty account, `Vpc` → `Eks` (through
+//! [`Eks::network`](eks::Eks::network), with no role ARNs) creates everything the cluster needs.
+//!
+//! Every resource created carries the [`tags::STACK_TAG`] and [`tags::MODULE_TAG`] tags; nothing
+//! without them is ever updated or deleted, and a destroy removes what they mark, in the order AWS
+//! needs. The cluster's output also gives modules workload identity (IRSA,
+//! [`iam::EksWorkloadIdentity`]) through the core `WorkloadIdentity` interface.
 //!
 //! Both read their AWS configuration from the SDK's standard chain (environment, profiles, SSO,
 //! instance roles) unless told otherwise with [`AwsConfig`]; an endpoint override
@@ -49,6 +56,9 @@ pub mod cognito;
 mod config;
 pub mod eks;
 mod error;
+pub mod iam;
+pub mod tags;
+pub mod vpc;
 mod wait;
 
 pub use config::{AwsConfig, DEFAULT_MAX_ATTEMPTS};

@@ -5,7 +5,7 @@ mod common;
 use aws_sdk_eks::Client;
 use aws_sdk_eks::types::VpcConfigRequest;
 use devops_stack_aws::eks::{AccessEntry, Addon, Eks, EksCluster, NodeGroup, Taint, TaintEffect};
-use devops_stack_core::interfaces::Cluster;
+use devops_stack_core::interfaces::{AbandonInCluster, Cluster};
 use devops_stack_core::{RunOptions, Stack};
 
 const ROLE: &str = "arn:aws:iam::123456789012:role/eks-cluster";
@@ -40,7 +40,12 @@ async fn apply(module: Eks) -> Result<EksCluster, devops_stack_core::Error> {
 async fn destroy(module: Eks) -> Result<(), devops_stack_core::Error> {
     let mut stack = Stack::new("test");
     stack.add(module);
-    stack.build()?.destroy(&RunOptions::new()).await.map(drop)
+    // moto's cluster has no Kubernetes API to empty first.
+    stack
+        .build()?
+        .destroy(&RunOptions::new().extension(AbandonInCluster))
+        .await
+        .map(drop)
 }
 
 /// (clusters, node groups of `prod`).

@@ -53,12 +53,13 @@ async fn plan_renders_cluster_node_groups_and_pool() {
     assert_eq!(properties["security_groups"], json!(["sg-1"]));
     assert_eq!(properties["public_access_cidrs"], json!(["203.0.113.0/24"]));
     assert_eq!(properties["tags"], json!({"team": "platform"}));
+    assert_eq!(eks.resources[1].title(), "aws iam:OIDCProvider prod");
     let Resource::Cloud {
         kind,
         name,
         properties,
         ..
-    } = &eks.resources[1]
+    } = &eks.resources[2]
     else {
         panic!()
     };
@@ -114,4 +115,64 @@ async fn plan_renders_cluster_node_groups_and_pool() {
     );
     assert_eq!(argocd["client_secret"], "<redacted>");
     assert_eq!(argocd["groups_claim"], "cognito:groups");
+}
+
+/// From an empty account: the plan lists the network and the roles the `Eks` module creates,
+/// and the cluster's subnets come from the `Vpc` handle.
+#[tokio::test]
+async fn plan_of_the_aws_half_from_zero_shows_network_and_roles() {
+    use devops_stack_aws::vpc::{NatGateways, Vpc};
+    let mut stack = Stack::new("prod");
+    let vpc = stack.add(
+        Vpc::create("vpc", "prod", "10.0.0.0/16")
+            .region("eu-west-1")
+            .nat_gateways(NatGateways::Single),
+    );
+    stack.add(
+        Eks::new("eks", "prod", "example.com")
+            .region("eu-west-1")
+            .network(&vpc)
+            .node_group(NodeGroup::named("default")),
+    );
+    let built = stack.build().expect("valid");
+    assert_eq!(built.predecessors("eks"), vec!["vpc"]);
+    let plan = built.plan().await.expect("planned offline");
+    let titles: Vec<String> = plan
+        .module("vpc")
+        .unwrap()
+        .resources
+        .iter()
+        .chain(&plan.module("eks").unwrap().resources)
+        .map(|r| r.title())
+        .collect();
+    for wanted in [
+        "aws ec2:Vpc prod",
+        "aws ec2:Subnet prod/private-3",
+        "aws ec2:Subnet prod/public-1",
+        "aws ec2:InternetGateway prod",
+        "aws ec2:Address prod/nat-1",
+        "aws ec2:NatGateway prod/nat-1",
+        "aws ec2:RouteTable prod/public",
+        "aws ec2:RouteTable prod/private-3",
+        "aws iam:Role prod-eks-cluster",
+        "aws iam:Role prod-eks-node",
+        "aws eks:Cluster prod",
+        "aws iam:OIDCProvider prod",
+        "aws eks:Nodegroup prod/default",
+    ] {
+        assert!(
+            titles.iter().any(|t| t == wanted),
+            "{wanted} missing: {titles:?}"
+        );
+    }
+    assert!(!titles.iter().any(|t| t == "aws ec2:NatGateway prod/nat-2"));
+    let cluster = &plan.module("eks").unwrap().resources[2];
+    let Resource::Cloud { properties, .. } = cluster else {
+        panic!()
+    };
+    assert_eq!(
+        properties["subnets"],
+        json!(["(known after apply: vpc.private_subnets)"])
+    );
+    assert_eq!(properties["role_arn"], "(created: prod-eks-cluster)");
 }

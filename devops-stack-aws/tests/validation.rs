@@ -18,6 +18,7 @@ fn fields<M: Module>(module: M) -> Vec<String> {
 fn eks_rejects_bad_input() {
     let eks = Eks::new("eks", "-bad.name", "example.com")
         .version("1.12")
+        .role_arn("not-an-arn")
         .subnets(["subnet-only-one"])
         .public_access_cidrs(["10.0.0.0/40", "not-a-cidr"])
         .node_group(
@@ -53,6 +54,11 @@ fn eks_rejects_bad_input() {
         fields(Eks::adopt("eks", "prod", "example.com")),
         Vec::<String>::new()
     );
+    // Without role ARNs, the module creates the roles: no error.
+    let created = Eks::new("eks", "prod", "example.com")
+        .subnets(["a", "b"])
+        .node_group(NodeGroup::named("ng"));
+    assert_eq!(fields(created), Vec::<String>::new());
 }
 
 #[test]

@@ -217,7 +217,7 @@ pub enum Error {
     /// The cluster's API server cannot be reached: the connection was refused, the name did not
     /// resolve, or TLS failed. Not retried.
     #[error(
-        "cannot reach the API server of cluster `{cluster}` at {server}: {cause}; fix: check the kubeconfig's context and server address (`kubectl config view --minify`), that the API server is running, and its certificate authority"
+        "cannot reach the API server of cluster `{cluster}` at {server}: {cause}; fix: check the kubeconfig's context and server address (`kubectl config view --minify`), that the API server is running, and its certificate authority; in a destroy of a cluster that is going away, `RunOptions::extension(AbandonInCluster)` abandons the objects in it and goes on"
     )]
     Unreachable {
         /// The cluster's name.

@@ -124,3 +124,81 @@ async fn a_server_that_does_not_speak_tls_fails_at_once() {
     assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
     server.abort();
 }
+
+/// Destroys the one-module stack on the closed port, with or without `AbandonInCluster`.
+async fn destroy_on(
+    port: u16,
+    abandon: bool,
+) -> devops_stack_core::Result<devops_stack_core::Report> {
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    write!(
+        file,
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {{server: 'https://127.0.0.1:{port}', insecure-skip-tls-verify: true}}\nusers:\n- name: u\n  user: {{token: t}}\ncontexts:\n- name: x\n  context: {{cluster: c, user: u}}\ncurrent-context: x\n"
+    )
+    .unwrap();
+    let mut stack = Stack::new("s");
+    let cluster = stack.add(Kubeconfig::new("lab", file.path(), "example.com"));
+    stack.add(Gone {
+        cluster: cluster.cluster(),
+    });
+    let options = RunOptions::new();
+    let options = if abandon {
+        options.extension(devops_stack_core::interfaces::AbandonInCluster)
+    } else {
+        options
+    };
+    stack.build().unwrap().destroy(&options).await
+}
+
+/// A module whose destroy goes through the engine.
+struct Gone {
+    cluster: Input<ClusterRef>,
+}
+
+impl Module for Gone {
+    type Output = ();
+    fn id(&self) -> &str {
+        "gone"
+    }
+    fn kind(&self) -> &'static str {
+        "gone"
+    }
+    fn needs(&self, needs: &mut devops_stack_core::Needs) {
+        needs.add(&self.cluster);
+    }
+    async fn plan(&self, _: &Context) -> ModuleResult<Planned<()>> {
+        Ok(Planned::new(()))
+    }
+    async fn apply(&self, _: &Context) -> ModuleResult<()> {
+        Ok(())
+    }
+    async fn destroy(&self, ctx: &Context) -> ModuleResult<()> {
+        let cluster = ctx.get(&self.cluster)?;
+        let report = Deployer::for_module(ctx, &cluster).await?.destroy().await?;
+        assert!(report.deleted.is_empty());
+        ctx.progress(format!("abandoned: {:?}", report.abandoned.is_some()));
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_destroy_that_cannot_reach_the_cluster_stops_unless_told_to_abandon() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let err = destroy_on(port, false).await.unwrap_err().to_string();
+    assert!(
+        err.contains("cannot reach the API server of cluster `lab`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("AbandonInCluster"),
+        "the error names the option: {err}"
+    );
+    let report = destroy_on(port, true).await.unwrap();
+    assert_eq!(
+        report.module("gone").unwrap().status,
+        devops_stack_core::Status::Succeeded
+    );
+}

@@ -672,7 +672,9 @@ pub(crate) async fn apply<C: Component>(c: &C, ctx: &Context) -> ModuleResult<C:
 pub(crate) async fn destroy<C: Component>(c: &C, ctx: &Context) -> ModuleResult<()> {
     let cluster = ctx.get(&c.common().cluster)?;
     let deployer = Deployer::for_module(ctx, &cluster).await?;
-    c.before_destroy(ctx, deployer.client()).await?;
+    if deployer.abandoned().is_none() {
+        c.before_destroy(ctx, deployer.client()).await?;
+    }
     deployer.destroy().await?;
     Ok(())
 }

@@ -21,7 +21,7 @@ struct Api {
 async fn api(cognito: &Cognito) -> Result<Api> {
     let sdk = cognito.aws.load().await?;
     Ok(Api {
-        client: Client::new(&sdk),
+        client: cognito.aws.cognito_client(&sdk),
         region: region_of(&sdk),
     })
 }

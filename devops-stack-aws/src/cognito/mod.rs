@@ -50,11 +50,7 @@ use crate::config::AwsConfig;
 /// The name of the admin group unless set otherwise.
 pub const DEFAULT_ADMIN_GROUP: &str = "devops-stack-admins";
 
-/// The tag naming the stack that created a pool.
-pub const STACK_TAG: &str = "devops-stack.io/stack";
-
-/// The tag naming the module that created a pool.
-pub const MODULE_TAG: &str = "devops-stack.io/module";
+pub use crate::tags::{MODULE_TAG, STACK_TAG};
 
 /// The OAuth scopes every client may request.
 pub const SCOPES: [&str; 3] = ["openid", "email", "profile"];

@@ -13,22 +13,105 @@ use aws_sdk_eks::types::{
 use devops_stack_core::Context;
 
 use super::token::TokenSource;
-use super::{Eks, EksCluster, NodeGroup, Taint, TaintEffect, parse_version};
+use super::{Eks, EksCluster, NODE_POLICIES, NodeGroup, Taint, TaintEffect, parse_version};
 use crate::config::region_of;
 use crate::error::{Error, Result, is_not_found};
+use crate::iam::{Iam, RoleSpec, partition, service_trust};
+use crate::tags::{owned_by, ownership};
 use crate::wait::Backoff;
+use devops_stack_core::interfaces::AbandonInCluster;
 
 struct Api {
     client: Client,
     sdk: SdkConfig,
+    iam: Iam,
 }
 
-async fn api(eks: &Eks) -> Result<Api> {
+async fn api(eks: &Eks, ctx: &Context) -> Result<Api> {
     let sdk = eks.aws.load().await?;
     Ok(Api {
-        client: Client::new(&sdk),
+        client: eks.aws.eks_client(&sdk),
+        iam: Iam::new(&eks.aws, &sdk, ctx.stack_name(), ctx.module_id()),
         sdk,
     })
+}
+
+/// Whether the cluster carries this module's ownership tags.
+fn owned(c: &SdkCluster, ctx: &Context) -> bool {
+    c.tags().is_some_and(|t| {
+        owned_by(
+            t.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            ctx.stack_name(),
+            ctx.module_id(),
+        )
+    })
+}
+
+fn not_owned(eks: &Eks, c: &SdkCluster) -> Error {
+    let owner: Vec<String> = c
+        .tags()
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| k.starts_with("devops-stack.io/"))
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    Error::NotOwned {
+        resource: eks.cluster_resource(),
+        owner: if owner.is_empty() {
+            "none".into()
+        } else {
+            owner.join(", ")
+        },
+        fix: "use `Eks::adopt` to use it without owning it, or choose another cluster name".into(),
+    }
+}
+
+/// The partition of the configured region.
+fn partition_of(api: &Api) -> &'static str {
+    partition(&region_of(&api.sdk))
+}
+
+/// The cluster role: the given ARN, or the one the module creates.
+async fn cluster_role(api: &Api, eks: &Eks, ctx: &Context) -> Result<String> {
+    if let Some(arn) = &eks.role_arn {
+        return Ok(arn.clone());
+    }
+    ctx.progress(format!("ensuring IAM role `{}`", eks.cluster_role_name()));
+    let policy = format!(
+        "arn:{}:iam::aws:policy/AmazonEKSClusterPolicy",
+        partition_of(api)
+    );
+    api.iam
+        .ensure_role(&RoleSpec {
+            name: eks.cluster_role_name(),
+            trust: service_trust("eks.amazonaws.com"),
+            managed: vec![policy],
+            inline: None,
+            description: "EKS control plane role made by devops-stack",
+        })
+        .await
+}
+
+/// The node role the module creates, when a node group asks for it.
+async fn node_role(api: &Api, eks: &Eks, ctx: &Context) -> Result<Option<String>> {
+    if eks.node_groups.iter().all(|g| g.node_role_arn.is_some()) {
+        return Ok(None);
+    }
+    ctx.progress(format!("ensuring IAM role `{}`", eks.node_role_name()));
+    let partition = partition_of(api);
+    api.iam
+        .ensure_role(&RoleSpec {
+            name: eks.node_role_name(),
+            trust: service_trust("ec2.amazonaws.com"),
+            managed: NODE_POLICIES
+                .iter()
+                .map(|p| format!("arn:{partition}:iam::aws:policy/{p}"))
+                .collect(),
+            inline: None,
+            description: "EKS node role made by devops-stack",
+        })
+        .await
+        .map(Some)
 }
 
 type SdkCluster = aws_sdk_eks::types::Cluster;
@@ -46,7 +129,12 @@ async fn describe(api: &Api, eks: &Eks) -> Result<Option<SdkCluster>> {
     }
 }
 
-fn output(api: &Api, eks: &Eks, c: &SdkCluster) -> Result<EksCluster> {
+fn output(
+    api: &Api,
+    eks: &Eks,
+    c: &SdkCluster,
+    oidc_provider_arn: Option<String>,
+) -> Result<EksCluster> {
     Ok(EksCluster {
         name: eks.name.clone(),
         base_domain: eks.base_domain.clone(),
@@ -64,22 +152,66 @@ fn output(api: &Api, eks: &Eks, c: &SdkCluster) -> Result<EksCluster> {
             .and_then(|o| o.issuer())
             .map(str::to_owned),
         version: c.version().unwrap_or_default().to_owned(),
+        oidc_provider_arn,
         tokens: Some(TokenSource::new(&api.sdk, &eks.name)?),
+        aws: Some(eks.aws.clone()),
     })
 }
 
-pub(super) async fn read(eks: &Eks) -> Result<Option<EksCluster>> {
-    let api = api(eks).await?;
+/// The OIDC provider ARN of the cluster's issuer (whether it exists or not).
+fn provider_arn(api: &Api, c: &SdkCluster) -> Option<String> {
+    let issuer = c.identity()?.oidc()?.issuer()?;
+    let account = c.arn()?.split(':').nth(4)?;
+    Some(format!(
+        "arn:{}:iam::{account}:oidc-provider/{}",
+        partition_of(api),
+        issuer.trim_start_matches("https://")
+    ))
+}
+
+/// The live cluster; when it is gone but roles or an OIDC provider of the module are left (a
+/// destroy that died half-way), a cluster without an endpoint, so that the destroy runs again
+/// and finishes.
+pub(super) async fn read(eks: &Eks, ctx: &Context) -> Result<Option<EksCluster>> {
+    let api = api(eks, ctx).await?;
     match describe(&api, eks).await? {
-        Some(c) if c.status() != Some(&ClusterStatus::Deleting) => Ok(Some(output(&api, eks, &c)?)),
-        _ => Ok(None),
+        Some(c) if c.status() != Some(&ClusterStatus::Deleting) => {
+            let arn = provider_arn(&api, &c);
+            Ok(Some(output(&api, eks, &c, arn)?))
+        }
+        _ => {
+            let mut leftovers = !api.iam.owned_oidc_providers().await?.is_empty();
+            for role in [eks.cluster_role_name(), eks.node_role_name()] {
+                leftovers |= api.iam.owns_role(&role).await?;
+            }
+            Ok(leftovers
+                .then(|| {
+                    let gone = SdkCluster::builder().name(&eks.name).build();
+                    let mut out = output(&api, eks, &gone, None).ok()?;
+                    out.tokens = None;
+                    Some(out)
+                })
+                .flatten())
+        }
     }
 }
 
-pub(super) async fn apply(eks: &Eks, ctx: &Context) -> Result<EksCluster> {
-    let api = api(eks).await?;
+pub(super) async fn apply(eks: &Eks, ctx: &Context, subnets: Vec<String>) -> Result<EksCluster> {
+    let api = api(eks, ctx).await?;
     let resource = eks.cluster_resource();
     let existing = describe(&api, eks).await?;
+    if let Some(c) = &existing
+        && !eks.adopt
+        && !owned(c, ctx)
+    {
+        return Err(not_owned(eks, c));
+    }
+    let role_arn = if eks.adopt {
+        String::new()
+    } else {
+        cluster_role(&api, eks, ctx).await?
+    };
+    let node_role = node_role(&api, eks, ctx).await?;
     let cluster = match existing {
         None if eks.adopt => {
             return Err(Error::NotFound {
@@ -89,12 +221,12 @@ pub(super) async fn apply(eks: &Eks, ctx: &Context) -> Result<EksCluster> {
             });
         }
         None => {
-            create_cluster(&api, eks, ctx).await?;
+            create_cluster(&api, eks, ctx, &role_arn, &subnets).await?;
             wait_cluster_active(&api, eks, ctx).await?
         }
         Some(c) => {
             if !eks.adopt {
-                check_cluster_replacement(eks, &c)?;
+                check_cluster_replacement(eks, &c, &role_arn, &subnets)?;
             }
             let c = wait_cluster_active(&api, eks, ctx).await?;
             if eks.adopt {
@@ -114,10 +246,15 @@ pub(super) async fn apply(eks: &Eks, ctx: &Context) -> Result<EksCluster> {
             .map(|v| v.subnet_ids().to_vec())
             .unwrap_or_default()
     } else {
-        eks.subnets.clone()
+        subnets
     };
     for group in &eks.node_groups {
-        ensure_node_group(&api, eks, ctx, group, &cluster_subnets).await?;
+        let role = group
+            .node_role_arn
+            .clone()
+            .or_else(|| node_role.clone())
+            .unwrap_or_default();
+        ensure_node_group(&api, eks, ctx, group, &role, &cluster_subnets).await?;
     }
     for group in &eks.node_groups {
         wait_node_group(&api, eks, ctx, &group.name, false).await?;
@@ -126,18 +263,38 @@ pub(super) async fn apply(eks: &Eks, ctx: &Context) -> Result<EksCluster> {
     for addon in &eks.addons {
         wait_addon_active(&api, eks, ctx, &addon.name).await?;
     }
+    let oidc = match (
+        cluster
+            .identity()
+            .and_then(|i| i.oidc())
+            .and_then(|o| o.issuer()),
+        cluster.arn().and_then(|a| a.split(':').nth(4)),
+    ) {
+        (Some(issuer), Some(account)) => Some(
+            api.iam
+                .ensure_oidc_provider(issuer, account, partition_of(&api), &|m| ctx.progress(m))
+                .await?,
+        ),
+        _ => None,
+    };
     ctx.progress(format!("{resource} is ready"));
-    output(&api, eks, &cluster)
+    output(&api, eks, &cluster, oidc)
 }
 
-async fn create_cluster(api: &Api, eks: &Eks, ctx: &Context) -> Result<()> {
+async fn create_cluster(
+    api: &Api,
+    eks: &Eks,
+    ctx: &Context,
+    role_arn: &str,
+    subnets: &[String],
+) -> Result<()> {
     ctx.progress(format!(
         "creating {} (Kubernetes {})",
         eks.cluster_resource(),
         eks.version
     ));
     let vpc = VpcConfigRequest::builder()
-        .set_subnet_ids(Some(eks.subnets.clone()))
+        .set_subnet_ids(Some(subnets.to_vec()))
         .set_security_group_ids(Some(eks.security_groups.clone()))
         .endpoint_public_access(true)
         .endpoint_private_access(true)
@@ -148,9 +305,9 @@ async fn create_cluster(api: &Api, eks: &Eks, ctx: &Context) -> Result<()> {
         .create_cluster()
         .name(&eks.name)
         .version(&eks.version)
-        .set_role_arn(eks.role_arn.clone())
+        .role_arn(role_arn)
         .resources_vpc_config(vpc)
-        .set_tags(Some(eks.tags.clone().into_iter().collect()));
+        .set_tags(Some(cluster_tags(eks, ctx).into_iter().collect()));
     if !eks.access_entries.is_empty() {
         request = request.access_config(
             CreateAccessConfigRequest::builder()
@@ -186,12 +343,24 @@ fn sorted(v: &[String]) -> BTreeSet<&str> {
     v.iter().map(String::as_str).collect()
 }
 
-fn check_cluster_replacement(eks: &Eks, c: &SdkCluster) -> Result<()> {
+/// The tags of the cluster and its node groups: the user's and the ownership tags.
+fn cluster_tags(eks: &Eks, ctx: &Context) -> BTreeMap<String, String> {
+    let mut tags = eks.tags.clone();
+    tags.extend(ownership(ctx.stack_name(), ctx.module_id()));
+    tags
+}
+
+fn check_cluster_replacement(
+    eks: &Eks,
+    c: &SdkCluster,
+    role_arn: &str,
+    subnets: &[String],
+) -> Result<()> {
     let mut fields = Vec::new();
     let vpc = c.resources_vpc_config();
     let live_subnets = vpc.map(|v| v.subnet_ids()).unwrap_or_default();
-    if sorted(live_subnets) != sorted(&eks.subnets) {
-        fields.push(format!("subnets: {live_subnets:?} -> {:?}", eks.subnets));
+    if sorted(live_subnets) != sorted(subnets) {
+        fields.push(format!("subnets: {live_subnets:?} -> {subnets:?}"));
     }
     let live_groups = vpc.map(|v| v.security_group_ids()).unwrap_or_default();
     if sorted(live_groups) != sorted(&eks.security_groups) {
@@ -200,12 +369,8 @@ fn check_cluster_replacement(eks: &Eks, c: &SdkCluster) -> Result<()> {
             eks.security_groups
         ));
     }
-    if c.role_arn() != eks.role_arn.as_deref() {
-        fields.push(format!(
-            "role_arn: {:?} -> {:?}",
-            c.role_arn(),
-            eks.role_arn
-        ));
+    if c.role_arn() != Some(role_arn) {
+        fields.push(format!("role_arn: {:?} -> {role_arn:?}", c.role_arn()));
     }
     if let (Some(live), Ok(wanted)) = (c.version(), parse_version(&eks.version))
         && let Some(live_v) = live_version(live)
@@ -284,8 +449,8 @@ async fn update_cluster(
         c = wait_cluster_active(api, eks, ctx).await?;
     }
     let live_tags = c.tags().cloned().unwrap_or_default();
-    let missing: BTreeMap<_, _> = eks
-        .tags
+    let wanted_tags = cluster_tags(eks, ctx);
+    let missing: BTreeMap<_, _> = wanted_tags
         .iter()
         .filter(|(k, v)| live_tags.get(*k) != Some(*v))
         .collect();
@@ -524,6 +689,7 @@ async fn ensure_node_group(
     eks: &Eks,
     ctx: &Context,
     group: &NodeGroup,
+    node_role_arn: &str,
     cluster_subnets: &[String],
 ) -> Result<()> {
     let resource = group_resource(eks, &group.name);
@@ -543,14 +709,14 @@ async fn ensure_node_group(
             .create_nodegroup()
             .cluster_name(&eks.name)
             .nodegroup_name(&group.name)
-            .node_role(&group.node_role_arn)
+            .node_role(node_role_arn)
             .set_subnets(Some(subnets.to_vec()))
             .set_instance_types(Some(group.instance_types.clone()))
             .disk_size(group.disk_size)
             .scaling_config(scaling)
             .set_labels(Some(group.labels.clone().into_iter().collect()))
             .set_taints(Some(group.taints.iter().map(sdk_taint).collect()))
-            .set_tags(Some(eks.tags.clone().into_iter().collect()))
+            .set_tags(Some(cluster_tags(eks, ctx).into_iter().collect()))
             .send()
             .await
             .map_err(|e| Error::aws("creating the node group", &resource, e))?;
@@ -572,11 +738,10 @@ async fn ensure_node_group(
             group.disk_size
         ));
     }
-    if live.node_role() != Some(group.node_role_arn.as_str()) {
+    if live.node_role() != Some(node_role_arn) {
         fields.push(format!(
-            "node_role_arn: {:?} -> {}",
-            live.node_role(),
-            group.node_role_arn
+            "node_role_arn: {:?} -> {node_role_arn}",
+            live.node_role()
         ));
     }
     if sorted(live.subnets()) != sorted(subnets) {
@@ -711,13 +876,68 @@ async fn wait_node_group(
     }
 }
 
-pub(super) async fn destroy(eks: &Eks, ctx: &Context) -> Result<()> {
-    let api = api(eks).await?;
-    let resource = eks.cluster_resource();
-    if describe(&api, eks).await?.is_none() {
-        ctx.progress(format!("{resource} does not exist; nothing to destroy"));
-        return Ok(());
+/// Whether the cluster's Kubernetes API answers, within 20 seconds.
+async fn probe(api: &Api, eks: &Eks, c: &SdkCluster) -> std::result::Result<(), String> {
+    let cluster = output(api, eks, c, None).map_err(|e| e.to_string())?;
+    let client = cluster.kube_client().map_err(|e| e.to_string())?;
+    match tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        client.apiserver_version(),
+    )
+    .await
+    {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("no answer within 20 s".into()),
     }
+}
+
+/// Destroys in order: node groups, the cluster, the OIDC provider, the roles. The cluster is
+/// deleted only when it carries this module's tags, and never when adopted.
+pub(super) async fn destroy(eks: &Eks, ctx: &Context) -> Result<()> {
+    let api = api(eks, ctx).await?;
+    let resource = eks.cluster_resource();
+    match describe(&api, eks).await? {
+        None => ctx.progress(format!("{resource} does not exist")),
+        Some(c) if !eks.adopt && !owned(&c, ctx) => {
+            ctx.progress(format!("{}; left alone", not_owned(eks, &c)));
+        }
+        Some(c) => {
+            if c.status() == Some(&ClusterStatus::Active)
+                && let Err(reason) = probe(&api, eks, &c).await
+            {
+                if !AbandonInCluster::is_set(ctx) {
+                    return Err(Error::ClusterUnreachable {
+                        cluster: eks.name.clone(),
+                        reason,
+                    });
+                }
+                ctx.progress(format!(
+                    "cannot reach the Kubernetes API of {resource} ({reason}); abandoning the objects in it, as the run's AbandonInCluster option allows"
+                ));
+            }
+            destroy_cluster(&api, eks, ctx).await?;
+        }
+    }
+    let progress = |m: String| ctx.progress(m);
+    for arn in api.iam.owned_oidc_providers().await? {
+        api.iam.delete_oidc_provider(&arn, &progress).await?;
+    }
+    if eks.role_arn.is_none() && !eks.adopt {
+        api.iam
+            .delete_role(&eks.cluster_role_name(), &progress)
+            .await?;
+    }
+    if eks.node_groups.iter().any(|g| g.node_role_arn.is_none()) {
+        api.iam
+            .delete_role(&eks.node_role_name(), &progress)
+            .await?;
+    }
+    Ok(())
+}
+
+async fn destroy_cluster(api: &Api, eks: &Eks, ctx: &Context) -> Result<()> {
+    let resource = eks.cluster_resource();
     // An owned cluster loses every node group (EKS refuses to delete a cluster that has some);
     // an adopted one only those the module declares.
     let groups: Vec<String> = if eks.adopt {
@@ -735,7 +955,7 @@ pub(super) async fn destroy(eks: &Eks, ctx: &Context) -> Result<()> {
     };
     for group in &groups {
         let what = group_resource(eks, group);
-        match describe_node_group(&api, eks, group).await? {
+        match describe_node_group(api, eks, group).await? {
             None => continue,
             Some(ng) if ng.status() == Some(&NodegroupStatus::Deleting) => continue,
             Some(_) => {}
@@ -755,12 +975,12 @@ pub(super) async fn destroy(eks: &Eks, ctx: &Context) -> Result<()> {
         }
     }
     for group in &groups {
-        wait_node_group(&api, eks, ctx, group, true).await?;
+        wait_node_group(api, eks, ctx, group, true).await?;
     }
     if eks.adopt {
         // EKS removes add-ons and access entries with a cluster; an adopted cluster stays, so
         // the ones the module declares are removed one by one.
-        return remove_addons_and_access_entries(&api, eks, ctx).await;
+        return remove_addons_and_access_entries(api, eks, ctx).await;
     }
     ctx.progress(format!("deleting {resource}"));
     match api.client.delete_cluster().name(&eks.name).send().await {
@@ -769,7 +989,7 @@ pub(super) async fn destroy(eks: &Eks, ctx: &Context) -> Result<()> {
         Err(e) => return Err(Error::aws("deleting the cluster", &resource, e)),
     }
     let mut backoff = Backoff::new(ctx, &eks.polling, &resource, "deleted");
-    while let Some(c) = describe(&api, eks).await? {
+    while let Some(c) = describe(api, eks).await? {
         let status = c.status().map_or("DELETING", ClusterStatus::as_str);
         backoff.pause(status).await?;
     }

@@ -4,13 +4,17 @@ use std::fmt;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use devops_stack_core::interfaces::Cluster;
+use std::sync::Arc;
+
+use devops_stack_core::interfaces::{Cluster, WorkloadIdentityProvider, WorkloadIdentityRef};
 use devops_stack_core::{BoxError, Secret};
 use futures::future::BoxFuture;
 use serde::Serialize;
 
 use super::token::{EksAuthLayer, TokenSource};
+use crate::config::AwsConfig;
 use crate::error::{Error, Result};
+use crate::iam::EksWorkloadIdentity;
 
 /// A live (or planned) EKS cluster: what the [`Eks`](super::Eks) module outputs.
 ///
@@ -35,8 +39,12 @@ pub struct EksCluster {
     pub oidc_issuer_url: Option<String>,
     /// The Kubernetes version (`1.35`).
     pub version: String,
+    /// The ARN of the cluster's IAM OIDC provider (for IRSA), once it exists.
+    pub oidc_provider_arn: Option<String>,
     #[serde(skip)]
     pub(crate) tokens: Option<TokenSource>,
+    #[serde(skip)]
+    pub(crate) aws: Option<AwsConfig>,
 }
 
 impl fmt::Debug for EksCluster {
@@ -78,6 +86,11 @@ impl EksCluster {
             cluster: self.name.clone(),
             reason,
         };
+        if self.endpoint.is_empty() {
+            return Err(fail(
+                "the cluster no longer exists (a destroy stopped after deleting it); the objects in it went with it".into(),
+            ));
+        }
         let tokens = self.token_source()?.clone();
         devops_stack_core::k8s::install_tls_provider();
         let uri: http::Uri = self
@@ -97,6 +110,27 @@ impl EksCluster {
     }
 }
 
+impl WorkloadIdentityProvider for EksCluster {
+    /// IRSA through the cluster's OIDC provider; for a planned cluster, one that names roles
+    /// but cannot create them.
+    fn workload_identity(&self) -> WorkloadIdentityRef {
+        let account = self.arn.split(':').nth(4).unwrap_or_default();
+        match (&self.oidc_provider_arn, &self.oidc_issuer_url, &self.aws) {
+            (Some(provider), Some(issuer), Some(aws)) if !account.is_empty() => {
+                Arc::new(EksWorkloadIdentity::live(
+                    &self.name,
+                    &self.region,
+                    account,
+                    provider.clone(),
+                    issuer.trim_start_matches("https://").to_owned(),
+                    aws.clone(),
+                ))
+            }
+            _ => Arc::new(EksWorkloadIdentity::planned(&self.name, &self.region)),
+        }
+    }
+}
+
 impl Cluster for EksCluster {
     fn name(&self) -> &str {
         &self.name
@@ -108,6 +142,10 @@ impl Cluster for EksCluster {
 
     fn oidc_issuer_url(&self) -> Option<&str> {
         self.oidc_issuer_url.as_deref()
+    }
+
+    fn server(&self) -> Option<String> {
+        Some(self.endpoint.clone()).filter(|e| !e.is_empty())
     }
 
     fn client(&self) -> BoxFuture<'_, Result<kube::Client, BoxError>> {
@@ -204,6 +242,8 @@ mod tests {
             arn: "arn:aws:eks:eu-west-1:123456789012:cluster/prod".into(),
             oidc_issuer_url: None,
             version: "1.33".into(),
+            oidc_provider_arn: None,
+            aws: None,
             tokens: Some(TokenSource::new(&sdk, "prod").unwrap()),
         };
         let client = Cluster::client(&cluster).await.unwrap();
@@ -245,7 +285,9 @@ mod tests {
             arn: String::new(),
             oidc_issuer_url: None,
             version: "1.33".into(),
+            oidc_provider_arn: None,
             tokens: None,
+            aws: None,
         };
         let err = cluster.kube_client().err().expect("no client").to_string();
         assert!(err.contains("offline plan"), "{err}");

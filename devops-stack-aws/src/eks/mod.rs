@@ -3,7 +3,8 @@
 //! | Input | Default |
 //! |---|---|
 //! | cluster name, base domain (`new`) | required |
-//! | [`Eks::role_arn`], [`Eks::subnets`] (at least 2) | required to create a cluster |
+//! | [`Eks::network`] (a [`Vpc`](crate::vpc::Vpc) handle) or [`Eks::subnets`] (at least 2) | required to create a cluster |
+//! | [`Eks::role_arn`] | a role `<name>-eks-cluster` the module creates |
 //! | [`Eks::version`] | [`DEFAULT_VERSION`] |
 //! | [`Eks::public_access_cidrs`] | `0.0.0.0/0` |
 //! | [`Eks::security_groups`], [`Eks::tag`], [`Eks::access_entry`], [`Eks::addon`], [`Eks::node_group`] | none |
@@ -12,7 +13,24 @@
 //! The API endpoint of a created cluster is reachable both from the VPC (private access) and
 //! from the public access CIDRs.
 //!
-//! Output: [`EksCluster`] (endpoint, CA data, ARN, OIDC issuer, a token-authenticated client).
+//! Output: [`EksCluster`] (endpoint, CA data, ARN, OIDC issuer, a token-authenticated client,
+//! workload identity).
+//!
+//! **IAM.** Without [`Eks::role_arn`], the module creates the cluster role `<name>-eks-cluster`
+//! (trusting `eks.amazonaws.com`, with `AmazonEKSClusterPolicy`); node groups made with
+//! [`NodeGroup::named`] use the node role `<name>-eks-node` it creates (trusting
+//! `ec2.amazonaws.com`, with `AmazonEKSWorkerNodePolicy`, `AmazonEC2ContainerRegistryReadOnly`
+//! and `AmazonEKS_CNI_Policy`). It also creates the IAM OIDC provider of the cluster's issuer,
+//! which [`EksCluster`]'s workload identity (IRSA) needs. All of them carry the stack's and
+//! module's tags; a role of the same name without them stops the apply
+//! ([`Error::NotOwned`]) and is never deleted.
+//!
+//! **Destroy** first checks that the cluster's API answers: objects in it (load balancers,
+//! volumes) hold cloud resources that would outlive the cluster. When it does not answer, the
+//! destroy stops with [`Error::ClusterUnreachable`], unless the run carries
+//! [`AbandonInCluster`](devops_stack_core::interfaces::AbandonInCluster). Then it deletes the
+//! node groups, the cluster (only one carrying this module's tags; never an adopted one), the
+//! OIDC provider and the roles it created.
 //!
 //! **Created or adopted.** [`Eks::new`] creates the cluster when it does not exist and owns it:
 //! it updates in place what EKS allows (the version, one minor at a time, and the public access
@@ -34,7 +52,9 @@ use std::net::IpAddr;
 
 use devops_stack_core::plan::unknown;
 use devops_stack_core::validate::base_domain;
-use devops_stack_core::{Context, Module, ModuleResult, Planned, Resource, Validation};
+use devops_stack_core::{
+    Context, Handle, Input, Module, ModuleResult, Needs, Planned, Resource, Validation,
+};
 use serde::Serialize;
 use serde_json::json;
 
@@ -44,6 +64,7 @@ pub use token::{EksAuth, EksAuthLayer, TokenSource};
 use crate::config::AwsConfig;
 #[cfg(doc)]
 use crate::error::Error;
+use crate::vpc::Network;
 use crate::wait::Polling;
 
 /// The Kubernetes version a new cluster gets: 1.35, released on EKS on 2026-01-28 and in
@@ -51,6 +72,13 @@ use crate::wait::Polling;
 /// of extended support at six times the hourly price). 1.34's standard support ends on
 /// 2026-12-02, and 1.33's ended on 2026-07-29.
 pub const DEFAULT_VERSION: &str = "1.35";
+
+/// The AWS-managed policies of the node role the module creates.
+pub const NODE_POLICIES: [&str; 3] = [
+    "AmazonEKSWorkerNodePolicy",
+    "AmazonEC2ContainerRegistryReadOnly",
+    "AmazonEKS_CNI_Policy",
+];
 
 /// The Kubernetes minor versions (`1.x`) accepted: those EKS still offers. 1.31's extended
 /// support ends on 2026-11-26, so 1.32 is the oldest; 1.36 is the newest upstream minor.
@@ -83,6 +111,7 @@ pub struct Eks {
     adopt: bool,
     version: String,
     role_arn: Option<String>,
+    network: Option<Input<Network>>,
     subnets: Vec<String>,
     security_groups: Vec<String>,
     public_access_cidrs: Vec<String>,
@@ -109,6 +138,7 @@ impl Eks {
             adopt: false,
             version: DEFAULT_VERSION.into(),
             role_arn: None,
+            network: None,
             subnets: Vec::new(),
             security_groups: Vec::new(),
             public_access_cidrs: vec!["0.0.0.0/0".into()],
@@ -141,14 +171,22 @@ impl Eks {
         self
     }
 
-    /// The IAM role of the control plane (required to create).
+    /// The IAM role of the control plane (default: one the module creates and deletes).
     #[must_use]
     pub fn role_arn(mut self, arn: impl Into<String>) -> Self {
         self.role_arn = Some(arn.into());
         self
     }
 
-    /// The VPC subnets, in at least two availability zones (required to create).
+    /// The network of a [`Vpc`](crate::vpc::Vpc) module: the cluster and its node groups use
+    /// its private subnets. Passing the handle makes the dependency.
+    #[must_use]
+    pub fn network(mut self, network: &Handle<Network>) -> Self {
+        self.network = Some(network.input());
+        self
+    }
+
+    /// The VPC subnets, in at least two availability zones (instead of [`Eks::network`]).
     #[must_use]
     pub fn subnets(mut self, subnets: impl IntoIterator<Item = impl Into<String>>) -> Self {
         self.subnets = subnets.into_iter().map(Into::into).collect();
@@ -234,6 +272,16 @@ impl Eks {
         &self.name
     }
 
+    /// The name of the cluster role the module creates when no ARN is given.
+    pub fn cluster_role_name(&self) -> String {
+        crate::iam::role_name(&format!("{}-eks-cluster", self.name))
+    }
+
+    /// The name of the node role the module creates for [`NodeGroup::named`] groups.
+    pub fn node_role_name(&self) -> String {
+        crate::iam::role_name(&format!("{}-eks-node", self.name))
+    }
+
     fn cluster_resource(&self) -> String {
         format!("EKS cluster `{}`", self.name)
     }
@@ -256,7 +304,9 @@ impl Eks {
             } else {
                 self.version.clone()
             },
+            oidc_provider_arn: Some(unknown(id, "oidc_provider_arn")),
             tokens: None,
+            aws: None,
         }
     }
 }
@@ -368,8 +418,8 @@ impl Taint {
 pub struct NodeGroup {
     /// Its name.
     pub name: String,
-    /// The IAM role of its nodes.
-    pub node_role_arn: String,
+    /// The IAM role of its nodes; `None` for the node role the [`Eks`] module creates.
+    pub node_role_arn: Option<String>,
     /// The EC2 instance types (default `t3.large`).
     pub instance_types: Vec<String>,
     /// The minimum number of nodes (default 1).
@@ -394,7 +444,7 @@ impl NodeGroup {
     pub fn new(name: impl Into<String>, node_role_arn: impl Into<String>) -> Self {
         NodeGroup {
             name: name.into(),
-            node_role_arn: node_role_arn.into(),
+            node_role_arn: Some(node_role_arn.into()),
             instance_types: vec!["t3.large".into()],
             min_size: 1,
             desired_size: 2,
@@ -403,6 +453,15 @@ impl NodeGroup {
             labels: BTreeMap::new(),
             taints: Vec::new(),
             subnets: Vec::new(),
+        }
+    }
+
+    /// A node group `name` whose nodes use the node role the [`Eks`] module creates; otherwise
+    /// as [`NodeGroup::new`].
+    pub fn named(name: impl Into<String>) -> Self {
+        NodeGroup {
+            node_role_arn: None,
+            ..NodeGroup::new(name, "")
         }
     }
 
@@ -560,6 +619,10 @@ impl Module for Eks {
         "eks"
     }
 
+    fn needs(&self, needs: &mut Needs) {
+        needs.add(&self.network);
+    }
+
     fn validate(&self, v: &mut Validation) {
         v.check(
             "name",
@@ -581,25 +644,29 @@ impl Module for Eks {
                     SUPPORTED_MINORS.end()
                 ),
             );
-            if self
-                .role_arn
-                .as_deref()
-                .is_none_or(|a| !a.starts_with("arn:"))
+            if let Some(arn) = self.role_arn.as_deref()
+                && !arn.starts_with("arn:")
             {
                 v.error(
                     "role_arn",
-                    "no IAM role ARN for the control plane",
-                    "set `.role_arn(\"arn:aws:iam::<account>:role/<name>\")`",
+                    format!("`{arn}` is not an ARN"),
+                    "set `.role_arn(\"arn:aws:iam::<account>:role/<name>\")`, or leave it out for a role the module creates",
                 );
             }
-            if self.subnets.len() < 2 {
+            if self.network.is_some() && !self.subnets.is_empty() {
+                v.error(
+                    "subnets",
+                    "both a network and subnets are given",
+                    "use `.network(&vpc)` or `.subnets([..])`, not both",
+                );
+            } else if self.network.is_none() && self.subnets.len() < 2 {
                 v.error(
                     "subnets",
                     format!(
                         "{} subnet(s) given; EKS needs at least 2, in different availability zones",
                         self.subnets.len()
                     ),
-                    "set `.subnets([..])` with subnets of two or more availability zones",
+                    "use `.network(&vpc)` with a `Vpc` module, or `.subnets([..])` with subnets of two or more availability zones",
                 );
             }
             if self.public_access_cidrs.is_empty() {
@@ -647,11 +714,13 @@ impl Module for Eks {
                     "give each node group its own name",
                 );
             }
-            if !group.node_role_arn.starts_with("arn:") {
+            if let Some(arn) = &group.node_role_arn
+                && !arn.starts_with("arn:")
+            {
                 v.error(
                     field("node_role_arn"),
-                    format!("`{}` is not an ARN", group.node_role_arn),
-                    "use the IAM role ARN of the nodes",
+                    format!("`{arn}` is not an ARN"),
+                    "use the IAM role ARN of the nodes, or `NodeGroup::named` for a role the module creates",
                 );
             }
             if group.instance_types.is_empty() {
@@ -693,15 +762,38 @@ impl Module for Eks {
     }
 
     async fn plan(&self, ctx: &Context) -> ModuleResult<Planned<EksCluster>> {
-        let mut resources = vec![Resource::cloud(
+        let subnets = match &self.network {
+            Some(network) => ctx.get(network)?.private_subnets,
+            None => self.subnets.clone(),
+        };
+        let partition = crate::iam::partition(self.aws.region_name().unwrap_or_default());
+        let policy = |name: &str| format!("arn:{partition}:iam::aws:policy/{name}");
+        let mut resources = Vec::new();
+        if self.role_arn.is_none() && !self.adopt {
+            resources.push(Resource::cloud(
+                "aws",
+                "iam:Role",
+                self.cluster_role_name(),
+                json!({"trust": "eks.amazonaws.com", "policies": [policy("AmazonEKSClusterPolicy")]}),
+            ));
+        }
+        if self.node_groups.iter().any(|g| g.node_role_arn.is_none()) {
+            resources.push(Resource::cloud(
+                "aws",
+                "iam:Role",
+                self.node_role_name(),
+                json!({"trust": "ec2.amazonaws.com", "policies": NODE_POLICIES.iter().map(|p| policy(p)).collect::<Vec<_>>()}),
+            ));
+        }
+        resources.push(Resource::cloud(
             "aws",
             "eks:Cluster",
             &self.name,
             json!({
                 "mode": if self.adopt { "adopt" } else { "create" },
                 "version": if self.adopt { None } else { Some(&self.version) },
-                "role_arn": self.role_arn,
-                "subnets": self.subnets,
+                "role_arn": self.role_arn.clone().unwrap_or_else(|| format!("(created: {})", self.cluster_role_name())),
+                "subnets": subnets,
                 "security_groups": self.security_groups,
                 "endpoint_public_access": true,
                 "endpoint_private_access": true,
@@ -711,10 +803,16 @@ impl Module for Eks {
                 "addons": self.addons,
                 "aws": self.aws.plan_properties(),
             }),
-        )];
+        ));
+        resources.push(Resource::cloud(
+            "aws",
+            "iam:OIDCProvider",
+            &self.name,
+            json!({"url": unknown(ctx.module_id(), "oidc_issuer_url"), "client_ids": [crate::iam::STS_AUDIENCE]}),
+        ));
         for group in &self.node_groups {
             let subnets = if group.subnets.is_empty() {
-                &self.subnets
+                &subnets
             } else {
                 &group.subnets
             };
@@ -723,7 +821,7 @@ impl Module for Eks {
                 "eks:Nodegroup",
                 format!("{}/{}", self.name, group.name),
                 json!({
-                    "node_role_arn": group.node_role_arn,
+                    "node_role_arn": group.node_role_arn.clone().unwrap_or_else(|| format!("(created: {})", self.node_role_name())),
                     "instance_types": group.instance_types,
                     "scaling": {"min": group.min_size, "desired": group.desired_size, "max": group.max_size},
                     "disk_size": group.disk_size,
@@ -737,14 +835,22 @@ impl Module for Eks {
     }
 
     async fn apply(&self, ctx: &Context) -> ModuleResult<EksCluster> {
-        Ok(apply::apply(self, ctx).await?)
+        let subnets = match &self.network {
+            Some(network) => ctx.get(network)?.private_subnets,
+            None => self.subnets.clone(),
+        };
+        Ok(apply::apply(self, ctx, subnets).await?)
     }
 
-    async fn read(&self, _ctx: &Context) -> ModuleResult<Option<EksCluster>> {
-        Ok(apply::read(self).await?)
+    async fn read(&self, ctx: &Context) -> ModuleResult<Option<EksCluster>> {
+        Ok(apply::read(self, ctx).await?)
     }
 
     async fn destroy(&self, ctx: &Context) -> ModuleResult<()> {
+        // The namespaces and CRDs the in-cluster modules deleted finish terminating before the
+        // nodes and the cluster go (nothing to wait for outside a stack run, or when the run
+        // abandoned the cluster's objects).
+        devops_stack_core::k8s::settle(ctx, &self.name).await?;
         Ok(apply::destroy(self, ctx).await?)
     }
 }

@@ -15,6 +15,9 @@ pub const ENDPOINT_VAR: &str = "DEVOPS_STACK_TEST_AWS_ENDPOINT";
 /// The region of every test.
 pub const REGION: &str = "us-east-1";
 
+pub mod recorder;
+pub mod replay;
+
 /// Resets are global to moto: the tests of one binary take this lock in turn.
 pub static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 

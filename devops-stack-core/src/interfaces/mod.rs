@@ -6,19 +6,26 @@
 //! into the matching [`Input`] with a method (`cluster()`, `ingress()`, `oidc("grafana")`...) or
 //! `From`, which is what module constructors accept.
 
+mod abandon;
 mod argocd;
 mod cluster;
 mod ingress;
 mod issuer;
 mod monitoring;
 mod oidc;
+mod workload_identity;
 
+pub use abandon::AbandonInCluster;
 pub use argocd::{ArgoCdProvider, ArgoCdTarget};
 pub use cluster::{Cluster, ClusterProvider, ClusterRef, Hostnames, IN_CLUSTER};
 pub use ingress::{Ingress, IngressProvider};
 pub use issuer::{ClusterIssuer, IssuerKind, IssuerProvider};
 pub use monitoring::{Monitoring, MonitoringProvider};
 pub use oidc::{App, IdentityGroup, Oidc, OidcClient, OidcProvider};
+pub use workload_identity::{
+    Effect, PolicyDocument, RoleOwner, RoleRequest, ServiceAccount, Statement, WorkloadIdentity,
+    WorkloadIdentityProvider, WorkloadIdentityRef, WorkloadRole,
+};
 
 use crate::handle::{Handle, Input};
 
@@ -43,6 +50,7 @@ provider_inputs! {
     IngressProvider => ingress -> Ingress = |t: &T| t.ingress();
     ArgoCdProvider => argocd -> ArgoCdTarget = |t: &T| t.argocd();
     MonitoringProvider => monitoring -> Monitoring = |t: &T| t.monitoring();
+    WorkloadIdentityProvider => workload_identity -> WorkloadIdentityRef = |t: &T| t.workload_identity();
 }
 
 impl<T: OidcProvider + Send + Sync + 'static> Handle<T> {

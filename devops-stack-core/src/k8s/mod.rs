@@ -96,7 +96,7 @@ pub use state::{InventoryEntry, ModuleState, state_name};
 
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::interfaces::ClusterRef;
+use crate::interfaces::{AbandonInCluster, ClusterRef};
 use discovery::{Resolved, Resolver};
 use live::{Depth, LiveObjects};
 use object::{Class, Desired, live_hash};
@@ -269,6 +269,9 @@ pub struct Deployer {
     target: Target,
     /// The run this deployer is part of, when it was made for a module of a stack run.
     run: Option<RunLink>,
+    /// Why the cluster's objects are abandoned (a destroy under [`AbandonInCluster`] of a
+    /// cluster whose API cannot be reached).
+    abandoned: Option<String>,
 }
 
 /// Which cluster a deployer talks to, for errors.
@@ -360,12 +363,29 @@ impl Deployer {
     /// When the cluster's client cannot be made.
     pub async fn for_module(ctx: &Context, cluster: &ClusterRef) -> Result<Deployer> {
         install_tls_provider();
-        let client = cluster.client().await.map_err(|e| {
-            Error::Kubernetes(format!(
-                "cannot connect to cluster `{}`: {e}",
-                cluster.name()
-            ))
-        })?;
+        let destroying = ctx.step() == crate::Step::Destroy;
+        let abandon = destroying && AbandonInCluster::is_set(ctx);
+        let (client, abandoned) = match cluster.client().await {
+            Ok(client) => (client, None),
+            Err(e) if abandon => (
+                closed_client(),
+                Some(format!(
+                    "cannot connect to cluster `{}`: {e}",
+                    cluster.name()
+                )),
+            ),
+            Err(e) => {
+                return Err(Error::Kubernetes(format!(
+                    "cannot connect to cluster `{}`: {e}{}",
+                    cluster.name(),
+                    if destroying {
+                        format!("; {}", AbandonInCluster::HINT)
+                    } else {
+                        String::new()
+                    }
+                )));
+            }
+        };
         let mut d = Deployer::new(
             client,
             ctx.stack_name(),
@@ -383,8 +403,11 @@ impl Deployer {
                 .server()
                 .unwrap_or_else(|| "an address its client does not tell".into()),
         };
+        d.abandoned = abandoned;
         if let Some(tracker) = ctx.extension::<RunTracker>() {
-            tracker.register(cluster.name(), &d.client, &d.target.server);
+            if d.abandoned.is_none() {
+                tracker.register(cluster.name(), &d.client, &d.target.server);
+            }
             d.run = Some(RunLink {
                 ctx: Some(ctx.clone()),
                 tracker: tracker.clone(),
@@ -414,7 +437,27 @@ impl Deployer {
                 server: "an address its client does not tell".into(),
             },
             run: None,
+            abandoned: None,
         }
+    }
+
+    /// Why this deployer abandons its cluster's objects, when it does: a destroy under
+    /// [`AbandonInCluster`] whose cluster cannot be reached. Its client then answers nothing.
+    pub fn abandoned(&self) -> Option<&str> {
+        self.abandoned.as_deref()
+    }
+
+    /// Whether an error means the cluster's API cannot be reached and the run abandons its
+    /// objects.
+    fn abandons(&self, e: &Error) -> bool {
+        matches!(e, Error::Unreachable { .. })
+            && self
+                .run
+                .as_ref()
+                .and_then(|r| r.ctx.as_ref())
+                .is_some_and(|ctx| {
+                    ctx.step() == crate::Step::Destroy && AbandonInCluster::is_set(ctx)
+                })
     }
 
     /// How transient API faults are retried.
@@ -1091,7 +1134,26 @@ impl Deployer {
     /// [`StuckApplications`]), [`Error::NamespaceStuck`] naming namespaces stuck in finalizers,
     /// [`Error::LockHeld`], [`Error::Unreachable`].
     pub async fn destroy(&self) -> Result<DestroyReport> {
-        self.guard().await?;
+        let abandon = |reason: String| {
+            if let Some(run) = &self.run {
+                run.tracker.forget(&self.target.cluster);
+            }
+            self.progress(&format!(
+                "abandoning the objects of module `{}` in cluster `{}` (AbandonInCluster): {reason}",
+                self.module, self.target.cluster
+            ));
+            Ok(DestroyReport {
+                abandoned: Some(reason),
+                ..DestroyReport::default()
+            })
+        };
+        if let Some(reason) = &self.abandoned {
+            return abandon(reason.clone());
+        }
+        match self.guard().await {
+            Err(e) if self.abandons(&e) => return abandon(e.to_string()),
+            other => other?,
+        }
         if let Some(RunLink {
             ctx: Some(ctx),
             tracker,
@@ -1103,7 +1165,11 @@ impl Deployer {
                 .await?;
         }
         let store = self.store();
-        let Some(previous) = store.read().await.map_err(|e| self.reach(e))? else {
+        let previous = match store.read().await.map_err(|e| self.reach(e)) {
+            Err(e) if self.abandons(&e) => return abandon(e.to_string()),
+            other => other?,
+        };
+        let Some(previous) = previous else {
             return Ok(DestroyReport::default());
         };
         let mut resolver = self.resolver();
@@ -1148,6 +1214,16 @@ impl Deployer {
             None => tracing::info!(stack = %self.stack, module = %self.module, "{message}"),
         }
     }
+}
+
+/// A client that answers nothing, for a deployer whose cluster is abandoned.
+fn closed_client() -> kube::Client {
+    let service = tower::service_fn(|_: http::Request<kube::client::Body>| async {
+        Err::<http::Response<kube::client::Body>, _>(std::io::Error::other(
+            "the cluster's objects are abandoned (AbandonInCluster)",
+        ))
+    });
+    kube::Client::new(service, "default")
 }
 
 /// Whether every value a rendered Secret sets is live (always true for other kinds).

@@ -30,6 +30,10 @@ pub struct DestroyReport {
     /// [`StuckApplications::OrphanAfter`](super::StuckApplications), each with what it had
     /// deployed, which stays.
     pub orphaned: Vec<String>,
+    /// Why nothing was deleted: the cluster's API could not be reached during a destroy under
+    /// [`AbandonInCluster`](crate::interfaces::AbandonInCluster), so its objects were abandoned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abandoned: Option<String>,
 }
 
 /// How deleting one object ended.

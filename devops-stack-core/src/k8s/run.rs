@@ -73,6 +73,21 @@ impl RunTracker {
             .clone()
     }
 
+    /// Forgets `cluster`: its objects are abandoned (its API cannot be reached and the run
+    /// carries `AbandonInCluster`), so the end of the run does not go back to it.
+    pub(crate) fn forget(&self, cluster: &str) {
+        self.0
+            .clusters
+            .lock()
+            .expect("not poisoned")
+            .remove(cluster);
+        self.0
+            .pending
+            .lock()
+            .expect("not poisoned")
+            .retain(|p| p.cluster != cluster);
+    }
+
     pub(crate) fn defer(&self, pending: Vec<Pending>) {
         self.0.pending.lock().expect("not poisoned").extend(pending);
     }

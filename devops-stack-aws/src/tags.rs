@@ -1,0 +1,36 @@
+//! Ownership tags: every AWS resource the crate creates carries the stack's and the module's
+//! names, and nothing without both is ever updated or deleted.
+
+use std::collections::BTreeMap;
+
+/// The tag naming the stack that created a resource.
+pub const STACK_TAG: &str = "devops-stack.io/stack";
+
+/// The tag naming the module that created a resource.
+pub const MODULE_TAG: &str = "devops-stack.io/module";
+
+/// The tag naming which part of a module a resource is (`vpc`, `subnet/private/us-east-1a`):
+/// how a re-run finds what an earlier, interrupted run created.
+pub const PART_TAG: &str = "devops-stack.io/part";
+
+/// The ownership tags of `module` of `stack`.
+pub(crate) fn ownership(stack: &str, module: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (STACK_TAG.to_owned(), stack.to_owned()),
+        (MODULE_TAG.to_owned(), module.to_owned()),
+    ])
+}
+
+/// Whether `tags` say the resource belongs to `module` of `stack`.
+pub(crate) fn owned_by<'a>(
+    tags: impl IntoIterator<Item = (&'a str, &'a str)>,
+    stack: &str,
+    module: &str,
+) -> bool {
+    let (mut s, mut m) = (false, false);
+    for (k, v) in tags {
+        s |= k == STACK_TAG && v == stack;
+        m |= k == MODULE_TAG && v == module;
+    }
+    s && m
+}
