@@ -16,7 +16,14 @@ fn readme_rows() -> Vec<Vec<String>> {
         .map(|l| {
             l.trim_matches('|')
                 .split('|')
-                .map(|c| c.trim().trim_matches('`').to_owned())
+                .map(|c| {
+                    let c = c.trim().trim_matches('`');
+                    // Links are written `<https://...>` (rustdoc refuses bare URLs).
+                    c.strip_prefix('<')
+                        .and_then(|c| c.strip_suffix('>'))
+                        .unwrap_or(c)
+                        .to_owned()
+                })
                 .collect()
         })
         .collect()

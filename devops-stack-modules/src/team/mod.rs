@@ -22,7 +22,7 @@
 //!   App), rendered as Argo CD `repository` or `repo-creds` Secrets scoped to the team's
 //!   project, except those an ApplicationSet's git generator reads: those are shared, because
 //!   project-scoped credentials are not used by generators (argo-cd#21016). Secret material is a
-//!   [`Secret`](devops_stack_core::Secret) or a key of an existing Kubernetes Secret
+//!   [`Secret`] or a key of an existing Kubernetes Secret
 //!   ([`SecretSource`]), read at apply time; it never appears in plans, diffs, events, errors or
 //!   the stack's state.
 //! - **Delivery**: [`App`]s (one Application each) and [`AppSet`]s (directory, file and
