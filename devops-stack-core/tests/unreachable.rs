@@ -12,7 +12,7 @@ use devops_stack_core::{Context, Error, Input, Module, ModuleResult, Planned, Ru
 use serde_json::json;
 use tokio::io::AsyncWriteExt as _;
 
-/// Applies one ConfigMap to its cluster.
+/// Applies one ConfigMap to its cluster, and destroys it through the engine.
 struct One {
     cluster: Input<ClusterRef>,
 }
@@ -41,14 +41,17 @@ impl Module for One {
             .map_err(|e| Box::new(e) as _)
             .map(drop)
     }
-    async fn destroy(&self, _: &Context) -> ModuleResult<()> {
+    async fn destroy(&self, ctx: &Context) -> ModuleResult<()> {
+        let cluster = ctx.get(&self.cluster)?;
+        let report = Deployer::for_module(ctx, &cluster).await?.destroy().await?;
+        assert!(report.deleted.is_empty());
         Ok(())
     }
 }
 
-/// Applies a one-module stack to the server at `port` and returns the module's error and how
-/// long the apply took.
-async fn apply_to(port: u16) -> (Error, Duration) {
+/// A stack of cluster `lab` (a kubeconfig for the server at `port`) and module `one`, with the
+/// kubeconfig file, which must outlive the stack's runs.
+fn stack_on(port: u16) -> (devops_stack_core::BuiltStack, tempfile::NamedTempFile) {
     let mut file = tempfile::NamedTempFile::new().unwrap();
     write!(
         file,
@@ -60,7 +63,19 @@ async fn apply_to(port: u16) -> (Error, Duration) {
     stack.add(One {
         cluster: cluster.cluster(),
     });
-    let stack = stack.build().unwrap();
+    (stack.build().unwrap(), file)
+}
+
+/// A loopback port nobody listens on.
+fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// Applies a one-module stack to the server at `port` and returns the module's error and how
+/// long the apply took.
+async fn apply_to(port: u16) -> (Error, Duration) {
+    let (stack, _kubeconfig) = stack_on(port);
     let start = Instant::now();
     let err = stack.apply(&RunOptions::new()).await.unwrap_err();
     let elapsed = start.elapsed();
@@ -77,10 +92,7 @@ async fn apply_to(port: u16) -> (Error, Duration) {
 
 #[tokio::test]
 async fn a_refused_connection_fails_at_once_naming_cluster_server_and_cause() {
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = closed_port();
     let (err, elapsed) = apply_to(port).await;
     let text = err.to_string();
     assert!(
@@ -125,68 +137,24 @@ async fn a_server_that_does_not_speak_tls_fails_at_once() {
     server.abort();
 }
 
-/// Destroys the one-module stack on the closed port, with or without `AbandonInCluster`.
+/// Destroys the one-module stack on `port`, with or without `AbandonInCluster`.
 async fn destroy_on(
     port: u16,
     abandon: bool,
 ) -> devops_stack_core::Result<devops_stack_core::Report> {
-    let mut file = tempfile::NamedTempFile::new().unwrap();
-    write!(
-        file,
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {{server: 'https://127.0.0.1:{port}', insecure-skip-tls-verify: true}}\nusers:\n- name: u\n  user: {{token: t}}\ncontexts:\n- name: x\n  context: {{cluster: c, user: u}}\ncurrent-context: x\n"
-    )
-    .unwrap();
-    let mut stack = Stack::new("s");
-    let cluster = stack.add(Kubeconfig::new("lab", file.path(), "example.com"));
-    stack.add(Gone {
-        cluster: cluster.cluster(),
-    });
+    let (stack, _kubeconfig) = stack_on(port);
     let options = RunOptions::new();
     let options = if abandon {
         options.extension(devops_stack_core::interfaces::AbandonInCluster)
     } else {
         options
     };
-    stack.build().unwrap().destroy(&options).await
-}
-
-/// A module whose destroy goes through the engine.
-struct Gone {
-    cluster: Input<ClusterRef>,
-}
-
-impl Module for Gone {
-    type Output = ();
-    fn id(&self) -> &str {
-        "gone"
-    }
-    fn kind(&self) -> &'static str {
-        "gone"
-    }
-    fn needs(&self, needs: &mut devops_stack_core::Needs) {
-        needs.add(&self.cluster);
-    }
-    async fn plan(&self, _: &Context) -> ModuleResult<Planned<()>> {
-        Ok(Planned::new(()))
-    }
-    async fn apply(&self, _: &Context) -> ModuleResult<()> {
-        Ok(())
-    }
-    async fn destroy(&self, ctx: &Context) -> ModuleResult<()> {
-        let cluster = ctx.get(&self.cluster)?;
-        let report = Deployer::for_module(ctx, &cluster).await?.destroy().await?;
-        assert!(report.deleted.is_empty());
-        ctx.progress(format!("abandoned: {:?}", report.abandoned.is_some()));
-        Ok(())
-    }
+    stack.destroy(&options).await
 }
 
 #[tokio::test]
 async fn a_destroy_that_cannot_reach_the_cluster_stops_unless_told_to_abandon() {
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = closed_port();
     let err = destroy_on(port, false).await.unwrap_err().to_string();
     assert!(
         err.contains("cannot reach the API server of cluster `lab`"),
@@ -198,7 +166,7 @@ async fn a_destroy_that_cannot_reach_the_cluster_stops_unless_told_to_abandon() 
     );
     let report = destroy_on(port, true).await.unwrap();
     assert_eq!(
-        report.module("gone").unwrap().status,
+        report.module("one").unwrap().status,
         devops_stack_core::Status::Succeeded
     );
 }
