@@ -181,6 +181,7 @@ fn verb(step: Step) -> &'static str {
         Step::Read => "reading",
         Step::Apply => "applying",
         Step::Destroy => "destroying",
+        Step::Preflight => "checking",
         _ => "running",
     }
 }

@@ -427,7 +427,11 @@ pub(crate) async fn run(
     let n = stack.modules.len();
     let start = Instant::now();
     let forward = step != Step::Destroy;
-    let (preds, succs) = if forward {
+    // preflight checks read no input: every module starts at once
+    let unordered = vec![Vec::new(); n];
+    let (preds, succs) = if step == Step::Preflight {
+        (&unordered, &unordered)
+    } else if forward {
         (&stack.graph.preds, &stack.graph.succs)
     } else {
         (&stack.graph.succs, &stack.graph.preds)
@@ -518,6 +522,7 @@ pub(crate) async fn run(
                         Step::Read => module.read(&ctx).await,
                         Step::Apply => module.apply(&ctx).await,
                         Step::Destroy => module.destroy(&ctx).await,
+                        Step::Preflight => module.preflight(&ctx).await.map(|()| None),
                     }
                 };
                 let guarded = async {

@@ -41,6 +41,10 @@ pub enum Phase {
 pub enum Step {
     /// Render offline what would be created.
     Plan,
+    /// Check, before anything is created, what only the cloud or the cluster can say (that a
+    /// hosted zone exists). Inputs cannot be read: every module's preflight runs before the first
+    /// module is applied.
+    Preflight,
     /// Look up what exists, without changing it (before a destroy).
     Read,
     /// Create or update.
@@ -53,6 +57,7 @@ impl fmt::Display for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Step::Plan => "plan",
+            Step::Preflight => "preflight",
             Step::Read => "read",
             Step::Apply => "apply",
             Step::Destroy => "destroy",
@@ -159,6 +164,14 @@ pub trait Module: Send + Sync + 'static {
 
     /// Removes what the module created. Must be safe to run again after a partial destroy.
     fn destroy(&self, ctx: &Context) -> impl Future<Output = ModuleResult<()>> + Send;
+
+    /// Checks, before any module of the stack is applied, what only the cloud or the cluster
+    /// can say, and creates nothing (a DNS zone module looks its hosted zone up). Inputs cannot
+    /// be read here. [`Stack::apply`](crate::BuiltStack::apply) runs every module's preflight
+    /// at once and stops before the first apply when one fails. The default checks nothing.
+    fn preflight(&self, _ctx: &Context) -> impl Future<Output = ModuleResult<()>> + Send {
+        async { Ok(()) }
+    }
 }
 
 /// A module's output with its type erased, and its serialized form for plans and reports.
@@ -192,6 +205,7 @@ pub(crate) trait ErasedModule: Send + Sync {
     fn plan<'a>(&'a self, ctx: &'a Context) -> BoxFuture<'a, ModuleResult<ErasedPlanned>>;
     fn apply<'a>(&'a self, ctx: &'a Context) -> BoxFuture<'a, ModuleResult<Option<ErasedOutput>>>;
     fn read<'a>(&'a self, ctx: &'a Context) -> BoxFuture<'a, ModuleResult<Option<ErasedOutput>>>;
+    fn preflight<'a>(&'a self, ctx: &'a Context) -> BoxFuture<'a, ModuleResult<()>>;
     fn destroy<'a>(&'a self, ctx: &'a Context)
     -> BoxFuture<'a, ModuleResult<Option<ErasedOutput>>>;
 }
@@ -228,6 +242,9 @@ impl<M: Module> ErasedModule for M {
     }
     fn read<'a>(&'a self, ctx: &'a Context) -> BoxFuture<'a, ModuleResult<Option<ErasedOutput>>> {
         Box::pin(async move { Ok(Module::read(self, ctx).await?.map(erase)) })
+    }
+    fn preflight<'a>(&'a self, ctx: &'a Context) -> BoxFuture<'a, ModuleResult<()>> {
+        Box::pin(Module::preflight(self, ctx))
     }
     fn destroy<'a>(
         &'a self,

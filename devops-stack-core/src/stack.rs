@@ -470,9 +470,12 @@ impl BuiltStack {
         (needs, after)
     }
 
-    /// Applies every module, each as soon as its inputs are ready.
+    /// Applies every module, each as soon as its inputs are ready, after every module's
+    /// [preflight](crate::Module::preflight) passed.
     ///
     /// # Errors
+    /// [`Error::RunFailed`] for [`Step::Preflight`] when a preflight check failed: nothing was
+    /// applied.
     /// [`Error::RunFailed`] when any module failed, timed out, was cancelled or skipped; the
     /// report inside says which, with timings.
     ///
@@ -481,6 +484,7 @@ impl BuiltStack {
     /// [`RemovedModules::Orphan`](crate::k8s::RemovedModules)); the report lists them in
     /// [`Report::removed`].
     pub async fn apply(&self, options: &RunOptions) -> Result<Report> {
+        self.preflight(options).await?;
         let tracker = k8s::RunTracker::default();
         let options = options.clone().extension(tracker.clone());
         let outputs = new_outputs(self.modules.len());
@@ -490,6 +494,23 @@ impl BuiltStack {
         }
         let end = self.end_of_run(&options, &tracker, false).await;
         self.finish(report, end, &tracker)
+    }
+
+    /// Runs every module's preflight check at once, each module regardless of the others (no
+    /// input can be read), and fails with all of their errors before anything is applied.
+    ///
+    /// # Errors
+    /// [`Error::RunFailed`] for [`Step::Preflight`], naming each module whose check failed.
+    pub async fn preflight(&self, options: &RunOptions) -> Result<Report> {
+        executor::run(
+            self,
+            Step::Preflight,
+            options,
+            new_outputs(self.modules.len()),
+            &[],
+        )
+        .await
+        .into_result()
     }
 
     /// The engine's end-of-run work: destroy the modules the state records and the stack no

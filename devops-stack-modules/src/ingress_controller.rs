@@ -72,6 +72,7 @@ impl ControllerSettings {
                     .iter()
                     .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                     .collect(),
+                load_balancer_hostname: None,
             },
         }
     }

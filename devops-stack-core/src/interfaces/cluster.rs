@@ -1,9 +1,11 @@
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use serde::Serialize;
 
+use super::LoadBalancerScheme;
 use crate::error::BoxError;
 
 /// The Argo CD destination server of the cluster Argo CD itself runs in.
@@ -83,6 +85,14 @@ pub trait Cluster: Send + Sync + fmt::Debug + 'static {
     /// The Argo CD destination server of this cluster, as seen from the Argo CD that manages it.
     fn argocd_server(&self) -> &str {
         IN_CLUSTER
+    }
+
+    /// The annotations a `LoadBalancer` Service needs on this cluster to get a load balancer of
+    /// `scheme` (a Network Load Balancer on EKS). Empty where the cluster has no cloud load
+    /// balancers of its own (kind, a kubeconfig cluster), and then a controller's Service is left
+    /// as its chart makes it.
+    fn load_balancer_annotations(&self, _scheme: LoadBalancerScheme) -> BTreeMap<String, String> {
+        BTreeMap::new()
     }
 
     /// The URL of the cluster's API server, for errors that must name it (`None` when unknown).

@@ -17,6 +17,9 @@ pub struct Ingress {
     pub annotations: BTreeMap<String, String>,
     /// Annotations an ingress with TLS gets in addition (redirects, TLS router settings).
     pub tls_annotations: BTreeMap<String, String>,
+    /// The hostname of the controller's load balancer, once the cloud has given it one (when the
+    /// controller waits for it: on a cluster with load balancers and a DNS zone to publish in).
+    pub load_balancer_hostname: Option<String>,
 }
 
 impl Ingress {
@@ -30,6 +33,18 @@ impl Ingress {
         }
         a
     }
+}
+
+/// Whether a load balancer is reachable from the internet or only from inside the network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Default)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum LoadBalancerScheme {
+    /// Reachable from the internet (public subnets).
+    #[default]
+    InternetFacing,
+    /// Reachable only from inside the network (private subnets).
+    Internal,
 }
 
 /// A module output that provides an ingress controller (Traefik, ingress-nginx).

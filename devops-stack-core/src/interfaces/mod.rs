@@ -1,5 +1,5 @@
-//! The typed interfaces modules exchange: clusters, OIDC, ingress, cluster issuers, Argo CD and
-//! monitoring. Implementations sit behind traits, so that swapping Traefik for ingress-nginx or
+//! The typed interfaces modules exchange: clusters, OIDC, ingress, cluster issuers, Argo CD,
+//! monitoring, workload identity, storage classes, object stores and DNS zones. Implementations sit behind traits, so that swapping Traefik for ingress-nginx or
 //! Keycloak for Cognito is a one-line change in user code.
 //!
 //! Each trait is implemented by a module's output type. A [`Handle`] to such an output turns
@@ -9,19 +9,25 @@
 mod abandon;
 mod argocd;
 mod cluster;
+mod dns;
 mod ingress;
 mod issuer;
 mod monitoring;
 mod oidc;
+mod storage;
 mod workload_identity;
 
 pub use abandon::AbandonInCluster;
 pub use argocd::{ArgoCdProvider, ArgoCdTarget};
 pub use cluster::{Cluster, ClusterProvider, ClusterRef, Hostnames, IN_CLUSTER};
-pub use ingress::{Ingress, IngressProvider};
+pub use dns::{Dns01Solver, DnsRecord, DnsRecords, DnsZone, DnsZoneProvider, RecordKind};
+pub use ingress::{Ingress, IngressProvider, LoadBalancerScheme};
 pub use issuer::{ClusterIssuer, IssuerKind, IssuerProvider};
 pub use monitoring::{Monitoring, MonitoringProvider};
 pub use oidc::{App, IdentityGroup, Oidc, OidcClient, OidcProvider};
+pub use storage::{
+    ObjectStore, ObjectStoreKind, ObjectStoreProvider, StorageClass, StorageClassProvider,
+};
 pub use workload_identity::{
     Effect, PolicyDocument, RoleOwner, RoleRequest, ServiceAccount, Statement, WorkloadIdentity,
     WorkloadIdentityProvider, WorkloadIdentityRef, WorkloadRole,
@@ -51,6 +57,9 @@ provider_inputs! {
     ArgoCdProvider => argocd -> ArgoCdTarget = |t: &T| t.argocd();
     MonitoringProvider => monitoring -> Monitoring = |t: &T| t.monitoring();
     WorkloadIdentityProvider => workload_identity -> WorkloadIdentityRef = |t: &T| t.workload_identity();
+    StorageClassProvider => storage_class -> StorageClass = |t: &T| t.storage_class();
+    ObjectStoreProvider => object_store -> ObjectStore = |t: &T| t.object_store();
+    DnsZoneProvider => dns_zone -> DnsZone = |t: &T| t.dns_zone();
 }
 
 impl<T: OidcProvider + Send + Sync + 'static> Handle<T> {

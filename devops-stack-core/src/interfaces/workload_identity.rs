@@ -157,6 +157,10 @@ pub struct RoleRequest {
     pub service_account: ServiceAccount,
     /// What the role may do.
     pub policy: PolicyDocument,
+    /// Policies the cloud predefines and maintains, attached by name
+    /// (`service-role/AmazonEBSCSIDriverPolicy` on AWS), for components whose upstream documents
+    /// one as their permissions.
+    pub managed_policies: Vec<String>,
 }
 
 impl RoleRequest {
@@ -165,12 +169,21 @@ impl RoleRequest {
         RoleRequest {
             service_account,
             policy,
+            managed_policies: Vec::new(),
         }
+    }
+
+    /// Attaches the cloud's predefined policy `name` as well (on AWS, the part of the ARN after
+    /// `arn:aws:iam::aws:policy/`).
+    #[must_use]
+    pub fn managed_policy(mut self, name: impl Into<String>) -> Self {
+        self.managed_policies.push(name.into());
+        self
     }
 }
 
-/// Who owns a role: the stack and the module that asked for it. Only that module's destroy
-/// deletes it.
+/// Who owns a cloud resource made for a module (a role, a DNS record): the stack and the module
+/// that asked for it. Only that module's destroy deletes it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct RoleOwner {
     /// The stack's name.
