@@ -32,6 +32,7 @@ use devops_stack_core::BoxError;
 use devops_stack_core::interfaces::{
     Effect, PolicyDocument, RoleOwner, RoleRequest, ServiceAccount, WorkloadIdentity, WorkloadRole,
 };
+use devops_stack_core::plan::Resource;
 use futures::future::BoxFuture;
 use serde_json::{Value, json};
 
@@ -526,6 +527,15 @@ impl EksWorkloadIdentity {
         }
     }
 
+    /// The ARNs of the AWS managed policies `request` names.
+    fn managed_arns(&self, request: &RoleRequest) -> Vec<String> {
+        request
+            .managed_policies
+            .iter()
+            .map(|name| format!("arn:{}:iam::aws:policy/{name}", partition(&self.region)))
+            .collect()
+    }
+
     async fn iam(&self, owner: &RoleOwner) -> Result<Iam> {
         let aws = self.aws.as_ref().ok_or_else(|| Error::Client {
             cluster: self.cluster.clone(),
@@ -559,7 +569,7 @@ impl EksWorkloadIdentity {
             .ensure_role(&RoleSpec {
                 name: self.role_name(sa),
                 trust: irsa_trust(provider, host, sa),
-                managed: Vec::new(),
+                managed: self.managed_arns(request),
                 inline: Some(policy_json(&request.policy)),
                 description: "IRSA role made by devops-stack",
             })
@@ -578,6 +588,21 @@ impl WorkloadIdentity for EksWorkloadIdentity {
             self.role_name(sa)
         );
         self.role(sa, arn)
+    }
+
+    fn planned_resource(&self, owner: &RoleOwner, request: &RoleRequest) -> Resource {
+        let sa = &request.service_account;
+        Resource::cloud(
+            "aws",
+            "iam:Role",
+            self.role_name(sa),
+            serde_json::json!({
+                "arn": self.planned_role(owner, request).id,
+                "assumed_by": format!("system:serviceaccount:{}:{} (IRSA, cluster {})", sa.namespace, sa.name, self.cluster),
+                "policy": policy_json(&request.policy),
+                "managed_policies": self.managed_arns(request),
+            }),
+        )
     }
 
     fn ensure_role<'a>(

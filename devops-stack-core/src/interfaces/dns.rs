@@ -22,6 +22,7 @@ use serde::Serialize;
 
 use super::{PolicyDocument, RoleOwner};
 use crate::error::BoxError;
+use crate::plan::Resource;
 
 /// How cert-manager solves an ACME DNS-01 challenge in a zone.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -132,6 +133,24 @@ impl DnsZone {
     pub fn contains(&self, name: &str) -> bool {
         let name = name.trim_end_matches('.');
         name == self.domain || name.ends_with(&format!(".{}", self.domain))
+    }
+
+    /// `record` as a resource of the offline plan (`aws route53:RecordSet <name>`).
+    pub fn planned_record(&self, record: &DnsRecord) -> Resource {
+        match &self.solver {
+            Dns01Solver::Route53 { hosted_zone_id, .. } => Resource::cloud(
+                "aws",
+                "route53:RecordSet",
+                record.name.clone(),
+                serde_json::json!({
+                    "hosted_zone_id": hosted_zone_id,
+                    "zone": self.domain,
+                    "type": record.kind,
+                    "target": record.target,
+                    "ttl": record.ttl,
+                }),
+            ),
+        }
     }
 }
 

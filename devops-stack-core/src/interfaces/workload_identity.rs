@@ -28,6 +28,7 @@ use serde::Serialize;
 
 use crate::context::Context;
 use crate::error::BoxError;
+use crate::plan::Resource;
 
 /// A Kubernetes service account, `namespace/name`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -217,6 +218,10 @@ pub struct WorkloadRole {
 pub trait WorkloadIdentity: Send + Sync + fmt::Debug + 'static {
     /// The role `request` would get, offline (no cloud call), for plans.
     fn planned_role(&self, owner: &RoleOwner, request: &RoleRequest) -> WorkloadRole;
+
+    /// The role `request` would get, as a resource of the offline plan (`aws iam:Role ...`, with
+    /// its trust and policies).
+    fn planned_resource(&self, owner: &RoleOwner, request: &RoleRequest) -> Resource;
 
     /// Creates the role, or brings an existing one of `owner` to `request` (idempotent). A role
     /// of the same name that `owner` does not own is an error, never taken over.
