@@ -209,6 +209,7 @@ service_clients! {
     iam_client => aws_sdk_iam;
     eks_client => aws_sdk_eks;
     cognito_client => aws_sdk_cognitoidentityprovider;
+    elbv2_client => aws_sdk_elasticloadbalancingv2;
 }
 
 /// The region of a loaded configuration (checked by [`AwsConfig::load`]).

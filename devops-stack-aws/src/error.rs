@@ -179,6 +179,31 @@ pub enum Error {
         reason: String,
     },
 
+    /// Load balancers or volumes Kubernetes made for the cluster's objects were still in AWS when
+    /// the wait before deleting the cluster ended: the cluster was not deleted.
+    #[error(
+        "cluster `{cluster}` still has cloud resources made for its objects after {waited:?}: {}; the cluster was not deleted, so that they are not orphaned. Fix: delete the objects named (those outside the stack's namespaces are not deleted by the stack), or wait for their controllers, then destroy again",
+        .remaining.join(", ")
+    )]
+    CloudResourcesRemain {
+        /// The cluster's name.
+        cluster: String,
+        /// Each resource still there, with what it was made for.
+        remaining: Vec<String>,
+        /// How long it was waited for.
+        waited: Duration,
+    },
+
+    /// A call to a cluster's Kubernetes API failed.
+    #[error("Kubernetes API: {action}: {source}")]
+    Kubernetes {
+        /// What was being done.
+        action: String,
+        /// The client's error.
+        #[source]
+        source: Box<kube::Error>,
+    },
+
     /// The Kubernetes client for a cluster could not be built.
     #[error("cannot build a Kubernetes client for cluster `{cluster}`: {reason}")]
     Client {
@@ -190,6 +215,14 @@ pub enum Error {
 }
 
 impl Error {
+    /// Wraps a Kubernetes client error with what was being done.
+    pub(crate) fn kubernetes(action: impl Into<String>, source: kube::Error) -> Self {
+        Error::Kubernetes {
+            action: action.into(),
+            source: Box::new(source),
+        }
+    }
+
     /// Wraps an SDK error, classifying it by its AWS error code.
     pub(crate) fn aws<E>(
         action: impl Into<String>,

@@ -12,6 +12,7 @@ use aws_sdk_eks::types::{
 };
 use devops_stack_core::Context;
 
+use super::cleanup::CloudCleanup;
 use super::token::TokenSource;
 use super::{Eks, EksCluster, NODE_POLICIES, NodeGroup, Taint, TaintEffect, parse_version};
 use crate::config::region_of;
@@ -877,7 +878,7 @@ async fn wait_node_group(
 }
 
 /// Whether the cluster's Kubernetes API answers, within 20 seconds.
-async fn probe(api: &Api, eks: &Eks, c: &SdkCluster) -> std::result::Result<(), String> {
+async fn probe(api: &Api, eks: &Eks, c: &SdkCluster) -> std::result::Result<kube::Client, String> {
     let cluster = output(api, eks, c, None).map_err(|e| e.to_string())?;
     let client = cluster.kube_client().map_err(|e| e.to_string())?;
     match tokio::time::timeout(
@@ -886,7 +887,7 @@ async fn probe(api: &Api, eks: &Eks, c: &SdkCluster) -> std::result::Result<(), 
     )
     .await
     {
-        Ok(Ok(_)) => Ok(()),
+        Ok(Ok(_)) => Ok(client),
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err("no answer within 20 s".into()),
     }
@@ -903,18 +904,33 @@ pub(super) async fn destroy(eks: &Eks, ctx: &Context) -> Result<()> {
             ctx.progress(format!("{}; left alone", not_owned(eks, &c)));
         }
         Some(c) => {
-            if c.status() == Some(&ClusterStatus::Active)
-                && let Err(reason) = probe(&api, eks, &c).await
-            {
-                if !AbandonInCluster::is_set(ctx) {
-                    return Err(Error::ClusterUnreachable {
-                        cluster: eks.name.clone(),
-                        reason,
-                    });
+            let cleanup = CloudCleanup::new(&eks.name, ctx.stack_name(), eks.aws.clone())
+                .timeout(eks.cleanup_timeout)
+                .interval(eks.polling.max_interval);
+            let progress = |m: String| ctx.progress(m);
+            if c.status() == Some(&ClusterStatus::Active) {
+                match probe(&api, eks, &c).await {
+                    Ok(client) => {
+                        cleanup.run(&client, &progress).await?;
+                    }
+                    Err(reason) => {
+                        if !AbandonInCluster::is_set(ctx) {
+                            return Err(Error::ClusterUnreachable {
+                                cluster: eks.name.clone(),
+                                reason,
+                            });
+                        }
+                        ctx.progress(format!(
+                            "cannot reach the Kubernetes API of {resource} ({reason}); abandoning the objects in it, as the run's AbandonInCluster option allows"
+                        ));
+                        let (left, _) = cleanup.remaining(None).await?;
+                        for l in left {
+                            ctx.progress(format!(
+                                "{l} is abandoned with the cluster's objects: delete it in AWS"
+                            ));
+                        }
+                    }
                 }
-                ctx.progress(format!(
-                    "cannot reach the Kubernetes API of {resource} ({reason}); abandoning the objects in it, as the run's AbandonInCluster option allows"
-                ));
             }
             destroy_cluster(&api, eks, ctx).await?;
         }

@@ -6,7 +6,9 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use std::sync::Arc;
 
-use devops_stack_core::interfaces::{Cluster, WorkloadIdentityProvider, WorkloadIdentityRef};
+use devops_stack_core::interfaces::{
+    Cluster, LoadBalancerScheme, WorkloadIdentityProvider, WorkloadIdentityRef,
+};
 use devops_stack_core::{BoxError, Secret};
 use futures::future::BoxFuture;
 use serde::Serialize;
@@ -131,7 +133,29 @@ impl WorkloadIdentityProvider for EksCluster {
     }
 }
 
+/// The annotation asking the cluster's cloud controller for a Network Load Balancer.
+pub const NLB_TYPE_ANNOTATION: &str = "service.beta.kubernetes.io/aws-load-balancer-type";
+/// The annotation making the cloud controller's load balancer internal.
+pub const INTERNAL_ANNOTATION: &str = "service.beta.kubernetes.io/aws-load-balancer-internal";
+
 impl Cluster for EksCluster {
+    /// A Network Load Balancer made by the cluster's cloud controller (no AWS Load Balancer
+    /// Controller needed): `aws-load-balancer-type: nlb`, and `aws-load-balancer-internal` for an
+    /// internal one (in the private subnets, which the [`Vpc`](crate::vpc::Vpc) module tags
+    /// `kubernetes.io/role/internal-elb`; public ones `kubernetes.io/role/elb`). The cloud
+    /// controller tags it `kubernetes.io/cluster/<name>`, which is how a destroy finds it.
+    fn load_balancer_annotations(
+        &self,
+        scheme: LoadBalancerScheme,
+    ) -> std::collections::BTreeMap<String, String> {
+        let mut a =
+            std::collections::BTreeMap::from([(NLB_TYPE_ANNOTATION.to_owned(), "nlb".to_owned())]);
+        if scheme == LoadBalancerScheme::Internal {
+            a.insert(INTERNAL_ANNOTATION.to_owned(), "true".to_owned());
+        }
+        a
+    }
+
     fn name(&self) -> &str {
         &self.name
     }

@@ -28,7 +28,10 @@
 //! **Destroy** first checks that the cluster's API answers: objects in it (load balancers,
 //! volumes) hold cloud resources that would outlive the cluster. When it does not answer, the
 //! destroy stops with [`Error::ClusterUnreachable`], unless the run carries
-//! [`AbandonInCluster`](devops_stack_core::interfaces::AbandonInCluster). Then it deletes the
+//! [`AbandonInCluster`](devops_stack_core::interfaces::AbandonInCluster). When it answers, the
+//! destroy removes what makes AWS resources from inside the cluster and waits for those to go
+//! ([`CloudCleanup`]: `LoadBalancer` Services, Ingresses and PVCs of the stack's namespaces; their
+//! load balancers and EBS volumes; at most [`Eks::cleanup_timeout`]). Then it deletes the
 //! node groups, the cluster (only one carrying this module's tags; never an adopted one), the
 //! OIDC provider and the roles it created.
 //!
@@ -44,6 +47,7 @@
 //! Node groups the module does not declare are left alone by apply.
 
 mod apply;
+mod cleanup;
 mod cluster;
 pub mod token;
 
@@ -58,7 +62,8 @@ use devops_stack_core::{
 use serde::Serialize;
 use serde_json::json;
 
-pub use cluster::EksCluster;
+pub use cleanup::{CLUSTER_TAG_PREFIX, CleanupReport, CloudCleanup, Leftover};
+pub use cluster::{EksCluster, INTERNAL_ANNOTATION, NLB_TYPE_ANNOTATION};
 pub use token::{EksAuth, EksAuthLayer, TokenSource};
 
 use crate::config::AwsConfig;
@@ -121,6 +126,7 @@ pub struct Eks {
     node_groups: Vec<NodeGroup>,
     aws: AwsConfig,
     polling: Polling,
+    cleanup_timeout: std::time::Duration,
 }
 
 impl Eks {
@@ -148,6 +154,7 @@ impl Eks {
             node_groups: Vec::new(),
             aws: AwsConfig::new(),
             polling: Polling::default(),
+            cleanup_timeout: std::time::Duration::from_secs(15 * 60),
         }
     }
 
@@ -264,6 +271,15 @@ impl Eks {
     #[must_use]
     pub fn polling(mut self, polling: Polling) -> Self {
         self.polling = polling;
+        self
+    }
+
+    /// How long a destroy waits, before deleting the node groups and the cluster, for the load
+    /// balancers and volumes made for the cluster's objects to go (default 15 minutes; see
+    /// [`CloudCleanup`]).
+    #[must_use]
+    pub fn cleanup_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.cleanup_timeout = timeout;
         self
     }
 
