@@ -365,7 +365,7 @@ async fn destroy_deletes_the_objects_waits_for_their_cloud_resources_and_removes
     let finished = Instant::now();
     player.abort();
 
-    let cloud = cloud.lock().unwrap();
+    let cloud = std::mem::take(&mut *cloud.lock().unwrap());
     assert_eq!(
         report.deleted,
         vec![
@@ -408,7 +408,6 @@ async fn destroy_deletes_the_objects_waits_for_their_cloud_resources_and_removes
     // the ClusterIP Service makes nothing in the cloud and stays
     let services = Api::<Service>::namespaced(kube.clone(), &ns);
     assert!(services.get_opt("internal").await.unwrap().is_some());
-    drop(cloud);
     drop_namespace(&kube, &ns).await;
 }
 
