@@ -378,3 +378,111 @@ async fn many_modules_on_a_real_runtime_all_finish_in_dependency_order() {
     }
     assert!(report.is_success());
 }
+
+/// A module whose preflight check takes `check_ms` and fails when told; its apply records when it
+/// started.
+struct Checked {
+    id: String,
+    check_ms: u64,
+    fail: bool,
+    applied_at: std::sync::Arc<std::sync::Mutex<Vec<(String, std::time::Duration)>>>,
+    start: tokio::time::Instant,
+}
+
+impl devops_stack_core::Module for Checked {
+    type Output = ();
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn kind(&self) -> &'static str {
+        "checked"
+    }
+    async fn preflight(
+        &self,
+        ctx: &devops_stack_core::Context,
+    ) -> devops_stack_core::ModuleResult<()> {
+        assert_eq!(ctx.step(), devops_stack_core::Step::Preflight);
+        tokio::time::sleep(ms(self.check_ms)).await;
+        if self.fail {
+            return Err(format!("the hosted zone of `{}` does not exist", self.id).into());
+        }
+        Ok(())
+    }
+    async fn plan(
+        &self,
+        _ctx: &devops_stack_core::Context,
+    ) -> devops_stack_core::ModuleResult<devops_stack_core::Planned<()>> {
+        Ok(devops_stack_core::Planned::new(()))
+    }
+    async fn apply(
+        &self,
+        _ctx: &devops_stack_core::Context,
+    ) -> devops_stack_core::ModuleResult<()> {
+        self.applied_at
+            .lock()
+            .unwrap()
+            .push((self.id.clone(), self.start.elapsed()));
+        Ok(())
+    }
+    async fn destroy(
+        &self,
+        _ctx: &devops_stack_core::Context,
+    ) -> devops_stack_core::ModuleResult<()> {
+        Ok(())
+    }
+}
+
+fn checked_stack(
+    fail: Option<&str>,
+) -> (
+    Stack,
+    std::sync::Arc<std::sync::Mutex<Vec<(String, std::time::Duration)>>>,
+) {
+    let applied = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let start = tokio::time::Instant::now();
+    let mut s = Stack::new("t");
+    for (id, check_ms) in [("zone", 50), ("bucket", 10), ("vpc", 0)] {
+        s.add(Checked {
+            id: id.into(),
+            check_ms,
+            fail: fail == Some(id),
+            applied_at: applied.clone(),
+            start,
+        });
+    }
+    (s, applied)
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_preflight_runs_at_once_before_the_first_apply() {
+    let (s, applied) = checked_stack(None);
+    s.build().unwrap().apply(&RunOptions::new()).await.unwrap();
+    let applied = applied.lock().unwrap();
+    assert_eq!(applied.len(), 3);
+    // the checks ran side by side (50 ms in all, not 60), and nothing was applied before the
+    // slowest one passed
+    for (id, at) in applied.iter() {
+        assert_eq!(*at, ms(50), "{id} applied at {at:?}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_preflight_stops_the_apply_before_anything_is_created() {
+    let (s, applied) = checked_stack(Some("zone"));
+    let err = s
+        .build()
+        .unwrap()
+        .apply(&RunOptions::new())
+        .await
+        .unwrap_err();
+    let Error::RunFailed { step, failed, .. } = &err else {
+        panic!("unexpected error: {err}");
+    };
+    assert_eq!(*step, devops_stack_core::Step::Preflight);
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert!(
+        failed[0].contains("the hosted zone of `zone` does not exist"),
+        "{err}"
+    );
+    assert!(applied.lock().unwrap().is_empty(), "nothing was applied");
+}
