@@ -379,13 +379,16 @@ async fn many_modules_on_a_real_runtime_all_finish_in_dependency_order() {
     assert!(report.is_success());
 }
 
+/// When each module was applied, by id.
+type Applied = std::sync::Arc<std::sync::Mutex<Vec<(String, std::time::Duration)>>>;
+
 /// A module whose preflight check takes `check_ms` and fails when told; its apply records when it
 /// started.
 struct Checked {
     id: String,
     check_ms: u64,
     fail: bool,
-    applied_at: std::sync::Arc<std::sync::Mutex<Vec<(String, std::time::Duration)>>>,
+    applied_at: Applied,
     start: tokio::time::Instant,
 }
 
