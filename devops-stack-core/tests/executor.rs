@@ -435,12 +435,7 @@ impl devops_stack_core::Module for Checked {
     }
 }
 
-fn checked_stack(
-    fail: Option<&str>,
-) -> (
-    Stack,
-    std::sync::Arc<std::sync::Mutex<Vec<(String, std::time::Duration)>>>,
-) {
+fn checked_stack(fail: Option<&str>) -> (Stack, Applied) {
     let applied = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let start = tokio::time::Instant::now();
     let mut s = Stack::new("t");
