@@ -122,6 +122,51 @@ async fn sweep(sdk: &SdkConfig) -> Vec<String> {
             left.push(format!("eip {}", a.allocation_id().unwrap_or_default()));
         }
     }
+    // What Kubernetes makes in AWS for a cluster's objects carries the cluster's tag, not ours:
+    // the destroy waits for it before the cluster goes, so none may be left either.
+    let for_cluster = |k: &str| k.starts_with("kubernetes.io/cluster/sweep");
+    for v in ec2.describe_volumes().send().await.unwrap().volumes() {
+        let deleted = v.state() == Some(&aws_sdk_ec2::types::VolumeState::Deleted);
+        if !deleted
+            && (ec2_tags(v.tags())
+                || v.tags()
+                    .iter()
+                    .any(|t| for_cluster(t.key().unwrap_or_default())))
+        {
+            left.push(format!("volume {}", v.volume_id().unwrap_or_default()));
+        }
+    }
+    let elb = aws_sdk_elasticloadbalancingv2::Client::new(sdk);
+    let arns: Vec<String> = elb
+        .describe_load_balancers()
+        .send()
+        .await
+        .unwrap()
+        .load_balancers()
+        .iter()
+        .filter_map(|lb| lb.load_balancer_arn().map(str::to_owned))
+        .collect();
+    for chunk in arns.chunks(20) {
+        let described = elb
+            .describe_tags()
+            .set_resource_arns(Some(chunk.to_vec()))
+            .send()
+            .await
+            .unwrap();
+        for d in described.tag_descriptions() {
+            let tags = || {
+                d.tags()
+                    .iter()
+                    .map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default()))
+            };
+            if tagged(tags()) || tags().any(|(k, _)| for_cluster(k)) {
+                left.push(format!(
+                    "load-balancer {}",
+                    d.resource_arn().unwrap_or_default()
+                ));
+            }
+        }
+    }
     let iam_tags = |t: &[aws_sdk_iam::types::Tag]| tagged(t.iter().map(|t| (t.key(), t.value())));
     for r in iam.list_roles().send().await.unwrap().roles() {
         let tags = iam
