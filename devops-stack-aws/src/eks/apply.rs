@@ -910,9 +910,11 @@ pub(super) async fn destroy(eks: &Eks, ctx: &Context) -> Result<()> {
             let progress = |m: String| ctx.progress(m);
             if c.status() == Some(&ClusterStatus::Active) {
                 match probe(&api, eks, &c).await {
-                    Ok(client) => {
+                    // an adopted cluster stays: what its objects made in AWS stays with it
+                    Ok(client) if !eks.adopt => {
                         cleanup.run(&client, &progress).await?;
                     }
+                    Ok(_) => {}
                     Err(reason) => {
                         if !AbandonInCluster::is_set(ctx) {
                             return Err(Error::ClusterUnreachable {
@@ -923,11 +925,20 @@ pub(super) async fn destroy(eks: &Eks, ctx: &Context) -> Result<()> {
                         ctx.progress(format!(
                             "cannot reach the Kubernetes API of {resource} ({reason}); abandoning the objects in it, as the run's AbandonInCluster option allows"
                         ));
-                        let (left, _) = cleanup.remaining(None).await?;
-                        for l in left {
-                            ctx.progress(format!(
-                                "{l} is abandoned with the cluster's objects: delete it in AWS"
-                            ));
+                        if !eks.adopt {
+                            // said, not waited for: nothing in the cluster can delete them now
+                            match cleanup.remaining(None).await {
+                                Ok((left, _)) => {
+                                    for l in left {
+                                        ctx.progress(format!(
+                                            "{l} is abandoned with the cluster's objects: delete it in AWS"
+                                        ));
+                                    }
+                                }
+                                Err(e) => ctx.progress(format!(
+                                    "could not list the load balancers and volumes made for the cluster's objects ({e}); check for them in AWS"
+                                )),
+                            }
                         }
                     }
                 }
