@@ -502,10 +502,13 @@ impl BuiltStack {
     /// # Errors
     /// [`Error::RunFailed`] for [`Step::Preflight`], naming each module whose check failed.
     pub async fn preflight(&self, options: &RunOptions) -> Result<Report> {
+        // quiet: a module's apply events are the ones a display shows; a failed check is the error
+        let mut quiet = options.clone();
+        quiet.events = Default::default();
         executor::run(
             self,
             Step::Preflight,
-            options,
+            &quiet,
             new_outputs(self.modules.len()),
             &[],
         )
