@@ -24,12 +24,12 @@
 //! Declares `Capability::IngressClass`.
 
 use devops_stack_core::interfaces::{ArgoCdTarget, ClusterRef};
-use devops_stack_core::{Context, Input};
+use devops_stack_core::{Context, Input, Needs, Resource};
 use serde_json::json;
 
 use crate::common::{
     ChartSource, Common, Component, Env, Rendered, Secrets, Sizing, ValueKind, common_setters,
-    component_module, sizing_setters,
+    component_module, helm_fullname, sizing_setters,
 };
 use crate::error::Result;
 use crate::ingress_controller::{ControllerSettings, IngressController, controller_setters};
@@ -70,6 +70,16 @@ impl IngressNginx {
     }
 }
 
+impl IngressNginx {
+    /// The controller's Service, as the chart names it for the release.
+    fn service_name(&self) -> String {
+        format!(
+            "{}-controller",
+            helm_fullname(&self.common.release_name, "ingress-nginx")
+        )
+    }
+}
+
 common_setters!(IngressNginx);
 sizing_setters!(IngressNginx);
 controller_setters!(IngressNginx);
@@ -81,6 +91,34 @@ impl Component for IngressNginx {
 
     fn common(&self) -> &Common {
         &self.common
+    }
+
+    fn needs_more(&self, n: &mut Needs) {
+        self.controller.needs(n);
+    }
+
+    fn check(&self, ctx: &Context, env: &Env) -> Result<()> {
+        self.controller.check(ctx, env)
+    }
+
+    fn planned_cloud(&self, ctx: &Context, env: &Env) -> Result<Vec<Resource>> {
+        self.controller.planned_cloud(ctx, env)
+    }
+
+    async fn after_apply(
+        &self,
+        ctx: &Context,
+        env: &Env,
+        client: &kube::Client,
+        output: IngressController,
+    ) -> Result<IngressController> {
+        self.controller
+            .after_apply(ctx, env, client, &self.service_name(), output)
+            .await
+    }
+
+    async fn release(&self, ctx: &Context, cluster: &ClusterRef) -> Result<()> {
+        self.controller.release(ctx, &self.common, cluster).await
     }
 
     fn typed_values(&self) -> &'static [(&'static str, ValueKind)] {
@@ -100,12 +138,12 @@ impl Component for IngressNginx {
 
     fn render(
         &self,
-        _ctx: &Context,
+        ctx: &Context,
         env: &Env,
         _secrets: &Secrets,
     ) -> Result<Rendered<IngressController>> {
         let c = &self.controller;
-        let defaults = json!({
+        let mut defaults = json!({
             "controller": {
                 "replicaCount": self.sizing.replicas,
                 "resources": self.sizing.resources.to_value(),
@@ -121,11 +159,16 @@ impl Component for IngressNginx {
                 "metrics": {"enabled": true},
             },
         });
+        let annotations = c.service_annotations(env);
+        if !annotations.is_empty() {
+            defaults["controller"]["service"]["annotations"] = json!(annotations);
+        }
         let values = self.common.values(env, defaults, |crds| {
             json!({"controller": {"metrics": {"serviceMonitor": {"enabled": true, "additionalLabels": crds.labels}}}})
         });
         Ok(Rendered {
             output: c.output(
+                ctx,
                 &self.common.namespace,
                 "k8s.io/ingress-nginx",
                 &[("nginx.ingress.kubernetes.io/ssl-redirect", "true")],

@@ -19,12 +19,12 @@
 //! or both claiming the default.
 
 use devops_stack_core::interfaces::{ArgoCdTarget, ClusterRef};
-use devops_stack_core::{Context, Input};
+use devops_stack_core::{Context, Input, Needs, Resource};
 use serde_json::json;
 
 use crate::common::{
     ChartSource, Common, Component, Env, Rendered, Secrets, Sizing, ValueKind, common_setters,
-    component_module, sizing_setters,
+    component_module, helm_fullname, sizing_setters,
 };
 use crate::error::Result;
 use crate::ingress_controller::{ControllerSettings, IngressController, controller_setters};
@@ -85,6 +85,13 @@ impl Traefik {
     }
 }
 
+impl Traefik {
+    /// The controller's Service, as the chart names it for the release.
+    fn service_name(&self) -> String {
+        helm_fullname(&self.common.release_name, "traefik")
+    }
+}
+
 common_setters!(Traefik);
 sizing_setters!(Traefik);
 controller_setters!(Traefik);
@@ -96,6 +103,34 @@ impl Component for Traefik {
 
     fn common(&self) -> &Common {
         &self.common
+    }
+
+    fn needs_more(&self, n: &mut Needs) {
+        self.controller.needs(n);
+    }
+
+    fn check(&self, ctx: &Context, env: &Env) -> Result<()> {
+        self.controller.check(ctx, env)
+    }
+
+    fn planned_cloud(&self, ctx: &Context, env: &Env) -> Result<Vec<Resource>> {
+        self.controller.planned_cloud(ctx, env)
+    }
+
+    async fn after_apply(
+        &self,
+        ctx: &Context,
+        env: &Env,
+        client: &kube::Client,
+        output: IngressController,
+    ) -> Result<IngressController> {
+        self.controller
+            .after_apply(ctx, env, client, &self.service_name(), output)
+            .await
+    }
+
+    async fn release(&self, ctx: &Context, cluster: &ClusterRef) -> Result<()> {
+        self.controller.release(ctx, &self.common, cluster).await
     }
 
     fn typed_values(&self) -> &'static [(&'static str, ValueKind)] {
@@ -131,12 +166,12 @@ impl Component for Traefik {
 
     fn render(
         &self,
-        _ctx: &Context,
+        ctx: &Context,
         env: &Env,
         _secrets: &Secrets,
     ) -> Result<Rendered<IngressController>> {
         let c = &self.controller;
-        let defaults = json!({
+        let mut defaults = json!({
             "deployment": {"replicas": self.sizing.replicas},
             "resources": self.sizing.resources.to_value(),
             "ingressClass": {"enabled": true, "isDefaultClass": c.default_class, "name": c.class_name},
@@ -147,6 +182,10 @@ impl Component for Traefik {
             "service": {"spec": {"type": c.service_type}},
             "metrics": {"prometheus": {"entryPoint": "metrics"}},
         });
+        let annotations = c.service_annotations(env);
+        if !annotations.is_empty() {
+            defaults["service"]["annotations"] = json!(annotations);
+        }
         let values = self.common.values(env, defaults, |crds| {
             // the chart's ServiceMonitor scrapes the port `metrics`, which only the dedicated
             // metrics Service exposes (`ports.metrics.expose.default` is false)
@@ -157,6 +196,7 @@ impl Component for Traefik {
         });
         Ok(Rendered {
             output: c.output(
+                ctx,
                 &self.common.namespace,
                 "traefik.io/ingress-controller",
                 &[("traefik.ingress.kubernetes.io/router.tls", "true")],
