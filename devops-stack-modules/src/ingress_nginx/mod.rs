@@ -9,12 +9,26 @@
 //!
 //! # Inputs
 //! - the cluster (`Input<ClusterRef>`) and Argo CD (`Input<ArgoCdTarget>`), in [`IngressNginx::new`];
+//! - optionally a DNS zone (`Input<DnsZone>`, [`IngressNginx::dns_zone`]) for the wildcard record;
 //! - optionally the ServiceMonitor CRDs ([`IngressNginx::service_monitors`]).
 //!
 //! # Outputs
 //! An [`IngressController`] (the same type as Traefik's, so swapping is a one-line change): class
 //! `nginx`, controller `k8s.io/ingress-nginx`, TLS ingresses annotated
 //! `nginx.ingress.kubernetes.io/ssl-redirect: "true"`. It implements `IngressProvider`.
+//!
+//! # On a cloud
+//! On a cluster whose `load_balancer_annotations` are not empty (EKS: a Network Load Balancer),
+//! the controller's `LoadBalancer` Service gets them, for the scheme of
+//! [`IngressNginx::load_balancer_scheme`] (internet-facing by default; internal); elsewhere the Service is
+//! left as the chart makes it. With [`IngressNginx::dns_zone`], after the engine applied, the module waits
+//! (at most [`IngressNginx::load_balancer_timeout`], 10 minutes by default) until the Service `<release>-controller` (`ingress-nginx-controller` by default)
+//! has `status.loadBalancer.ingress[0].hostname`, points the wildcard record
+//! `*.<subdomain>.<cluster>.<base domain>` (CNAME) at it in the zone, and outputs the hostname
+//! in `ingress.load_balancer_hostname`. The plan shows the record, its target unknown; destroy
+//! deletes it before the objects. [`IngressNginx::wildcard_record`]`(false)` turns the record off (and
+//! with it the wait, unless [`IngressNginx::wait_for_load_balancer`] asks for it). A wildcard outside the
+//! zone stops plan and apply before anything is made, naming both.
 //!
 //! # Defaults
 //! Chart `ingress-nginx` [`CHART_VERSION`], namespace `ingress-nginx`, release `ingress-nginx`,

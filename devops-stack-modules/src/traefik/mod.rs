@@ -2,6 +2,7 @@
 //!
 //! # Inputs
 //! - the cluster (`Input<ClusterRef>`) and Argo CD (`Input<ArgoCdTarget>`), in [`Traefik::new`];
+//! - optionally a DNS zone (`Input<DnsZone>`, [`Traefik::dns_zone`]) for the wildcard record;
 //! - optionally the ServiceMonitor CRDs ([`Traefik::service_monitors`]), which enables Traefik's
 //!   ServiceMonitor from the first run, with the chart's dedicated metrics Service it scrapes.
 //!
@@ -9,6 +10,19 @@
 //! An [`IngressController`]: its namespace and the [`Ingress`](devops_stack_core::interfaces::Ingress)
 //! every other module's ingresses use (class `traefik`, TLS ingresses annotated
 //! `traefik.ingress.kubernetes.io/router.tls: "true"`). It implements `IngressProvider`.
+//!
+//! # On a cloud
+//! On a cluster whose `load_balancer_annotations` are not empty (EKS: a Network Load Balancer),
+//! the controller's `LoadBalancer` Service gets them, for the scheme of
+//! [`Traefik::load_balancer_scheme`] (internet-facing by default; internal); elsewhere the Service is
+//! left as the chart makes it. With [`Traefik::dns_zone`], after the engine applied, the module waits
+//! (at most [`Traefik::load_balancer_timeout`], 10 minutes by default) until the Service `<release>` (`traefik` by default)
+//! has `status.loadBalancer.ingress[0].hostname`, points the wildcard record
+//! `*.<subdomain>.<cluster>.<base domain>` (CNAME) at it in the zone, and outputs the hostname
+//! in `ingress.load_balancer_hostname`. The plan shows the record, its target unknown; destroy
+//! deletes it before the objects. [`Traefik::wildcard_record`]`(false)` turns the record off (and
+//! with it the wait, unless [`Traefik::wait_for_load_balancer`] asks for it). A wildcard outside the
+//! zone stops plan and apply before anything is made, naming both.
 //!
 //! # Defaults
 //! Chart `traefik` [`CHART_VERSION`], namespace `traefik`, release `traefik`, ingress class

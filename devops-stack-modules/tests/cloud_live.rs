@@ -1,0 +1,408 @@
+//! Live tests of the modules' cloud side against the cluster whose kubeconfig path is in
+//! `DEVOPS_STACK_TEST_KUBECONFIG` (each test is skipped, saying so, when it is unset).
+//!
+//! The test plays the cloud: the recording workload identity and DNS records of
+//! `tests/support/cloud.rs` stand for IAM and Route 53, and the test itself plays Argo CD
+//! deploying the controller's Service and the cloud's load balancer controller giving it a
+//! hostname. Argo CD's Applications are marked Synced/Healthy by the stand-in of
+//! `devops-stack-core/tests/support/argocd_standin.rs`. Every test uses its own stack name and
+//! namespaces, and cleans up even when it fails.
+//!
+//! ```text
+//! DEVOPS_STACK_TEST_KUBECONFIG=~/.kube/config cargo test -p devops-stack-modules --test cloud_live
+//! ```
+
+#[path = "../../devops-stack-core/tests/support/argocd_standin.rs"]
+mod argocd_standin;
+#[path = "../../devops-stack-core/tests/support/live.rs"]
+mod live;
+mod support;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use argocd_standin::{ArgoCdStandIn, applications};
+use devops_stack_core::interfaces::{
+    ArgoCdTarget, ClusterRef, IN_CLUSTER, RoleOwner, RoleRequest, ServiceAccount, WorkloadIdentity,
+    WorkloadIdentityRef, WorkloadRole,
+};
+use devops_stack_core::k8s::KubeOptions;
+use devops_stack_core::{BoxError, Input, Resource, RunOptions, Stack};
+use devops_stack_modules::{Loki, Traefik};
+use futures::future::BoxFuture;
+use k8s_openapi::api::core::v1::Service;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use live::{
+    Counting, create_namespace, delete_labelled, delete_namespace, helper_client, kubeconfig,
+    unique, with_cleanup,
+};
+use serde_json::json;
+use support::cloud::{RecordingIdentity, RecordingRecords, zone};
+
+/// The hostname the test's "cloud" gives the load balancer.
+const LB_HOSTNAME: &str = "k8s-traefik-0123456789.elb.eu-west-1.amazonaws.com";
+
+fn target(argocd_ns: &str) -> Input<ArgoCdTarget> {
+    Input::value(ArgoCdTarget {
+        namespace: argocd_ns.to_owned(),
+        project: "default".into(),
+        destination_server: IN_CLUSTER.into(),
+    })
+}
+
+fn options(state_ns: &str) -> RunOptions {
+    RunOptions::new().extension(KubeOptions {
+        wait_timeout: Duration::from_secs(120),
+        state_namespace: state_ns.to_owned(),
+        ..KubeOptions::default()
+    })
+}
+
+/// Plays Argo CD and the cloud for the controller's Service `ns/traefik`: once the namespace
+/// exists, creates the Service (type LoadBalancer, as the chart would), and `delay` later gives
+/// it the load balancer hostname. Returns when the status is set, with the time it was.
+async fn play_the_cloud(client: kube::Client, ns: String, delay: Duration) -> Instant {
+    let services: Api<Service> = Api::namespaced(client, &ns);
+    let body: Service = serde_json::from_value(json!({
+        "metadata": {"name": "traefik"},
+        "spec": {"type": "LoadBalancer", "selector": {"app.kubernetes.io/name": "traefik"},
+            "ports": [{"name": "web", "port": 80, "targetPort": "web"}]},
+    }))
+    .unwrap();
+    // the namespace is the module's: it appears when the engine applies
+    loop {
+        match services.create(&PostParams::default(), &body).await {
+            Ok(_) => break,
+            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 403 => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("creating Service {ns}/traefik: {e}"),
+        }
+    }
+    tokio::time::sleep(delay).await;
+    let status = json!({"status": {"loadBalancer": {"ingress": [{"hostname": LB_HOSTNAME}]}}});
+    services
+        .patch_status("traefik", &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .expect("setting the load balancer's hostname");
+    Instant::now()
+}
+
+#[tokio::test]
+async fn traefik_waits_for_its_load_balancer_points_the_wildcard_at_it_and_destroy_deletes_it() {
+    let Some(path) = kubeconfig() else { return };
+    let helper = helper_client(path.clone()).await;
+    let cluster = Counting::new(path).await;
+    let name = unique("lb");
+    let (argocd_ns, ns, state_ns) = (
+        format!("{name}-argocd"),
+        format!("{name}-traefik"),
+        format!("{name}-state"),
+    );
+    create_namespace(&helper, &argocd_ns).await;
+    let standin = ArgoCdStandIn::start(&helper, &[&argocd_ns]).await;
+    let records = RecordingRecords::new();
+    let body = {
+        let (helper, records, ns, argocd_ns) = (
+            helper.clone(),
+            Arc::clone(&records),
+            ns.clone(),
+            argocd_ns.clone(),
+        );
+        let name = name.clone();
+        async move {
+            let mut stack = Stack::new(&name);
+            let traefik = stack.add(
+                Traefik::new(
+                    Input::value(Arc::new(cluster.clone()) as ClusterRef),
+                    target(&argocd_ns),
+                )
+                .namespace(&ns)
+                .dns_zone(Input::value(zone("example.com", &records)))
+                .load_balancer_timeout(Duration::from_secs(60)),
+            );
+            let stack = stack.build().unwrap();
+            let options = options(&state_ns);
+            let wildcard = "*.apps.test.example.com";
+
+            // The plan shows the record, its target unknown.
+            let plan = stack.plan().await.unwrap();
+            assert!(
+                plan.to_text()
+                    .contains(&format!("aws route53:RecordSet {wildcard}")),
+                "{}",
+                plan.to_text()
+            );
+
+            let cloud = tokio::spawn(play_the_cloud(
+                helper.clone(),
+                ns.clone(),
+                Duration::from_secs(2),
+            ));
+            let report = stack.apply(&options).await.unwrap();
+            let applied = Instant::now();
+            let status_set = cloud.await.unwrap();
+            assert!(
+                applied >= status_set,
+                "apply returned before the load balancer had a hostname"
+            );
+            let out = report.output(&traefik).expect("traefik's output");
+            assert_eq!(
+                out.ingress.load_balancer_hostname.as_deref(),
+                Some(LB_HOSTNAME)
+            );
+            let (owner, record) = records.cname(wildcard).expect("the wildcard record");
+            assert_eq!(record.target, LB_HOSTNAME);
+            assert_eq!(
+                owner,
+                RoleOwner {
+                    stack: name.clone(),
+                    module: "traefik".into()
+                }
+            );
+            assert_eq!(
+                records.calls(),
+                [format!("ensure {name}/traefik {wildcard} -> {LB_HOSTNAME}")]
+            );
+
+            // A second apply finds the hostname at once and keeps the record as it is.
+            stack.apply(&options).await.unwrap();
+            assert_eq!(records.cname(wildcard).unwrap().1.target, LB_HOSTNAME);
+
+            // Destroy deletes the record, then the objects.
+            stack.destroy(&options).await.unwrap();
+            assert!(records.cname(wildcard).is_none(), "the record remains");
+            assert_eq!(
+                records.calls().last().unwrap(),
+                &format!("delete {name}/traefik {wildcard}")
+            );
+            assert!(
+                applications(&helper, &argocd_ns)
+                    .get_opt("traefik")
+                    .await
+                    .unwrap()
+                    .is_none()
+            );
+        }
+    };
+    let cleanup = {
+        let name = name.clone();
+        let helper = helper.clone();
+        let namespaces = [
+            format!("{name}-argocd"),
+            format!("{name}-traefik"),
+            format!("{name}-state"),
+        ];
+        async move {
+            delete_labelled(&helper, &format!("devops-stack.io/stack={name}")).await;
+            for ns in &namespaces {
+                delete_namespace(&helper, ns).await;
+            }
+        }
+    };
+    with_cleanup(body, cleanup).await;
+    standin.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_load_balancer_that_never_comes_fails_naming_the_service_and_what_it_waited_for() {
+    let Some(path) = kubeconfig() else { return };
+    let helper = helper_client(path.clone()).await;
+    let cluster = Counting::new(path).await;
+    let name = unique("nolb");
+    let (argocd_ns, ns, state_ns) = (
+        format!("{name}-argocd"),
+        format!("{name}-traefik"),
+        format!("{name}-state"),
+    );
+    create_namespace(&helper, &argocd_ns).await;
+    let standin = ArgoCdStandIn::start(&helper, &[&argocd_ns]).await;
+    let records = RecordingRecords::new();
+    let body = {
+        let (records, ns, argocd_ns, name) = (
+            Arc::clone(&records),
+            ns.clone(),
+            argocd_ns.clone(),
+            name.clone(),
+        );
+        async move {
+            let mut stack = Stack::new(&name);
+            stack.add(
+                Traefik::new(
+                    Input::value(Arc::new(cluster.clone()) as ClusterRef),
+                    target(&argocd_ns),
+                )
+                .namespace(&ns)
+                .dns_zone(Input::value(zone("example.com", &records)))
+                .load_balancer_timeout(Duration::from_secs(2)),
+            );
+            let stack = stack.build().unwrap();
+            let options = options(&state_ns);
+            let e = stack.apply(&options).await.unwrap_err().to_string();
+            println!("{e}");
+            assert!(
+                e.contains(&format!("Service {ns}/traefik"))
+                    && e.contains("status.loadBalancer.ingress[0].hostname")
+                    && e.contains("the Service does not exist yet")
+                    && e.contains("load_balancer_timeout"),
+                "{e}"
+            );
+            assert!(records.calls().is_empty(), "{:?}", records.calls());
+            // what was applied can be destroyed
+            stack.destroy(&options).await.unwrap();
+            assert_eq!(
+                records.calls(),
+                [format!("delete {name}/traefik *.apps.test.example.com")]
+            );
+        }
+    };
+    let cleanup = {
+        let helper = helper.clone();
+        let name = name.clone();
+        async move {
+            delete_labelled(&helper, &format!("devops-stack.io/stack={name}")).await;
+            for suffix in ["argocd", "traefik", "state"] {
+                delete_namespace(&helper, &format!("{name}-{suffix}")).await;
+            }
+        }
+    };
+    with_cleanup(body, cleanup).await;
+    standin.shutdown().await;
+}
+
+/// A recording identity that also notes, at each call, whether Loki's Application exists.
+struct Probing {
+    inner: Arc<RecordingIdentity>,
+    client: kube::Client,
+    argocd_ns: String,
+    seen: Mutex<Vec<(&'static str, bool)>>,
+}
+
+impl std::fmt::Debug for Probing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Probing")
+    }
+}
+
+impl Probing {
+    async fn note(&self, call: &'static str) {
+        let exists = applications(&self.client, &self.argocd_ns)
+            .get_opt("loki")
+            .await
+            .unwrap()
+            .is_some();
+        self.seen.lock().unwrap().push((call, exists));
+    }
+}
+
+impl WorkloadIdentity for Probing {
+    fn planned_role(&self, owner: &RoleOwner, request: &RoleRequest) -> WorkloadRole {
+        self.inner.planned_role(owner, request)
+    }
+    fn planned_resource(&self, owner: &RoleOwner, request: &RoleRequest) -> Resource {
+        self.inner.planned_resource(owner, request)
+    }
+    fn ensure_role<'a>(
+        &'a self,
+        owner: &'a RoleOwner,
+        request: &'a RoleRequest,
+    ) -> BoxFuture<'a, Result<WorkloadRole, BoxError>> {
+        Box::pin(async move {
+            self.note("ensure").await;
+            self.inner.ensure_role(owner, request).await
+        })
+    }
+    fn delete_role<'a>(
+        &'a self,
+        owner: &'a RoleOwner,
+        service_account: &'a ServiceAccount,
+    ) -> BoxFuture<'a, Result<(), BoxError>> {
+        Box::pin(async move {
+            self.note("delete").await;
+            self.inner.delete_role(owner, service_account).await
+        })
+    }
+}
+
+#[tokio::test]
+async fn loki_s_role_is_made_before_its_application_and_deleted_after_it() {
+    let Some(path) = kubeconfig() else { return };
+    let helper = helper_client(path.clone()).await;
+    let cluster = Counting::new(path).await;
+    let name = unique("role");
+    let (argocd_ns, ns, state_ns) = (
+        format!("{name}-argocd"),
+        format!("{name}-loki"),
+        format!("{name}-state"),
+    );
+    create_namespace(&helper, &argocd_ns).await;
+    let standin = ArgoCdStandIn::start(&helper, &[&argocd_ns]).await;
+    let identity = Arc::new(Probing {
+        inner: RecordingIdentity::new(),
+        client: helper.clone(),
+        argocd_ns: argocd_ns.clone(),
+        seen: Mutex::default(),
+    });
+    let body = {
+        let (identity, ns, argocd_ns, name, helper) = (
+            Arc::clone(&identity),
+            ns.clone(),
+            argocd_ns.clone(),
+            name.clone(),
+            helper.clone(),
+        );
+        async move {
+            let mut stack = Stack::new(&name);
+            stack.add(
+                Loki::new(
+                    Input::value(Arc::new(cluster.clone()) as ClusterRef),
+                    target(&argocd_ns),
+                )
+                .namespace(&ns)
+                .object_store(
+                    Input::value(support::cloud::bucket()),
+                    Input::value(Arc::clone(&identity) as WorkloadIdentityRef),
+                ),
+            );
+            let stack = stack.build().unwrap();
+            let options = options(&state_ns);
+            stack.apply(&options).await.unwrap();
+            let sa = ServiceAccount::new(&ns, "loki");
+            assert!(identity.inner.roles.lock().unwrap().contains_key(&sa));
+            let app = applications(&helper, &argocd_ns).get("loki").await.unwrap();
+            let values = &app.data["spec"]["source"]["helm"]["valuesObject"];
+            assert_eq!(
+                values["serviceAccount"]["annotations"]["eks.amazonaws.com/role-arn"],
+                format!("arn:aws:iam::123456789012:role/test-{ns}-loki")
+            );
+            assert_eq!(values["loki"]["storage"]["type"], "s3");
+
+            stack.destroy(&options).await.unwrap();
+            assert!(identity.inner.roles.lock().unwrap().is_empty());
+            assert_eq!(
+                identity.inner.calls(),
+                [
+                    format!("ensure {name}/loki {ns}/loki"),
+                    format!("delete {name}/loki {ns}/loki"),
+                ]
+            );
+            // made before the Application existed, deleted after it was gone
+            assert_eq!(
+                *identity.seen.lock().unwrap(),
+                [("ensure", false), ("delete", false)]
+            );
+        }
+    };
+    let cleanup = {
+        let helper = helper.clone();
+        let name = name.clone();
+        async move {
+            delete_labelled(&helper, &format!("devops-stack.io/stack={name}")).await;
+            for suffix in ["argocd", "loki", "state"] {
+                delete_namespace(&helper, &format!("{name}-{suffix}")).await;
+            }
+        }
+    };
+    with_cleanup(body, cleanup).await;
+    standin.shutdown().await;
+}
