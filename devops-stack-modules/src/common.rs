@@ -1107,6 +1107,17 @@ mod tests {
     }
 
     #[test]
+    fn helm_fullname_is_the_charts_default_name() {
+        assert_eq!(helm_fullname("traefik", "traefik"), "traefik");
+        assert_eq!(helm_fullname("edge-traefik", "traefik"), "edge-traefik");
+        assert_eq!(helm_fullname("edge", "traefik"), "edge-traefik");
+        assert_eq!(helm_fullname("cm", "cert-manager"), "cm-cert-manager");
+        let long = "a".repeat(60);
+        assert_eq!(helm_fullname(&long, "traefik").len(), 63);
+        assert_eq!(helm_fullname(&"b".repeat(62), "x"), "b".repeat(62));
+    }
+
+    #[test]
     fn plans_show_placeholders() {
         let wanted = [GeneratedSecret {
             name: "s".into(),

@@ -405,4 +405,50 @@ macro_rules! controller_setters {
     };
 }
 
-pub(crate) use controller_setters;
+/// The [`Component`](crate::common::Component) steps both ingress controllers share, in their
+/// `impl Component` (their struct has `common` and `controller` fields and a `service_name()`).
+macro_rules! controller_hooks {
+    () => {
+        fn needs_more(&self, n: &mut devops_stack_core::Needs) {
+            self.controller.needs(n);
+        }
+
+        fn check(
+            &self,
+            ctx: &devops_stack_core::Context,
+            env: &$crate::common::Env,
+        ) -> $crate::Result<()> {
+            self.controller.check(ctx, env)
+        }
+
+        fn planned_cloud(
+            &self,
+            ctx: &devops_stack_core::Context,
+            env: &$crate::common::Env,
+        ) -> $crate::Result<Vec<devops_stack_core::Resource>> {
+            self.controller.planned_cloud(ctx, env)
+        }
+
+        async fn after_apply(
+            &self,
+            ctx: &devops_stack_core::Context,
+            env: &$crate::common::Env,
+            client: &kube::Client,
+            output: $crate::IngressController,
+        ) -> $crate::Result<$crate::IngressController> {
+            self.controller
+                .after_apply(ctx, env, client, &self.service_name(), output)
+                .await
+        }
+
+        async fn release(
+            &self,
+            ctx: &devops_stack_core::Context,
+            cluster: &devops_stack_core::interfaces::ClusterRef,
+        ) -> $crate::Result<()> {
+            self.controller.release(ctx, &self.common, cluster).await
+        }
+    };
+}
+
+pub(crate) use {controller_hooks, controller_setters};

@@ -42,20 +42,77 @@ use support::cloud::{RecordingIdentity, RecordingRecords, zone};
 /// The hostname the test's "cloud" gives the load balancer.
 const LB_HOSTNAME: &str = "k8s-traefik-0123456789.elb.eu-west-1.amazonaws.com";
 
-fn target(argocd_ns: &str) -> Input<ArgoCdTarget> {
-    Input::value(ArgoCdTarget {
-        namespace: argocd_ns.to_owned(),
-        project: "default".into(),
-        destination_server: IN_CLUSTER.into(),
-    })
+/// One live test's cluster, Argo CD stand-in, stack name and namespaces (`<name>-argocd`, the
+/// user's, where the Applications go; `<name>-state`; `<name>-<module>`).
+struct Live {
+    helper: kube::Client,
+    cluster: Counting,
+    name: String,
+    standin: ArgoCdStandIn,
 }
 
-fn options(state_ns: &str) -> RunOptions {
-    RunOptions::new().extension(KubeOptions {
-        wait_timeout: Duration::from_secs(120),
-        state_namespace: state_ns.to_owned(),
-        ..KubeOptions::default()
-    })
+impl Live {
+    /// `None` (the test is skipped) without `DEVOPS_STACK_TEST_KUBECONFIG`.
+    async fn start(prefix: &str) -> Option<Live> {
+        let path = kubeconfig()?;
+        let helper = helper_client(path.clone()).await;
+        let cluster = Counting::new(path).await;
+        let name = unique(prefix);
+        let argocd_ns = format!("{name}-argocd");
+        create_namespace(&helper, &argocd_ns).await;
+        let standin = ArgoCdStandIn::start(&helper, &[&argocd_ns]).await;
+        Some(Live {
+            helper,
+            cluster,
+            name,
+            standin,
+        })
+    }
+
+    fn ns(&self, suffix: &str) -> String {
+        format!("{}-{suffix}", self.name)
+    }
+
+    fn cluster(&self) -> Input<ClusterRef> {
+        Input::value(Arc::new(self.cluster.clone()) as ClusterRef)
+    }
+
+    fn argocd(&self) -> Input<ArgoCdTarget> {
+        Input::value(ArgoCdTarget {
+            namespace: self.ns("argocd"),
+            project: "default".into(),
+            destination_server: IN_CLUSTER.into(),
+        })
+    }
+
+    fn options(&self) -> RunOptions {
+        RunOptions::new().extension(KubeOptions {
+            wait_timeout: Duration::from_secs(120),
+            state_namespace: self.ns("state"),
+            ..KubeOptions::default()
+        })
+    }
+
+    /// Runs `body`, then deletes everything of the stack and the test's namespaces (`module`'s
+    /// among them), even when `body` failed.
+    async fn run(&self, module: &str, body: impl std::future::Future<Output = ()>) {
+        let cleanup = async {
+            delete_labelled(
+                &self.helper,
+                &format!("devops-stack.io/stack={}", self.name),
+            )
+            .await;
+            for suffix in ["argocd", "state", module] {
+                delete_namespace(&self.helper, &self.ns(suffix)).await;
+            }
+        };
+        with_cleanup(body, cleanup).await;
+    }
+
+    /// Stops the stand-in.
+    async fn stop(self) {
+        self.standin.shutdown().await;
+    }
 }
 
 /// Plays Argo CD and the cloud for the controller's Service `ns/traefik`: once the namespace
@@ -90,184 +147,122 @@ async fn play_the_cloud(client: kube::Client, ns: String, delay: Duration) -> In
 
 #[tokio::test]
 async fn traefik_waits_for_its_load_balancer_points_the_wildcard_at_it_and_destroy_deletes_it() {
-    let Some(path) = kubeconfig() else { return };
-    let helper = helper_client(path.clone()).await;
-    let cluster = Counting::new(path).await;
-    let name = unique("lb");
-    let (argocd_ns, ns, state_ns) = (
-        format!("{name}-argocd"),
-        format!("{name}-traefik"),
-        format!("{name}-state"),
-    );
-    create_namespace(&helper, &argocd_ns).await;
-    let standin = ArgoCdStandIn::start(&helper, &[&argocd_ns]).await;
+    let Some(live) = Live::start("lb").await else {
+        return;
+    };
     let records = RecordingRecords::new();
-    let body = {
-        let (helper, records, ns, argocd_ns) = (
-            helper.clone(),
-            Arc::clone(&records),
-            ns.clone(),
-            argocd_ns.clone(),
-        );
-        let name = name.clone();
-        async move {
-            let mut stack = Stack::new(&name);
-            let traefik = stack.add(
-                Traefik::new(
-                    Input::value(Arc::new(cluster.clone()) as ClusterRef),
-                    target(&argocd_ns),
-                )
+    let (name, ns, argocd_ns) = (live.name.clone(), live.ns("traefik"), live.ns("argocd"));
+    let body = async {
+        let mut stack = Stack::new(&name);
+        let traefik = stack.add(
+            Traefik::new(live.cluster(), live.argocd())
                 .namespace(&ns)
                 .dns_zone(Input::value(zone("example.com", &records)))
                 .load_balancer_timeout(Duration::from_secs(60)),
-            );
-            let stack = stack.build().unwrap();
-            let options = options(&state_ns);
-            let wildcard = "*.apps.test.example.com";
+        );
+        let stack = stack.build().unwrap();
+        let options = live.options();
+        let wildcard = "*.apps.test.example.com";
 
-            // The plan shows the record, its target unknown.
-            let plan = stack.plan().await.unwrap();
-            assert!(
-                plan.to_text()
-                    .contains(&format!("aws route53:RecordSet {wildcard}")),
-                "{}",
-                plan.to_text()
-            );
+        // The plan shows the record, its target unknown.
+        let plan = stack.plan().await.unwrap();
+        assert!(
+            plan.to_text()
+                .contains(&format!("aws route53:RecordSet {wildcard}")),
+            "{}",
+            plan.to_text()
+        );
 
-            let cloud = tokio::spawn(play_the_cloud(
-                helper.clone(),
-                ns.clone(),
-                Duration::from_secs(2),
-            ));
-            let report = stack.apply(&options).await.unwrap();
-            let applied = Instant::now();
-            let status_set = cloud.await.unwrap();
-            assert!(
-                applied >= status_set,
-                "apply returned before the load balancer had a hostname"
-            );
-            let out = report.output(&traefik).expect("traefik's output");
-            assert_eq!(
-                out.ingress.load_balancer_hostname.as_deref(),
-                Some(LB_HOSTNAME)
-            );
-            let (owner, record) = records.cname(wildcard).expect("the wildcard record");
-            assert_eq!(record.target, LB_HOSTNAME);
-            assert_eq!(
-                owner,
-                RoleOwner {
-                    stack: name.clone(),
-                    module: "traefik".into()
-                }
-            );
-            assert_eq!(
-                records.calls(),
-                [format!("ensure {name}/traefik {wildcard} -> {LB_HOSTNAME}")]
-            );
-
-            // A second apply finds the hostname at once and keeps the record as it is.
-            stack.apply(&options).await.unwrap();
-            assert_eq!(records.cname(wildcard).unwrap().1.target, LB_HOSTNAME);
-
-            // Destroy deletes the record, then the objects.
-            stack.destroy(&options).await.unwrap();
-            assert!(records.cname(wildcard).is_none(), "the record remains");
-            assert_eq!(
-                records.calls().last().unwrap(),
-                &format!("delete {name}/traefik {wildcard}")
-            );
-            assert!(
-                applications(&helper, &argocd_ns)
-                    .get_opt("traefik")
-                    .await
-                    .unwrap()
-                    .is_none()
-            );
-        }
-    };
-    let cleanup = {
-        let name = name.clone();
-        let helper = helper.clone();
-        let namespaces = [
-            format!("{name}-argocd"),
-            format!("{name}-traefik"),
-            format!("{name}-state"),
-        ];
-        async move {
-            delete_labelled(&helper, &format!("devops-stack.io/stack={name}")).await;
-            for ns in &namespaces {
-                delete_namespace(&helper, ns).await;
+        let cloud = tokio::spawn(play_the_cloud(
+            live.helper.clone(),
+            ns.clone(),
+            Duration::from_secs(2),
+        ));
+        let report = stack.apply(&options).await.unwrap();
+        let applied = Instant::now();
+        let status_set = cloud.await.unwrap();
+        assert!(
+            applied >= status_set,
+            "apply returned before the load balancer had a hostname"
+        );
+        let out = report.output(&traefik).expect("traefik's output");
+        assert_eq!(
+            out.ingress.load_balancer_hostname.as_deref(),
+            Some(LB_HOSTNAME)
+        );
+        let (owner, record) = records.cname(wildcard).expect("the wildcard record");
+        assert_eq!(record.target, LB_HOSTNAME);
+        assert_eq!(
+            owner,
+            RoleOwner {
+                stack: name.clone(),
+                module: "traefik".into()
             }
-        }
+        );
+        assert_eq!(
+            records.calls(),
+            [format!("ensure {name}/traefik {wildcard} -> {LB_HOSTNAME}")]
+        );
+
+        // A second apply finds the hostname at once and keeps the record as it is.
+        stack.apply(&options).await.unwrap();
+        assert_eq!(records.cname(wildcard).unwrap().1.target, LB_HOSTNAME);
+
+        // Destroy deletes the record, then the objects.
+        stack.destroy(&options).await.unwrap();
+        assert!(records.cname(wildcard).is_none(), "the record remains");
+        assert_eq!(
+            records.calls().last().unwrap(),
+            &format!("delete {name}/traefik {wildcard}")
+        );
+        assert!(
+            applications(&live.helper, &argocd_ns)
+                .get_opt("traefik")
+                .await
+                .unwrap()
+                .is_none()
+        );
     };
-    with_cleanup(body, cleanup).await;
-    standin.shutdown().await;
+    live.run("traefik", body).await;
+    live.stop().await;
 }
 
 #[tokio::test]
 async fn a_load_balancer_that_never_comes_fails_naming_the_service_and_what_it_waited_for() {
-    let Some(path) = kubeconfig() else { return };
-    let helper = helper_client(path.clone()).await;
-    let cluster = Counting::new(path).await;
-    let name = unique("nolb");
-    let (argocd_ns, ns, state_ns) = (
-        format!("{name}-argocd"),
-        format!("{name}-traefik"),
-        format!("{name}-state"),
-    );
-    create_namespace(&helper, &argocd_ns).await;
-    let standin = ArgoCdStandIn::start(&helper, &[&argocd_ns]).await;
+    let Some(live) = Live::start("nolb").await else {
+        return;
+    };
     let records = RecordingRecords::new();
-    let body = {
-        let (records, ns, argocd_ns, name) = (
-            Arc::clone(&records),
-            ns.clone(),
-            argocd_ns.clone(),
-            name.clone(),
-        );
-        async move {
-            let mut stack = Stack::new(&name);
-            stack.add(
-                Traefik::new(
-                    Input::value(Arc::new(cluster.clone()) as ClusterRef),
-                    target(&argocd_ns),
-                )
+    let (name, ns) = (live.name.clone(), live.ns("traefik"));
+    let body = async {
+        let mut stack = Stack::new(&name);
+        stack.add(
+            Traefik::new(live.cluster(), live.argocd())
                 .namespace(&ns)
                 .dns_zone(Input::value(zone("example.com", &records)))
                 .load_balancer_timeout(Duration::from_secs(2)),
-            );
-            let stack = stack.build().unwrap();
-            let options = options(&state_ns);
-            let e = stack.apply(&options).await.unwrap_err().to_string();
-            println!("{e}");
-            assert!(
-                e.contains(&format!("Service {ns}/traefik"))
-                    && e.contains("status.loadBalancer.ingress[0].hostname")
-                    && e.contains("the Service does not exist yet")
-                    && e.contains("load_balancer_timeout"),
-                "{e}"
-            );
-            assert!(records.calls().is_empty(), "{:?}", records.calls());
-            // what was applied can be destroyed
-            stack.destroy(&options).await.unwrap();
-            assert_eq!(
-                records.calls(),
-                [format!("delete {name}/traefik *.apps.test.example.com")]
-            );
-        }
+        );
+        let stack = stack.build().unwrap();
+        let options = live.options();
+        let e = stack.apply(&options).await.unwrap_err().to_string();
+        println!("{e}");
+        assert!(
+            e.contains(&format!("Service {ns}/traefik"))
+                && e.contains("status.loadBalancer.ingress[0].hostname")
+                && e.contains("the Service does not exist yet")
+                && e.contains("load_balancer_timeout"),
+            "{e}"
+        );
+        assert!(records.calls().is_empty(), "{:?}", records.calls());
+        // what was applied can be destroyed
+        stack.destroy(&options).await.unwrap();
+        assert_eq!(
+            records.calls(),
+            [format!("delete {name}/traefik *.apps.test.example.com")]
+        );
     };
-    let cleanup = {
-        let helper = helper.clone();
-        let name = name.clone();
-        async move {
-            delete_labelled(&helper, &format!("devops-stack.io/stack={name}")).await;
-            for suffix in ["argocd", "traefik", "state"] {
-                delete_namespace(&helper, &format!("{name}-{suffix}")).await;
-            }
-        }
-    };
-    with_cleanup(body, cleanup).await;
-    standin.shutdown().await;
+    live.run("traefik", body).await;
+    live.stop().await;
 }
 
 /// A recording identity that also notes, at each call, whether Loki's Application exists.
@@ -326,83 +321,57 @@ impl WorkloadIdentity for Probing {
 
 #[tokio::test]
 async fn loki_s_role_is_made_before_its_application_and_deleted_after_it() {
-    let Some(path) = kubeconfig() else { return };
-    let helper = helper_client(path.clone()).await;
-    let cluster = Counting::new(path).await;
-    let name = unique("role");
-    let (argocd_ns, ns, state_ns) = (
-        format!("{name}-argocd"),
-        format!("{name}-loki"),
-        format!("{name}-state"),
-    );
-    create_namespace(&helper, &argocd_ns).await;
-    let standin = ArgoCdStandIn::start(&helper, &[&argocd_ns]).await;
+    let Some(live) = Live::start("role").await else {
+        return;
+    };
+    let (name, ns, argocd_ns) = (live.name.clone(), live.ns("loki"), live.ns("argocd"));
     let identity = Arc::new(Probing {
         inner: RecordingIdentity::new(),
-        client: helper.clone(),
+        client: live.helper.clone(),
         argocd_ns: argocd_ns.clone(),
         seen: Mutex::default(),
     });
-    let body = {
-        let (identity, ns, argocd_ns, name, helper) = (
-            Arc::clone(&identity),
-            ns.clone(),
-            argocd_ns.clone(),
-            name.clone(),
-            helper.clone(),
-        );
-        async move {
-            let mut stack = Stack::new(&name);
-            stack.add(
-                Loki::new(
-                    Input::value(Arc::new(cluster.clone()) as ClusterRef),
-                    target(&argocd_ns),
-                )
+    let body = async {
+        let mut stack = Stack::new(&name);
+        stack.add(
+            Loki::new(live.cluster(), live.argocd())
                 .namespace(&ns)
                 .object_store(
                     Input::value(support::cloud::bucket()),
                     Input::value(Arc::clone(&identity) as WorkloadIdentityRef),
                 ),
-            );
-            let stack = stack.build().unwrap();
-            let options = options(&state_ns);
-            stack.apply(&options).await.unwrap();
-            let sa = ServiceAccount::new(&ns, "loki");
-            assert!(identity.inner.roles.lock().unwrap().contains_key(&sa));
-            let app = applications(&helper, &argocd_ns).get("loki").await.unwrap();
-            let values = &app.data["spec"]["source"]["helm"]["valuesObject"];
-            assert_eq!(
-                values["serviceAccount"]["annotations"]["eks.amazonaws.com/role-arn"],
-                format!("arn:aws:iam::123456789012:role/test-{ns}-loki")
-            );
-            assert_eq!(values["loki"]["storage"]["type"], "s3");
+        );
+        let stack = stack.build().unwrap();
+        let options = live.options();
+        stack.apply(&options).await.unwrap();
+        let sa = ServiceAccount::new(&ns, "loki");
+        assert!(identity.inner.roles.lock().unwrap().contains_key(&sa));
+        let app = applications(&live.helper, &argocd_ns)
+            .get("loki")
+            .await
+            .unwrap();
+        let values = &app.data["spec"]["source"]["helm"]["valuesObject"];
+        assert_eq!(
+            values["serviceAccount"]["annotations"]["eks.amazonaws.com/role-arn"],
+            format!("arn:aws:iam::123456789012:role/test-{ns}-loki")
+        );
+        assert_eq!(values["loki"]["storage"]["type"], "s3");
 
-            stack.destroy(&options).await.unwrap();
-            assert!(identity.inner.roles.lock().unwrap().is_empty());
-            assert_eq!(
-                identity.inner.calls(),
-                [
-                    format!("ensure {name}/loki {ns}/loki"),
-                    format!("delete {name}/loki {ns}/loki"),
-                ]
-            );
-            // made before the Application existed, deleted after it was gone
-            assert_eq!(
-                *identity.seen.lock().unwrap(),
-                [("ensure", false), ("delete", false)]
-            );
-        }
+        stack.destroy(&options).await.unwrap();
+        assert!(identity.inner.roles.lock().unwrap().is_empty());
+        assert_eq!(
+            identity.inner.calls(),
+            [
+                format!("ensure {name}/loki {ns}/loki"),
+                format!("delete {name}/loki {ns}/loki"),
+            ]
+        );
+        // made before the Application existed, deleted after it was gone
+        assert_eq!(
+            *identity.seen.lock().unwrap(),
+            [("ensure", false), ("delete", false)]
+        );
     };
-    let cleanup = {
-        let helper = helper.clone();
-        let name = name.clone();
-        async move {
-            delete_labelled(&helper, &format!("devops-stack.io/stack={name}")).await;
-            for suffix in ["argocd", "loki", "state"] {
-                delete_namespace(&helper, &format!("{name}-{suffix}")).await;
-            }
-        }
-    };
-    with_cleanup(body, cleanup).await;
-    standin.shutdown().await;
+    live.run("loki", body).await;
+    live.stop().await;
 }

@@ -378,8 +378,12 @@ async fn an_internal_load_balancer_and_no_record() {
     let plan = plan(stack).await;
     let v = values(&plan, "ingress-nginx");
     assert_eq!(
-        v["controller"]["service"]["annotations"]["service.beta.kubernetes.io/aws-load-balancer-scheme"],
-        "internal"
+        v["controller"]["service"]["annotations"],
+        serde_json::to_value(nlb_annotations(LoadBalancerScheme::Internal)).unwrap()
+    );
+    assert_eq!(
+        v["controller"]["service"]["annotations"]["service.beta.kubernetes.io/aws-load-balancer-internal"],
+        "true"
     );
     let m = module(&plan, "ingress-nginx");
     assert!(m.resources.iter().all(|r| r.as_kubernetes().is_some()));

@@ -38,7 +38,7 @@
 //! Declares `Capability::IngressClass`.
 
 use devops_stack_core::interfaces::{ArgoCdTarget, ClusterRef};
-use devops_stack_core::{Context, Input, Needs, Resource};
+use devops_stack_core::{Context, Input};
 use serde_json::json;
 
 use crate::common::{
@@ -46,7 +46,9 @@ use crate::common::{
     component_module, helm_fullname, sizing_setters,
 };
 use crate::error::Result;
-use crate::ingress_controller::{ControllerSettings, IngressController, controller_setters};
+use crate::ingress_controller::{
+    ControllerSettings, IngressController, controller_hooks, controller_setters,
+};
 
 /// The pinned chart version.
 pub const CHART_VERSION: &str = crate::pins::INGRESS_NGINX.version;
@@ -107,33 +109,7 @@ impl Component for IngressNginx {
         &self.common
     }
 
-    fn needs_more(&self, n: &mut Needs) {
-        self.controller.needs(n);
-    }
-
-    fn check(&self, ctx: &Context, env: &Env) -> Result<()> {
-        self.controller.check(ctx, env)
-    }
-
-    fn planned_cloud(&self, ctx: &Context, env: &Env) -> Result<Vec<Resource>> {
-        self.controller.planned_cloud(ctx, env)
-    }
-
-    async fn after_apply(
-        &self,
-        ctx: &Context,
-        env: &Env,
-        client: &kube::Client,
-        output: IngressController,
-    ) -> Result<IngressController> {
-        self.controller
-            .after_apply(ctx, env, client, &self.service_name(), output)
-            .await
-    }
-
-    async fn release(&self, ctx: &Context, cluster: &ClusterRef) -> Result<()> {
-        self.controller.release(ctx, &self.common, cluster).await
-    }
+    controller_hooks!();
 
     fn typed_values(&self) -> &'static [(&'static str, ValueKind)] {
         &[

@@ -37,26 +37,20 @@ impl Cluster for NlbCluster {
     }
 }
 
-/// The annotations of a Network Load Balancer of `scheme` (the AWS Load Balancer Controller's).
+/// The annotations of a Network Load Balancer of `scheme`, made by the cloud controller (as
+/// `devops-stack-aws`'s EKS cluster gives them).
 pub fn nlb_annotations(scheme: LoadBalancerScheme) -> BTreeMap<String, String> {
-    let scheme = match scheme {
-        LoadBalancerScheme::Internal => "internal",
-        _ => "internet-facing",
-    };
-    BTreeMap::from([
-        (
-            "service.beta.kubernetes.io/aws-load-balancer-type".to_owned(),
-            "external".to_owned(),
-        ),
-        (
-            "service.beta.kubernetes.io/aws-load-balancer-nlb-target-type".to_owned(),
-            "ip".to_owned(),
-        ),
-        (
-            "service.beta.kubernetes.io/aws-load-balancer-scheme".to_owned(),
-            scheme.to_owned(),
-        ),
-    ])
+    let mut a = BTreeMap::from([(
+        "service.beta.kubernetes.io/aws-load-balancer-type".to_owned(),
+        "nlb".to_owned(),
+    )]);
+    if scheme == LoadBalancerScheme::Internal {
+        a.insert(
+            "service.beta.kubernetes.io/aws-load-balancer-internal".to_owned(),
+            "true".to_owned(),
+        );
+    }
+    a
 }
 
 /// Provides the [`NlbCluster`].
