@@ -184,12 +184,17 @@ impl ControllerSettings {
         if !self.waits() {
             return Ok(output);
         }
+        ctx.progress(format!(
+            "waiting up to {:?} for the load balancer of Service {}/{service}",
+            self.load_balancer_timeout, output.namespace
+        ));
         let hostname = wait_for_hostname(
-            ctx,
             client,
             &output.namespace,
             service,
             self.load_balancer_timeout,
+            ctx.module_id(),
+            ctx.cancellation().cancelled(),
         )
         .await?;
         if let Some(zone) = self.record() {
@@ -268,19 +273,19 @@ impl ControllerSettings {
 /// How often the Service is read while waiting for its load balancer.
 const POLL: Duration = Duration::from_millis(500);
 
-/// Waits until the Service `namespace/name` has `status.loadBalancer.ingress[0].hostname`.
+/// Waits until the Service `namespace/name` has `status.loadBalancer.ingress[0].hostname`, at
+/// most `timeout`, or until `cancelled` (the run of `module` was cancelled).
 async fn wait_for_hostname(
-    ctx: &Context,
     client: &kube::Client,
     namespace: &str,
     name: &str,
     timeout: Duration,
+    module: &str,
+    cancelled: impl std::future::Future<Output = ()>,
 ) -> Result<String> {
     let api: kube::Api<Service> = kube::Api::namespaced(client.clone(), namespace);
     let object = format!("Service {namespace}/{name}");
-    ctx.progress(format!(
-        "waiting up to {timeout:?} for the load balancer of {object}"
-    ));
+    tokio::pin!(cancelled);
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let service = api
@@ -321,8 +326,8 @@ async fn wait_for_hostname(
         }
         tokio::select! {
             () = tokio::time::sleep(POLL.min(deadline - now)) => {}
-            () = ctx.cancellation().cancelled() => {
-                return Err(devops_stack_core::Error::Cancelled { module: ctx.module_id().to_owned() }.into());
+            () = &mut cancelled => {
+                return Err(devops_stack_core::Error::Cancelled { module: module.to_owned() }.into());
             }
         }
     }
@@ -452,3 +457,90 @@ macro_rules! controller_hooks {
 }
 
 pub(crate) use {controller_hooks, controller_setters};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mock;
+    use serde_json::json;
+
+    const PATH: &str = "/api/v1/namespaces/traefik/services/traefik";
+
+    fn service(status: serde_json::Value) -> serde_json::Value {
+        json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "traefik", "namespace": "traefik"},
+            "spec": {"type": "LoadBalancer"}, "status": status})
+    }
+
+    #[tokio::test]
+    async fn waits_until_the_service_exists_and_has_a_hostname() {
+        let (client, mut server) = mock::client();
+        let wait = tokio::spawn(async move {
+            wait_for_hostname(
+                &client,
+                "traefik",
+                "traefik",
+                Duration::from_secs(30),
+                "traefik",
+                std::future::pending(),
+            )
+            .await
+        });
+        server.expect("GET", PATH, 404, mock::not_found()).await;
+        server
+            .expect("GET", PATH, 200, service(json!({"loadBalancer": {}})))
+            .await;
+        let ready = json!({"loadBalancer": {"ingress": [{"hostname": "nlb-1.elb.amazonaws.com"}]}});
+        server.expect("GET", PATH, 200, service(ready)).await;
+        assert_eq!(wait.await.unwrap().unwrap(), "nlb-1.elb.amazonaws.com");
+    }
+
+    #[tokio::test]
+    async fn an_address_without_a_hostname_times_out_saying_so() {
+        let (client, mut server) = mock::client();
+        let wait = tokio::spawn(async move {
+            wait_for_hostname(
+                &client,
+                "traefik",
+                "traefik",
+                Duration::from_millis(200),
+                "traefik",
+                std::future::pending(),
+            )
+            .await
+        });
+        let ip = json!({"loadBalancer": {"ingress": [{"ip": "203.0.113.7"}]}});
+        server.expect("GET", PATH, 200, service(ip.clone())).await;
+        server.expect("GET", PATH, 200, service(ip)).await;
+        let e = wait.await.unwrap().unwrap_err().to_string();
+        assert!(
+            e.contains("Service traefik/traefik")
+                && e.contains("203.0.113.7 but no hostname")
+                && e.contains("within 200ms"),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_run_stops_waiting() {
+        let (client, mut server) = mock::client();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let wait = tokio::spawn(async move {
+            wait_for_hostname(
+                &client,
+                "traefik",
+                "traefik",
+                Duration::from_secs(60),
+                "traefik",
+                async {
+                    let _ = rx.await;
+                },
+            )
+            .await
+        });
+        server.expect("GET", PATH, 404, mock::not_found()).await;
+        tx.send(()).unwrap();
+        let e = wait.await.unwrap().unwrap_err().to_string();
+        assert!(e.contains("cancelled while module `traefik`"), "{e}");
+    }
+}
