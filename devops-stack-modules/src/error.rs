@@ -75,7 +75,7 @@ pub enum Error {
     },
 
     /// Something the module waits for in the cluster did not happen in time.
-    #[error("{object}: {what} did not appear within {waited:?} ({state}); {fix}")]
+    #[error("{object}: still waiting for {what} after {waited:?} ({state}); {fix}")]
     Wait {
         /// The object, as `Kind namespace/name`.
         object: String,

@@ -516,7 +516,7 @@ mod tests {
         assert!(
             e.contains("Service traefik/traefik")
                 && e.contains("203.0.113.7 but no hostname")
-                && e.contains("within 200ms"),
+                && e.contains("after 200ms"),
             "{e}"
         );
     }

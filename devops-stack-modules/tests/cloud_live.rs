@@ -28,10 +28,11 @@ use devops_stack_core::interfaces::{
 };
 use devops_stack_core::k8s::KubeOptions;
 use devops_stack_core::{BoxError, Input, Resource, RunOptions, Stack};
-use devops_stack_modules::{Loki, Traefik};
+use devops_stack_modules::{EbsCsiDriver, Loki, Traefik};
 use futures::future::BoxFuture;
-use k8s_openapi::api::core::v1::Service;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Service};
+use k8s_openapi::api::storage::v1::StorageClass as KubeStorageClass;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use live::{
     Counting, create_namespace, delete_labelled, delete_namespace, helper_client, kubeconfig,
     unique, with_cleanup,
@@ -373,5 +374,126 @@ async fn loki_s_role_is_made_before_its_application_and_deleted_after_it() {
         );
     };
     live.run("loki", body).await;
+    live.stop().await;
+}
+
+/// An EBS volume of `class` for the claim `claim_ns/data`, as the driver would have made it.
+fn volume(name: &str, class: &str, claim_ns: &str) -> PersistentVolume {
+    serde_json::from_value(json!({
+        "metadata": {"name": name, "annotations": {"pv.kubernetes.io/provisioned-by": "ebs.csi.aws.com"}},
+        "spec": {
+            "capacity": {"storage": "1Gi"},
+            "accessModes": ["ReadWriteOnce"],
+            "persistentVolumeReclaimPolicy": "Delete",
+            "storageClassName": class,
+            "csi": {"driver": "ebs.csi.aws.com", "volumeHandle": format!("vol-{name}")},
+            "claimRef": {"namespace": claim_ns, "name": "data"},
+        },
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn the_ebs_driver_goes_only_once_the_volumes_of_released_claims_are_gone() {
+    let Some(live) = Live::start("ebs").await else {
+        return;
+    };
+    let name = live.name.clone();
+    let class = format!("{name}-gp3");
+    let (user_pv, released_pv) = (format!("{name}-users"), format!("{name}-released"));
+    let identity = RecordingIdentity::new();
+    let pvs: Api<PersistentVolume> = Api::all(live.helper.clone());
+    let body = async {
+        // A user's claim of the class, alive, with its volume.
+        let user_ns = live.ns("user");
+        create_namespace(&live.helper, &user_ns).await;
+        let claims: Api<PersistentVolumeClaim> = Api::namespaced(live.helper.clone(), &user_ns);
+        let claim = json!({"metadata": {"name": "data"}, "spec": {"accessModes": ["ReadWriteOnce"],
+            "storageClassName": class, "volumeName": user_pv, "resources": {"requests": {"storage": "1Gi"}}}});
+        claims
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(claim).unwrap(),
+            )
+            .await
+            .unwrap();
+        pvs.create(&PostParams::default(), &volume(&user_pv, &class, &user_ns))
+            .await
+            .unwrap();
+
+        let mut stack = Stack::new(&name);
+        stack.add(
+            EbsCsiDriver::new(live.cluster(), live.argocd(), identity.input())
+                .storage_class_name(&class)
+                .volume_release_timeout(Duration::from_secs(3)),
+        );
+        let stack = stack.build().unwrap();
+        let options = live.options();
+        stack.apply(&options).await.unwrap();
+        let classes: Api<KubeStorageClass> = Api::all(live.helper.clone());
+        let created = classes.get(&class).await.unwrap();
+        assert_eq!(created.provisioner, "ebs.csi.aws.com");
+        assert_eq!(
+            created.volume_binding_mode.as_deref(),
+            Some("WaitForFirstConsumer")
+        );
+
+        // A volume whose claim went with its namespace (a module destroyed before the driver):
+        // the driver has not deleted it yet.
+        pvs.create(
+            &PostParams::default(),
+            &volume(&released_pv, &class, &live.ns("gone")),
+        )
+        .await
+        .unwrap();
+        let e = stack.destroy(&options).await.unwrap_err().to_string();
+        println!("{e}");
+        assert!(
+            e.contains(&format!(
+                "PersistentVolume {released_pv} (claim {}/data)",
+                live.ns("gone")
+            )) && !e.contains(&user_pv)
+                && e.contains("volume_release_timeout"),
+            "{e}"
+        );
+        assert!(
+            classes.get_opt(&class).await.unwrap().is_some(),
+            "the driver went before the volumes"
+        );
+        assert_eq!(identity.calls().len(), 1, "{:?}", identity.calls());
+
+        // The driver deletes the volume; destroy again picks up and finishes.
+        let driver = {
+            let pvs = pvs.clone();
+            let released_pv = released_pv.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                pvs.delete(&released_pv, &DeleteParams::default())
+                    .await
+                    .unwrap();
+            })
+        };
+        stack.destroy(&options).await.unwrap();
+        driver.await.unwrap();
+        assert!(classes.get_opt(&class).await.unwrap().is_none());
+        assert!(
+            pvs.get_opt(&user_pv).await.unwrap().is_some(),
+            "the user's volume went"
+        );
+        assert_eq!(
+            identity.calls(),
+            [
+                format!("ensure {name}/aws-ebs-csi-driver kube-system/ebs-csi-controller-sa"),
+                format!("delete {name}/aws-ebs-csi-driver kube-system/ebs-csi-controller-sa"),
+            ]
+        );
+    };
+    live.run("user", body).await;
+    for pv in [&user_pv, &released_pv] {
+        let _ = pvs.delete(pv, &DeleteParams::default()).await;
+    }
+    let _ = Api::<KubeStorageClass>::all(live.helper.clone())
+        .delete(&class, &DeleteParams::default())
+        .await;
     live.stop().await;
 }

@@ -34,9 +34,20 @@
 //! `storageclass.kubernetes.io/is-default-class: "true"` ([`EbsCsiDriver::default_class`]).
 //! A StorageClass of that name that the stack did not create is an error, never taken over.
 //!
+//! # Destroy
+//! Volumes are deleted by the driver itself: once a claim is gone, the driver deletes the EBS
+//! volume of its `PersistentVolume` (reclaim policy `Delete`). So before its Application goes,
+//! the module waits (at most [`EbsCsiDriver::volume_release_timeout`], 10 minutes by default)
+//! until no volume of its class whose claim is gone or being deleted (the claims of the modules
+//! destroyed before it, kube-prometheus-stack and Loki) is left; an error names those still
+//! there. It deletes nothing itself: a volume whose claim is alive (a user's) is not waited
+//! for, and stays.
+//!
 //! On EKS clusters made before 1.30 the in-tree class `gp2` is marked default too. The module
 //! leaves it alone (it is not the stack's): Kubernetes then gives claims without a class the
 //! most recently created default, which is `gp3`; the stack's own claims name `gp3` anyway.
+
+use std::time::Duration;
 
 use devops_stack_core::interfaces::{
     ArgoCdTarget, ClusterRef, PolicyDocument, RoleRequest, ServiceAccount, StorageClass,
@@ -51,7 +62,7 @@ use crate::common::{
     Common, Component, Env, Rendered, Secrets, ValueKind, WantedRole, common_setters,
     component_module,
 };
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// The pinned chart version ([`pins::AWS_EBS_CSI_DRIVER`](crate::pins::AWS_EBS_CSI_DRIVER)).
 pub const CHART_VERSION: &str = crate::pins::AWS_EBS_CSI_DRIVER.version;
@@ -63,6 +74,8 @@ pub const DEFAULT_STORAGE_CLASS: &str = "gp3";
 pub const PROVISIONER: &str = "ebs.csi.aws.com";
 /// The controller's service account, which gets the workload role.
 pub const CONTROLLER_SERVICE_ACCOUNT: &str = "ebs-csi-controller-sa";
+/// How long destroy waits by default for the volumes of released claims to be deleted.
+pub const DEFAULT_VOLUME_RELEASE_TIMEOUT: Duration = Duration::from_secs(600);
 /// The AWS managed policy the controller's role gets.
 pub const MANAGED_POLICY: &str = "service-role/AmazonEBSCSIDriverPolicy";
 
@@ -97,6 +110,7 @@ pub struct EbsCsiDriver {
     storage_class_name: String,
     default_class: bool,
     kms_key_id: Option<String>,
+    volume_release_timeout: Duration,
 }
 
 impl EbsCsiDriver {
@@ -121,7 +135,16 @@ impl EbsCsiDriver {
             storage_class_name: DEFAULT_STORAGE_CLASS.into(),
             default_class: true,
             kms_key_id: None,
+            volume_release_timeout: DEFAULT_VOLUME_RELEASE_TIMEOUT,
         }
+    }
+
+    /// How long destroy waits for the volumes of released claims to be deleted by the driver
+    /// before removing it (default 10 minutes; see [the module documentation](self#destroy)).
+    #[must_use]
+    pub fn volume_release_timeout(mut self, timeout: Duration) -> Self {
+        self.volume_release_timeout = timeout;
+        self
     }
 
     /// Another name for the StorageClass (default `gp3`; a DNS-1123 subdomain).
@@ -180,6 +203,59 @@ impl EbsCsiDriver {
     }
 }
 
+impl EbsCsiDriver {
+    /// The PersistentVolumes of the class that Kubernetes is to delete through the driver
+    /// (reclaim policy `Delete`) and whose claim is gone or being deleted, as
+    /// `name (claim namespace/name)`.
+    async fn releasing_volumes(&self, client: &kube::Client) -> Result<Vec<String>> {
+        use k8s_openapi::api::core::v1::{Namespace, PersistentVolume, PersistentVolumeClaim};
+        let pvs: kube::Api<PersistentVolume> = kube::Api::all(client.clone());
+        let list = pvs
+            .list(&kube::api::ListParams::default())
+            .await
+            .map_err(|e| Error::kube("listing PersistentVolumes", e))?;
+        let mut left = Vec::new();
+        for pv in list.items {
+            let Some(spec) = &pv.spec else { continue };
+            let ours = spec.storage_class_name.as_deref() == Some(self.storage_class_name.as_str())
+                && spec.csi.as_ref().is_some_and(|c| c.driver == PROVISIONER)
+                && spec.persistent_volume_reclaim_policy.as_deref() == Some("Delete");
+            if !ours {
+                continue;
+            }
+            let name = pv.metadata.name.clone().unwrap_or_default();
+            let claim = spec
+                .claim_ref
+                .as_ref()
+                .and_then(|c| Some((c.namespace.clone()?, c.name.clone()?)));
+            let released = match &claim {
+                None => true,
+                Some((ns, claim)) => {
+                    let pvcs: kube::Api<PersistentVolumeClaim> =
+                        kube::Api::namespaced(client.clone(), ns);
+                    let namespaces: kube::Api<Namespace> = kube::Api::all(client.clone());
+                    let pvc = pvcs.get_opt(claim).await.map_err(|e| {
+                        Error::kube(format!("reading PersistentVolumeClaim {ns}/{claim}"), e)
+                    })?;
+                    let namespace = namespaces
+                        .get_opt(ns)
+                        .await
+                        .map_err(|e| Error::kube(format!("reading Namespace {ns}"), e))?;
+                    pvc.is_none_or(|p| p.metadata.deletion_timestamp.is_some())
+                        || namespace.is_none_or(|n| n.metadata.deletion_timestamp.is_some())
+                }
+            };
+            if released {
+                left.push(match claim {
+                    Some((ns, claim)) => format!("PersistentVolume {name} (claim {ns}/{claim})"),
+                    None => format!("PersistentVolume {name}"),
+                });
+            }
+        }
+        Ok(left)
+    }
+}
+
 common_setters!(EbsCsiDriver);
 component_module!(EbsCsiDriver, EbsCsi);
 
@@ -209,6 +285,13 @@ impl Component for EbsCsiDriver {
             dns_subdomain(&self.storage_class_name),
             "name the StorageClass with lowercase letters, digits, `-` and `.` (a DNS-1123 subdomain), like `gp3`",
         );
+        if self.volume_release_timeout.is_zero() {
+            v.error(
+                "volume_release_timeout",
+                "is zero",
+                "give the driver time to delete the volumes of released claims, like `Duration::from_secs(600)`",
+            );
+        }
         if self.kms_key_id.as_deref().is_some_and(str::is_empty) {
             v.error(
                 "kms_key_id",
@@ -224,6 +307,40 @@ impl Component for EbsCsiDriver {
             RoleRequest::new(self.service_account(), PolicyDocument::new())
                 .managed_policy(MANAGED_POLICY),
         )])
+    }
+
+    async fn before_destroy(&self, ctx: &Context, client: &kube::Client) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + self.volume_release_timeout;
+        let mut said = false;
+        loop {
+            let left = self.releasing_volumes(client).await?;
+            if left.is_empty() {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::Wait {
+                    object: format!("StorageClass {}", self.storage_class_name),
+                    what: "the driver to delete the volumes of released claims".into(),
+                    waited: self.volume_release_timeout,
+                    state: format!("still there: {}", left.join(", ")),
+                    fix: "check the driver's controller logs and its role's permissions (the driver deletes the EBS volumes), or wait longer with `volume_release_timeout`; destroy again to resume".into(),
+                });
+            }
+            if !said {
+                ctx.progress(format!(
+                    "waiting for the driver to delete {} volume(s) of released claims: {}",
+                    left.len(),
+                    left.join(", ")
+                ));
+                said = true;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                () = ctx.cancellation().cancelled() => {
+                    return Err(devops_stack_core::Error::Cancelled { module: ctx.module_id().to_owned() }.into());
+                }
+            }
+        }
     }
 
     fn render(&self, _ctx: &Context, env: &Env, _secrets: &Secrets) -> Result<Rendered<EbsCsi>> {
