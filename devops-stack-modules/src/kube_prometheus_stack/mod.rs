@@ -21,7 +21,9 @@
 //! retention and a 20Gi volume, selecting every ServiceMonitor, PodMonitor and rule of the
 //! cluster; Alertmanager with 1 replica and a 2Gi volume; Grafana with a 5Gi volume, its admin
 //! password generated into the Secret `<id>-grafana-admin`, on
-//! `grafana.<subdomain>.<cluster>.<base_domain>`.
+//! `grafana.<subdomain>.<cluster>.<base_domain>`. The volumes name no storage class (the
+//! cluster's default) unless the module is given one ([`KubePrometheusStack::storage_class`]) or
+//! a [`Persistence`] names its own, which wins.
 //!
 //! # Login
 //! With an OIDC provider, Grafana logs in natively (`auth.generic_oauth` with the `grafana`

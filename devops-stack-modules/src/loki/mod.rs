@@ -24,7 +24,9 @@
 //! # Defaults
 //! Chart `loki` [`CHART_VERSION`] in `Monolithic` mode (1 replica, filesystem storage on a
 //! 10Gi volume, TSDB schema v13, no auth, caches, canary, gateway and MinIO off), chart
-//! `alloy` [`ALLOY_CHART_VERSION`] as a DaemonSet pushing to it, namespace `loki`.
+//! `alloy` [`ALLOY_CHART_VERSION`] as a DaemonSet pushing to it, namespace `loki`. Logs are
+//! kept `744h` (31 days, [`Loki::retention`]; a retention of zero is refused, as Loki would
+//! read it as "forever").
 //!
 //! # Chunks in an object store
 //! With [`Loki::object_store`] (an S3 bucket on AWS), Loki keeps its chunks, its index and its
