@@ -794,6 +794,7 @@ pub(crate) async fn apply<C: Component>(c: &C, ctx: &Context) -> ModuleResult<C:
 /// roles (cloud resources: deleted whether or not the cluster's objects were abandoned).
 pub(crate) async fn destroy<C: Component>(c: &C, ctx: &Context) -> ModuleResult<()> {
     let cluster = ctx.get(&c.common().cluster)?;
+    let wanted = c.workload_roles(ctx)?;
     let deployer = Deployer::for_module(ctx, &cluster).await?;
     c.release(ctx, &cluster).await?;
     if deployer.abandoned().is_none() {
@@ -801,7 +802,7 @@ pub(crate) async fn destroy<C: Component>(c: &C, ctx: &Context) -> ModuleResult<
     }
     deployer.destroy().await?;
     let owner = RoleOwner::of(ctx);
-    for w in c.workload_roles(ctx)? {
+    for w in wanted {
         let sa = &w.request.service_account;
         w.identity
             .delete_role(&owner, sa)
