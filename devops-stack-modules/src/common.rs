@@ -13,7 +13,10 @@ use devops_stack_core::argocd::{
     Application, ApplicationDestination, ApplicationSource, ApplicationSpec, AutomatedSync,
     Backoff, HelmSource, RetryStrategy, SyncPolicy,
 };
-use devops_stack_core::interfaces::{ArgoCdTarget, ClusterIssuer, ClusterRef, Hostnames, Ingress};
+use devops_stack_core::interfaces::{
+    ArgoCdTarget, ClusterIssuer, ClusterRef, Hostnames, Ingress, RoleOwner, RoleRequest,
+    ServiceAccount, WorkloadIdentityRef, WorkloadRole,
+};
 use devops_stack_core::k8s::{Deployer, ownership_labels};
 use devops_stack_core::plan::unknown;
 use devops_stack_core::validate::SYSTEM_NAMESPACES;
@@ -279,17 +282,23 @@ impl Common {
             Some(i) => Some(ctx.get(i)?),
             None => None,
         };
-        let mut hostnames = cluster.hostnames();
-        if let Some(s) = &self.subdomain {
-            hostnames = hostnames.subdomain(s.clone());
-        }
         Ok(Env {
             labels: ownership_labels(ctx.stack_name(), ctx.module_id()),
-            hostnames,
+            hostnames: self.hostnames(&cluster),
             cluster,
             argocd,
             monitors,
+            roles: BTreeMap::new(),
         })
+    }
+
+    /// How the module's hostnames are made on `cluster` (its subdomain applied).
+    pub(crate) fn hostnames(&self, cluster: &ClusterRef) -> Hostnames {
+        let hostnames = cluster.hostnames();
+        match &self.subdomain {
+            Some(s) => hostnames.subdomain(s.clone()),
+            None => hostnames,
+        }
     }
 
     /// The Helm values: `defaults`, then the ServiceMonitor settings from `monitors` when the
@@ -399,6 +408,21 @@ pub(crate) fn check_destination_server(v: &mut Validation, server: Option<&str>)
     }
 }
 
+/// The name Helm charts give their main objects by default (`<chart>.fullname`): the release
+/// name when it contains the chart's name, else `<release>-<chart>`, cut to 63 characters.
+pub(crate) fn helm_fullname(release: &str, chart: &str) -> String {
+    let name = if release.contains(chart) {
+        release.to_owned()
+    } else {
+        format!("{release}-{chart}")
+    };
+    name.chars()
+        .take(63)
+        .collect::<String>()
+        .trim_end_matches('-')
+        .to_owned()
+}
+
 /// Serializes a typed object for the apply engine.
 pub(crate) fn to_json(object: &impl Serialize) -> Value {
     serde_json::to_value(object).expect("typed Kubernetes objects serialize to JSON")
@@ -415,6 +439,9 @@ pub(crate) struct Env {
     pub(crate) hostnames: Hostnames,
     /// The ServiceMonitor CRDs, when the module was given them.
     pub(crate) monitors: Option<ServiceMonitorCrds>,
+    /// The workload roles the module asked for ([`Component::workload_roles`]), by service
+    /// account: as planned offline, as made by the cloud on apply.
+    pub(crate) roles: BTreeMap<ServiceAccount, WorkloadRole>,
 }
 
 impl Env {
@@ -423,6 +450,15 @@ impl Env {
         explicit
             .cloned()
             .unwrap_or_else(|| self.hostnames.host(app))
+    }
+
+    /// The annotations the service account `sa` needs for its workload role (empty when the
+    /// module asked for none for it).
+    pub(crate) fn role_annotations(&self, sa: &ServiceAccount) -> BTreeMap<String, String> {
+        self.roles
+            .get(sa)
+            .map(|r| r.annotations.clone())
+            .unwrap_or_default()
     }
 
     /// The ownership labels and `extra` ones.
@@ -629,6 +665,48 @@ pub(crate) trait Component: Send + Sync + 'static {
         Vec::new()
     }
 
+    /// The cloud roles the module's workloads need (default: none). Plan shows them, apply
+    /// makes them before the objects (their annotations are in [`Env::roles`] for
+    /// [`Component::render`]), destroy deletes them after the objects.
+    fn workload_roles(&self, _ctx: &Context) -> Result<Vec<WantedRole>> {
+        Ok(Vec::new())
+    }
+
+    /// Checks what only the resolved inputs can say (a hostname inside a DNS zone), before any
+    /// side effect of plan or apply (default: nothing).
+    fn check(&self, _ctx: &Context, _env: &Env) -> Result<()> {
+        Ok(())
+    }
+
+    /// Cloud resources the module makes outside the engine besides its roles (a DNS record),
+    /// for the offline plan (default: none).
+    fn planned_cloud(&self, _ctx: &Context, _env: &Env) -> Result<Vec<Resource>> {
+        Ok(Vec::new())
+    }
+
+    /// Runs after the engine applied the objects and they are ready, and may complete the
+    /// output (default: the output as rendered).
+    fn after_apply(
+        &self,
+        _ctx: &Context,
+        _env: &Env,
+        _client: &kube::Client,
+        output: Self::Output,
+    ) -> impl std::future::Future<Output = Result<Self::Output>> + Send {
+        async move { Ok(output) }
+    }
+
+    /// Deletes, before the module's objects, the cloud resources it made outside the engine
+    /// (a DNS record). Runs even when the run abandons the cluster's objects: what it deletes
+    /// is outside the cluster (default: nothing).
+    fn release(
+        &self,
+        _ctx: &Context,
+        _cluster: &ClusterRef,
+    ) -> impl std::future::Future<Output = Result<()>> + Send {
+        async { Ok(()) }
+    }
+
     /// Runs before the engine deletes the module's objects (default: nothing).
     fn before_destroy(
         &self,
@@ -643,39 +721,94 @@ pub(crate) trait Component: Send + Sync + 'static {
     -> Result<Rendered<Self::Output>>;
 }
 
-/// The offline plan of a component: its rendered objects, secrets as placeholders.
+/// A workload role a component asks for: the workload identity that makes it, and what for.
+#[derive(Debug, Clone)]
+pub(crate) struct WantedRole {
+    pub(crate) identity: WorkloadIdentityRef,
+    pub(crate) request: RoleRequest,
+}
+
+impl WantedRole {
+    pub(crate) fn new(identity: WorkloadIdentityRef, request: RoleRequest) -> Self {
+        WantedRole { identity, request }
+    }
+}
+
+/// The offline plan of a component: its roles, its rendered objects (secrets as placeholders)
+/// and its other cloud resources.
 pub(crate) async fn plan<C: Component>(c: &C, ctx: &Context) -> ModuleResult<Planned<C::Output>> {
-    let env = c.common().env(ctx)?;
+    let mut env = c.common().env(ctx)?;
+    c.check(ctx, &env)?;
+    let owner = RoleOwner::of(ctx);
+    let mut resources = Vec::new();
+    for w in c.workload_roles(ctx)? {
+        resources.push(w.identity.planned_resource(&owner, &w.request));
+        env.roles.insert(
+            w.request.service_account.clone(),
+            w.identity.planned_role(&owner, &w.request),
+        );
+    }
     let secrets = Secrets::placeholders(ctx.module_id(), &c.generated_secrets(&env));
     let r = c.render(ctx, &env, &secrets)?;
     let cluster = env.cluster.name().to_owned();
-    Ok(Planned::new(r.output).with_resources(
+    resources.extend(
         r.objects
             .iter()
             .map(|o| Resource::kubernetes(cluster.clone(), o)),
-    ))
+    );
+    resources.extend(c.planned_cloud(ctx, &env)?);
+    Ok(Planned::new(r.output).with_resources(resources))
 }
 
-/// Applies a component: loads or generates its secrets, renders, hands the objects to the engine.
+/// Applies a component: checks its inputs, makes its workload roles, loads or generates its
+/// secrets, renders, hands the objects to the engine, then runs its `after_apply`.
 pub(crate) async fn apply<C: Component>(c: &C, ctx: &Context) -> ModuleResult<C::Output> {
-    let env = c.common().env(ctx)?;
+    let mut env = c.common().env(ctx)?;
+    c.check(ctx, &env)?;
+    let wanted = c.workload_roles(ctx)?;
     let deployer = Deployer::for_module(ctx, &env.cluster).await?;
     let secrets = Secrets::load(deployer.client(), &c.generated_secrets(&env)).await?;
+    let owner = RoleOwner::of(ctx);
+    for w in &wanted {
+        let sa = &w.request.service_account;
+        ctx.progress(format!(
+            "ensuring the workload role of service account {sa}"
+        ));
+        let role = w
+            .identity
+            .ensure_role(&owner, &w.request)
+            .await
+            .map_err(|e| Error::cloud(format!("ensuring the role of service account {sa}"), e))?;
+        env.roles.insert(sa.clone(), role);
+    }
     let r = c.render(ctx, &env, &secrets)?;
     ctx.progress(format!("applying {} objects", r.objects.len()));
     deployer.apply(r.objects).await?;
-    Ok(r.output)
+    Ok(c.after_apply(ctx, &env, deployer.client(), r.output)
+        .await?)
 }
 
-/// Destroys a component: its own step first, then the engine deletes its inventory
-/// (Applications with their resources finalizer, so that what they deployed goes too).
+/// Destroys a component: what it made outside the engine first (even when the run abandons the
+/// cluster's objects), then its own step, then the engine deletes its inventory (Applications
+/// with their resources finalizer, so that what they deployed goes too), then its workload
+/// roles (cloud resources: deleted whether or not the cluster's objects were abandoned).
 pub(crate) async fn destroy<C: Component>(c: &C, ctx: &Context) -> ModuleResult<()> {
     let cluster = ctx.get(&c.common().cluster)?;
+    let wanted = c.workload_roles(ctx)?;
     let deployer = Deployer::for_module(ctx, &cluster).await?;
+    c.release(ctx, &cluster).await?;
     if deployer.abandoned().is_none() {
         c.before_destroy(ctx, deployer.client()).await?;
     }
     deployer.destroy().await?;
+    let owner = RoleOwner::of(ctx);
+    for w in wanted {
+        let sa = &w.request.service_account;
+        w.identity
+            .delete_role(&owner, sa)
+            .await
+            .map_err(|e| Error::cloud(format!("deleting the role of service account {sa}"), e))?;
+    }
     Ok(())
 }
 
@@ -972,6 +1105,17 @@ mod tests {
             load.await.unwrap().get("s", "a").expose().len(),
             GENERATED_LEN
         );
+    }
+
+    #[test]
+    fn helm_fullname_is_the_charts_default_name() {
+        assert_eq!(helm_fullname("traefik", "traefik"), "traefik");
+        assert_eq!(helm_fullname("edge-traefik", "traefik"), "edge-traefik");
+        assert_eq!(helm_fullname("edge", "traefik"), "edge-traefik");
+        assert_eq!(helm_fullname("cm", "cert-manager"), "cm-cert-manager");
+        let long = "a".repeat(60);
+        assert_eq!(helm_fullname(&long, "traefik").len(), 63);
+        assert_eq!(helm_fullname(&"b".repeat(62), "x"), "b".repeat(62));
     }
 
     #[test]

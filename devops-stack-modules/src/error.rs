@@ -51,6 +51,44 @@ pub enum Error {
         reason: String,
     },
 
+    /// A call to the cloud through one of core's interfaces (a workload role, a DNS record)
+    /// failed.
+    #[error("{action}: {source}")]
+    Cloud {
+        /// What was being done, naming the resource.
+        action: String,
+        /// The implementation's error.
+        #[source]
+        source: devops_stack_core::BoxError,
+    },
+
+    /// The module's inputs do not fit together (a hostname outside the DNS zone it is to be
+    /// published in). Reported before any side effect.
+    #[error("{field}: {problem}; fix: {fix}")]
+    Input {
+        /// The setting or input at fault.
+        field: String,
+        /// What is wrong, naming the values.
+        problem: String,
+        /// How to fix it.
+        fix: String,
+    },
+
+    /// Something the module waits for in the cluster did not happen in time.
+    #[error("{object}: still waiting for {what} after {waited:?} ({state}); {fix}")]
+    Wait {
+        /// The object, as `Kind namespace/name`.
+        object: String,
+        /// What was waited for.
+        what: String,
+        /// How long.
+        waited: std::time::Duration,
+        /// What the object looked like at the end.
+        state: String,
+        /// What to check, and how to wait longer.
+        fix: String,
+    },
+
     /// A value the module reads from the cluster is missing or malformed.
     #[error("{object}: {problem}")]
     Missing {
@@ -62,6 +100,27 @@ pub enum Error {
 }
 
 impl Error {
+    /// Wraps an error of a cloud interface with what was being done.
+    pub(crate) fn cloud(action: impl Into<String>, source: devops_stack_core::BoxError) -> Self {
+        Error::Cloud {
+            action: action.into(),
+            source,
+        }
+    }
+
+    /// An input error.
+    pub(crate) fn input(
+        field: impl Into<String>,
+        problem: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Self {
+        Error::Input {
+            field: field.into(),
+            problem: problem.into(),
+            fix: fix.into(),
+        }
+    }
+
     /// Wraps a Kubernetes client error with what was being done.
     pub(crate) fn kube(action: impl Into<String>, source: kube::Error) -> Self {
         Error::Kube {

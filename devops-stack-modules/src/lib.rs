@@ -20,7 +20,17 @@
 //! | [`KubePrometheusStack`] | Prometheus, Alertmanager, Grafana | [`MonitoringStack`] | `MonitoringProvider` |
 //! | [`Loki`] | logs (Loki, shipped by Grafana Alloy) | [`Logs`] | |
 //! | [`MetricsServer`] | resource metrics | [`ResourceMetrics`] | |
+//! | [`EbsCsiDriver`] | Amazon EBS CSI driver and a `gp3` StorageClass | [`EbsCsi`] | `StorageClassProvider` |
 //! | [`Team`] | an application team: namespaces, AppProject, access, repositories, apps | [`TeamOutput`] | |
+//!
+//! # On a cloud
+//! Components never name a cloud: they take core's interfaces as inputs. A storage class
+//! ([`EbsCsiDriver`]'s output) for the volumes of [`KubePrometheusStack`] and [`Loki`]; an
+//! object store and a workload identity for [`Loki`] to keep its chunks in a bucket; a DNS zone
+//! and a workload identity for [`CertManager`] to solve ACME DNS-01 challenges
+//! ([`AcmeChallenge`]); a DNS zone for the ingress controllers' wildcard record, and the
+//! cluster's load balancer annotations on their Service. A module that asks for a workload role
+//! shows it in the plan, makes it before its objects and deletes it after them.
 //!
 //! # ServiceMonitors from the first run
 //! Modules that run before kube-prometheus-stack cannot depend on it, yet need the
@@ -89,6 +99,7 @@ mod mock;
 
 pub mod argocd;
 pub mod cert_manager;
+pub mod ebs_csi;
 pub mod ingress_nginx;
 pub mod keycloak;
 pub mod kube_prometheus_stack;
@@ -99,10 +110,11 @@ pub mod team;
 pub mod traefik;
 
 pub use argocd::{ArgoCd, ArgoCdFinal, ArgoCdOutput, InstallMethod, SelfManagedArgoCd};
-pub use cert_manager::{CertManager, ClusterIssuers};
+pub use cert_manager::{AcmeChallenge, CertManager, ClusterIssuers};
 pub use common::{ChartSource, Resources, SyncSettings, merge_values};
+pub use ebs_csi::{EbsCsi, EbsCsiDriver};
 pub use error::{Error, Result};
-pub use ingress_controller::IngressController;
+pub use ingress_controller::{DEFAULT_LOAD_BALANCER_TIMEOUT, IngressController};
 pub use ingress_nginx::IngressNginx;
 pub use keycloak::{Keycloak, KeycloakOidc, KeycloakUser};
 pub use kube_prometheus_stack::{

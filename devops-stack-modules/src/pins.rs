@@ -138,6 +138,14 @@ pub const METRICS_SERVER: Pin = Pin {
     app_version: "0.8.1",
     released: "2026-06-11",
 };
+/// `aws-ebs-csi-driver`: the Amazon EBS CSI driver (EKS volumes).
+pub const AWS_EBS_CSI_DRIVER: Pin = Pin {
+    chart: "aws-ebs-csi-driver",
+    repository: "https://kubernetes-sigs.github.io/aws-ebs-csi-driver",
+    version: "2.64.0",
+    app_version: "1.64.0",
+    released: "2026-08-18",
+};
 
 /// Every pin, in the README's order.
 pub const PINS: &[Pin] = &[
@@ -152,6 +160,7 @@ pub const PINS: &[Pin] = &[
     LOKI,
     ALLOY,
     METRICS_SERVER,
+    AWS_EBS_CSI_DRIVER,
 ];
 
 /// The pin of `chart`.

@@ -72,6 +72,7 @@ fn modules_default_to_their_pins() {
     assert_eq!(loki::CHART_VERSION, pin("loki").version);
     assert_eq!(loki::ALLOY_CHART_VERSION, pin("alloy").version);
     assert_eq!(metrics_server::CHART_VERSION, pin("metrics-server").version);
+    assert_eq!(ebs_csi::CHART_VERSION, pin("aws-ebs-csi-driver").version);
 }
 
 /// Versions that were pinned before and must not be mentioned as current anywhere.

@@ -6,6 +6,7 @@ use devops_stack_core::interfaces::IssuerKind;
 use devops_stack_core::{ConfigError, Stack};
 use devops_stack_modules::*;
 use serde_json::json;
+use support::cloud;
 use support::*;
 
 /// The single error, asserting its module, field and a part of its problem.
@@ -237,4 +238,140 @@ fn missing_issuer_is_reported_when_read() {
         .unwrap()
         .block_on(async { stack.build().unwrap().plan().await.unwrap_err() });
     assert!(err.to_string().contains("LetsEncryptProduction"), "{err}");
+}
+
+#[test]
+fn storage_class_names_must_be_dns_1123_subdomains() {
+    let identity = cloud::RecordingIdentity::new();
+    let e = errors(|s, c, a| {
+        s.add(EbsCsiDriver::new(c, a, identity.input()).storage_class_name("Fast_GP3"));
+    });
+    assert_one(&e, "aws-ebs-csi-driver", "storage_class_name", "`F`");
+    assert!(e[0].fix.contains("DNS-1123"), "{}", e[0]);
+}
+
+#[test]
+fn loki_retention_of_zero_is_refused() {
+    let e = errors(|s, c, a| {
+        s.add(Loki::new(c, a).retention("0h"));
+    });
+    assert_one(&e, "loki", "retention", "keep logs forever");
+    assert!(e[0].fix.contains("744h"), "{}", e[0]);
+}
+
+#[test]
+fn dns01_without_letsencrypt_or_with_an_http01_ingress_is_refused() {
+    let identity = cloud::RecordingIdentity::new();
+    let records = cloud::RecordingRecords::new();
+    let dns01 = || {
+        AcmeChallenge::dns01(
+            devops_stack_core::Input::value(cloud::zone("example.com", &records)),
+            identity.input(),
+        )
+    };
+    let e = errors(|s, c, a| {
+        s.add(CertManager::new(c, a).acme_challenge(dns01()));
+    });
+    assert_one(&e, "cert-manager", "acme_challenge", "no ACME issuer");
+    let e = errors(|s, c, a| {
+        let traefik = s.add(Traefik::new(c, a));
+        s.add(
+            CertManager::new(c, a)
+                .letsencrypt("ops@example.com")
+                .http01_ingress(&traefik)
+                .acme_challenge(dns01()),
+        );
+    });
+    assert_one(
+        &e,
+        "cert-manager",
+        "http01_ingress",
+        "the challenge is DNS-01",
+    );
+}
+
+#[test]
+fn a_wildcard_record_needs_a_load_balancer_service() {
+    let records = cloud::RecordingRecords::new();
+    let e = errors(|s, c, a| {
+        s.add(Traefik::new(c, a).service_type("NodePort").dns_zone(
+            devops_stack_core::Input::value(cloud::zone("example.com", &records)),
+        ));
+    });
+    assert_one(&e, "traefik", "service_type", "gets no load balancer");
+}
+
+/// The error of planning a stack with a cluster `prod.example.com` and what `add` adds.
+fn plan_error(
+    add: impl FnOnce(
+        &mut Stack,
+        &devops_stack_core::Handle<TestCluster>,
+        &devops_stack_core::Handle<ArgoCdOutput>,
+    ),
+) -> String {
+    let mut stack = Stack::new("t");
+    let cluster = stack.add(ClusterModule::new("prod", "example.com"));
+    let argocd = stack.add(ArgoCd::new(&cluster));
+    add(&mut stack, &cluster, &argocd);
+    let stack = stack.build().expect("valid until planned");
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(async { stack.plan().await.unwrap_err() })
+        .to_string()
+}
+
+#[test]
+fn a_wildcard_record_outside_the_zone_is_refused_naming_both() {
+    let records = cloud::RecordingRecords::new();
+    let e = plan_error(|s, c, a| {
+        s.add(
+            Traefik::new(c, a).dns_zone(devops_stack_core::Input::value(cloud::zone(
+                "example.org",
+                &records,
+            ))),
+        );
+    });
+    assert!(
+        e.contains("dns_zone")
+            && e.contains("`*.apps.prod.example.com`")
+            && e.contains("`example.org`")
+            && e.contains("wildcard_record(false)"),
+        "{e}"
+    );
+    // a parent domain is fine
+    let mut stack = Stack::new("t");
+    let cluster = stack.add(ClusterModule::new("prod", "example.com"));
+    let argocd = stack.add(ArgoCd::new(&cluster));
+    stack.add(
+        Traefik::new(&cluster, &argocd).dns_zone(devops_stack_core::Input::value(cloud::zone(
+            "example.com",
+            &records,
+        ))),
+    );
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(async { stack.build().unwrap().plan().await.unwrap() });
+    assert!(records.calls().is_empty());
+}
+
+#[test]
+fn dns01_hostnames_outside_the_zone_are_refused_naming_both() {
+    let identity = cloud::RecordingIdentity::new();
+    let records = cloud::RecordingRecords::new();
+    let e = plan_error(|s, c, a| {
+        s.add(
+            CertManager::new(c, a)
+                .letsencrypt("ops@example.com")
+                .acme_challenge(AcmeChallenge::dns01(
+                    devops_stack_core::Input::value(cloud::zone("prod.example.org", &records)),
+                    identity.input(),
+                )),
+        );
+    });
+    assert!(
+        e.contains("acme_challenge")
+            && e.contains("`*.apps.prod.example.com`")
+            && e.contains("`prod.example.org`"),
+        "{e}"
+    );
 }

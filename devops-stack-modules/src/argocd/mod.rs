@@ -913,6 +913,7 @@ mod api_tests {
             labels: BTreeMap::new(),
             hostnames: Hostnames::new("c", "example.com"),
             monitors: None,
+            roles: BTreeMap::new(),
         }
     }
 

@@ -6,7 +6,9 @@
 //! - optionally the ingress controller whose class the Let's Encrypt HTTP-01 solver uses
 //!   ([`CertManager::http01_ingress`]; without it the solver's ingress gets the cluster's
 //!   default class);
-//! - optionally the ServiceMonitor CRDs ([`CertManager::service_monitors`]).
+//! - optionally the ServiceMonitor CRDs ([`CertManager::service_monitors`]);
+//! - with [`AcmeChallenge::Dns01`] ([`CertManager::acme_challenge`]), a DNS zone and a workload
+//!   identity.
 //!
 //! # Outputs
 //! [`ClusterIssuers`], which implements `IssuerProvider`: `handle.issuer(IssuerKind::..)` is the
@@ -20,6 +22,20 @@
 //! and `letsencrypt-production` with the contact email (validated) and an HTTP-01 solver; the
 //! module then declares that it requires an ingress controller in the stack.
 //!
+//! # ACME challenges
+//! [`AcmeChallenge::Http01`] (the default) answers challenges through an ingress of the
+//! cluster, which Let's Encrypt must reach. [`AcmeChallenge::Dns01`] answers them with TXT
+//! records in a DNS zone (a Route 53 hosted zone on AWS): needed for wildcard certificates and
+//! for clusters not reachable from the internet. The Let's Encrypt issuers then get the solver
+//! `{dns01: {route53: {region, hostedZoneID}}, selector: {dnsZones: [<zone>]}}`, and cert-manager's
+//! service account (`serviceAccount.name`, the chart's default name for the release) gets a
+//! workload role with the zone's `change_policy` (changing records of that zone only), made before
+//! the Application and deleted after it on destroy. Its annotations go on the chart's
+//! `serviceAccount.annotations`, and the pod gets `securityContext.fsGroup: 1001`, as
+//! cert-manager's Route 53 guide asks for IRSA, so that the projected web-identity token is
+//! readable by the controller. The stack's hostnames (`*.<subdomain>.<cluster>.<base domain>`)
+//! must be inside the zone: otherwise plan and apply stop, naming both, before anything is made.
+//!
 //! # How the issuers are deployed
 //! `ClusterIssuer` and `Certificate` are custom resources whose CRDs come from the chart, and
 //! cert-manager's webhook must be serving before it admits them. They are rendered into the same
@@ -31,7 +47,8 @@
 //! the Application's values.
 
 use devops_stack_core::interfaces::{
-    ArgoCdTarget, ClusterIssuer, ClusterRef, Ingress, IssuerKind, IssuerProvider,
+    ArgoCdTarget, ClusterIssuer, ClusterRef, Dns01Solver, DnsZone, Ingress, IssuerKind,
+    IssuerProvider, RoleRequest, ServiceAccount, WorkloadIdentityRef,
 };
 use devops_stack_core::validate::email;
 use devops_stack_core::{Context, Input, Interface, Needs, Validation};
@@ -39,10 +56,11 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::common::{
-    ChartSource, Common, Component, Env, Rendered, Secrets, Sizing, ValueKind, common_setters,
-    component_module, sizing_setters,
+    ChartSource, Common, Component, Env, Rendered, Secrets, Sizing, ValueKind, WantedRole,
+    common_setters, component_module, helm_fullname, sizing_setters,
 };
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::merge_values;
 
 /// The pinned chart version.
 pub const CHART_VERSION: &str = crate::pins::CERT_MANAGER.version;
@@ -53,6 +71,48 @@ pub const CHART_REPOSITORY: &str = crate::pins::CERT_MANAGER.repository;
 pub const LETSENCRYPT_STAGING: &str = "https://acme-staging-v02.api.letsencrypt.org/directory";
 /// The ACME directory of Let's Encrypt's production environment.
 pub const LETSENCRYPT_PRODUCTION: &str = "https://acme-v02.api.letsencrypt.org/directory";
+
+/// The group cert-manager's pod runs with under [`AcmeChallenge::Dns01`] (`fsGroup`), so that
+/// the projected web-identity token of its workload role is readable.
+pub const DNS01_FS_GROUP: u32 = 1001;
+
+/// How the Let's Encrypt issuers answer ACME challenges.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub enum AcmeChallenge {
+    /// Through an ingress of the cluster (the default): Let's Encrypt must reach it.
+    #[default]
+    Http01,
+    /// With TXT records in a DNS zone, changed by cert-manager with a workload role: for
+    /// wildcard certificates and clusters not reachable from the internet.
+    Dns01 {
+        /// The zone the stack's hostnames are in.
+        zone: Input<DnsZone>,
+        /// The workload identity that makes cert-manager's role.
+        identity: Input<WorkloadIdentityRef>,
+    },
+}
+
+impl AcmeChallenge {
+    /// DNS-01 in `zone`, cert-manager's role made by `identity`.
+    ///
+    /// ```
+    /// # use devops_stack_core::{Input, interfaces::{DnsZone, WorkloadIdentityRef}};
+    /// # fn f(zone: Input<DnsZone>, identity: Input<WorkloadIdentityRef>) {
+    /// use devops_stack_modules::AcmeChallenge;
+    /// let challenge = AcmeChallenge::dns01(zone, identity);
+    /// # }
+    /// ```
+    pub fn dns01(
+        zone: impl Into<Input<DnsZone>>,
+        identity: impl Into<Input<WorkloadIdentityRef>>,
+    ) -> Self {
+        AcmeChallenge::Dns01 {
+            zone: zone.into(),
+            identity: identity.into(),
+        }
+    }
+}
 
 /// The cluster issuers cert-manager offers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -84,6 +144,7 @@ pub struct CertManager {
     self_signed_ca: bool,
     letsencrypt_email: Option<String>,
     http01_ingress: Option<Input<Ingress>>,
+    challenge: AcmeChallenge,
     sizing: Sizing,
 }
 
@@ -105,6 +166,7 @@ impl CertManager {
             self_signed_ca: true,
             letsencrypt_email: None,
             http01_ingress: None,
+            challenge: AcmeChallenge::Http01,
             sizing: Sizing::new(1, crate::Resources::small(64)),
         }
     }
@@ -123,6 +185,30 @@ impl CertManager {
         self
     }
 
+    /// How the Let's Encrypt issuers answer challenges (default [`AcmeChallenge::Http01`]).
+    #[must_use]
+    pub fn acme_challenge(mut self, challenge: AcmeChallenge) -> Self {
+        self.challenge = challenge;
+        self
+    }
+
+    /// cert-manager's service account: the chart's default name for the release, in its
+    /// namespace.
+    fn service_account(&self) -> ServiceAccount {
+        ServiceAccount::new(
+            &self.common.namespace,
+            helm_fullname(&self.common.release_name, "cert-manager"),
+        )
+    }
+
+    /// Whether cert-manager's service account gets a workload role (Let's Encrypt with DNS-01).
+    fn dns01(&self) -> Option<(&Input<DnsZone>, &Input<WorkloadIdentityRef>)> {
+        match (&self.challenge, &self.letsencrypt_email) {
+            (AcmeChallenge::Dns01 { zone, identity }, Some(_)) => Some((zone, identity)),
+            _ => None,
+        }
+    }
+
     /// Whether to create the self-signed CA issuer (default true).
     #[must_use]
     pub fn self_signed_ca(mut self, on: bool) -> Self {
@@ -130,7 +216,7 @@ impl CertManager {
         self
     }
 
-    fn issuer_objects(&self, class: Option<&str>) -> (Vec<ClusterIssuer>, Vec<Value>) {
+    fn issuer_objects(&self, solver: &Value) -> (Vec<ClusterIssuer>, Vec<Value>) {
         let ns = &self.common.namespace;
         let wave = |w: &str| json!({"argocd.argoproj.io/sync-wave": w});
         let mut issuers = Vec::new();
@@ -165,10 +251,6 @@ impl CertManager {
             });
         }
         if let Some(email) = &self.letsencrypt_email {
-            let mut ingress = serde_json::Map::new();
-            if let Some(class) = class {
-                ingress.insert("ingressClassName".into(), class.into());
-            }
             for (name, server, kind) in [
                 (
                     "letsencrypt-staging",
@@ -188,7 +270,7 @@ impl CertManager {
                         "email": email,
                         "server": server,
                         "privateKeySecretRef": {"name": format!("{name}-account")},
-                        "solvers": [{"http01": {"ingress": ingress}}],
+                        "solvers": [solver],
                     }},
                 }));
                 issuers.push(ClusterIssuer {
@@ -215,6 +297,40 @@ impl Component for CertManager {
 
     fn needs_more(&self, n: &mut Needs) {
         n.add(&self.http01_ingress);
+        if let AcmeChallenge::Dns01 { zone, identity } = &self.challenge {
+            n.add(zone).add(identity);
+        }
+    }
+
+    fn workload_roles(&self, ctx: &Context) -> Result<Vec<WantedRole>> {
+        match self.dns01() {
+            Some((zone, identity)) => Ok(vec![WantedRole::new(
+                ctx.get(identity)?,
+                RoleRequest::new(self.service_account(), ctx.get(zone)?.change_policy),
+            )]),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    fn check(&self, ctx: &Context, env: &Env) -> Result<()> {
+        if let Some((zone, _)) = self.dns01() {
+            let zone = ctx.get(zone)?;
+            let wildcard = env.hostnames.host("*");
+            if !zone.contains(&wildcard) {
+                return Err(Error::input(
+                    "acme_challenge",
+                    format!(
+                        "the stack's hostnames `{wildcard}` are not in the DNS-01 zone `{}`",
+                        zone.domain
+                    ),
+                    format!(
+                        "give the zone of `{}` (or of a parent domain), or change the cluster's base domain",
+                        env.hostnames.base_domain
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn typed_values(&self) -> &'static [(&'static str, ValueKind)] {
@@ -233,10 +349,28 @@ impl Component for CertManager {
                 email(e),
                 "give Let's Encrypt a reachable contact address like `ops@example.com`",
             );
-            v.requires(
-                Interface::Ingress,
-                "the Let's Encrypt HTTP-01 solver answers challenges through an ingress",
-            );
+            if matches!(self.challenge, AcmeChallenge::Http01) {
+                v.requires(
+                    Interface::Ingress,
+                    "the Let's Encrypt HTTP-01 solver answers challenges through an ingress",
+                );
+            }
+        }
+        if let AcmeChallenge::Dns01 { .. } = &self.challenge {
+            if self.letsencrypt_email.is_none() {
+                v.error(
+                    "acme_challenge",
+                    "is DNS-01, but no ACME issuer is enabled",
+                    "call `letsencrypt(email)`, or drop `acme_challenge`",
+                );
+            }
+            if self.http01_ingress.is_some() {
+                v.error(
+                    "http01_ingress",
+                    "is set, but the challenge is DNS-01: no HTTP-01 solver is made",
+                    "drop `http01_ingress`, or use `AcmeChallenge::Http01`",
+                );
+            }
         }
         if !self.self_signed_ca && self.letsencrypt_email.is_none() {
             v.error(
@@ -254,16 +388,41 @@ impl Component for CertManager {
         env: &Env,
         _secrets: &Secrets,
     ) -> Result<Rendered<ClusterIssuers>> {
-        let class = match &self.http01_ingress {
-            Some(i) => Some(ctx.get(i)?.class_name),
-            None => None,
+        let solver = match self.dns01() {
+            Some((zone, _)) => {
+                let zone = ctx.get(zone)?;
+                let route53 = match &zone.solver {
+                    Dns01Solver::Route53 {
+                        region,
+                        hosted_zone_id,
+                    } => json!({"region": region, "hostedZoneID": hosted_zone_id}),
+                    other => {
+                        return Err(Error::input(
+                            "acme_challenge",
+                            format!(
+                                "the zone `{}` has a DNS-01 solver this module does not know: {other:?}",
+                                zone.domain
+                            ),
+                            "use a Route 53 zone, or a newer devops-stack-modules",
+                        ));
+                    }
+                };
+                json!({"dns01": {"route53": route53}, "selector": {"dnsZones": [zone.domain]}})
+            }
+            None => {
+                let mut ingress = serde_json::Map::new();
+                if let Some(i) = &self.http01_ingress {
+                    ingress.insert("ingressClassName".into(), ctx.get(i)?.class_name.into());
+                }
+                json!({"http01": {"ingress": ingress}})
+            }
         };
-        let (issuers, extra) = self.issuer_objects(class.as_deref());
+        let (issuers, extra) = self.issuer_objects(&solver);
         let extra: Vec<String> = extra
             .iter()
             .map(|o| serde_yaml_ng::to_string(o).expect("JSON values serialize to YAML"))
             .collect();
-        let defaults = json!({
+        let mut defaults = json!({
             "crds": {"enabled": true, "keep": true},
             "replicaCount": self.sizing.replicas,
             "resources": self.sizing.resources.to_value(),
@@ -272,6 +431,16 @@ impl Component for CertManager {
             "prometheus": {"enabled": true},
             "extraObjects": extra,
         });
+        if self.dns01().is_some() {
+            let sa = self.service_account();
+            merge_values(
+                &mut defaults,
+                &json!({
+                    "serviceAccount": {"name": sa.name, "annotations": env.role_annotations(&sa)},
+                    "securityContext": {"fsGroup": DNS01_FS_GROUP},
+                }),
+            );
+        }
         let values = self.common.values(env, defaults, |crds| {
             json!({"prometheus": {"servicemonitor": {"enabled": true, "labels": crds.labels}}})
         });

@@ -9,12 +9,26 @@
 //!
 //! # Inputs
 //! - the cluster (`Input<ClusterRef>`) and Argo CD (`Input<ArgoCdTarget>`), in [`IngressNginx::new`];
+//! - optionally a DNS zone (`Input<DnsZone>`, [`IngressNginx::dns_zone`]) for the wildcard record;
 //! - optionally the ServiceMonitor CRDs ([`IngressNginx::service_monitors`]).
 //!
 //! # Outputs
 //! An [`IngressController`] (the same type as Traefik's, so swapping is a one-line change): class
 //! `nginx`, controller `k8s.io/ingress-nginx`, TLS ingresses annotated
 //! `nginx.ingress.kubernetes.io/ssl-redirect: "true"`. It implements `IngressProvider`.
+//!
+//! # On a cloud
+//! On a cluster whose `load_balancer_annotations` are not empty (EKS: a Network Load Balancer),
+//! the controller's `LoadBalancer` Service gets them, for the scheme of
+//! [`IngressNginx::load_balancer_scheme`] (internet-facing by default; internal); elsewhere the Service is
+//! left as the chart makes it. With [`IngressNginx::dns_zone`], after the engine applied, the module waits
+//! (at most [`IngressNginx::load_balancer_timeout`], 10 minutes by default) until the Service `<release>-controller` (`ingress-nginx-controller` by default)
+//! has `status.loadBalancer.ingress[0].hostname`, points the wildcard record
+//! `*.<subdomain>.<cluster>.<base domain>` (CNAME) at it in the zone, and outputs the hostname
+//! in `ingress.load_balancer_hostname`. The plan shows the record, its target unknown; destroy
+//! deletes it before the objects. [`IngressNginx::wildcard_record`]`(false)` turns the record off (and
+//! with it the wait, unless [`IngressNginx::wait_for_load_balancer`] asks for it). A wildcard outside the
+//! zone stops plan and apply before anything is made, naming both.
 //!
 //! # Defaults
 //! Chart `ingress-nginx` [`CHART_VERSION`], namespace `ingress-nginx`, release `ingress-nginx`,
@@ -29,10 +43,12 @@ use serde_json::json;
 
 use crate::common::{
     ChartSource, Common, Component, Env, Rendered, Secrets, Sizing, ValueKind, common_setters,
-    component_module, sizing_setters,
+    component_module, helm_fullname, sizing_setters,
 };
 use crate::error::Result;
-use crate::ingress_controller::{ControllerSettings, IngressController, controller_setters};
+use crate::ingress_controller::{
+    ControllerSettings, IngressController, controller_hooks, controller_setters,
+};
 
 /// The pinned chart version.
 pub const CHART_VERSION: &str = crate::pins::INGRESS_NGINX.version;
@@ -70,6 +86,16 @@ impl IngressNginx {
     }
 }
 
+impl IngressNginx {
+    /// The controller's Service, as the chart names it for the release.
+    fn service_name(&self) -> String {
+        format!(
+            "{}-controller",
+            helm_fullname(&self.common.release_name, "ingress-nginx")
+        )
+    }
+}
+
 common_setters!(IngressNginx);
 sizing_setters!(IngressNginx);
 controller_setters!(IngressNginx);
@@ -82,6 +108,8 @@ impl Component for IngressNginx {
     fn common(&self) -> &Common {
         &self.common
     }
+
+    controller_hooks!();
 
     fn typed_values(&self) -> &'static [(&'static str, ValueKind)] {
         &[
@@ -100,12 +128,12 @@ impl Component for IngressNginx {
 
     fn render(
         &self,
-        _ctx: &Context,
+        ctx: &Context,
         env: &Env,
         _secrets: &Secrets,
     ) -> Result<Rendered<IngressController>> {
         let c = &self.controller;
-        let defaults = json!({
+        let mut defaults = json!({
             "controller": {
                 "replicaCount": self.sizing.replicas,
                 "resources": self.sizing.resources.to_value(),
@@ -121,11 +149,16 @@ impl Component for IngressNginx {
                 "metrics": {"enabled": true},
             },
         });
+        let annotations = c.service_annotations(env);
+        if !annotations.is_empty() {
+            defaults["controller"]["service"]["annotations"] = json!(annotations);
+        }
         let values = self.common.values(env, defaults, |crds| {
             json!({"controller": {"metrics": {"serviceMonitor": {"enabled": true, "additionalLabels": crds.labels}}}})
         });
         Ok(Rendered {
             output: c.output(
+                ctx,
                 &self.common.namespace,
                 "k8s.io/ingress-nginx",
                 &[("nginx.ingress.kubernetes.io/ssl-redirect", "true")],

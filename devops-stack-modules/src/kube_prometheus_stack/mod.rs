@@ -7,7 +7,9 @@
 //! - optionally an OIDC provider ([`KubePrometheusStack::oidc`]: its clients `grafana`,
 //!   `prometheus` and `alertmanager`), a cluster issuer for TLS ([`KubePrometheusStack::issuer`]),
 //!   and the CRDs module ([`KubePrometheusStack::service_monitors`]: the chart then skips its own
-//!   copy of the CRDs).
+//!   copy of the CRDs);
+//! - optionally a storage class ([`KubePrometheusStack::storage_class`], the EBS CSI driver's on
+//!   EKS) that the volumes name.
 //!
 //! # Outputs
 //! [`MonitoringStack`], which implements `MonitoringProvider`: the namespace, in-cluster URLs,
@@ -19,7 +21,9 @@
 //! retention and a 20Gi volume, selecting every ServiceMonitor, PodMonitor and rule of the
 //! cluster; Alertmanager with 1 replica and a 2Gi volume; Grafana with a 5Gi volume, its admin
 //! password generated into the Secret `<id>-grafana-admin`, on
-//! `grafana.<subdomain>.<cluster>.<base_domain>`.
+//! `grafana.<subdomain>.<cluster>.<base_domain>`. The volumes name no storage class (the
+//! cluster's default) unless the module is given one ([`KubePrometheusStack::storage_class`]) or
+//! a [`Persistence`] names its own, which wins.
 //!
 //! # Login
 //! With an OIDC provider, Grafana logs in natively (`auth.generic_oauth` with the `grafana`
@@ -36,7 +40,7 @@ use std::collections::BTreeMap;
 
 use devops_stack_core::interfaces::{
     ArgoCdTarget, ClusterIssuer, ClusterRef, Ingress, Monitoring, MonitoringProvider, Oidc,
-    OidcProvider,
+    OidcProvider, StorageClass,
 };
 use devops_stack_core::{Context, Handle, Input, Needs, Secret, Validation};
 use serde::Serialize;
@@ -59,7 +63,9 @@ pub const OAUTH2_PROXY_CHART_VERSION: &str = crate::pins::OAUTH2_PROXY.version;
 /// The Helm repository of the `oauth2-proxy` chart.
 pub const OAUTH2_PROXY_REPOSITORY: &str = crate::pins::OAUTH2_PROXY.repository;
 
-/// A persistent volume: its size and storage class (default: the cluster's default class).
+/// A persistent volume: its size and storage class (default: the class given to the module with
+/// its `storage_class` setter, else the cluster's default class). A class named here wins over
+/// the module's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Persistence {
     /// The size, like `20Gi`.
@@ -84,11 +90,17 @@ impl Persistence {
         self
     }
 
+    /// The class the volume names: its own, else `module_class` (the module's input), else
+    /// none (the cluster's default).
+    pub(crate) fn class_or<'a>(&'a self, module_class: Option<&'a str>) -> Option<&'a str> {
+        self.storage_class.as_deref().or(module_class)
+    }
+
     /// A `volumeClaimTemplate` for the Prometheus Operator's resources.
-    fn claim_template(&self) -> Value {
+    fn claim_template(&self, module_class: Option<&str>) -> Value {
         let mut spec = json!({"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": self.size}}});
-        if let Some(c) = &self.storage_class {
-            spec["storageClassName"] = c.clone().into();
+        if let Some(c) = self.class_or(module_class) {
+            spec["storageClassName"] = c.into();
         }
         json!({"volumeClaimTemplate": {"spec": spec}})
     }
@@ -148,6 +160,7 @@ pub struct KubePrometheusStack {
     prometheus_storage: Persistence,
     alertmanager_storage: Persistence,
     grafana_storage: Persistence,
+    storage_class: Option<Input<StorageClass>>,
     retention: String,
     prometheus_replicas: u32,
     alertmanager_replicas: u32,
@@ -177,6 +190,7 @@ impl KubePrometheusStack {
             prometheus_storage: Persistence::new("20Gi"),
             alertmanager_storage: Persistence::new("2Gi"),
             grafana_storage: Persistence::new("5Gi"),
+            storage_class: None,
             retention: "15d".into(),
             prometheus_replicas: 1,
             alertmanager_replicas: 1,
@@ -231,6 +245,16 @@ impl KubePrometheusStack {
         self
     }
 
+    /// The storage class of the Prometheus, Alertmanager and Grafana volumes, from the module
+    /// that provides it (the EBS CSI driver's `gp3`): the module then runs after it, and its
+    /// claims name the class. A [`Persistence`] that names a class keeps its own. Without it,
+    /// claims name no class (the cluster's default).
+    #[must_use]
+    pub fn storage_class(mut self, class: impl Into<Input<StorageClass>>) -> Self {
+        self.storage_class = Some(class.into());
+        self
+    }
+
     /// How long Prometheus keeps samples (default `15d`).
     #[must_use]
     pub fn retention(mut self, retention: impl Into<String>) -> Self {
@@ -275,10 +299,16 @@ impl KubePrometheusStack {
         format!("{}-{app}-proxy", self.common.id)
     }
 
-    fn grafana_values(&self, ing: &IngressSettings, host: &str, oidc: Option<&Oidc>) -> Value {
+    fn grafana_values(
+        &self,
+        ing: &IngressSettings,
+        host: &str,
+        oidc: Option<&Oidc>,
+        class: Option<&str>,
+    ) -> Value {
         let mut persistence = json!({"enabled": true, "size": self.grafana_storage.size});
-        if let Some(c) = &self.grafana_storage.storage_class {
-            persistence["storageClassName"] = c.clone().into();
+        if let Some(c) = self.grafana_storage.class_or(class) {
+            persistence["storageClassName"] = c.into();
         }
         let mut grafana = json!({
             "admin": {"existingSecret": self.grafana_admin(), "userKey": "admin-user", "passwordKey": "admin-password"},
@@ -380,6 +410,7 @@ impl Component for KubePrometheusStack {
 
     fn needs_more(&self, n: &mut Needs) {
         self.exposure.needs(n);
+        n.add(&self.storage_class);
         for o in self.oidc.iter().flatten() {
             n.add(o);
         }
@@ -473,13 +504,18 @@ impl Component for KubePrometheusStack {
             ),
             None => None,
         };
+        let class = match &self.storage_class {
+            Some(c) => Some(ctx.get(c)?.name),
+            None => None,
+        };
+        let class = class.as_deref();
         let grafana_host = env.host("grafana", self.hostnames.get("grafana"));
         let prometheus_url = format!("http://{release}-prometheus.{ns}.svc:9090");
         let alertmanager_url = format!("http://{release}-alertmanager.{ns}.svc:9093");
         let defaults = json!({
             "fullnameOverride": release,
             "crds": {"enabled": env.monitors.is_none()},
-            "grafana": self.grafana_values(&ing, &grafana_host, oidc.as_ref().map(|o| &o[0])),
+            "grafana": self.grafana_values(&ing, &grafana_host, oidc.as_ref().map(|o| &o[0]), class),
             "prometheus": {"prometheusSpec": {
                 "replicas": self.prometheus_replicas,
                 "retention": self.retention,
@@ -488,11 +524,11 @@ impl Component for KubePrometheusStack {
                 "podMonitorSelectorNilUsesHelmValues": false,
                 "ruleSelectorNilUsesHelmValues": false,
                 "probeSelectorNilUsesHelmValues": false,
-                "storageSpec": self.prometheus_storage.claim_template(),
+                "storageSpec": self.prometheus_storage.claim_template(class),
             }},
             "alertmanager": {"alertmanagerSpec": {
                 "replicas": self.alertmanager_replicas,
-                "storage": self.alertmanager_storage.claim_template(),
+                "storage": self.alertmanager_storage.claim_template(class),
             }},
         });
         let values = self

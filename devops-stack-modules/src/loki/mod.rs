@@ -12,7 +12,11 @@
 //! - the cluster and Argo CD, in [`Loki::new`];
 //! - optionally monitoring ([`Loki::monitoring`]): a Grafana datasource ConfigMap is then
 //!   created in the monitoring namespace, with Grafana's datasource label;
-//! - optionally the ServiceMonitor CRDs ([`Loki::service_monitors`]).
+//! - optionally the ServiceMonitor CRDs ([`Loki::service_monitors`]);
+//! - optionally a storage class ([`Loki::storage_class`], the EBS CSI driver's on EKS) that
+//!   Loki's volume names (a [`Persistence`] that names a class keeps its own);
+//! - optionally an object store and a workload identity ([`Loki::object_store`]): see
+//!   [below](self#chunks-in-an-object-store).
 //!
 //! # Outputs
 //! [`Logs`]: the namespace and Loki's in-cluster URL.
@@ -20,7 +24,21 @@
 //! # Defaults
 //! Chart `loki` [`CHART_VERSION`] in `Monolithic` mode (1 replica, filesystem storage on a
 //! 10Gi volume, TSDB schema v13, no auth, caches, canary, gateway and MinIO off), chart
-//! `alloy` [`ALLOY_CHART_VERSION`] as a DaemonSet pushing to it, namespace `loki`.
+//! `alloy` [`ALLOY_CHART_VERSION`] as a DaemonSet pushing to it, namespace `loki`. Logs are
+//! kept `744h` (31 days, [`Loki::retention`]; a retention of zero is refused, as Loki would
+//! read it as "forever").
+//!
+//! # Chunks in an object store
+//! With [`Loki::object_store`] (an S3 bucket on AWS), Loki keeps its chunks, its index and its
+//! ruler and admin data in the bucket: `loki.storage.type: s3`, the bucket in
+//! `loki.storage.bucketNames.{chunks,ruler,admin}`, `loki.storage.s3.region` (and the endpoint,
+//! path-style, when the store has its own endpoint), the schema's `object_store: s3`, and the
+//! compactor's deletion requests in `s3`. Loki's service account (`serviceAccount.name`, set to
+//! the release name) gets a workload role with the store's `access` policy (that bucket's
+//! objects, nothing more), made before the Application and deleted after it on destroy; its
+//! annotations go on the chart's `serviceAccount.annotations`. The volume stays, for the
+//! write-ahead log and the index not yet shipped. Without it, storage is the filesystem of the
+//! volume, as everywhere else.
 //!
 //! # Log shipping
 //! Alloy runs the pipeline [`alloy_config`] renders (in the chart's `alloy.configMap.content`):
@@ -39,16 +57,21 @@
 //! Alloy's ServiceAccount and RBAC (read pods and nodes); its PodLogs CRD is not installed (the
 //! pipeline does not use it).
 
-use devops_stack_core::interfaces::{ArgoCdTarget, ClusterRef, Monitoring};
+use devops_stack_core::interfaces::{
+    ArgoCdTarget, ClusterRef, Monitoring, ObjectStore, ObjectStoreKind, RoleRequest,
+    ServiceAccount, StorageClass, WorkloadIdentityRef,
+};
 use devops_stack_core::{Context, Input, Needs, Validation};
 use serde::Serialize;
 use serde_json::json;
 
 use crate::common::{
-    Common, Component, Env, Rendered, Secrets, ValueKind, common_setters, component_module,
+    Common, Component, Env, Rendered, Secrets, ValueKind, WantedRole, common_setters,
+    component_module,
 };
 use crate::error::Result;
 use crate::kube_prometheus_stack::Persistence;
+use crate::merge_values;
 
 /// The pinned version of the `loki` chart ([`pins::LOKI`](crate::pins::LOKI)).
 pub const CHART_VERSION: &str = crate::pins::LOKI.version;
@@ -73,6 +96,8 @@ pub struct Loki {
     common: Common,
     monitoring: Option<Input<Monitoring>>,
     storage: Persistence,
+    storage_class: Option<Input<StorageClass>>,
+    object_store: Option<(Input<ObjectStore>, Input<WorkloadIdentityRef>)>,
     retention: String,
     resources: crate::Resources,
 }
@@ -93,6 +118,8 @@ impl Loki {
             ),
             monitoring: None,
             storage: Persistence::new("10Gi"),
+            storage_class: None,
+            object_store: None,
             retention: "744h".into(),
             resources: crate::Resources::small(256),
         }
@@ -112,6 +139,33 @@ impl Loki {
         self
     }
 
+    /// The storage class of Loki's volume, from the module that provides it (the EBS CSI
+    /// driver's `gp3`): Loki then runs after it. A [`Persistence`] given to
+    /// [`Loki::storage`] that names a class keeps its own.
+    #[must_use]
+    pub fn storage_class(mut self, class: impl Into<Input<StorageClass>>) -> Self {
+        self.storage_class = Some(class.into());
+        self
+    }
+
+    /// Keeps chunks and index in `store` (an S3 bucket), with a role for Loki's service account
+    /// made by `identity` (see [the module documentation](self#chunks-in-an-object-store)).
+    #[must_use]
+    pub fn object_store(
+        mut self,
+        store: impl Into<Input<ObjectStore>>,
+        identity: impl Into<Input<WorkloadIdentityRef>>,
+    ) -> Self {
+        self.object_store = Some((store.into(), identity.into()));
+        self
+    }
+
+    /// Loki's service account: its release name, in its namespace (set in the chart's values
+    /// when Loki gets a role).
+    fn service_account(&self) -> ServiceAccount {
+        ServiceAccount::new(&self.common.namespace, &self.common.release_name)
+    }
+
     /// How long logs are kept (default `744h`, 31 days).
     #[must_use]
     pub fn retention(mut self, retention: impl Into<String>) -> Self {
@@ -127,6 +181,41 @@ impl Loki {
     }
 }
 
+impl Loki {
+    /// The values that keep Loki's data in `store`, with its role's annotations.
+    fn object_store_values(&self, env: &Env, store: &ObjectStore) -> serde_json::Value {
+        let kind = match store.kind {
+            ObjectStoreKind::S3 => "s3",
+            // ObjectStoreKind is non-exhaustive: a new kind needs its values here
+            _ => "s3",
+        };
+        let mut s3 = json!({"region": store.region});
+        if let Some(endpoint) = &store.endpoint {
+            s3["endpoint"] = endpoint.clone().into();
+            s3["s3ForcePathStyle"] = true.into();
+        }
+        let sa = self.service_account();
+        json!({
+            "loki": {
+                "storage": {
+                    "type": kind,
+                    "bucketNames": {"chunks": store.bucket, "ruler": store.bucket, "admin": store.bucket},
+                    kind: s3,
+                },
+                "schemaConfig": {"configs": [{
+                    "from": "2024-04-01",
+                    "store": "tsdb",
+                    "object_store": kind,
+                    "schema": "v13",
+                    "index": {"prefix": "loki_index_", "period": "24h"},
+                }]},
+                "compactor": {"delete_request_store": kind},
+            },
+            "serviceAccount": {"create": true, "name": sa.name, "annotations": env.role_annotations(&sa)},
+        })
+    }
+}
+
 common_setters!(Loki);
 component_module!(Loki, Logs);
 
@@ -139,7 +228,20 @@ impl Component for Loki {
     }
 
     fn needs_more(&self, n: &mut Needs) {
-        n.add(&self.monitoring);
+        n.add(&self.monitoring).add(&self.storage_class);
+        if let Some((store, identity)) = &self.object_store {
+            n.add(store).add(identity);
+        }
+    }
+
+    fn workload_roles(&self, ctx: &Context) -> Result<Vec<WantedRole>> {
+        match &self.object_store {
+            Some((store, identity)) => Ok(vec![WantedRole::new(
+                ctx.get(identity)?,
+                RoleRequest::new(self.service_account(), ctx.get(store)?.access),
+            )]),
+            None => Ok(Vec::new()),
+        }
     }
 
     fn typed_values(&self) -> &'static [(&'static str, ValueKind)] {
@@ -153,16 +255,29 @@ impl Component for Loki {
 
     fn validate_more(&self, v: &mut Validation) {
         self.storage.validate(v, "storage");
-        if !self.retention.ends_with('h')
-            || self.retention[..self.retention.len() - 1]
-                .parse::<u32>()
-                .is_err()
+        match self
+            .retention
+            .strip_suffix('h')
+            .and_then(|h| h.parse::<u32>().ok())
         {
-            v.error(
-                "retention",
-                format!("`{}` is not a number of hours", self.retention),
-                "give the retention in hours, like `744h`",
-            );
+            None => {
+                v.error(
+                    "retention",
+                    format!("`{}` is not a number of hours", self.retention),
+                    "give the retention in hours, like `744h`",
+                );
+            }
+            Some(0) => {
+                v.error(
+                    "retention",
+                    format!(
+                        "is `{}`: Loki reads a retention of zero as \"keep logs forever\", and the store would grow without bound",
+                        self.retention
+                    ),
+                    "give how long logs are kept, in hours, like `744h` (31 days)",
+                );
+            }
+            Some(_) => {}
         }
     }
 
@@ -170,11 +285,15 @@ impl Component for Loki {
         let ns = &self.common.namespace;
         let release = &self.common.release_name;
         let url = format!("http://{release}.{ns}.svc:3100");
+        let class = match &self.storage_class {
+            Some(c) => Some(ctx.get(c)?.name),
+            None => None,
+        };
         let mut persistence = json!({"enabled": true, "size": self.storage.size});
-        if let Some(c) = &self.storage.storage_class {
-            persistence["storageClass"] = c.clone().into();
+        if let Some(c) = self.storage.class_or(class.as_deref()) {
+            persistence["storageClass"] = c.into();
         }
-        let defaults = json!({
+        let mut defaults = json!({
             "deploymentMode": "Monolithic",
             "loki": {
                 "auth_enabled": false,
@@ -201,6 +320,10 @@ impl Component for Loki {
             "test": {"enabled": false},
             "minio": {"enabled": false},
         });
+        if let Some((store, _)) = &self.object_store {
+            let store = ctx.get(store)?;
+            merge_values(&mut defaults, &self.object_store_values(env, &store));
+        }
         let values = self.common.values(env, defaults, |crds| {
             json!({"monitoring": {"serviceMonitor": {"enabled": true, "labels": crds.labels}}})
         });

@@ -2,6 +2,7 @@
 //!
 //! # Inputs
 //! - the cluster (`Input<ClusterRef>`) and Argo CD (`Input<ArgoCdTarget>`), in [`Traefik::new`];
+//! - optionally a DNS zone (`Input<DnsZone>`, [`Traefik::dns_zone`]) for the wildcard record;
 //! - optionally the ServiceMonitor CRDs ([`Traefik::service_monitors`]), which enables Traefik's
 //!   ServiceMonitor from the first run, with the chart's dedicated metrics Service it scrapes.
 //!
@@ -9,6 +10,19 @@
 //! An [`IngressController`]: its namespace and the [`Ingress`](devops_stack_core::interfaces::Ingress)
 //! every other module's ingresses use (class `traefik`, TLS ingresses annotated
 //! `traefik.ingress.kubernetes.io/router.tls: "true"`). It implements `IngressProvider`.
+//!
+//! # On a cloud
+//! On a cluster whose `load_balancer_annotations` are not empty (EKS: a Network Load Balancer),
+//! the controller's `LoadBalancer` Service gets them, for the scheme of
+//! [`Traefik::load_balancer_scheme`] (internet-facing by default; internal); elsewhere the Service is
+//! left as the chart makes it. With [`Traefik::dns_zone`], after the engine applied, the module waits
+//! (at most [`Traefik::load_balancer_timeout`], 10 minutes by default) until the Service `<release>` (`traefik` by default)
+//! has `status.loadBalancer.ingress[0].hostname`, points the wildcard record
+//! `*.<subdomain>.<cluster>.<base domain>` (CNAME) at it in the zone, and outputs the hostname
+//! in `ingress.load_balancer_hostname`. The plan shows the record, its target unknown; destroy
+//! deletes it before the objects. [`Traefik::wildcard_record`]`(false)` turns the record off (and
+//! with it the wait, unless [`Traefik::wait_for_load_balancer`] asks for it). A wildcard outside the
+//! zone stops plan and apply before anything is made, naming both.
 //!
 //! # Defaults
 //! Chart `traefik` [`CHART_VERSION`], namespace `traefik`, release `traefik`, ingress class
@@ -24,10 +38,12 @@ use serde_json::json;
 
 use crate::common::{
     ChartSource, Common, Component, Env, Rendered, Secrets, Sizing, ValueKind, common_setters,
-    component_module, sizing_setters,
+    component_module, helm_fullname, sizing_setters,
 };
 use crate::error::Result;
-use crate::ingress_controller::{ControllerSettings, IngressController, controller_setters};
+use crate::ingress_controller::{
+    ControllerSettings, IngressController, controller_hooks, controller_setters,
+};
 
 /// The pinned chart version.
 pub const CHART_VERSION: &str = crate::pins::TRAEFIK.version;
@@ -85,6 +101,13 @@ impl Traefik {
     }
 }
 
+impl Traefik {
+    /// The controller's Service, as the chart names it for the release.
+    fn service_name(&self) -> String {
+        helm_fullname(&self.common.release_name, "traefik")
+    }
+}
+
 common_setters!(Traefik);
 sizing_setters!(Traefik);
 controller_setters!(Traefik);
@@ -97,6 +120,8 @@ impl Component for Traefik {
     fn common(&self) -> &Common {
         &self.common
     }
+
+    controller_hooks!();
 
     fn typed_values(&self) -> &'static [(&'static str, ValueKind)] {
         &[
@@ -131,12 +156,12 @@ impl Component for Traefik {
 
     fn render(
         &self,
-        _ctx: &Context,
+        ctx: &Context,
         env: &Env,
         _secrets: &Secrets,
     ) -> Result<Rendered<IngressController>> {
         let c = &self.controller;
-        let defaults = json!({
+        let mut defaults = json!({
             "deployment": {"replicas": self.sizing.replicas},
             "resources": self.sizing.resources.to_value(),
             "ingressClass": {"enabled": true, "isDefaultClass": c.default_class, "name": c.class_name},
@@ -147,6 +172,10 @@ impl Component for Traefik {
             "service": {"spec": {"type": c.service_type}},
             "metrics": {"prometheus": {"entryPoint": "metrics"}},
         });
+        let annotations = c.service_annotations(env);
+        if !annotations.is_empty() {
+            defaults["service"]["annotations"] = json!(annotations);
+        }
         let values = self.common.values(env, defaults, |crds| {
             // the chart's ServiceMonitor scrapes the port `metrics`, which only the dedicated
             // metrics Service exposes (`ports.metrics.expose.default` is false)
@@ -157,6 +186,7 @@ impl Component for Traefik {
         });
         Ok(Rendered {
             output: c.output(
+                ctx,
                 &self.common.namespace,
                 "traefik.io/ingress-controller",
                 &[("traefik.ingress.kubernetes.io/router.tls", "true")],

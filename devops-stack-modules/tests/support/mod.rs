@@ -1,6 +1,8 @@
 //! A test cluster, a tiny OIDC provider, and whole stacks built from the built-in modules.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod cloud;
+
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
