@@ -769,6 +769,81 @@ async fn workload_identity_roles_trust_exactly_one_service_account() {
 }
 
 #[tokio::test]
+async fn a_role_of_a_predefined_policy_only_has_it_attached_and_no_inline_policy() {
+    // the EBS CSI driver's controller: AWS maintains its permissions as AmazonEBSCSIDriverPolicy
+    let Some(ep) =
+        common::endpoint("a_role_of_a_predefined_policy_only_has_it_attached_and_no_inline_policy")
+    else {
+        return;
+    };
+    let _guard = common::LOCK.lock().await;
+    common::reset(&ep);
+    let sdk = common::sdk(&ep).await;
+    let mut stack = Stack::new(STACK);
+    let eks = stack.add(
+        Eks::new("eks", "irsa", "example.com")
+            .aws(common::aws(&ep))
+            .polling(common::polling())
+            .subnets(["subnet-1", "subnet-2"]),
+    );
+    let stack = stack.build().unwrap();
+    let report = stack.apply(&RunOptions::new()).await.expect("applied");
+    let identity = report.output(&eks).expect("a cluster").workload_identity();
+    let owner = RoleOwner {
+        stack: STACK.into(),
+        module: "aws-ebs-csi-driver".into(),
+    };
+    let sa = ServiceAccount::new("kube-system", "ebs-csi-controller-sa");
+    let request = RoleRequest::new(sa.clone(), PolicyDocument::new())
+        .managed_policy("service-role/AmazonEBSCSIDriverPolicy");
+    let planned = identity.planned_resource(&owner, &request);
+    assert!(
+        planned.title().starts_with("aws iam:Role "),
+        "{}",
+        planned.title()
+    );
+    identity
+        .ensure_role(&owner, &request)
+        .await
+        .expect("a role");
+    identity
+        .ensure_role(&owner, &request)
+        .await
+        .expect("again, unchanged");
+    let iam = aws_sdk_iam::Client::new(&sdk);
+    let name = "irsa-irsa-kube-system-ebs-csi-controller-sa";
+    let attached: Vec<String> = iam
+        .list_attached_role_policies()
+        .role_name(name)
+        .send()
+        .await
+        .unwrap()
+        .attached_policies()
+        .iter()
+        .filter_map(|p| p.policy_arn().map(str::to_owned))
+        .collect();
+    assert_eq!(
+        attached,
+        ["arn:aws:iam::aws:policy/service-role/AmazonEBSCSIDriverPolicy"]
+    );
+    let inline = iam
+        .list_role_policies()
+        .role_name(name)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        inline.policy_names().is_empty(),
+        "{:?}",
+        inline.policy_names()
+    );
+    identity.delete_role(&owner, &sa).await.expect("deleted");
+    assert!(iam.get_role().role_name(name).send().await.is_err());
+    stack.destroy(&abandon()).await.expect("destroyed");
+    assert!(sweep(&sdk).await.is_empty());
+}
+
+#[tokio::test]
 async fn shared_nat_gateway_routes_every_zone() {
     let Some(ep) = common::endpoint("shared_nat_gateway_routes_every_zone") else {
         return;

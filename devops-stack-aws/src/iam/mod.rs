@@ -570,7 +570,9 @@ impl EksWorkloadIdentity {
                 name: self.role_name(sa),
                 trust: irsa_trust(provider, host, sa),
                 managed: self.managed_arns(request),
-                inline: Some(policy_json(&request.policy)),
+                // IAM refuses a policy without statements: a role of managed policies only has none
+                inline: (!request.policy.statements.is_empty())
+                    .then(|| policy_json(&request.policy)),
                 description: "IRSA role made by devops-stack",
             })
             .await?;
