@@ -7,6 +7,7 @@ mod common;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
 use common::recorder::Recorder;
+use common::replay::{Canned, ReplayClient};
 use devops_stack_aws::AwsConfig;
 use devops_stack_aws::s3::{Bucket, OnDestroy, S3Bucket};
 use devops_stack_aws::tags::{MODULE_TAG, PART_TAG, STACK_TAG};
@@ -422,4 +423,155 @@ async fn a_bucket_the_module_did_not_create_is_refused_and_survives_destroy() {
     assert!(!exists(&s3, "buckets-theirs").await);
     other.destroy(&RunOptions::new()).await.expect("destroyed");
     assert!(!exists(&s3, "buckets-other").await);
+}
+
+/// An S3 error document.
+fn s3_error(status: u16, code: &str) -> Canned {
+    Canned::new(
+        status,
+        format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code><Message>{code}</Message></Error>"
+        ),
+    )
+}
+
+fn tagging(stack: &str) -> Canned {
+    Canned::new(
+        200,
+        format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Tagging><TagSet><Tag><Key>{STACK_TAG}</Key><Value>{stack}</Value></Tag><Tag><Key>{MODULE_TAG}</Key><Value>loki-bucket</Value></Tag><Tag><Key>{PART_TAG}</Key><Value>bucket</Value></Tag></TagSet></Tagging>"
+        ),
+    )
+}
+
+fn replayed(client: &ReplayClient) -> BuiltStack {
+    let aws = common::aws("https://s3.replay.test")
+        .region("eu-west-1")
+        .http_client(client.clone());
+    built(module(&aws, "replay-loki")).0
+}
+
+fn sent(client: &ReplayClient) -> Vec<(String, String, String)> {
+    assert_eq!(client.unused(), 0, "canned responses left over");
+    client
+        .sent()
+        .into_iter()
+        .map(|r| {
+            (
+                r.method,
+                r.uri,
+                String::from_utf8_lossy(&r.body).into_owned(),
+            )
+        })
+        .collect()
+}
+
+/// What moto cannot show: on AWS, `CreateBucket` itself carries the ownership tags (so no
+/// bucket is ever created untagged) and the region's location constraint.
+#[tokio::test]
+async fn create_bucket_carries_the_tags_and_the_location_constraint() {
+    let client = ReplayClient::new([
+        Canned::new(404, ""),                                            // HeadBucket
+        Canned::new(200, ""),                                            // CreateBucket
+        Canned::new(200, ""),                                            // HeadBucket
+        tagging(STACK), // GetBucketTagging: tagged by CreateBucket
+        s3_error(404, "NoSuchPublicAccessBlockConfiguration"), // GetPublicAccessBlock
+        Canned::new(200, ""), // PutPublicAccessBlock
+        s3_error(404, "ServerSideEncryptionConfigurationNotFoundError"), // GetBucketEncryption
+        Canned::new(200, ""), // PutBucketEncryption
+        s3_error(404, "NoSuchLifecycleConfiguration"), // GetBucketLifecycleConfiguration
+        Canned::new(200, ""), // PutBucketLifecycleConfiguration
+    ]);
+    replayed(&client)
+        .apply(&RunOptions::new())
+        .await
+        .expect("applied");
+    let sent = sent(&client);
+    let (method, uri, body) = &sent[1];
+    assert_eq!(
+        (method.as_str(), uri.as_str()),
+        ("PUT", "https://s3.replay.test/replay-loki/")
+    );
+    assert!(
+        body.contains("<LocationConstraint>eu-west-1</LocationConstraint>"),
+        "{body}"
+    );
+    for tag in [
+        format!("<Key>{STACK_TAG}</Key><Value>{STACK}</Value>"),
+        format!("<Key>{MODULE_TAG}</Key><Value>loki-bucket</Value>"),
+    ] {
+        assert!(body.contains(&tag), "{tag} in {body}");
+    }
+    // Already tagged: no PutBucketTagging.
+    assert_eq!(
+        sent.iter()
+            .filter(|(m, u, _)| m == "PUT" && u.contains("tagging"))
+            .count(),
+        0
+    );
+    let (_, _, lifecycle) = &sent[9];
+    assert!(lifecycle.contains("<Days>31</Days>"), "{lifecycle}");
+    assert!(
+        lifecycle.contains("<NoncurrentDays>1</NoncurrentDays>"),
+        "{lifecycle}"
+    );
+    assert!(
+        lifecycle.contains("<DaysAfterInitiation>1</DaysAfterInitiation>"),
+        "{lifecycle}"
+    );
+}
+
+/// A caller without `s3:TagResource` is refused tags on `CreateBucket`: the bucket is created
+/// without, then tagged at once. A name another account holds is a clear error.
+#[tokio::test]
+async fn create_without_tag_permission_tags_after_and_a_taken_name_is_named() {
+    let client = ReplayClient::new([
+        Canned::new(404, ""),          // HeadBucket
+        s3_error(403, "AccessDenied"), // CreateBucket with tags
+        Canned::new(200, ""),          // CreateBucket without
+        Canned::new(200, ""),          // HeadBucket
+        s3_error(404, "NoSuchTagSet"), // GetBucketTagging
+        Canned::new(204, ""),          // PutBucketTagging
+        Canned::new(
+            200,
+            "<PublicAccessBlockConfiguration><BlockPublicAcls>true</BlockPublicAcls><IgnorePublicAcls>true</IgnorePublicAcls><BlockPublicPolicy>true</BlockPublicPolicy><RestrictPublicBuckets>true</RestrictPublicBuckets></PublicAccessBlockConfiguration>",
+        ),
+        Canned::new(
+            200,
+            "<ServerSideEncryptionConfiguration><Rule><ApplyServerSideEncryptionByDefault><SSEAlgorithm>AES256</SSEAlgorithm></ApplyServerSideEncryptionByDefault></Rule></ServerSideEncryptionConfiguration>",
+        ),
+        Canned::new(
+            200,
+            "<LifecycleConfiguration><Rule><ID>devops-stack-retention</ID><Filter><Prefix></Prefix></Filter><Status>Enabled</Status><Expiration><Days>31</Days></Expiration><NoncurrentVersionExpiration><NoncurrentDays>1</NoncurrentDays></NoncurrentVersionExpiration><AbortIncompleteMultipartUpload><DaysAfterInitiation>1</DaysAfterInitiation></AbortIncompleteMultipartUpload></Rule></LifecycleConfiguration>",
+        ),
+    ]);
+    replayed(&client)
+        .apply(&RunOptions::new())
+        .await
+        .expect("applied");
+    let sent = sent(&client);
+    assert!(sent[1].2.contains("<Tags>"), "{}", sent[1].2);
+    assert!(!sent[2].2.contains("<Tags>"), "{}", sent[2].2);
+    let (method, uri, body) = &sent[5];
+    assert_eq!(method, "PUT");
+    assert!(uri.ends_with("?tagging"), "{uri}");
+    assert!(
+        body.contains(&format!("<Key>{STACK_TAG}</Key><Value>{STACK}</Value>")),
+        "{body}"
+    );
+
+    let client = ReplayClient::new([
+        Canned::new(404, ""),                 // HeadBucket
+        s3_error(409, "BucketAlreadyExists"), // CreateBucket
+    ]);
+    let text = replayed(&client)
+        .apply(&RunOptions::new())
+        .await
+        .expect_err("taken")
+        .to_string();
+    assert!(
+        text.contains("the S3 bucket name `replay-loki` is taken by another AWS account"),
+        "{text}"
+    );
+    assert!(text.contains("choose another bucket name"), "{text}");
 }
