@@ -216,11 +216,7 @@ async fn sweep(sdk: &SdkConfig) -> Vec<String> {
     }
     // Buckets carry the stack tag; Route 53 records carry none, so theirs is the ownership TXT
     // record beside each one, in every hosted zone.
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(sdk)
-            .force_path_style(true)
-            .build(),
-    );
+    let s3 = common::s3(sdk);
     for b in s3.list_buckets().send().await.unwrap().buckets() {
         let name = b.name().unwrap_or_default();
         let tags = s3.get_bucket_tagging().bucket(name).send().await;

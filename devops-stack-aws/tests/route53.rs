@@ -57,6 +57,11 @@ async fn sets(r53: &aws_sdk_route53::Client, zone: &str, name: &str) -> Vec<(Str
         .collect()
 }
 
+/// The record sets of one CNAME record to `target`, as [`sets`] gives them.
+fn cname(target: &str) -> [(String, Vec<String>); 1] {
+    [("CNAME".to_owned(), vec![target.to_owned()])]
+}
+
 async fn create_by_hand(r53: &aws_sdk_route53::Client, zone: &str, name: &str, target: &str) {
     r53.change_resource_record_sets()
         .hosted_zone_id(zone)
@@ -128,11 +133,7 @@ async fn a_missing_zone_fails_preflight_naming_the_domain_and_nothing_is_created
         text.contains("create the hosted zone for `prod.example.com` in Route 53"),
         "{text}"
     );
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&sdk)
-            .force_path_style(true)
-            .build(),
-    );
+    let s3 = common::s3(&sdk);
     let buckets = s3.list_buckets().send().await.unwrap();
     assert!(
         buckets.buckets().is_empty(),
@@ -262,10 +263,7 @@ async fn records_are_owned_through_a_txt_record_and_nothing_else_is_touched() {
         .expect("created");
     assert_eq!(
         sets(&r53, &id, wildcard).await,
-        [(
-            "CNAME".to_owned(),
-            vec!["nlb-1.elb.amazonaws.com".to_owned()]
-        )]
+        cname("nlb-1.elb.amazonaws.com")
     );
     let owner_name = owner_record_name(wildcard);
     assert_eq!(
@@ -286,10 +284,7 @@ async fn records_are_owned_through_a_txt_record_and_nothing_else_is_touched() {
         .expect("updated");
     assert_eq!(
         sets(&r53, &id, wildcard).await,
-        [(
-            "CNAME".to_owned(),
-            vec!["nlb-2.elb.amazonaws.com".to_owned()]
-        )]
+        cname("nlb-2.elb.amazonaws.com")
     );
     // Another stack's module may not take it over.
     let err = records
@@ -304,10 +299,7 @@ async fn records_are_owned_through_a_txt_record_and_nothing_else_is_touched() {
     assert!(err.contains("stack=zones,module=traefik"), "{err}");
     assert_eq!(
         sets(&r53, &id, wildcard).await,
-        [(
-            "CNAME".to_owned(),
-            vec!["nlb-2.elb.amazonaws.com".to_owned()]
-        )]
+        cname("nlb-2.elb.amazonaws.com")
     );
 
     // A record made by hand (no TXT) is refused and left unchanged.
@@ -326,7 +318,7 @@ async fn records_are_owned_through_a_txt_record_and_nothing_else_is_touched() {
     );
     assert_eq!(
         sets(&r53, &id, "grafana.example.com").await,
-        [("CNAME".to_owned(), vec!["somewhere.example.net".to_owned()])]
+        cname("somewhere.example.net")
     );
     assert!(
         sets(&r53, &id, &owner_record_name("grafana.example.com"))
@@ -370,7 +362,7 @@ async fn records_are_owned_through_a_txt_record_and_nothing_else_is_touched() {
         .expect("already gone");
     assert_eq!(
         sets(&r53, &id, "grafana.example.com").await,
-        [("CNAME".to_owned(), vec!["somewhere.example.net".to_owned()])]
+        cname("somewhere.example.net")
     );
 }
 

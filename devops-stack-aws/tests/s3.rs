@@ -22,15 +22,6 @@ fn built(bucket: S3Bucket) -> (BuiltStack, Handle<Bucket>) {
     (stack.build().expect("a valid stack"), handle)
 }
 
-/// An S3 client for direct checks, addressing buckets by path as the module does on moto.
-fn s3(sdk: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
-    aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(sdk)
-            .force_path_style(true)
-            .build(),
-    )
-}
-
 async fn exists(s3: &aws_sdk_s3::Client, bucket: &str) -> bool {
     s3.head_bucket().bucket(bucket).send().await.is_ok()
 }
@@ -95,7 +86,7 @@ async fn bucket_is_created_private_encrypted_tagged_with_the_retention_and_reapp
     let recorder = Recorder::new();
     let aws = common::aws(&ep).interceptor(recorder.clone());
     let sdk = common::sdk(&ep).await;
-    let s3 = s3(&sdk);
+    let s3 = common::s3(&sdk);
     let (stack, handle) = built(module(&aws, "buckets-loki").retention_days(14));
 
     let report = stack.apply(&RunOptions::new()).await.expect("applied");
@@ -274,7 +265,7 @@ async fn destroy_deletes_every_version_and_delete_marker_then_the_bucket() {
     common::reset(&ep);
     let aws = common::aws(&ep);
     let sdk = common::sdk(&ep).await;
-    let s3 = s3(&sdk);
+    let s3 = common::s3(&sdk);
     let (stack, _) = built(module(&aws, "buckets-versions"));
     stack.apply(&RunOptions::new()).await.expect("applied");
 
@@ -330,7 +321,7 @@ async fn keep_leaves_the_bucket_and_its_data_and_says_so() {
     common::reset(&ep);
     let aws = common::aws(&ep);
     let sdk = common::sdk(&ep).await;
-    let s3 = s3(&sdk);
+    let s3 = common::s3(&sdk);
     let (stack, _) = built(module(&aws, "buckets-kept").on_destroy(OnDestroy::Keep));
     stack.apply(&RunOptions::new()).await.expect("applied");
     put(&s3, "buckets-kept", "chunks/1", "data").await;
@@ -362,7 +353,7 @@ async fn a_bucket_the_module_did_not_create_is_refused_and_survives_destroy() {
     common::reset(&ep);
     let aws = common::aws(&ep);
     let sdk = common::sdk(&ep).await;
-    let s3 = s3(&sdk);
+    let s3 = common::s3(&sdk);
     // Untagged, made by hand (or by an apply killed before tagging, on an endpoint that ignores
     // CreateBucket's tags).
     s3.create_bucket()

@@ -61,16 +61,7 @@ fn tag(key: &str, value: &str) -> Tag {
 
 /// The devops-stack tags among `tags`, as `k=v, ...`, or `none`.
 fn owner_text(tags: &BTreeMap<String, String>) -> String {
-    let owner: Vec<String> = tags
-        .iter()
-        .filter(|(k, _)| k.starts_with("devops-stack.io/"))
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
-    if owner.is_empty() {
-        "none".into()
-    } else {
-        owner.join(", ")
-    }
+    crate::tags::owner_text(tags.iter().map(|(k, v)| (k.as_str(), v.as_str())))
 }
 
 /// Whether an S3 error has one of `codes`.
