@@ -12,7 +12,7 @@ use devops_stack_aws::s3::S3Bucket;
 use devops_stack_core::interfaces::{
     Dns01Solver, DnsRecord, DnsZoneProvider, RecordKind, RoleOwner,
 };
-use devops_stack_core::{Handle, RunOptions, Stack};
+use devops_stack_core::{Handle, RunOptions, Stack, Status};
 
 const STACK: &str = "zones";
 
@@ -234,12 +234,8 @@ async fn records_are_owned_through_a_txt_record_and_nothing_else_is_touched() {
     let mut stack = Stack::new(STACK);
     let handle: Handle<Route53Zone> =
         stack.add(HostedZone::lookup("zone", "example.com").aws(aws.clone()));
-    let report = stack
-        .build()
-        .unwrap()
-        .apply(&RunOptions::new())
-        .await
-        .unwrap();
+    let built = stack.build().unwrap();
+    let report = built.apply(&RunOptions::new()).await.unwrap();
     let zone = report.output(&handle).unwrap().dns_zone();
     let records = &zone.records;
     let traefik = RoleOwner {
@@ -363,6 +359,55 @@ async fn records_are_owned_through_a_txt_record_and_nothing_else_is_touched() {
     assert_eq!(
         sets(&r53, &id, "grafana.example.com").await,
         cname("somewhere.example.net")
+    );
+
+    // The zone deleted by hand: a destroy's read still gives it (its dependents are destroyed,
+    // not taken for gone), deleting its records succeeds and creating one names the domain.
+    r53.change_resource_record_sets()
+        .hosted_zone_id(&id)
+        .change_batch(
+            ChangeBatch::builder()
+                .changes(
+                    Change::builder()
+                        .action(ChangeAction::Delete)
+                        .resource_record_set(
+                            ResourceRecordSet::builder()
+                                .name("grafana.example.com")
+                                .r#type(RrType::Cname)
+                                .ttl(60)
+                                .resource_records(
+                                    ResourceRecord::builder()
+                                        .value("somewhere.example.net")
+                                        .build()
+                                        .unwrap(),
+                                )
+                                .build()
+                                .unwrap(),
+                        )
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    r53.delete_hosted_zone().id(&id).send().await.unwrap();
+    let read = built.read(&RunOptions::new()).await.expect("read");
+    assert_eq!(read.module("zone").unwrap().status, Status::Succeeded);
+    let gone = read.output(&handle).unwrap().dns_zone().records;
+    gone.delete_record(&traefik, wildcard, RecordKind::Cname)
+        .await
+        .expect("gone with the zone");
+    let err = gone
+        .ensure_record(&traefik, &DnsRecord::cname(wildcard, "x.example.net"))
+        .await
+        .expect_err("no zone")
+        .to_string();
+    assert!(
+        err.contains("no public Route 53 hosted zone for `example.com`"),
+        "{err}"
     );
 }
 

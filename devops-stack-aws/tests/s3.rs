@@ -12,7 +12,7 @@ use devops_stack_aws::AwsConfig;
 use devops_stack_aws::s3::{Bucket, OnDestroy, S3Bucket};
 use devops_stack_aws::tags::{MODULE_TAG, PART_TAG, STACK_TAG};
 use devops_stack_core::interfaces::ObjectStoreProvider;
-use devops_stack_core::{BuiltStack, Event, Handle, RunOptions, Stack};
+use devops_stack_core::{BuiltStack, Event, Handle, RunOptions, Stack, Status};
 
 const STACK: &str = "buckets";
 
@@ -339,9 +339,17 @@ async fn keep_leaves_the_bucket_and_its_data_and_says_so() {
     );
 
     // The same module with the default deletes it.
-    let (stack, _) = built(module(&aws, "buckets-kept"));
+    let (stack, handle) = built(module(&aws, "buckets-kept"));
     stack.destroy(&RunOptions::new()).await.expect("destroyed");
     assert!(!exists(&s3, "buckets-kept").await);
+    // A missing bucket still reads as an output: the modules using it (Loki) are destroyed
+    // too, not taken for gone with it.
+    let read = stack.read(&RunOptions::new()).await.expect("read");
+    assert_eq!(
+        read.module("loki-bucket").unwrap().status,
+        Status::Succeeded
+    );
+    assert_eq!(read.output(&handle).unwrap().name, "buckets-kept");
 }
 
 #[tokio::test]

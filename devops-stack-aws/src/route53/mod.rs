@@ -16,7 +16,9 @@
 //! `ListHostedZonesByName`: a missing zone is [`Error::HostedZoneNotFound`] naming the domain,
 //! two zones of the kind asked are [`Error::AmbiguousHostedZone`] naming both; either stops the
 //! apply before anything is created. Apply looks it up again and outputs it; destroy deletes
-//! nothing (the zone is the user's; records are deleted by the modules that created them).
+//! nothing (the zone is the user's; records are deleted by the modules that created them). A
+//! zone deleted by hand still reads as an output before a destroy (its records' deletion
+//! succeeds), so that cert-manager and the ingress controller are destroyed all the same.
 //!
 //! **Records** ([`Route53Records`]) carry no tags, so each record a module creates has an
 //! ownership TXT record beside it, at [`owner_record_name`] (`_devops-stack-owner.<name>`, with a
@@ -325,10 +327,23 @@ impl Module for HostedZone {
         Ok(self.find().await?)
     }
 
+    /// The zone, looked up; one that is gone is still an output (with records that cannot be
+    /// created, and whose deletion succeeds), never `None`: `None` would mark the modules that
+    /// depend on it as gone, and cert-manager or the ingress controller do not go with a zone.
     async fn read(&self, _ctx: &Context) -> ModuleResult<Option<Route53Zone>> {
         match self.find().await {
             Ok(zone) => Ok(Some(zone)),
-            Err(Error::HostedZoneNotFound { .. }) => Ok(None),
+            Err(Error::HostedZoneNotFound { .. }) => {
+                let sdk = self.aws.load().await?;
+                let domain = self.domain();
+                Ok(Some(Route53Zone {
+                    records: Arc::new(Route53Records::gone(&domain, self.private)),
+                    domain,
+                    hosted_zone_id: "(gone)".into(),
+                    region: region_of(&sdk),
+                    private: self.private,
+                }))
+            }
             Err(e) => Err(e.into()),
         }
     }

@@ -73,12 +73,20 @@ fn rr_type(kind: RecordKind) -> Result<RrType> {
 /// The records of one Route 53 zone, as modules change them: the [`DnsRecords`] of a
 /// [`Route53Zone`](super::Route53Zone).
 ///
-/// A planned zone (from an offline plan) has no id: its calls fail, asking to apply first.
+/// A planned zone (from an offline plan) has no id: its calls fail, asking to apply first. The
+/// records of a zone found gone before a destroy cannot be created, and deleting them succeeds
+/// (they went with the zone).
 #[derive(Debug, Clone)]
 pub struct Route53Records {
     domain: String,
-    zone_id: Option<String>,
-    aws: Option<AwsConfig>,
+    zone: ZoneState,
+}
+
+#[derive(Debug, Clone)]
+enum ZoneState {
+    Planned,
+    Live { zone_id: String, aws: AwsConfig },
+    Gone { private: bool },
 }
 
 /// What is at a record's name: the record of the kind asked, the other record sets of the name,
@@ -125,8 +133,15 @@ impl Route53Records {
     pub fn planned(domain: &str) -> Self {
         Route53Records {
             domain: normalize(domain),
-            zone_id: None,
-            aws: None,
+            zone: ZoneState::Planned,
+        }
+    }
+
+    /// The records of a zone that no longer exists: creating fails, deleting succeeds.
+    pub(crate) fn gone(domain: &str, private: bool) -> Self {
+        Route53Records {
+            domain: normalize(domain),
+            zone: ZoneState::Gone { private },
         }
     }
 
@@ -134,8 +149,10 @@ impl Route53Records {
     pub fn live(domain: &str, zone_id: &str, aws: AwsConfig) -> Self {
         Route53Records {
             domain: normalize(domain),
-            zone_id: Some(zone_id.to_owned()),
-            aws: Some(aws),
+            zone: ZoneState::Live {
+                zone_id: zone_id.to_owned(),
+                aws,
+            },
         }
     }
 
@@ -148,15 +165,21 @@ impl Route53Records {
         )
     }
 
-    async fn client(&self, name: &str) -> Result<(Client, &str)> {
-        let (Some(zone_id), Some(aws)) = (&self.zone_id, &self.aws) else {
-            return Err(Error::Config {
-                problem: format!(
-                    "the Route 53 zone `{}` comes from an offline plan (planned zone): record `{name}` cannot be changed",
-                    self.domain
-                ),
-                fix: "apply the stack first; records are changed with the zone of an apply".into(),
-            });
+    /// A client and the zone id, or `None` when the zone is gone.
+    async fn client(&self, name: &str) -> Result<Option<(Client, &str)>> {
+        let (zone_id, aws) = match &self.zone {
+            ZoneState::Live { zone_id, aws } => (zone_id, aws),
+            ZoneState::Gone { .. } => return Ok(None),
+            ZoneState::Planned => {
+                return Err(Error::Config {
+                    problem: format!(
+                        "the Route 53 zone `{}` comes from an offline plan (planned zone): record `{name}` cannot be changed",
+                        self.domain
+                    ),
+                    fix: "apply the stack first; records are changed with the zone of an apply"
+                        .into(),
+                });
+            }
         };
         let name = normalize(name);
         if name != self.domain && !name.ends_with(&format!(".{}", self.domain)) {
@@ -166,7 +189,7 @@ impl Route53Records {
             });
         }
         let sdk = aws.load().await?;
-        Ok((aws.route53_client(&sdk), zone_id))
+        Ok(Some((aws.route53_client(&sdk), zone_id)))
     }
 
     /// The record sets named exactly `name`.
@@ -227,9 +250,15 @@ impl Route53Records {
     /// # Errors
     /// [`Error::NotOwned`] when a record of that name exists without `owner`'s TXT, or the TXT
     /// names another owner (nothing is changed); [`Error::Config`] for a planned zone or a name
-    /// outside the zone; the call's error.
+    /// outside the zone; [`Error::HostedZoneNotFound`] for a zone that is gone; the call's error.
     pub async fn ensure(&self, owner: &RoleOwner, record: &DnsRecord) -> Result<()> {
-        let (client, zone_id) = self.client(&record.name).await?;
+        let Some((client, zone_id)) = self.client(&record.name).await? else {
+            let private = matches!(self.zone, ZoneState::Gone { private: true });
+            return Err(Error::HostedZoneNotFound {
+                domain: self.domain.clone(),
+                private,
+            });
+        };
         let kind = rr_type(record.kind)?;
         let what = self.what(&record.name, record.kind);
         let marker = owner_marker(owner, record.kind);
@@ -308,13 +337,20 @@ impl Route53Records {
     /// TXT says `owner` created it. Anything else is left alone; a missing record succeeds.
     ///
     /// # Errors
-    /// [`Error::Config`] for a planned zone or a name outside the zone; the call's error.
+    /// [`Error::Config`] for a planned zone or a name outside the zone; the call's error. A zone
+    /// that is gone is success.
     pub async fn delete(&self, owner: &RoleOwner, name: &str, kind: RecordKind) -> Result<()> {
-        let (client, zone_id) = self.client(name).await?;
+        let Some((client, zone_id)) = self.client(name).await? else {
+            // The zone is gone, and its records with it.
+            return Ok(());
+        };
         let rr = rr_type(kind)?;
         let what = self.what(name, kind);
         let marker = owner_marker(owner, kind);
-        let live = self.live_state(&client, zone_id, name, &rr).await?;
+        let live = match self.live_state(&client, zone_id, name, &rr).await {
+            Err(Error::NotFound { .. }) => return Ok(()),
+            other => other?,
+        };
         let Some(txt) = live.owner else {
             if live.record.is_some() {
                 tracing::info!("{what} has no ownership TXT record: left alone");

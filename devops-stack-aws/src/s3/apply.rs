@@ -102,6 +102,22 @@ impl Api<'_> {
                 if e.as_service_error().is_some_and(|s| s.is_not_found()) || status == Some(404) {
                     return Ok(None);
                 }
+                if status == Some(301) {
+                    let region = e
+                        .raw_response()
+                        .and_then(|r| r.headers().get("x-amz-bucket-region"))
+                        .unwrap_or("another region")
+                        .to_owned();
+                    return Err(Error::Config {
+                        problem: format!(
+                            "{} exists in {region}, not in {}",
+                            self.what, self.region
+                        ),
+                        fix: format!(
+                            "set the module's region to {region}, or choose another bucket name"
+                        ),
+                    });
+                }
                 if status == Some(403) {
                     return Err(Error::BucketTaken {
                         bucket: self.bucket.name.clone(),
@@ -549,12 +565,16 @@ pub(super) async fn apply(bucket: &S3Bucket, ctx: &Context) -> Result<Bucket> {
     Ok(api.output())
 }
 
-pub(super) async fn read(bucket: &S3Bucket, ctx: &Context) -> Result<Option<Bucket>> {
-    let api = api(bucket, ctx).await?;
-    Ok(match api.tags().await? {
-        Some(tags) if api.ours(&tags) => Some(api.output()),
-        _ => None,
-    })
+/// The output, whether the bucket exists or not: it follows from the configuration, and `None`
+/// would mark the modules that use the bucket as gone, so that a Loki whose bucket was deleted
+/// by hand would keep its Application and role on destroy. Nothing is called but the
+/// configuration's loading (no S3 call).
+pub(super) async fn read(bucket: &S3Bucket, _ctx: &Context) -> Result<Option<Bucket>> {
+    let sdk = bucket.aws.load().await?;
+    Ok(Some(bucket.output(
+        region_of(&sdk),
+        sdk.endpoint_url().map(ToOwned::to_owned),
+    )))
 }
 
 pub(super) async fn destroy(bucket: &S3Bucket, ctx: &Context) -> Result<()> {

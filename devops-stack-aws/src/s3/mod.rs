@@ -33,7 +33,8 @@
 //! **Destroy**, unless [`OnDestroy::Keep`], and only for a bucket with this module's tags:
 //! deletes every object version and delete marker (in batches of at most 1000), aborts unfinished
 //! multipart uploads, then deletes the bucket. A missing bucket is success; a destroy can be run
-//! again.
+//! again. The read before a destroy gives the output whether the bucket exists or not, so that
+//! the modules using it (Loki) are destroyed even when the bucket was deleted by hand.
 //!
 //! ```
 //! use devops_stack_aws::s3::{OnDestroy, S3Bucket};
