@@ -62,7 +62,7 @@ mod apply;
 
 use std::net::Ipv4Addr;
 
-use devops_stack_core::interfaces::{ObjectStore, ObjectStoreProvider};
+use devops_stack_core::interfaces::{ObjectStore, ObjectStoreProvider, Statement};
 use devops_stack_core::plan::unknown;
 use devops_stack_core::{Context, Module, ModuleResult, Planned, Resource, Validation};
 use serde::Serialize;
@@ -127,15 +127,25 @@ pub struct Bucket {
     pub retention_days: u32,
     /// What destroy does with it.
     pub on_destroy: OnDestroy,
+    /// The ARN of the KMS key of its default encryption, if not SSE-S3.
+    pub kms_key: Option<String>,
 }
 
 impl ObjectStoreProvider for Bucket {
+    /// The store; with a KMS key, its access also allows the key's use for the bucket's
+    /// objects (S3 calls KMS on the workload's behalf).
     fn object_store(&self) -> ObjectStore {
-        let store = ObjectStore::s3(&self.name, &self.region);
-        match &self.endpoint {
-            Some(url) => store.endpoint(url),
-            None => store,
+        let mut store = ObjectStore::s3(&self.name, &self.region);
+        if let Some(url) = &self.endpoint {
+            store = store.endpoint(url);
         }
+        if let Some(key) = &self.kms_key {
+            store.access = store.access.statement(Statement::allow(
+                ["kms:GenerateDataKey", "kms:Decrypt"],
+                [key.clone()],
+            ));
+        }
+        store
     }
 }
 
@@ -167,7 +177,9 @@ impl S3Bucket {
         self
     }
 
-    /// Default encryption with this KMS key (id, ARN or alias) instead of SSE-S3.
+    /// Default encryption with the KMS key of this ARN
+    /// (`arn:aws:kms:<region>:<account>:key/<id>`) instead of SSE-S3; the object store's access
+    /// policy then allows workloads to use that key.
     #[must_use]
     pub fn kms_key(mut self, key: impl Into<String>) -> Self {
         self.kms_key = Some(key.into());
@@ -220,6 +232,7 @@ impl S3Bucket {
             endpoint,
             retention_days: self.retention_days,
             on_destroy: self.on_destroy,
+            kms_key: self.kms_key.clone(),
         }
     }
 }
@@ -314,12 +327,12 @@ impl Module for S3Bucket {
             );
         }
         if let Some(key) = &self.kms_key
-            && key.trim().is_empty()
+            && !(key.starts_with("arn:") && key.contains(":kms:") && key.contains(":key/"))
         {
             v.error(
                 "kms_key",
-                "the KMS key is empty",
-                "give a KMS key id, ARN or `alias/...`, or leave it unset for SSE-S3",
+                format!("`{key}` is not a KMS key ARN"),
+                "give the key's ARN, like `arn:aws:kms:eu-west-1:123456789012:key/<id>` (workloads' roles are allowed that key), or leave it unset for SSE-S3",
             );
         }
     }
@@ -408,5 +421,25 @@ mod tests {
         let store = b.output("cn-north-1".into(), None);
         assert_eq!(store.arn, "arn:aws-cn:s3:::prod-loki");
         assert!(store.object_store().endpoint.is_none());
+        assert_eq!(store.object_store().access.statements.len(), 2);
+    }
+
+    #[test]
+    fn a_kms_key_is_an_arn_and_its_use_is_in_the_access_policy() {
+        let arn = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd";
+        let b = S3Bucket::new("b", "prod-loki").kms_key(arn);
+        let mut v = Validation::new("b");
+        b.validate(&mut v);
+        assert!(v.errors().is_empty(), "{:?}", v.errors());
+        let access = b.output("eu-west-1".into(), None).object_store().access;
+        let kms = access.statements.last().unwrap();
+        assert_eq!(kms.resources, [arn]);
+        assert!(kms.actions.contains(&"kms:GenerateDataKey".to_owned()));
+        assert!(access.unscoped_statements().is_empty());
+        let mut v = Validation::new("b");
+        S3Bucket::new("b", "prod-loki")
+            .kms_key("alias/loki")
+            .validate(&mut v);
+        assert_eq!(v.errors()[0].field, "kms_key");
     }
 }
