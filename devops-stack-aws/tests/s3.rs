@@ -521,13 +521,14 @@ async fn create_bucket_carries_the_tags_and_the_location_constraint() {
 }
 
 /// A caller without `s3:TagResource` is refused tags on `CreateBucket`: the bucket is created
-/// without, then tagged at once. A name another account holds is a clear error.
+/// without, then tagged as soon as S3 shows it. A name another account holds is a clear error.
 #[tokio::test]
 async fn create_without_tag_permission_tags_after_and_a_taken_name_is_named() {
     let client = ReplayClient::new([
         Canned::new(404, ""),          // HeadBucket
         s3_error(403, "AccessDenied"), // CreateBucket with tags
         Canned::new(200, ""),          // CreateBucket without
+        Canned::new(404, ""),          // HeadBucket: not visible yet
         Canned::new(200, ""),          // HeadBucket
         s3_error(404, "NoSuchTagSet"), // GetBucketTagging
         Canned::new(204, ""),          // PutBucketTagging
@@ -551,7 +552,7 @@ async fn create_without_tag_permission_tags_after_and_a_taken_name_is_named() {
     let sent = sent(&client);
     assert!(sent[1].2.contains("<Tags>"), "{}", sent[1].2);
     assert!(!sent[2].2.contains("<Tags>"), "{}", sent[2].2);
-    let (method, uri, body) = &sent[5];
+    let (method, uri, body) = &sent[6];
     assert_eq!(method, "PUT");
     assert!(uri.ends_with("?tagging"), "{uri}");
     assert!(

@@ -1,6 +1,7 @@
 //! The S3 calls of the [`S3Bucket`] module: apply, read and destroy.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::error::ProvideErrorMetadata;
@@ -17,9 +18,18 @@ use super::{Bucket, LIFECYCLE_RULE_ID, OnDestroy, S3Bucket};
 use crate::config::region_of;
 use crate::error::{Error, Result};
 use crate::tags::{PART_TAG, owned_by, ownership};
+use crate::wait::{Backoff, Polling};
 
 /// The part tag of the bucket.
 const PART: &str = "bucket";
+
+/// How long a bucket just created may take to show up (S3's bucket listing is eventually
+/// consistent).
+const SHOW_UP: Polling = Polling {
+    initial_interval: Duration::from_secs(1),
+    max_interval: Duration::from_secs(8),
+    timeout: Duration::from_secs(60),
+};
 
 struct Api<'a> {
     client: Client,
@@ -519,26 +529,23 @@ pub(super) async fn apply(bucket: &S3Bucket, ctx: &Context) -> Result<Bucket> {
     match api.tags().await? {
         None => {
             api.create(ctx).await?;
-            // Right away: an endpoint that ignored the tags of CreateBucket gets them here.
-            // A bucket that existed meanwhile (created in the same instant by someone else in
-            // this account) is checked as any existing one.
-            match api.tags().await? {
-                Some(tags) if api.ours(&tags) => {}
-                Some(tags) if owner_text(&tags) == "none" => {
-                    let mut tags = tags;
-                    tags.extend(wanted.clone());
-                    api.put_tags(&tags).await?;
+            // Tagged right away: an endpoint that ignored the tags of CreateBucket gets them
+            // here. An untagged bucket at this point is the one just created (a bucket made by
+            // someone else of this account in the same instant could not be told apart).
+            // S3 may take a moment to show a new bucket: wait for it, briefly.
+            let mut backoff = Backoff::new(ctx, &SHOW_UP, &api.what, "visible");
+            let tags = loop {
+                match api.tags().await? {
+                    Some(tags) => break tags,
+                    None => backoff.pause("not visible yet").await?,
                 }
-                Some(tags) => return Err(api.not_owned(&tags)),
-                None => {
-                    return Err(Error::Failed {
-                        resource: api.what.clone(),
-                        status: "missing".into(),
-                        detail:
-                            "CreateBucket succeeded but the bucket cannot be found; apply again"
-                                .into(),
-                    });
-                }
+            };
+            if owner_text(&tags) == "none" {
+                let mut tags = tags;
+                tags.extend(wanted.clone());
+                api.put_tags(&tags).await?;
+            } else if !api.ours(&tags) {
+                return Err(api.not_owned(&tags));
             }
         }
         Some(tags) if api.ours(&tags) => {
