@@ -121,7 +121,7 @@ impl AwsConfig {
         self
     }
 
-    /// An SDK interceptor on every EC2, IAM, EKS and Cognito call of the modules (recording
+    /// An SDK interceptor on every EC2, IAM, EKS, Cognito, S3 and Route 53 call of the modules (recording
     /// the calls made, adding headers).
     #[must_use]
     pub fn interceptor(mut self, interceptor: impl Intercept + 'static) -> Self {
@@ -210,6 +210,8 @@ service_clients! {
     eks_client => aws_sdk_eks;
     cognito_client => aws_sdk_cognitoidentityprovider;
     elbv2_client => aws_sdk_elasticloadbalancingv2;
+    s3_client => aws_sdk_s3;
+    route53_client => aws_sdk_route53;
 }
 
 /// The region of a loaded configuration (checked by [`AwsConfig::load`]).

@@ -166,6 +166,45 @@ pub enum Error {
         fix: String,
     },
 
+    /// No Route 53 hosted zone of the domain exists (of the kind asked: public or private).
+    #[error(
+        "no {} Route 53 hosted zone for `{domain}`; fix: create the hosted zone for `{domain}` in Route 53, or give the base domain of an existing zone",
+        if *.private { "private" } else { "public" }
+    )]
+    HostedZoneNotFound {
+        /// The domain looked up, without the trailing dot.
+        domain: String,
+        /// Whether a private zone was asked for.
+        private: bool,
+    },
+
+    /// More than one Route 53 hosted zone of the domain exists (of the kind asked), and the
+    /// module cannot tell which one serves it.
+    #[error(
+        "{} {} Route 53 hosted zones for `{domain}` exist ({}); fix: delete the zone not delegated to, or ask for the other kind (`.private(..)`)",
+        .ids.len(),
+        if *.private { "private" } else { "public" },
+        .ids.join(", ")
+    )]
+    AmbiguousHostedZone {
+        /// The domain looked up, without the trailing dot.
+        domain: String,
+        /// Whether private zones were asked for.
+        private: bool,
+        /// The ids of the zones found.
+        ids: Vec<String>,
+    },
+
+    /// The S3 bucket name is taken by another AWS account (bucket names are global), or the
+    /// caller may not read that bucket.
+    #[error(
+        "the S3 bucket name `{bucket}` is taken by another AWS account, or this caller may not read that bucket (bucket names are global across all accounts); fix: choose another bucket name, or grant s3:ListBucket and s3:GetBucketTagging on it"
+    )]
+    BucketTaken {
+        /// The bucket's name.
+        bucket: String,
+    },
+
     /// The cluster's Kubernetes API cannot be reached during a destroy, and in-cluster objects
     /// may not be abandoned: nothing was deleted.
     #[error(
@@ -292,8 +331,8 @@ impl Error {
     }
 }
 
-/// Whether an AWS error code says the resource does not exist (EKS, Cognito, IAM and EC2
-/// spellings).
+/// Whether an AWS error code says the resource does not exist (EKS, Cognito, IAM, EC2, S3 and
+/// Route 53 spellings).
 fn not_found_code(code: &str) -> bool {
     matches!(
         code,
@@ -302,6 +341,8 @@ fn not_found_code(code: &str) -> bool {
             | "UserNotFoundException"
             | "NoSuchEntity"
             | "NatGatewayNotFound"
+            | "NoSuchBucket"
+            | "NoSuchHostedZone"
     ) || code.ends_with(".NotFound")
 }
 

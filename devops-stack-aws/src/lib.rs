@@ -1,6 +1,8 @@
 //! AWS modules for devops-stack: a [`Vpc`](vpc::Vpc) network, an [`Eks`](eks::Eks) cluster
-//! with its IAM roles, OIDC provider and managed node groups, and [`Cognito`](cognito::Cognito)
-//! as the stack's OIDC provider. From an empty account, `Vpc` → `Eks` (through
+//! with its IAM roles, OIDC provider and managed node groups, [`Cognito`](cognito::Cognito)
+//! as the stack's OIDC provider, an [`S3Bucket`](s3::S3Bucket) as a component's object store
+//! (Loki's), and the user's Route 53 [`HostedZone`](route53::HostedZone) for DNS-01 challenges
+//! and the records modules own. From an empty account, `Vpc` → `Eks` (through
 //! [`Eks::network`](eks::Eks::network), with no role ARNs) creates everything the cluster needs.
 //!
 //! Every resource created carries the [`tags::STACK_TAG`] and [`tags::MODULE_TAG`] tags; nothing
@@ -57,6 +59,8 @@ mod config;
 pub mod eks;
 mod error;
 pub mod iam;
+pub mod route53;
+pub mod s3;
 pub mod tags;
 pub mod vpc;
 mod wait;

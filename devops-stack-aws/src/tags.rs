@@ -34,3 +34,18 @@ pub(crate) fn owned_by<'a>(
     }
     s && m
 }
+
+/// The devops-stack tags among `tags`, as `key=value, ...`, or `none`: who owns a resource,
+/// for errors and progress messages.
+pub(crate) fn owner_text<'a>(tags: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    let owner: Vec<String> = tags
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("devops-stack.io/"))
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    if owner.is_empty() {
+        "none".into()
+    } else {
+        owner.join(", ")
+    }
+}

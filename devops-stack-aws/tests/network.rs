@@ -259,6 +259,41 @@ async fn sweep(sdk: &SdkConfig) -> Vec<String> {
             left.push(format!("cognito-pool {id}"));
         }
     }
+    // Buckets carry the stack tag; Route 53 records carry none, so theirs is the ownership TXT
+    // record beside each one, in every hosted zone.
+    let s3 = common::s3(sdk);
+    for b in s3.list_buckets().send().await.unwrap().buckets() {
+        let name = b.name().unwrap_or_default();
+        let tags = s3.get_bucket_tagging().bucket(name).send().await;
+        if tags.is_ok_and(|t| tagged(t.tag_set().iter().map(|t| (t.key(), t.value())))) {
+            left.push(format!("bucket {name}"));
+        }
+    }
+    let route53 = aws_sdk_route53::Client::new(sdk);
+    let marker = format!("\"devops-stack/stack={STACK},");
+    for zone in route53
+        .list_hosted_zones()
+        .send()
+        .await
+        .unwrap()
+        .hosted_zones()
+    {
+        let sets = route53
+            .list_resource_record_sets()
+            .hosted_zone_id(zone.id())
+            .send()
+            .await
+            .unwrap();
+        for set in sets.resource_record_sets() {
+            if set
+                .resource_records()
+                .iter()
+                .any(|r| r.value().starts_with(&marker))
+            {
+                left.push(format!("record {} in {}", set.name(), zone.name()));
+            }
+        }
+    }
     left
 }
 
@@ -1049,4 +1084,57 @@ async fn an_adopted_vpc_is_read_and_never_deleted() {
             .len(),
         3
     );
+}
+
+/// The sweep sees a bucket and a record of the stack, and a destroy (the bucket module's, and
+/// the record's owner deleting it) leaves neither.
+#[tokio::test]
+async fn sweep_covers_buckets_and_records_and_destroy_leaves_neither() {
+    use devops_stack_aws::route53::HostedZone;
+    use devops_stack_aws::s3::S3Bucket;
+    use devops_stack_core::interfaces::{DnsRecord, DnsZoneProvider, RecordKind};
+    let Some(ep) = common::endpoint("sweep_covers_buckets_and_records") else {
+        return;
+    };
+    let _guard = common::LOCK.lock().await;
+    common::reset(&ep);
+    let aws = common::aws(&ep);
+    let sdk = common::sdk(&ep).await;
+    aws_sdk_route53::Client::new(&sdk)
+        .create_hosted_zone()
+        .name("example.com")
+        .caller_reference("sweep")
+        .send()
+        .await
+        .unwrap();
+    let mut stack = Stack::new(STACK);
+    stack.add(S3Bucket::new("loki-bucket", "sweep-loki").aws(aws.clone()));
+    let zone = stack.add(HostedZone::lookup("zone", "example.com").aws(aws.clone()));
+    let stack = stack.build().unwrap();
+    let report = stack.apply(&RunOptions::new()).await.expect("applied");
+    let records = report.output(&zone).unwrap().dns_zone().records;
+    let owner = RoleOwner {
+        stack: STACK.into(),
+        module: "ingress".into(),
+    };
+    records
+        .ensure_record(
+            &owner,
+            &DnsRecord::cname("*.apps.sweep.example.com", "nlb.example.net"),
+        )
+        .await
+        .unwrap();
+    let left = sweep(&sdk).await;
+    assert!(left.contains(&"bucket sweep-loki".to_owned()), "{left:?}");
+    assert_eq!(
+        left.iter().filter(|r| r.starts_with("record ")).count(),
+        1,
+        "{left:?}"
+    );
+    records
+        .delete_record(&owner, "*.apps.sweep.example.com", RecordKind::Cname)
+        .await
+        .unwrap();
+    stack.destroy(&RunOptions::new()).await.expect("destroyed");
+    assert_eq!(sweep(&sdk).await, Vec::<String>::new());
 }

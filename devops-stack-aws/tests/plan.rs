@@ -176,3 +176,74 @@ async fn plan_of_the_aws_half_from_zero_shows_network_and_roles() {
     );
     assert_eq!(properties["role_arn"], "(created: prod-eks-cluster)");
 }
+
+/// The bucket and the zone lookup, offline: the bucket's settings and what destroy does with
+/// it, the zone as looked up (not created) with its id unknown.
+#[tokio::test]
+async fn plan_shows_the_bucket_with_on_destroy_and_the_zone_lookup() {
+    use devops_stack_aws::route53::HostedZone;
+    use devops_stack_aws::s3::{OnDestroy, S3Bucket};
+    let mut stack = Stack::new("prod");
+    let bucket = stack.add(
+        S3Bucket::new("loki-bucket", "prod-example-loki")
+            .endpoint_url("http://unreachable.invalid")
+            .region("eu-west-1")
+            .retention_days(14)
+            .on_destroy(OnDestroy::Keep),
+    );
+    stack.add(
+        HostedZone::lookup("zone", "example.com")
+            .endpoint_url("http://unreachable.invalid")
+            .region("eu-west-1"),
+    );
+    let _store = bucket.object_store();
+    let plan = stack
+        .build()
+        .unwrap()
+        .plan()
+        .await
+        .expect("planned offline");
+    let text = plan.to_text();
+    assert!(text.contains("aws s3:Bucket prod-example-loki"), "{text}");
+    assert!(
+        text.contains("aws route53:HostedZone example.com"),
+        "{text}"
+    );
+
+    let Resource::Cloud { properties, .. } = &plan.module("loki-bucket").unwrap().resources[0]
+    else {
+        panic!()
+    };
+    assert_eq!(properties["on_destroy"], "keep");
+    assert_eq!(properties["region"], "eu-west-1");
+    assert_eq!(properties["public_access_blocked"], true);
+    assert_eq!(properties["encryption"], "AES256 (SSE-S3)");
+    assert_eq!(properties["lifecycle"]["expire_current_after_days"], 14);
+    assert_eq!(properties["lifecycle"]["expire_noncurrent_after_days"], 1);
+    assert_eq!(
+        properties["lifecycle"]["abort_incomplete_multipart_after_days"],
+        1
+    );
+    let output = &plan.module("loki-bucket").unwrap().output;
+    assert_eq!(output["endpoint"], "http://unreachable.invalid");
+
+    let zone = plan.module("zone").unwrap();
+    let Resource::Cloud { properties, .. } = &zone.resources[0] else {
+        panic!()
+    };
+    assert_eq!(properties["lookup"], true);
+    assert_eq!(properties["created"], false);
+    assert_eq!(
+        zone.output["hosted_zone_id"],
+        "(known after apply: zone.hosted_zone_id)"
+    );
+    // The default deletes the bucket on destroy.
+    let mut stack = Stack::new("prod");
+    stack.add(S3Bucket::new("loki-bucket", "prod-example-loki").region("eu-west-1"));
+    let plan = stack.build().unwrap().plan().await.unwrap();
+    let Resource::Cloud { properties, .. } = &plan.module("loki-bucket").unwrap().resources[0]
+    else {
+        panic!()
+    };
+    assert_eq!(properties["on_destroy"], "delete");
+}

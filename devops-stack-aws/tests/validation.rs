@@ -119,3 +119,58 @@ fn a_version_eks_no_longer_offers_is_refused_with_the_fix() {
     );
     assert!(stack.build().is_ok());
 }
+
+#[test]
+fn bucket_rejects_names_s3_refuses_and_a_zero_retention() {
+    use devops_stack_aws::s3::S3Bucket;
+    for (name, needle) in [
+        ("ab", "3 to 63"),
+        ("Prod_Loki", "lowercase letters"),
+        ("-prod-loki", "start and end"),
+        ("prod..loki", "`..`"),
+        ("192.168.5.4", "IP address"),
+        ("xn--prod-loki", "reserves"),
+        ("prod-loki-s3alias", "reserves"),
+        ("prod-loki--x-s3", "reserves"),
+    ] {
+        let mut stack = Stack::new("test");
+        stack.add(S3Bucket::new("bucket", name));
+        let text = stack.build().unwrap_err().to_string();
+        assert!(
+            text.contains("module `bucket`, field `bucket_name`"),
+            "{name}: {text}"
+        );
+        assert!(text.contains(needle), "{name}: {text}");
+        assert!(text.contains("fix:"), "{name}: {text}");
+    }
+    let mut stack = Stack::new("test");
+    stack.add(S3Bucket::new("bucket", "prod-loki").retention_days(0));
+    let text = stack.build().unwrap_err().to_string();
+    assert!(
+        text.contains("module `bucket`, field `retention_days`"),
+        "{text}"
+    );
+    assert!(
+        text.contains("a retention of zero would delete every object at once"),
+        "{text}"
+    );
+    assert!(text.contains(".retention_days(n)"), "{text}");
+    assert_eq!(
+        fields(S3Bucket::new("bucket", "prod-example-loki").retention_days(1)),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn zone_rejects_a_domain_that_is_not_a_base_domain() {
+    use devops_stack_aws::route53::HostedZone;
+    assert_eq!(fields(HostedZone::lookup("zone", "localhost")), ["domain"]);
+    assert_eq!(
+        fields(HostedZone::lookup("zone", "bad_domain.com")),
+        ["domain"]
+    );
+    assert_eq!(
+        fields(HostedZone::lookup("zone", "example.com.")),
+        Vec::<String>::new()
+    );
+}

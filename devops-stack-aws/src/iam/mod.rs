@@ -38,7 +38,7 @@ use serde_json::{Value, json};
 
 use crate::config::AwsConfig;
 use crate::error::{Error, Result, deleted, is_not_found};
-use crate::tags::{MODULE_TAG, STACK_TAG, owned_by};
+use crate::tags::{MODULE_TAG, STACK_TAG, owned_by, owner_text};
 
 /// The ServiceAccount annotation IRSA reads.
 pub const ROLE_ARN_ANNOTATION: &str = "eks.amazonaws.com/role-arn";
@@ -126,19 +126,6 @@ pub(crate) struct Iam {
     pub(crate) module: String,
 }
 
-fn tags_text<'a>(tags: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
-    let owner: Vec<String> = tags
-        .into_iter()
-        .filter(|(k, _)| k.starts_with("devops-stack.io/"))
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
-    if owner.is_empty() {
-        "none".into()
-    } else {
-        owner.join(", ")
-    }
-}
-
 impl Iam {
     pub(crate) fn new(
         aws: &AwsConfig,
@@ -207,7 +194,7 @@ impl Iam {
             Some(tags) if !self.owns(&tags) => {
                 return Err(Error::NotOwned {
                     resource: what,
-                    owner: tags_text(tags.iter().map(|t| (t.key(), t.value()))),
+                    owner: owner_text(tags.iter().map(|t| (t.key(), t.value()))),
                     fix: format!(
                         "delete or rename that role, or give this module the ARN of a role to use instead of creating `{}`",
                         spec.name
@@ -295,7 +282,7 @@ impl Iam {
             Some(tags) if !self.owns(&tags) => {
                 progress(format!(
                     "{what} is not this module's (tags: {}): left alone",
-                    tags_text(tags.iter().map(|t| (t.key(), t.value())))
+                    owner_text(tags.iter().map(|t| (t.key(), t.value())))
                 ));
                 return Ok(());
             }

@@ -81,3 +81,13 @@ pub fn reset(endpoint: &str) {
 pub async fn sdk(endpoint: &str) -> aws_config::SdkConfig {
     aws(endpoint).load().await.expect("config loads")
 }
+
+/// An S3 client for direct checks, addressing buckets by path (moto has no bucket subdomains),
+/// as the `S3Bucket` module does with an endpoint override.
+pub fn s3(sdk: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(sdk)
+            .force_path_style(true)
+            .build(),
+    )
+}
