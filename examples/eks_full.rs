@@ -1,8 +1,12 @@
 //! The full platform on Amazon EKS, as one typed stack:
 //!
-//! VPC → EKS cluster (IAM roles, OIDC provider, node group) → Cognito OIDC → Argo CD (bootstrap) → Prometheus Operator CRDs → Traefik →
-//! cert-manager → kube-prometheus-stack → Loki → Argo CD (final, managing itself with OIDC and
-//! monitoring), and one application team (`shop`) onboarded with the team layer.
+//! VPC → EKS cluster (IAM roles, OIDC provider, node group) → Cognito OIDC, the Route 53 zone of
+//! the base domain and Loki's S3 bucket → Argo CD (bootstrap) → Prometheus Operator CRDs → the
+//! EBS CSI driver with an encrypted default `gp3` class → Traefik behind a Network Load Balancer
+//! with the wildcard record `*.apps.<cluster>.<base domain>` → cert-manager solving DNS-01 in the
+//! zone → kube-prometheus-stack and Loki (on S3) with volumes of the `gp3` class → Argo CD (final,
+//! managing itself with OIDC and monitoring), and one application team (`shop`) onboarded with
+//! the team layer.
 //!
 //! ```sh
 //! cargo run --example eks_full                  # offline plan and dependency graph; no AWS account needed
@@ -19,11 +23,17 @@
 //! cluster and its node group. `EKS_SUBNETS`, `EKS_CLUSTER_ROLE_ARN` and `EKS_NODE_ROLE_ARN` use
 //! existing ones instead.
 //!
+//! `apply` starts with every module's preflight check, before anything is created: the hosted
+//! zone of `DEVOPS_STACK_HOSTED_ZONE` (default: the base domain) must exist in Route 53.
+//!
 //! `destroy` first checks that the cluster's API answers, because objects in the cluster (load
 //! balancers, volumes) hold cloud resources. When it does not (the cluster is broken, or it is
 //! an emulator's cluster with no API behind it), `destroy` stops and says so, unless
 //! `--abandon-in-cluster` says the in-cluster objects may be abandoned: then only the AWS half
-//! is destroyed.
+//! is destroyed. Before the node groups and the cluster go, the destroy deletes the
+//! `LoadBalancer` Services, Ingresses and PVCs of the stack's namespaces and waits until AWS no
+//! longer has their load balancers and volumes. Loki's bucket is emptied and deleted unless
+//! `LOKI_KEEP_DATA=1`.
 //!
 //! `apply` and `destroy` use the AWS SDK's standard credential chain (environment, profiles,
 //! SSO); with `AWS_ENDPOINT_URL` set, every AWS call goes to that endpoint (an emulator such as
@@ -34,6 +44,8 @@ use std::time::Duration;
 
 use devops_stack::aws::cognito::{Cognito, User};
 use devops_stack::aws::eks::{Eks, EksCluster, NodeGroup};
+use devops_stack::aws::route53::HostedZone;
+use devops_stack::aws::s3::{OnDestroy, S3Bucket};
 use devops_stack::aws::vpc::Vpc;
 use devops_stack::interfaces::{AbandonInCluster, Cluster, ClusterProvider, Hostnames, IssuerKind};
 use devops_stack::k8s::{KubeOptions, StackLock, diff_stack, preflight_stack};
@@ -41,7 +53,8 @@ use devops_stack::modules::team::{
     AccessRole, App, AppSet, RepoAccess, Repository, Team, TeamNamespace,
 };
 use devops_stack::modules::{
-    ArgoCd, ArgoCdFinal, CertManager, KubePrometheusStack, Loki, PrometheusOperatorCrds, Traefik,
+    AcmeChallenge, ArgoCd, ArgoCdFinal, CertManager, EbsCsiDriver, KubePrometheusStack, Loki,
+    PrometheusOperatorCrds, Traefik,
 };
 use devops_stack::progress::{Progress, Style};
 use devops_stack::{BuiltStack, Error, Handle, RunOptions, Stack};
@@ -57,6 +70,9 @@ struct Settings {
     node_role: Option<String>,
     acme_email: String,
     admin_email: String,
+    hosted_zone: String,
+    loki_bucket: String,
+    keep_logs: bool,
 }
 
 impl Settings {
@@ -74,6 +90,17 @@ impl Settings {
             node_role: std::env::var("EKS_NODE_ROLE_ARN").ok(),
             acme_email: var("ACME_EMAIL", "platform@example.com"),
             admin_email: var("ADMIN_EMAIL", "admin@example.com"),
+            hosted_zone: std::env::var("DEVOPS_STACK_HOSTED_ZONE")
+                .unwrap_or_else(|_| var("DEVOPS_STACK_BASE_DOMAIN", "example.com")),
+            // bucket names are global: the stack's name and base domain make it unlikely to clash
+            loki_bucket: std::env::var("LOKI_BUCKET").unwrap_or_else(|_| {
+                format!(
+                    "{}-{}-loki",
+                    var("DEVOPS_STACK_NAME", "prod"),
+                    var("DEVOPS_STACK_BASE_DOMAIN", "example.com").replace('.', "-")
+                )
+            }),
+            keep_logs: std::env::var("LOKI_KEEP_DATA").is_ok_and(|v| v == "1"),
         }
     }
 }
@@ -118,16 +145,37 @@ fn platform(s: &Settings, in_cluster: bool) -> Result<(BuiltStack, Handle<EksClu
             .domain_prefix(format!("{}-{}", s.name, s.base_domain.replace('.', "-")))
             .user(User::new("admin", &s.admin_email).admin()),
     );
+    // The zone is looked up (in a preflight check, before anything is created), never created.
+    let zone = stack.add(HostedZone::lookup("dns", &s.hosted_zone).region(&s.region));
+    // A billable resource of its own: part of the AWS half, so that an abandoning destroy
+    // removes it too.
+    let logs_bucket = stack.add(
+        S3Bucket::new("loki-bucket", &s.loki_bucket)
+            .region(&s.region)
+            .retention_days(31)
+            .on_destroy(if s.keep_logs {
+                OnDestroy::Keep
+            } else {
+                OnDestroy::Delete
+            }),
+    );
     if !in_cluster {
         return Ok((stack.build()?, eks));
     }
     let argocd = stack.add(ArgoCd::new(&eks));
     let crds = stack.add(PrometheusOperatorCrds::new(&eks, &argocd));
-    let traefik = stack.add(Traefik::new(&eks, &argocd).service_monitors(&crds));
+    let ebs = stack.add(EbsCsiDriver::new(&eks, &argocd, eks.workload_identity()));
+    // A Network Load Balancer (EKS gives the annotations), and `*.apps.<cluster>.<domain>`
+    // pointing at it once AWS has given it a hostname.
+    let traefik = stack.add(
+        Traefik::new(&eks, &argocd)
+            .dns_zone(&zone)
+            .service_monitors(&crds),
+    );
     let certs = stack.add(
         CertManager::new(&eks, &argocd)
             .letsencrypt(&s.acme_email)
-            .http01_ingress(&traefik)
+            .acme_challenge(AcmeChallenge::dns01(&zone, eks.workload_identity()))
             .service_monitors(&crds),
     );
     let tls = certs.issuer(IssuerKind::LetsEncryptProduction);
@@ -135,9 +183,15 @@ fn platform(s: &Settings, in_cluster: bool) -> Result<(BuiltStack, Handle<EksClu
         KubePrometheusStack::new(&eks, &argocd, &traefik)
             .oidc(&cognito)
             .issuer(tls.clone())
+            .storage_class(&ebs)
             .service_monitors(&crds),
     );
-    stack.add(Loki::new(&eks, &argocd).monitoring(&monitoring));
+    stack.add(
+        Loki::new(&eks, &argocd)
+            .monitoring(&monitoring)
+            .storage_class(&ebs)
+            .object_store(&logs_bucket, eks.workload_identity()),
+    );
     // An application team: two namespaces, a deployer group, an app published through Traefik
     // with TLS, and an ApplicationSet over its repository.
     let shop_repo = "https://github.com/example/shop-deploy.git";

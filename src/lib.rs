@@ -4,7 +4,8 @@
 //! - the core ([`Stack`], [`Module`], the executor, plans, interfaces and the Kubernetes
 //!   engine) is re-exported at the root, from `devops-stack-core`;
 //! - [`modules`]: the component modules (`devops-stack-modules`);
-//! - [`aws`]: EKS and Cognito (`devops-stack-aws`).
+//! - [`aws`]: the VPC, EKS (with IRSA and the cleanup before the cluster goes), S3 buckets, Route 53
+//!   zones and records, and Cognito (`devops-stack-aws`).
 
 pub use devops_stack_core::*;
 
@@ -12,7 +13,7 @@ pub use devops_stack_core::*;
 /// Loki, Keycloak, metrics-server.
 pub use devops_stack_modules as modules;
 
-/// The AWS side: an EKS cluster and Cognito OIDC.
+/// The AWS side: network, EKS cluster, S3 buckets, Route 53 zones and Cognito OIDC.
 pub use devops_stack_aws as aws;
 
 #[cfg(feature = "progress")]

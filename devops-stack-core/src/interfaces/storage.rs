@@ -14,6 +14,8 @@
 //! let store = ObjectStore::s3("prod-loki", "eu-west-1");
 //! assert_eq!(store.kind, ObjectStoreKind::S3);
 //! assert!(store.access.unscoped_statements().is_empty());
+//! let china = ObjectStore::s3("logs", "cn-north-1");
+//! assert_eq!(china.access.statements[0].resources, ["arn:aws-cn:s3:::logs"]);
 //! ```
 
 use serde::Serialize;
@@ -84,19 +86,28 @@ impl ObjectStore {
     /// The S3 bucket `bucket` in `region`, with the access a workload needs to keep data in it.
     pub fn s3(bucket: impl Into<String>, region: impl Into<String>) -> Self {
         let bucket = bucket.into();
+        let region = region.into();
+        // the ARN partition of the region: China and GovCloud have their own
+        let partition = if region.starts_with("cn-") {
+            "aws-cn"
+        } else if region.starts_with("us-gov-") {
+            "aws-us-gov"
+        } else {
+            "aws"
+        };
         let access = PolicyDocument::new()
             .statement(Statement::allow(
                 ["s3:ListBucket", "s3:GetBucketLocation"],
-                [format!("arn:aws:s3:::{bucket}")],
+                [format!("arn:{partition}:s3:::{bucket}")],
             ))
             .statement(Statement::allow(
                 ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
-                [format!("arn:aws:s3:::{bucket}/*")],
+                [format!("arn:{partition}:s3:::{bucket}/*")],
             ));
         ObjectStore {
             kind: ObjectStoreKind::S3,
             bucket,
-            region: region.into(),
+            region,
             endpoint: None,
             access,
         }
