@@ -1,23 +1,4 @@
-//! Cleanup before the cluster goes: what Kubernetes made in AWS for objects in the cluster.
-//!
-//! A `LoadBalancer` Service makes a load balancer (an NLB through the cluster's cloud
-//! controller), a PersistentVolumeClaim makes an EBS volume (through the EBS CSI driver), an
-//! Ingress may make an ALB (through the AWS Load Balancer Controller). None of them is in any
-//! state of the stack, and deleting the cluster first orphans them: a load balancer then blocks
-//! deleting the VPC's subnets, and a volume is billed until someone finds it.
-//!
-//! So, before its node groups and the cluster are deleted, [`CloudCleanup::run`]:
-//! 1. deletes the `LoadBalancer` Services, Ingresses and PersistentVolumeClaims of every namespace
-//!    the stack owns (labelled with its `devops-stack.io/stack` label; a namespace the stack only
-//!    uses is left alone, and so are its objects);
-//! 2. waits, bounded, until every load balancer and PVC volume Kubernetes tagged for this cluster
-//!    (`kubernetes.io/cluster/<name>`, or `elbv2.k8s.aws/cluster`) is gone from AWS. It deletes
-//!    none of them itself: the controllers that made them do, once their objects are gone. A
-//!    volume whose PersistentVolume keeps it (`Retain`) is not waited for; it is named in the
-//!    report.
-//!
-//! Run again after a timeout, it picks up where it stopped: whatever is left is found again by
-//! its labels and tags.
+//! Cleanup before the cluster goes: see [`CloudCleanup`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -75,7 +56,25 @@ pub struct CleanupReport {
 }
 
 /// Removes what makes AWS resources from inside a cluster, and waits for those resources to go.
-/// See the [module documentation](self).
+///
+/// A `LoadBalancer` Service makes a load balancer (an NLB through the cluster's cloud
+/// controller), a PersistentVolumeClaim makes an EBS volume (through the EBS CSI driver), an
+/// Ingress may make an ALB (through the AWS Load Balancer Controller). None of them is in any
+/// state of the stack, and deleting the cluster first orphans them: a load balancer then blocks
+/// deleting the VPC's subnets, and a volume is billed until someone finds it.
+///
+/// So, before its node groups and the cluster are deleted, [`CloudCleanup::run`]:
+/// 1. deletes the `LoadBalancer` Services, Ingresses and PersistentVolumeClaims of every namespace
+///    the stack owns (labelled with its `devops-stack.io/stack` label; a namespace the stack only
+///    uses is left alone, and so are its objects);
+/// 2. waits, bounded, until every load balancer and PVC volume Kubernetes tagged for this cluster
+///    (`kubernetes.io/cluster/<name>`, or `elbv2.k8s.aws/cluster`) is gone from AWS. It deletes
+///    none of them itself: the controllers that made them do, once their objects are gone. A
+///    volume whose PersistentVolume keeps it (`Retain`) is not waited for; it is named in the
+///    report.
+///
+/// Run again after a timeout, it picks up where it stopped: whatever is left is found again by
+/// its labels and tags.
 ///
 /// ```no_run
 /// # async fn f(kube: kube::Client) -> Result<(), devops_stack_aws::Error> {
