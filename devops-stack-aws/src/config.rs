@@ -214,6 +214,37 @@ service_clients! {
     route53_client => aws_sdk_route53;
 }
 
+/// The setters every AWS module has (its struct has an `aws: AwsConfig` field).
+macro_rules! aws_setters {
+    ($t:ty) => {
+        impl $t {
+            /// The AWS configuration (default: the SDK's standard chain).
+            #[must_use]
+            pub fn aws(mut self, aws: $crate::AwsConfig) -> Self {
+                self.aws = aws;
+                self
+            }
+
+            /// The region (shorthand for the [`AwsConfig`]($crate::AwsConfig) setter).
+            #[must_use]
+            pub fn region(mut self, region: impl Into<String>) -> Self {
+                self.aws = self.aws.region(region);
+                self
+            }
+
+            /// An endpoint for every AWS call (an emulator, or an S3-compatible store); outputs
+            /// that workloads use, like an object store, carry it too.
+            #[must_use]
+            pub fn endpoint_url(mut self, url: impl Into<String>) -> Self {
+                self.aws = self.aws.endpoint_url(url);
+                self
+            }
+        }
+    };
+}
+
+pub(crate) use aws_setters;
+
 /// The region of a loaded configuration (checked by [`AwsConfig::load`]).
 pub(crate) fn region_of(config: &SdkConfig) -> String {
     config.region().map(ToString::to_string).unwrap_or_default()

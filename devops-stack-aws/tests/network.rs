@@ -10,7 +10,7 @@ use aws_config::SdkConfig;
 use common::recorder::Recorder;
 use devops_stack_aws::AwsConfig;
 use devops_stack_aws::cognito::{Cognito, User};
-use devops_stack_aws::eks::{Eks, NodeGroup};
+use devops_stack_aws::eks::{Eks, EksCluster, NodeGroup};
 use devops_stack_aws::tags::STACK_TAG;
 use devops_stack_aws::vpc::{NatGateways, Network, Vpc};
 use devops_stack_core::interfaces::{
@@ -701,6 +701,24 @@ async fn untagged_look_alikes_and_adopted_clusters_survive() {
     );
 }
 
+/// A fresh moto with the EKS cluster `irsa` (and its OIDC provider) applied: the stack, the
+/// cluster and an SDK configuration.
+async fn irsa_cluster(ep: &str) -> (BuiltStack, std::sync::Arc<EksCluster>, SdkConfig) {
+    common::reset(ep);
+    let sdk = common::sdk(ep).await;
+    let mut stack = Stack::new(STACK);
+    let eks = stack.add(
+        Eks::new("eks", "irsa", "example.com")
+            .aws(common::aws(ep))
+            .polling(common::polling())
+            .subnets(["subnet-1", "subnet-2"]),
+    );
+    let stack = stack.build().unwrap();
+    let report = stack.apply(&RunOptions::new()).await.expect("applied");
+    let cluster = report.output(&eks).expect("a cluster");
+    (stack, cluster, sdk)
+}
+
 #[tokio::test]
 async fn workload_identity_roles_trust_exactly_one_service_account() {
     let Some(ep) = common::endpoint("workload_identity_roles_trust_exactly_one_service_account")
@@ -708,18 +726,7 @@ async fn workload_identity_roles_trust_exactly_one_service_account() {
         return;
     };
     let _guard = common::LOCK.lock().await;
-    common::reset(&ep);
-    let sdk = common::sdk(&ep).await;
-    let mut stack = Stack::new(STACK);
-    let eks = stack.add(
-        Eks::new("eks", "irsa", "example.com")
-            .aws(common::aws(&ep))
-            .polling(common::polling())
-            .subnets(["subnet-1", "subnet-2"]),
-    );
-    let stack = stack.build().unwrap();
-    let report = stack.apply(&RunOptions::new()).await.expect("applied");
-    let cluster = report.output(&eks).expect("a cluster");
+    let (stack, cluster, sdk) = irsa_cluster(&ep).await;
     let identity = cluster.workload_identity();
     let owner = RoleOwner {
         stack: STACK.into(),
@@ -812,18 +819,8 @@ async fn a_role_of_a_predefined_policy_only_has_it_attached_and_no_inline_policy
         return;
     };
     let _guard = common::LOCK.lock().await;
-    common::reset(&ep);
-    let sdk = common::sdk(&ep).await;
-    let mut stack = Stack::new(STACK);
-    let eks = stack.add(
-        Eks::new("eks", "irsa", "example.com")
-            .aws(common::aws(&ep))
-            .polling(common::polling())
-            .subnets(["subnet-1", "subnet-2"]),
-    );
-    let stack = stack.build().unwrap();
-    let report = stack.apply(&RunOptions::new()).await.expect("applied");
-    let identity = report.output(&eks).expect("a cluster").workload_identity();
+    let (stack, cluster, sdk) = irsa_cluster(&ep).await;
+    let identity = cluster.workload_identity();
     let owner = RoleOwner {
         stack: STACK.into(),
         module: "aws-ebs-csi-driver".into(),

@@ -137,6 +137,8 @@ fn default_prefix(hosts: &Hostnames) -> String {
         .to_owned()
 }
 
+crate::config::aws_setters!(Cognito);
+
 impl Cognito {
     /// A new pool named after the cluster, with clients for every built-in app of `hostnames`.
     pub fn new(id: impl Into<String>, hostnames: Hostnames) -> Self {
@@ -198,27 +200,6 @@ impl Cognito {
     #[must_use]
     pub fn user(mut self, user: User) -> Self {
         self.users.insert(user.username.clone(), user);
-        self
-    }
-
-    /// The AWS configuration (default: the SDK's standard chain).
-    #[must_use]
-    pub fn aws(mut self, aws: AwsConfig) -> Self {
-        self.aws = aws;
-        self
-    }
-
-    /// The region (shorthand for the [`AwsConfig`] setter).
-    #[must_use]
-    pub fn region(mut self, region: impl Into<String>) -> Self {
-        self.aws = self.aws.region(region);
-        self
-    }
-
-    /// An endpoint for every AWS call (an emulator).
-    #[must_use]
-    pub fn endpoint_url(mut self, url: impl Into<String>) -> Self {
-        self.aws = self.aws.endpoint_url(url);
         self
     }
 

@@ -129,6 +129,8 @@ pub struct Eks {
     cleanup_timeout: std::time::Duration,
 }
 
+crate::config::aws_setters!(Eks);
+
 impl Eks {
     /// A cluster named `name` that the module creates (or finds, on a re-run) and owns. Its
     /// hostnames are made under `base_domain`.
@@ -243,27 +245,6 @@ impl Eks {
     #[must_use]
     pub fn node_group(mut self, group: NodeGroup) -> Self {
         self.node_groups.push(group);
-        self
-    }
-
-    /// The AWS configuration (default: the SDK's standard chain).
-    #[must_use]
-    pub fn aws(mut self, aws: AwsConfig) -> Self {
-        self.aws = aws;
-        self
-    }
-
-    /// The region (shorthand for the [`AwsConfig`] setter).
-    #[must_use]
-    pub fn region(mut self, region: impl Into<String>) -> Self {
-        self.aws = self.aws.region(region);
-        self
-    }
-
-    /// An endpoint for every AWS call, the EKS token's STS request included (an emulator).
-    #[must_use]
-    pub fn endpoint_url(mut self, url: impl Into<String>) -> Self {
-        self.aws = self.aws.endpoint_url(url);
         self
     }
 

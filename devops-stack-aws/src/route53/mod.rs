@@ -203,6 +203,8 @@ pub(crate) async fn find_zone(client: &Client, domain: &str, private: bool) -> R
     }
 }
 
+crate::config::aws_setters!(HostedZone);
+
 impl HostedZone {
     /// The existing hosted zone of `domain` (the stack's base domain, like `example.com`).
     pub fn lookup(id: impl Into<String>, domain: impl Into<String>) -> Self {
@@ -218,28 +220,6 @@ impl HostedZone {
     #[must_use]
     pub fn private(mut self, private: bool) -> Self {
         self.private = private;
-        self
-    }
-
-    /// The AWS configuration (default: the SDK's standard chain).
-    #[must_use]
-    pub fn aws(mut self, aws: AwsConfig) -> Self {
-        self.aws = aws;
-        self
-    }
-
-    /// The region of the SDK calls and of cert-manager's solver (shorthand for the
-    /// [`AwsConfig`] setter).
-    #[must_use]
-    pub fn region(mut self, region: impl Into<String>) -> Self {
-        self.aws = self.aws.region(region);
-        self
-    }
-
-    /// An endpoint for every AWS call (an emulator).
-    #[must_use]
-    pub fn endpoint_url(mut self, url: impl Into<String>) -> Self {
-        self.aws = self.aws.endpoint_url(url);
         self
     }
 

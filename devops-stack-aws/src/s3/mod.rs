@@ -149,6 +149,8 @@ impl ObjectStoreProvider for Bucket {
     }
 }
 
+crate::config::aws_setters!(S3Bucket);
+
 impl S3Bucket {
     /// The bucket `name` (global across all AWS accounts), managed by module `id`.
     pub fn new(id: impl Into<String>, name: impl Into<String>) -> Self {
@@ -192,28 +194,6 @@ impl S3Bucket {
     #[must_use]
     pub fn adopt(mut self) -> Self {
         self.adopt = true;
-        self
-    }
-
-    /// The AWS configuration (default: the SDK's standard chain).
-    #[must_use]
-    pub fn aws(mut self, aws: AwsConfig) -> Self {
-        self.aws = aws;
-        self
-    }
-
-    /// The region (shorthand for the [`AwsConfig`] setter).
-    #[must_use]
-    pub fn region(mut self, region: impl Into<String>) -> Self {
-        self.aws = self.aws.region(region);
-        self
-    }
-
-    /// An endpoint for every AWS call (an emulator or S3-compatible store); the output carries
-    /// it, so that workloads use it too.
-    #[must_use]
-    pub fn endpoint_url(mut self, url: impl Into<String>) -> Self {
-        self.aws = self.aws.endpoint_url(url);
         self
     }
 

@@ -136,6 +136,8 @@ const REGION_ZONES: &[(&str, usize)] = &[
 /// What is wrong with a layout: `(field, problem, fix)`.
 type LayoutError = (&'static str, String, String);
 
+crate::config::aws_setters!(Vpc);
+
 impl Vpc {
     /// A network for cluster `cluster` (named in the subnets' `kubernetes.io/cluster/<name>`
     /// tags and the resources' `Name`s), from `source`.
@@ -232,27 +234,6 @@ impl Vpc {
     #[must_use]
     pub fn tag(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.tags.insert(key.into(), value.into());
-        self
-    }
-
-    /// The AWS configuration (default: the SDK's standard chain).
-    #[must_use]
-    pub fn aws(mut self, aws: AwsConfig) -> Self {
-        self.aws = aws;
-        self
-    }
-
-    /// The region (shorthand for the [`AwsConfig`] setter).
-    #[must_use]
-    pub fn region(mut self, region: impl Into<String>) -> Self {
-        self.aws = self.aws.region(region);
-        self
-    }
-
-    /// An endpoint for every AWS call (an emulator).
-    #[must_use]
-    pub fn endpoint_url(mut self, url: impl Into<String>) -> Self {
-        self.aws = self.aws.endpoint_url(url);
         self
     }
 
