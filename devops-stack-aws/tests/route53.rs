@@ -442,3 +442,71 @@ async fn a_planned_zone_changes_no_record() {
     assert!(err.contains("offline plan"), "{err}");
     assert!(err.contains("apply the stack first"), "{err}");
 }
+
+#[tokio::test]
+async fn the_zone_s_destroy_deletes_the_records_its_stack_left_and_nothing_else() {
+    // A destroy that abandons the cluster's objects skips the ingress module's destroy: its
+    // wildcard record is left for the zone module, which its stack destroys last.
+    let Some(ep) = common::endpoint("the_zone_s_destroy_deletes_the_records_its_stack_left") else {
+        return;
+    };
+    let _guard = common::LOCK.lock().await;
+    common::reset(&ep);
+    let aws = common::aws(&ep);
+    let sdk = common::sdk(&ep).await;
+    let r53 = aws_sdk_route53::Client::new(&sdk);
+    let id = create_zone(&r53, "example.com", None).await;
+    let mut stack = Stack::new(STACK);
+    let handle: Handle<Route53Zone> =
+        stack.add(HostedZone::lookup("zone", "example.com").aws(aws.clone()));
+    let built = stack.build().unwrap();
+    let report = built.apply(&RunOptions::new()).await.unwrap();
+    let records = report.output(&handle).unwrap().dns_zone().records;
+    let ours = RoleOwner {
+        stack: STACK.into(),
+        module: "traefik".into(),
+    };
+    let theirs = RoleOwner {
+        stack: "other".into(),
+        module: "traefik".into(),
+    };
+    records
+        .ensure_record(
+            &ours,
+            &DnsRecord::cname("*.apps.prod.example.com", "nlb-1.elb.amazonaws.com"),
+        )
+        .await
+        .unwrap();
+    records
+        .ensure_record(
+            &ours,
+            &DnsRecord::cname("grafana.example.com", "nlb-1.elb.amazonaws.com"),
+        )
+        .await
+        .unwrap();
+    records
+        .ensure_record(
+            &theirs,
+            &DnsRecord::cname("*.apps.test.example.com", "nlb-2.elb.amazonaws.com"),
+        )
+        .await
+        .unwrap();
+    create_by_hand(&r53, &id, "shop.example.com", "nlb-3.elb.amazonaws.com").await;
+
+    let destroyed = built.destroy(&RunOptions::new()).await.unwrap();
+    assert!(destroyed.is_success());
+    for name in ["*.apps.prod.example.com", "grafana.example.com"] {
+        assert!(sets(&r53, &id, name).await.is_empty(), "{name} is left");
+        assert!(sets(&r53, &id, &owner_record_name(name)).await.is_empty());
+    }
+    // another stack's record and a hand-made one stay, and so does the zone
+    assert_eq!(
+        sets(&r53, &id, "*.apps.test.example.com").await,
+        cname("nlb-2.elb.amazonaws.com")
+    );
+    assert_eq!(
+        sets(&r53, &id, "shop.example.com").await,
+        cname("nlb-3.elb.amazonaws.com")
+    );
+    assert!(r53.get_hosted_zone().id(&id).send().await.is_ok());
+}

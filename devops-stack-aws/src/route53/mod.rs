@@ -328,7 +328,19 @@ impl Module for HostedZone {
         }
     }
 
+    /// The zone is the user's and stays. The modules using it delete their records before it
+    /// is destroyed (they depend on it); what a module left (its destroy was skipped, as with
+    /// an abandoned cluster) is deleted here: every record whose ownership TXT names this stack.
     async fn destroy(&self, ctx: &Context) -> ModuleResult<()> {
+        match self.find().await {
+            Ok(zone) => {
+                for name in zone.records().delete_all_of_stack(ctx.stack_name()).await? {
+                    ctx.progress(format!("deleted the record `{name}` the stack left"));
+                }
+            }
+            Err(Error::HostedZoneNotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
         ctx.progress(format!(
             "Route 53 zone `{}` is the user's: left as it is",
             self.domain()

@@ -389,6 +389,69 @@ impl Route53Records {
     }
 }
 
+impl Route53Records {
+    /// Deletes every record of the zone whose ownership TXT names a module of `stack` (each
+    /// through [`Route53Records::delete`], so with its owner's marker checked again), and
+    /// returns their names. What another stack or a person made is left alone.
+    ///
+    /// # Errors
+    /// The listing's or a deletion's error; a zone that is gone is success.
+    pub async fn delete_all_of_stack(&self, stack: &str) -> Result<Vec<String>> {
+        let Some((client, zone_id)) = self.client(&self.domain).await? else {
+            return Ok(Vec::new());
+        };
+        let prefix = format!("devops-stack/stack={stack},module=");
+        let mut owned = Vec::new();
+        let mut next: Option<(String, RrType)> = None;
+        loop {
+            let mut call = client.list_resource_record_sets().hosted_zone_id(zone_id);
+            if let Some((name, kind)) = next.take() {
+                call = call.start_record_name(name).start_record_type(kind);
+            }
+            let page = call.send().await.map_err(|e| {
+                Error::aws(
+                    "listing records",
+                    format!("Route 53 zone `{}`", self.domain),
+                    e,
+                )
+            })?;
+            for set in page.resource_record_sets() {
+                let name = normalize(set.name());
+                let Some(target) = name.strip_prefix(&format!("{OWNER_LABEL}.")) else {
+                    continue;
+                };
+                let target = match target.strip_prefix("_wildcard.") {
+                    Some(rest) => format!("*.{rest}"),
+                    None => target.to_owned(),
+                };
+                for value in txt_values(set) {
+                    if let Some(rest) = value.strip_prefix(&prefix)
+                        && let Some((module, "CNAME")) = rest.split_once(",type=")
+                    {
+                        owned.push((target.clone(), module.to_owned()));
+                    }
+                }
+            }
+            match (page.next_record_name(), page.next_record_type()) {
+                (Some(name), Some(kind)) if page.is_truncated() => {
+                    next = Some((name.to_owned(), kind.clone()));
+                }
+                _ => break,
+            }
+        }
+        let mut deleted = Vec::new();
+        for (name, module) in owned {
+            let owner = RoleOwner {
+                stack: stack.to_owned(),
+                module,
+            };
+            self.delete(&owner, &name, RecordKind::Cname).await?;
+            deleted.push(name);
+        }
+        Ok(deleted)
+    }
+}
+
 impl DnsRecords for Route53Records {
     fn ensure_record<'a>(
         &'a self,
