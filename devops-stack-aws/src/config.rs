@@ -210,6 +210,7 @@ service_clients! {
     eks_client => aws_sdk_eks;
     cognito_client => aws_sdk_cognitoidentityprovider;
     elbv2_client => aws_sdk_elasticloadbalancingv2;
+    elb_client => aws_sdk_elasticloadbalancing;
     s3_client => aws_sdk_s3;
     route53_client => aws_sdk_route53;
 }

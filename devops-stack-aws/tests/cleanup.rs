@@ -57,9 +57,17 @@ async fn namespace(kube: &kube::Client, name: &str, stack: Option<&str>) {
         .expect("namespace created");
 }
 
+/// The annotation asking the cloud controller for an NLB (without it, a Classic Load Balancer).
+const NLB: &str = "service.beta.kubernetes.io/aws-load-balancer-type";
+
 async fn service(kube: &kube::Client, ns: &str, name: &str, type_: &str) {
+    let annotations = if name == "legacy" {
+        json!({})
+    } else {
+        json!({NLB: "nlb"})
+    };
     let s: Service = serde_json::from_value(json!({
-        "metadata": {"name": name},
+        "metadata": {"name": name, "annotations": annotations},
         "spec": {"type": type_, "ports": [{"port": 80, "targetPort": 8080}], "selector": {"app": name}},
     }))
     .unwrap();
@@ -113,6 +121,7 @@ fn play_cloud_controller(
     let task = tokio::spawn(async move {
         let ec2 = aws_sdk_ec2::Client::new(&sdk);
         let elb = aws_sdk_elasticloadbalancingv2::Client::new(&sdk);
+        let classic = aws_sdk_elasticloadbalancing::Client::new(&sdk);
         let cluster_tag = format!("{CLUSTER_TAG_PREFIX}{cluster}");
         loop {
             let mut present = Vec::new();
@@ -131,6 +140,41 @@ fn play_cloud_controller(
                         continue;
                     }
                     let name = format!("k8s-{}", &suffix()[..6]);
+                    let service_tag = key.trim_start_matches("Service ").to_owned();
+                    let nlb = s.metadata.annotations.as_ref().and_then(|a| a.get(NLB));
+                    if nlb.is_none() {
+                        // as the in-tree controller does: a Classic Load Balancer
+                        let tag = |k: &str, v: &str| {
+                            aws_sdk_elasticloadbalancing::types::Tag::builder()
+                                .key(k)
+                                .value(v)
+                                .build()
+                                .unwrap()
+                        };
+                        classic
+                            .create_load_balancer()
+                            .load_balancer_name(&name)
+                            .listeners(
+                                aws_sdk_elasticloadbalancing::types::Listener::builder()
+                                    .protocol("TCP")
+                                    .load_balancer_port(80)
+                                    .instance_port(30080)
+                                    .build()
+                                    .unwrap(),
+                            )
+                            .set_subnets(Some(subnets.clone()))
+                            .tags(tag(&cluster_tag, "owned"))
+                            .tags(tag("kubernetes.io/service-name", &service_tag))
+                            .send()
+                            .await
+                            .expect("classic load balancer made");
+                        state
+                            .lock()
+                            .unwrap()
+                            .made
+                            .insert(key, format!("classic:{name}"));
+                        continue;
+                    }
                     let lb = elb
                         .create_load_balancer()
                         .name(&name)
@@ -208,7 +252,14 @@ fn play_cloud_controller(
                     .collect()
             };
             for (key, id) in due {
-                if key.starts_with("Service") {
+                if let Some(name) = id.strip_prefix("classic:") {
+                    classic
+                        .delete_load_balancer()
+                        .load_balancer_name(name)
+                        .send()
+                        .await
+                        .expect("classic load balancer deleted");
+                } else if key.starts_with("Service") {
                     elb.delete_load_balancer()
                         .load_balancer_arn(&id)
                         .send()
@@ -342,6 +393,7 @@ async fn destroy_deletes_the_objects_waits_for_their_cloud_resources_and_removes
     let ns = format!("dsc-{s}");
     namespace(&kube, &ns, Some(&stack)).await;
     service(&kube, &ns, "ingress", "LoadBalancer").await;
+    service(&kube, &ns, "legacy", "LoadBalancer").await;
     service(&kube, &ns, "internal", "ClusterIP").await;
     claim(&kube, &ns, "data").await;
     let delay = Duration::from_millis(1500);
@@ -353,7 +405,7 @@ async fn destroy_deletes_the_objects_waits_for_their_cloud_resources_and_removes
         subnets,
         delay,
     );
-    wait_until_made(&cloud, 2).await;
+    wait_until_made(&cloud, 3).await;
 
     let messages = Mutex::new(Vec::new());
     let report = CloudCleanup::new(&cluster, &stack, common::aws(&endpoint))
@@ -370,10 +422,18 @@ async fn destroy_deletes_the_objects_waits_for_their_cloud_resources_and_removes
         report.deleted,
         vec![
             format!("Service {ns}/ingress"),
+            format!("Service {ns}/legacy"),
             format!("PersistentVolumeClaim {ns}/data")
         ]
     );
-    assert_eq!(report.gone.len(), 2, "{report:?}");
+    assert_eq!(report.gone.len(), 3, "{report:?}");
+    assert!(
+        report
+            .gone
+            .iter()
+            .any(|l| l.resource.starts_with("classic load balancer")
+                && l.made_for == format!("Service {ns}/legacy"))
+    );
     assert!(
         report
             .gone
@@ -387,7 +447,7 @@ async fn destroy_deletes_the_objects_waits_for_their_cloud_resources_and_removes
             .any(|l| l.made_for == format!("PersistentVolumeClaim {ns}/data"))
     );
     // it waited for the controller: both were deleted by it, before the cleanup returned
-    assert_eq!(cloud.deleted.len(), 2, "{cloud:?}");
+    assert_eq!(cloud.deleted.len(), 3, "{cloud:?}");
     for (what, at) in &cloud.deleted {
         assert!(
             *at <= finished,
@@ -399,7 +459,7 @@ async fn destroy_deletes_the_objects_waits_for_their_cloud_resources_and_removes
             .lock()
             .unwrap()
             .iter()
-            .any(|m| m.starts_with("waiting for 2 cloud resources"))
+            .any(|m| m.starts_with("waiting for 3 cloud resources"))
     );
     // nothing untagged, and nothing not made for a claim, was touched
     assert!(load_balancer_exists(&elb, &user_lb).await);

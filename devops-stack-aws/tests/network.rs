@@ -167,6 +167,37 @@ async fn sweep(sdk: &SdkConfig) -> Vec<String> {
             }
         }
     }
+    let classic = aws_sdk_elasticloadbalancing::Client::new(sdk);
+    let names: Vec<String> = classic
+        .describe_load_balancers()
+        .send()
+        .await
+        .unwrap()
+        .load_balancer_descriptions()
+        .iter()
+        .filter_map(|lb| lb.load_balancer_name().map(str::to_owned))
+        .collect();
+    for chunk in names.chunks(20) {
+        let described = classic
+            .describe_tags()
+            .set_load_balancer_names(Some(chunk.to_vec()))
+            .send()
+            .await
+            .unwrap();
+        for d in described.tag_descriptions() {
+            let tags = || {
+                d.tags()
+                    .iter()
+                    .map(|t| (t.key(), t.value().unwrap_or_default()))
+            };
+            if tagged(tags()) || tags().any(|(k, _)| for_cluster(k)) {
+                left.push(format!(
+                    "classic-load-balancer {}",
+                    d.load_balancer_name().unwrap_or_default()
+                ));
+            }
+        }
+    }
     let iam_tags = |t: &[aws_sdk_iam::types::Tag]| tagged(t.iter().map(|t| (t.key(), t.value())));
     for r in iam.list_roles().send().await.unwrap().roles() {
         let tags = iam

@@ -67,8 +67,9 @@ pub struct CleanupReport {
 /// 1. deletes the `LoadBalancer` Services, Ingresses and PersistentVolumeClaims of every namespace
 ///    the stack owns (labelled with its `devops-stack.io/stack` label; a namespace the stack only
 ///    uses is left alone, and so are its objects);
-/// 2. waits, bounded, until every load balancer and PVC volume Kubernetes tagged for this cluster
-///    (`kubernetes.io/cluster/<name>`, or `elbv2.k8s.aws/cluster`) is gone from AWS. It deletes
+/// 2. waits, bounded, until every load balancer (NLB, ALB or Classic) and PVC volume Kubernetes
+///    tagged for this cluster (`kubernetes.io/cluster/<name>`, or `elbv2.k8s.aws/cluster`) is gone
+///    from AWS. It deletes
 ///    none of them itself: the controllers that made them do, once their objects are gone. A
 ///    volume whose PersistentVolume keeps it (`Retain`) is not waited for; it is named in the
 ///    report.
@@ -200,6 +201,7 @@ impl CloudCleanup {
     pub async fn remaining(&self, kube: Option<&Client>) -> Result<(Vec<Leftover>, Vec<Leftover>)> {
         let sdk = self.aws.load().await?;
         let mut waiting = self.load_balancers(&sdk).await?;
+        waiting.extend(self.classic_load_balancers(&sdk).await?);
         let mut retained = Vec::new();
         for (volume, tags) in self.volumes(&sdk).await? {
             let kept = match (kube, tags.get(PV_NAME_TAG)) {
@@ -264,17 +266,61 @@ impl CloudCleanup {
                     .map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default()))
                     .collect();
                 if self.made_for_cluster(&tags) {
-                    let made_for = tags
-                        .get(SERVICE_NAME_TAG)
-                        .map(|s| format!("Service {s}"))
-                        .or_else(|| {
-                            tags.get(INGRESS_STACK_TAG)
-                                .map(|s| format!("Ingress group {s}"))
-                        })
-                        .unwrap_or_else(|| "an unnamed object".into());
+                    let made_for = made_for_service(&tags);
                     found.push(Leftover {
                         resource: format!("load balancer {}", d.resource_arn().unwrap_or_default()),
                         made_for,
+                    });
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// The Classic Load Balancers tagged for the cluster: what the cloud controller makes for a
+    /// `LoadBalancer` Service that does not ask for an NLB.
+    async fn classic_load_balancers(&self, sdk: &aws_config::SdkConfig) -> Result<Vec<Leftover>> {
+        let elb = self.aws.elb_client(sdk);
+        let mut names = Vec::new();
+        let mut marker = None;
+        loop {
+            let page = elb
+                .describe_load_balancers()
+                .set_marker(marker)
+                .send()
+                .await
+                .map_err(|e| Error::aws("listing classic load balancers", &self.cluster, e))?;
+            names.extend(
+                page.load_balancer_descriptions()
+                    .iter()
+                    .filter_map(|lb| lb.load_balancer_name().map(str::to_owned)),
+            );
+            marker = page.next_marker().map(str::to_owned);
+            if marker.is_none() {
+                break;
+            }
+        }
+        let mut found = Vec::new();
+        for chunk in names.chunks(20) {
+            let tags = elb
+                .describe_tags()
+                .set_load_balancer_names(Some(chunk.to_vec()))
+                .send()
+                .await
+                .map_err(|e| Error::aws("reading classic load balancer tags", &self.cluster, e))?;
+            for d in tags.tag_descriptions() {
+                let tags: BTreeMap<&str, &str> = d
+                    .tags()
+                    .iter()
+                    .map(|t| (t.key(), t.value().unwrap_or_default()))
+                    .collect();
+                if self.made_for_cluster(&tags) {
+                    found.push(Leftover {
+                        resource: format!(
+                            "classic load balancer {}",
+                            d.load_balancer_name().unwrap_or_default()
+                        ),
+                        made_for: made_for_service(&tags),
                     });
                 }
             }
@@ -343,6 +389,17 @@ impl CloudCleanup {
         tags.contains_key(format!("{CLUSTER_TAG_PREFIX}{}", self.cluster).as_str())
             || tags.get(LB_CONTROLLER_CLUSTER_TAG) == Some(&self.cluster.as_str())
     }
+}
+
+/// The object a load balancer was made for, as its tags say.
+fn made_for_service(tags: &BTreeMap<&str, &str>) -> String {
+    tags.get(SERVICE_NAME_TAG)
+        .map(|s| format!("Service {s}"))
+        .or_else(|| {
+            tags.get(INGRESS_STACK_TAG)
+                .map(|s| format!("Ingress group {s}"))
+        })
+        .unwrap_or_else(|| "an unnamed object".into())
 }
 
 /// Whether the PersistentVolume `name` exists and keeps its volume.
