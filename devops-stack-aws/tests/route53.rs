@@ -220,23 +220,48 @@ async fn lookup_finds_the_zone_and_gives_a_policy_scoped_to_it() {
     assert!(text.contains(&second), "{text}");
 }
 
+/// A stack of the `HostedZone` of `example.com`, applied on a fresh moto that has that zone.
+struct AppliedZone {
+    stack: devops_stack_core::BuiltStack,
+    handle: Handle<Route53Zone>,
+    zone: devops_stack_core::interfaces::DnsZone,
+    r53: aws_sdk_route53::Client,
+    id: String,
+}
+
+async fn applied_zone(ep: &str) -> AppliedZone {
+    common::reset(ep);
+    let sdk = common::sdk(ep).await;
+    let r53 = aws_sdk_route53::Client::new(&sdk);
+    let id = create_zone(&r53, "example.com", None).await;
+    let mut stack = Stack::new(STACK);
+    let handle: Handle<Route53Zone> =
+        stack.add(HostedZone::lookup("zone", "example.com").aws(common::aws(ep)));
+    let stack = stack.build().unwrap();
+    let report = stack.apply(&RunOptions::new()).await.unwrap();
+    let zone = report.output(&handle).unwrap().dns_zone();
+    AppliedZone {
+        stack,
+        handle,
+        zone,
+        r53,
+        id,
+    }
+}
+
 #[tokio::test]
 async fn records_are_owned_through_a_txt_record_and_nothing_else_is_touched() {
     let Some(ep) = common::endpoint("records_are_owned_through_a_txt_record") else {
         return;
     };
     let _guard = common::LOCK.lock().await;
-    common::reset(&ep);
-    let aws = common::aws(&ep);
-    let sdk = common::sdk(&ep).await;
-    let r53 = aws_sdk_route53::Client::new(&sdk);
-    let id = create_zone(&r53, "example.com", None).await;
-    let mut stack = Stack::new(STACK);
-    let handle: Handle<Route53Zone> =
-        stack.add(HostedZone::lookup("zone", "example.com").aws(aws.clone()));
-    let built = stack.build().unwrap();
-    let report = built.apply(&RunOptions::new()).await.unwrap();
-    let zone = report.output(&handle).unwrap().dns_zone();
+    let AppliedZone {
+        stack: built,
+        handle,
+        zone,
+        r53,
+        id,
+    } = applied_zone(&ep).await;
     let records = &zone.records;
     let traefik = RoleOwner {
         stack: STACK.into(),
@@ -451,17 +476,14 @@ async fn the_zone_s_destroy_deletes_the_records_its_stack_left_and_nothing_else(
         return;
     };
     let _guard = common::LOCK.lock().await;
-    common::reset(&ep);
-    let aws = common::aws(&ep);
-    let sdk = common::sdk(&ep).await;
-    let r53 = aws_sdk_route53::Client::new(&sdk);
-    let id = create_zone(&r53, "example.com", None).await;
-    let mut stack = Stack::new(STACK);
-    let handle: Handle<Route53Zone> =
-        stack.add(HostedZone::lookup("zone", "example.com").aws(aws.clone()));
-    let built = stack.build().unwrap();
-    let report = built.apply(&RunOptions::new()).await.unwrap();
-    let records = report.output(&handle).unwrap().dns_zone().records;
+    let AppliedZone {
+        stack: built,
+        zone,
+        r53,
+        id,
+        ..
+    } = applied_zone(&ep).await;
+    let records = zone.records;
     let ours = RoleOwner {
         stack: STACK.into(),
         module: "traefik".into(),
