@@ -428,8 +428,9 @@ pub(crate) async fn run(
     let start = Instant::now();
     let forward = step != Step::Destroy;
     // preflight checks read no input: every module starts at once
-    let unordered = vec![Vec::new(); n];
+    let unordered;
     let (preds, succs) = if step == Step::Preflight {
+        unordered = vec![Vec::new(); n];
         (&unordered, &unordered)
     } else if forward {
         (&stack.graph.preds, &stack.graph.succs)

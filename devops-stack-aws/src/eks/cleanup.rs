@@ -232,25 +232,17 @@ impl CloudCleanup {
     /// The load balancers (ELBv2) tagged for the cluster.
     async fn load_balancers(&self, sdk: &aws_config::SdkConfig) -> Result<Vec<Leftover>> {
         let elb = self.aws.elbv2_client(sdk);
-        let mut arns = Vec::new();
-        let mut marker = None;
-        loop {
-            let page = elb
-                .describe_load_balancers()
-                .set_marker(marker)
-                .send()
-                .await
-                .map_err(|e| Error::aws("listing load balancers", &self.cluster, e))?;
-            arns.extend(
-                page.load_balancers()
-                    .iter()
-                    .filter_map(|lb| lb.load_balancer_arn().map(str::to_owned)),
-            );
-            marker = page.next_marker().map(str::to_owned);
-            if marker.is_none() {
-                break;
-            }
-        }
+        let arns: Vec<String> = elb
+            .describe_load_balancers()
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .await
+            .map_err(|e| Error::aws("listing load balancers", &self.cluster, e))?
+            .into_iter()
+            .filter_map(|lb| lb.load_balancer_arn)
+            .collect();
         let mut found = Vec::new();
         for chunk in arns.chunks(20) {
             let tags = elb
@@ -259,20 +251,15 @@ impl CloudCleanup {
                 .send()
                 .await
                 .map_err(|e| Error::aws("reading load balancer tags", &self.cluster, e))?;
-            for d in tags.tag_descriptions() {
-                let tags: BTreeMap<&str, &str> = d
-                    .tags()
-                    .iter()
-                    .map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default()))
-                    .collect();
-                if self.made_for_cluster(&tags) {
-                    let made_for = made_for_service(&tags);
-                    found.push(Leftover {
-                        resource: format!("load balancer {}", d.resource_arn().unwrap_or_default()),
-                        made_for,
-                    });
-                }
-            }
+            found.extend(tags.tag_descriptions().iter().filter_map(|d| {
+                self.made_for_cluster(
+                    "load balancer",
+                    d.resource_arn().unwrap_or_default(),
+                    d.tags()
+                        .iter()
+                        .map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())),
+                )
+            }));
         }
         Ok(found)
     }
@@ -281,25 +268,17 @@ impl CloudCleanup {
     /// `LoadBalancer` Service that does not ask for an NLB.
     async fn classic_load_balancers(&self, sdk: &aws_config::SdkConfig) -> Result<Vec<Leftover>> {
         let elb = self.aws.elb_client(sdk);
-        let mut names = Vec::new();
-        let mut marker = None;
-        loop {
-            let page = elb
-                .describe_load_balancers()
-                .set_marker(marker)
-                .send()
-                .await
-                .map_err(|e| Error::aws("listing classic load balancers", &self.cluster, e))?;
-            names.extend(
-                page.load_balancer_descriptions()
-                    .iter()
-                    .filter_map(|lb| lb.load_balancer_name().map(str::to_owned)),
-            );
-            marker = page.next_marker().map(str::to_owned);
-            if marker.is_none() {
-                break;
-            }
-        }
+        let names: Vec<String> = elb
+            .describe_load_balancers()
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .await
+            .map_err(|e| Error::aws("listing classic load balancers", &self.cluster, e))?
+            .into_iter()
+            .filter_map(|lb| lb.load_balancer_name)
+            .collect();
         let mut found = Vec::new();
         for chunk in names.chunks(20) {
             let tags = elb
@@ -308,22 +287,15 @@ impl CloudCleanup {
                 .send()
                 .await
                 .map_err(|e| Error::aws("reading classic load balancer tags", &self.cluster, e))?;
-            for d in tags.tag_descriptions() {
-                let tags: BTreeMap<&str, &str> = d
-                    .tags()
-                    .iter()
-                    .map(|t| (t.key(), t.value().unwrap_or_default()))
-                    .collect();
-                if self.made_for_cluster(&tags) {
-                    found.push(Leftover {
-                        resource: format!(
-                            "classic load balancer {}",
-                            d.load_balancer_name().unwrap_or_default()
-                        ),
-                        made_for: made_for_service(&tags),
-                    });
-                }
-            }
+            found.extend(tags.tag_descriptions().iter().filter_map(|d| {
+                self.made_for_cluster(
+                    "classic load balancer",
+                    d.load_balancer_name().unwrap_or_default(),
+                    d.tags()
+                        .iter()
+                        .map(|t| (t.key(), t.value().unwrap_or_default())),
+                )
+            }));
         }
         Ok(found)
     }
@@ -335,59 +307,65 @@ impl CloudCleanup {
     ) -> Result<Vec<(Leftover, BTreeMap<String, String>)>> {
         let ec2 = self.aws.ec2_client(sdk);
         let key = format!("{CLUSTER_TAG_PREFIX}{}", self.cluster);
+        let volumes = ec2
+            .describe_volumes()
+            .filters(Filter::builder().name("tag-key").values(&key).build())
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .await
+            .map_err(|e| Error::aws("listing volumes", &self.cluster, e))?;
         let mut found = Vec::new();
-        let mut token = None;
-        loop {
-            let page = ec2
-                .describe_volumes()
-                .filters(Filter::builder().name("tag-key").values(&key).build())
-                .set_next_token(token)
-                .send()
-                .await
-                .map_err(|e| Error::aws("listing volumes", &self.cluster, e))?;
-            for v in page.volumes() {
-                let tags: BTreeMap<String, String> = v
-                    .tags()
-                    .iter()
-                    .map(|t| {
-                        (
-                            t.key().unwrap_or_default().to_owned(),
-                            t.value().unwrap_or_default().to_owned(),
-                        )
-                    })
-                    .collect();
-                // a node's root volume carries the cluster tag too, and goes with its node group
-                let for_claim =
-                    tags.contains_key(PVC_NAME_TAG) || tags.contains_key(CSI_VOLUME_TAG);
-                if !for_claim || v.state().is_some_and(|s| s.as_str() == "deleted") {
-                    continue;
-                }
-                let made_for = match (tags.get(PVC_NAMESPACE_TAG), tags.get(PVC_NAME_TAG)) {
-                    (Some(ns), Some(name)) => format!("PersistentVolumeClaim {ns}/{name}"),
-                    _ => format!(
-                        "CSI volume {}",
-                        tags.get(CSI_VOLUME_TAG).map_or("?", String::as_str)
-                    ),
-                };
-                found.push((
-                    Leftover {
-                        resource: format!("EBS volume {}", v.volume_id().unwrap_or_default()),
-                        made_for,
-                    },
-                    tags,
-                ));
+        for v in volumes {
+            let tags: BTreeMap<String, String> = v
+                .tags()
+                .iter()
+                .map(|t| {
+                    (
+                        t.key().unwrap_or_default().to_owned(),
+                        t.value().unwrap_or_default().to_owned(),
+                    )
+                })
+                .collect();
+            // a node's root volume carries the cluster tag too, and goes with its node group
+            let for_claim = tags.contains_key(PVC_NAME_TAG) || tags.contains_key(CSI_VOLUME_TAG);
+            if !for_claim || v.state().is_some_and(|s| s.as_str() == "deleted") {
+                continue;
             }
-            token = page.next_token().map(str::to_owned);
-            if token.is_none() {
-                break;
-            }
+            let made_for = match (tags.get(PVC_NAMESPACE_TAG), tags.get(PVC_NAME_TAG)) {
+                (Some(ns), Some(name)) => format!("PersistentVolumeClaim {ns}/{name}"),
+                _ => format!(
+                    "CSI volume {}",
+                    tags.get(CSI_VOLUME_TAG).map_or("?", String::as_str)
+                ),
+            };
+            found.push((
+                Leftover {
+                    resource: format!("EBS volume {}", v.volume_id().unwrap_or_default()),
+                    made_for,
+                },
+                tags,
+            ));
         }
         Ok(found)
     }
 
-    fn made_for_cluster(&self, tags: &BTreeMap<&str, &str>) -> bool {
-        tags.contains_key(format!("{CLUSTER_TAG_PREFIX}{}", self.cluster).as_str())
-            || tags.get(LB_CONTROLLER_CLUSTER_TAG) == Some(&self.cluster.as_str())
+    /// The load balancer `id` (a `what`) as a leftover, when its `tags` say Kubernetes made it
+    /// for this cluster.
+    fn made_for_cluster<'a>(
+        &self,
+        what: &str,
+        id: &str,
+        tags: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Option<Leftover> {
+        let tags: BTreeMap<&str, &str> = tags.into_iter().collect();
+        let ours = tags.contains_key(format!("{CLUSTER_TAG_PREFIX}{}", self.cluster).as_str())
+            || tags.get(LB_CONTROLLER_CLUSTER_TAG) == Some(&self.cluster.as_str());
+        ours.then(|| Leftover {
+            resource: format!("{what} {id}"),
+            made_for: made_for_service(&tags),
+        })
     }
 }
 
