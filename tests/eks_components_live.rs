@@ -14,15 +14,15 @@
 
 #[path = "../devops-stack-core/tests/support/argocd_standin.rs"]
 mod argocd_standin;
+#[path = "../devops-stack-aws/tests/common/mod.rs"]
+mod common;
 #[path = "../devops-stack-core/tests/support/live.rs"]
 mod live;
 
-use std::io::{Read, Write};
 use std::sync::Arc;
 use std::time::Duration;
 
 use argocd_standin::{ArgoCdStandIn, applications};
-use devops_stack::aws::AwsConfig;
 use devops_stack::aws::eks::Eks;
 use devops_stack::aws::route53::HostedZone;
 use devops_stack::aws::s3::S3Bucket;
@@ -33,40 +33,15 @@ use devops_stack::interfaces::{
 use devops_stack::k8s::{KubeOptions, STACK_LABEL};
 use devops_stack::modules::{AcmeChallenge, CertManager, Loki, Traefik};
 use devops_stack::{BuiltStack, Input, RunOptions, Stack};
-use k8s_openapi::api::core::v1::Service;
-use kube::api::{Api, Patch, PatchParams, PostParams};
 use live::{
     Counting, create_namespace, delete_labelled, delete_namespace, helper_client, kubeconfig,
     unique, with_cleanup,
 };
-use serde_json::json;
 
 /// The hostname the played cloud gives Traefik's load balancer.
 const LB_HOSTNAME: &str = "k8s-traefik-0123456789.elb.us-east-1.amazonaws.com";
 /// The live cluster's base domain (`live::Counting`'s), whose zone the test creates in moto.
 const DOMAIN: &str = "example.com";
-
-fn aws(endpoint: &str) -> AwsConfig {
-    AwsConfig::new()
-        .region("us-east-1")
-        .endpoint_url(endpoint)
-        .static_credentials("testing", "testing", None)
-        .max_attempts(2)
-}
-
-/// `POST /moto-api/reset`: moto forgets everything.
-fn reset(endpoint: &str) {
-    let host = endpoint.trim_start_matches("http://").trim_end_matches('/');
-    let mut stream = std::net::TcpStream::connect(host).expect("moto is reachable");
-    write!(
-        stream,
-        "POST /moto-api/reset HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    assert!(response.contains(" 200 "), "reset failed: {response}");
-}
 
 /// The in-cluster half: Traefik publishing `*.apps.test.example.com`, cert-manager solving
 /// DNS-01 in the zone, Loki on the bucket, each with its IRSA role from `identity`.
@@ -84,8 +59,9 @@ fn platform(
     });
     let identity = Input::value(identity.clone());
     let mut stack = Stack::new(name);
-    let zone = stack.add(HostedZone::lookup("dns", DOMAIN).aws(aws(endpoint)));
-    let bucket = stack.add(S3Bucket::new("logs", format!("{name}-logs")).aws(aws(endpoint)));
+    let zone = stack.add(HostedZone::lookup("dns", DOMAIN).aws(common::aws(endpoint)));
+    let bucket =
+        stack.add(S3Bucket::new("logs", format!("{name}-logs")).aws(common::aws(endpoint)));
     stack.add(
         Traefik::new(cluster.clone(), argocd.clone())
             .namespace(format!("{name}-traefik"))
@@ -104,33 +80,6 @@ fn platform(
             .object_store(&bucket, identity),
     );
     stack.build().expect("a valid stack")
-}
-
-/// Plays Argo CD and the cloud controller for `ns/traefik`: creates the Service once the
-/// namespace exists, then gives it the load balancer's hostname.
-async fn play_the_load_balancer(client: kube::Client, ns: String) {
-    let services: Api<Service> = Api::namespaced(client, &ns);
-    let body: Service = serde_json::from_value(json!({
-        "metadata": {"name": "traefik"},
-        "spec": {"type": "LoadBalancer", "selector": {"app.kubernetes.io/name": "traefik"},
-            "ports": [{"name": "web", "port": 80, "targetPort": "web"}]},
-    }))
-    .unwrap();
-    loop {
-        match services.create(&PostParams::default(), &body).await {
-            Ok(_) => break,
-            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 403 => {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            Err(e) => panic!("creating Service {ns}/traefik: {e}"),
-        }
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let status = json!({"status": {"loadBalancer": {"ingress": [{"hostname": LB_HOSTNAME}]}}});
-    services
-        .patch_status("traefik", &PatchParams::default(), &Patch::Merge(&status))
-        .await
-        .expect("setting the load balancer's hostname");
 }
 
 /// The record sets of the zone, as `(name, type, values)`.
@@ -186,19 +135,16 @@ async fn role_policy(iam: &aws_sdk_iam::Client, role: &str) -> serde_json::Value
 #[tokio::test]
 async fn the_eks_components_apply_across_the_cluster_and_aws_and_destroy_leaves_only_the_zone() {
     let Some(path) = kubeconfig() else { return };
-    let Ok(endpoint) = std::env::var("DEVOPS_STACK_TEST_AWS_ENDPOINT") else {
-        eprintln!("skipping: DEVOPS_STACK_TEST_AWS_ENDPOINT is not set");
+    let Some(endpoint) = common::endpoint("the_eks_components_apply_across_the_cluster_and_aws")
+    else {
         return;
     };
-    reset(&endpoint);
-    let sdk = aws(&endpoint).load().await.unwrap();
+    let _guard = common::LOCK.lock().await;
+    common::reset(&endpoint);
+    let sdk = common::sdk(&endpoint).await;
     let r53 = aws_sdk_route53::Client::new(&sdk);
     let iam = aws_sdk_iam::Client::new(&sdk);
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&sdk)
-            .force_path_style(true)
-            .build(),
-    );
+    let s3 = common::s3(&sdk);
     // the user's zone, which the stack looks up and never deletes
     let zone_id = r53
         .create_hosted_zone()
@@ -218,7 +164,7 @@ async fn the_eks_components_apply_across_the_cluster_and_aws_and_destroy_leaves_
     let mut aws_half = Stack::new(&name);
     let eks = aws_half.add(
         Eks::new("eks", "test", DOMAIN)
-            .aws(aws(&endpoint))
+            .aws(common::aws(&endpoint))
             .subnets(["subnet-1", "subnet-2"]),
     );
     let aws_half = aws_half.build().unwrap();
@@ -240,9 +186,11 @@ async fn the_eks_components_apply_across_the_cluster_and_aws_and_destroy_leaves_
     });
     let body = async {
         let stack = platform(&name, &cluster, &endpoint, &identity);
-        let player = tokio::spawn(play_the_load_balancer(
+        let player = tokio::spawn(live::play_load_balancer(
             helper.clone(),
             format!("{name}-traefik"),
+            LB_HOSTNAME,
+            Duration::from_millis(500),
         ));
         let report = stack.apply(&options).await.expect("applied");
         assert!(report.is_success(), "{}", report.to_text());

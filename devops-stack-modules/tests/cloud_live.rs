@@ -30,9 +30,9 @@ use devops_stack_core::k8s::KubeOptions;
 use devops_stack_core::{BoxError, Input, Resource, RunOptions, Stack};
 use devops_stack_modules::{EbsCsiDriver, Loki, Traefik};
 use futures::future::BoxFuture;
-use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Service};
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::StorageClass as KubeStorageClass;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, PostParams};
 use live::{
     Counting, create_namespace, delete_labelled, delete_namespace, helper_client, kubeconfig,
     unique, with_cleanup,
@@ -116,36 +116,6 @@ impl Live {
     }
 }
 
-/// Plays Argo CD and the cloud for the controller's Service `ns/traefik`: once the namespace
-/// exists, creates the Service (type LoadBalancer, as the chart would), and `delay` later gives
-/// it the load balancer hostname. Returns when the status is set, with the time it was.
-async fn play_the_cloud(client: kube::Client, ns: String, delay: Duration) -> Instant {
-    let services: Api<Service> = Api::namespaced(client, &ns);
-    let body: Service = serde_json::from_value(json!({
-        "metadata": {"name": "traefik"},
-        "spec": {"type": "LoadBalancer", "selector": {"app.kubernetes.io/name": "traefik"},
-            "ports": [{"name": "web", "port": 80, "targetPort": "web"}]},
-    }))
-    .unwrap();
-    // the namespace is the module's: it appears when the engine applies
-    loop {
-        match services.create(&PostParams::default(), &body).await {
-            Ok(_) => break,
-            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 403 => {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            Err(e) => panic!("creating Service {ns}/traefik: {e}"),
-        }
-    }
-    tokio::time::sleep(delay).await;
-    let status = json!({"status": {"loadBalancer": {"ingress": [{"hostname": LB_HOSTNAME}]}}});
-    services
-        .patch_status("traefik", &PatchParams::default(), &Patch::Merge(&status))
-        .await
-        .expect("setting the load balancer's hostname");
-    Instant::now()
-}
-
 #[tokio::test]
 async fn traefik_waits_for_its_load_balancer_points_the_wildcard_at_it_and_destroy_deletes_it() {
     let Some(live) = Live::start("lb").await else {
@@ -174,9 +144,10 @@ async fn traefik_waits_for_its_load_balancer_points_the_wildcard_at_it_and_destr
             plan.to_text()
         );
 
-        let cloud = tokio::spawn(play_the_cloud(
+        let cloud = tokio::spawn(live::play_load_balancer(
             live.helper.clone(),
             ns.clone(),
+            LB_HOSTNAME,
             Duration::from_secs(2),
         ));
         let report = stack.apply(&options).await.unwrap();

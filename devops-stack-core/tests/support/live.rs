@@ -351,3 +351,40 @@ where
         std::panic::resume_unwind(panic);
     }
 }
+
+/// Plays Argo CD and the cloud's load balancer controller for an ingress controller's Service
+/// `ns/traefik`: once the namespace exists, creates the Service (type LoadBalancer, as the chart
+/// would), and `delay` later gives it the load balancer `hostname`. Returns when the status is
+/// set, with the time it was.
+pub async fn play_load_balancer(
+    client: kube::Client,
+    ns: String,
+    hostname: &'static str,
+    delay: std::time::Duration,
+) -> std::time::Instant {
+    use k8s_openapi::api::core::v1::Service;
+    let services: Api<Service> = Api::namespaced(client, &ns);
+    let body: Service = serde_json::from_value(json!({
+        "metadata": {"name": "traefik"},
+        "spec": {"type": "LoadBalancer", "selector": {"app.kubernetes.io/name": "traefik"},
+            "ports": [{"name": "web", "port": 80, "targetPort": "web"}]},
+    }))
+    .unwrap();
+    // the namespace is the module's: it appears when the engine applies
+    loop {
+        match services.create(&Default::default(), &body).await {
+            Ok(_) => break,
+            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 403 => {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("creating Service {ns}/traefik: {e}"),
+        }
+    }
+    tokio::time::sleep(delay).await;
+    let status = json!({"status": {"loadBalancer": {"ingress": [{"hostname": hostname}]}}});
+    services
+        .patch_status("traefik", &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .expect("setting the load balancer's hostname");
+    std::time::Instant::now()
+}
