@@ -156,10 +156,12 @@ impl CloudCleanup {
                 delete(kube, ns, &c, &mut report, progress).await?;
             }
         }
+        // loaded once: each look lists again, with the same credentials
+        let sdk = self.aws.load().await?;
         let start = Instant::now();
         let mut seen: BTreeSet<Leftover> = BTreeSet::new();
         loop {
-            let (waiting, retained) = self.remaining(Some(kube)).await?;
+            let (waiting, retained) = self.remaining_with(&sdk, Some(kube)).await?;
             seen.extend(waiting.iter().cloned());
             if waiting.is_empty() {
                 report.gone = seen.into_iter().collect();
@@ -200,10 +202,19 @@ impl CloudCleanup {
     /// AWS errors from the listing calls; [`Error::Kubernetes`] reading PersistentVolumes.
     pub async fn remaining(&self, kube: Option<&Client>) -> Result<(Vec<Leftover>, Vec<Leftover>)> {
         let sdk = self.aws.load().await?;
-        let mut waiting = self.load_balancers(&sdk).await?;
-        waiting.extend(self.classic_load_balancers(&sdk).await?);
+        self.remaining_with(&sdk, kube).await
+    }
+
+    /// [`CloudCleanup::remaining`] with a loaded SDK configuration.
+    async fn remaining_with(
+        &self,
+        sdk: &aws_config::SdkConfig,
+        kube: Option<&Client>,
+    ) -> Result<(Vec<Leftover>, Vec<Leftover>)> {
+        let mut waiting = self.load_balancers(sdk).await?;
+        waiting.extend(self.classic_load_balancers(sdk).await?);
         let mut retained = Vec::new();
-        for (volume, tags) in self.volumes(&sdk).await? {
+        for (volume, tags) in self.volumes(sdk).await? {
             let kept = match (kube, tags.get(PV_NAME_TAG)) {
                 (Some(kube), Some(pv)) => is_retained(kube, pv).await?,
                 _ => false,
