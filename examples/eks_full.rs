@@ -43,11 +43,13 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use devops_stack::aws::cognito::{Cognito, User};
-use devops_stack::aws::eks::{Eks, EksCluster, NodeGroup};
+use devops_stack::aws::eks::{Eks, EksCluster, EksOidcIdentityProvider, NodeGroup};
 use devops_stack::aws::route53::HostedZone;
 use devops_stack::aws::s3::{OnDestroy, S3Bucket};
 use devops_stack::aws::vpc::Vpc;
-use devops_stack::interfaces::{AbandonInCluster, Cluster, ClusterProvider, Hostnames, IssuerKind};
+use devops_stack::interfaces::{
+    AbandonInCluster, Cluster, ClusterProvider, Hostnames, IssuerKind, OidcClient,
+};
 use devops_stack::k8s::{KubeOptions, StackLock, diff_stack, preflight_stack};
 use devops_stack::modules::team::{
     AccessRole, App, AppSet, RepoAccess, Repository, Team, TeamNamespace,
@@ -143,8 +145,16 @@ fn platform(s: &Settings, in_cluster: bool) -> Result<(BuiltStack, Handle<EksClu
         Cognito::new("cognito", hosts.clone())
             .region(&s.region)
             .domain_prefix(format!("{}-{}", s.name, s.base_domain.replace('.', "-")))
-            .user(User::new("admin", &s.admin_email).admin()),
+            .user(User::new("admin", &s.admin_email).admin())
+            // the client kubectl logs in with (kubelogin), which the cluster trusts below
+            .client(OidcClient::kubernetes()),
     );
+    // The cluster trusts Cognito's tokens: their groups are Kubernetes groups `oidc:<group>`,
+    // which the team's RoleBindings name.
+    let trust = stack.add(EksOidcIdentityProvider::new(
+        &eks,
+        cognito.oidc("kubernetes"),
+    ));
     // The zone is looked up (in a preflight check, before anything is created), never created.
     let zone = stack.add(HostedZone::lookup("dns", &s.hosted_zone).region(&s.region));
     // A billable resource of its own: part of the AWS half, so that an abandoning destroy
@@ -199,7 +209,9 @@ fn platform(s: &Settings, in_cluster: bool) -> Result<(BuiltStack, Handle<EksClu
         Team::new("shop", &eks, &argocd)
             .namespace(TeamNamespace::new("shop"))
             .namespace(TeamNamespace::new("shop-staging"))
+            // Cognito creates the group; the cluster knows it as `oidc:shop-deployers`
             .access(AccessRole::Deployer, cognito.group("shop-deployers"))
+            .cluster_oidc(&trust)
             .repository(Repository::new(shop_repo, RepoAccess::Public))
             .app(
                 App::new("web", shop_repo, "shop")

@@ -59,7 +59,7 @@ fi
 
 echo "==> the main job: the offline plan of the full EKS platform (no AWS account)"
 env -u AWS_ENDPOINT_URL cargo run --quiet --example eks_full > target/eks_full_plan.txt
-grep -q 'Plan for stack `prod`: 14 modules' target/eks_full_plan.txt \
+grep -q 'Plan for stack `prod`: 15 modules' target/eks_full_plan.txt \
   || { echo "eks_full did not print the expected plan; see target/eks_full_plan.txt"; exit 1; }
 grep -q '^digraph "prod"' target/eks_full_plan.txt || { echo "eks_full printed no graph"; exit 1; }
 

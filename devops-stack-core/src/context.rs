@@ -52,6 +52,7 @@ pub struct Context {
     pub(crate) outputs: Outputs,
     pub(crate) declared: Arc<[usize]>,
     pub(crate) names: Arc<[Arc<str>]>,
+    pub(crate) groups: Arc<[String]>,
     pub(crate) cancel: CancellationToken,
     pub(crate) events: EventSink,
     pub(crate) extensions: Arc<Extensions>,
@@ -77,6 +78,13 @@ impl Context {
     /// The stack's name (labels and state are keyed by it).
     pub fn stack_name(&self) -> &str {
         &self.stack
+    }
+
+    /// The identity groups that other modules of the stack name from this module's output
+    /// (`handle.group(..)`, declared with [`Validation::uses_group`](crate::Validation::uses_group)),
+    /// sorted and without duplicates: what an OIDC provider module creates.
+    pub fn requested_groups(&self) -> &[String] {
+        &self.groups
     }
 
     /// The step being run.

@@ -503,6 +503,7 @@ pub(crate) async fn run(
                 outputs: outputs.clone(),
                 declared: stack.graph.declared[i].clone(),
                 names: stack.names.clone(),
+                groups: stack.groups[i].clone(),
                 cancel: cancel.clone(),
                 events: events.clone(),
                 extensions: options.extensions.clone(),

@@ -175,6 +175,47 @@ impl<U: Send + Sync + 'static> Input<U> {
         }
     }
 
+    /// The constant, when the input is one (known when the stack is built).
+    ///
+    /// ```
+    /// # use devops_stack_core::Input;
+    /// assert_eq!(Input::value(3).as_value(), Some(&3));
+    /// ```
+    pub fn as_value(&self) -> Option<&U> {
+        match &self.source {
+            Source::Value(v) => Some(v),
+            Source::Module { .. } => None,
+        }
+    }
+
+    /// An input carrying a part of this one (same dependency), computed by `f` once known.
+    ///
+    /// ```
+    /// # use devops_stack_core::Input;
+    /// let name: Input<String> = Input::value("oidc:".to_owned());
+    /// assert_eq!(name.map(|s: &String| s.len()).as_value(), Some(&5));
+    /// ```
+    pub fn map<V, F>(&self, f: F) -> Input<V>
+    where
+        V: Send + Sync + 'static,
+        F: Fn(&U) -> V + Send + Sync + 'static,
+    {
+        match &self.source {
+            Source::Value(v) => Input::value(f(v)),
+            Source::Module { dep, project } => {
+                let project = project.clone();
+                Input {
+                    source: Source::Module {
+                        dep: dep.clone(),
+                        project: Arc::new(move |any: &(dyn Any + Send + Sync)| {
+                            project(any).map(|u| f(&u))
+                        }),
+                    },
+                }
+            }
+        }
+    }
+
     /// The dependency this input makes, if it comes from a module.
     pub fn dependency(&self) -> Option<&Dependency> {
         match &self.source {

@@ -127,6 +127,9 @@ impl Stack {
         let mut defaults: Vec<(&str, String)> = Vec::new();
         let mut classes: HashMap<String, &str> = HashMap::new();
         let mut namespaces: HashMap<&str, (&str, &NamespaceOwner)> = HashMap::new();
+        let mut argocd_names: HashMap<(&str, &str), &str> = HashMap::new();
+        let mut groups: Vec<std::collections::BTreeSet<String>> =
+            vec![Default::default(); self.modules.len()];
         let mut provided: HashMap<Interface, ()> = HashMap::new();
         let mut required: Vec<(&str, Interface, String)> = Vec::new();
         let mut validations = Vec::with_capacity(self.modules.len());
@@ -194,6 +197,26 @@ impl Stack {
                     Capability::Interface(i) => {
                         provided.insert(*i, ());
                     }
+                    Capability::Application { name } | Capability::ApplicationSet { name } => {
+                        let kind = if matches!(cap, Capability::Application { .. }) {
+                            "Application"
+                        } else {
+                            "ApplicationSet"
+                        };
+                        if let Some(other) = argocd_names.insert((kind, name.as_str()), m.id()) {
+                            let by = if other == m.id() {
+                                format!("twice by `{other}`")
+                            } else {
+                                format!("by `{other}` and by `{}`", m.id())
+                            };
+                            errors.push(ConfigError::new(
+                                Some(m.id()),
+                                "applications",
+                                format!("the Argo CD {kind} `{name}` is made {by}: one would overwrite the other"),
+                                "rename one of them (a team's Applications are named `<team>-<app>`: change the team's or the app's name)",
+                            ));
+                        }
+                    }
                     Capability::Namespace { name, owner } => {
                         let claim = (m.id(), owner);
                         match namespaces.insert(name, claim) {
@@ -219,6 +242,13 @@ impl Stack {
                 }
             }
             required.extend(v.requires.iter().map(|(i, why)| (m.id(), *i, why.clone())));
+            for g in &v.groups {
+                if let Some(p) = g.provider().filter(|p| p.stack == self.id)
+                    && let Some(set) = groups.get_mut(p.index)
+                {
+                    set.insert(g.name().to_owned());
+                }
+            }
         }
         if defaults.len() > 1 {
             let list: Vec<String> = defaults
@@ -267,6 +297,10 @@ impl Stack {
             names,
             phases,
             graph,
+            groups: groups
+                .into_iter()
+                .map(|g| g.into_iter().collect::<Vec<_>>().into())
+                .collect(),
         })
     }
 }
@@ -278,6 +312,8 @@ pub struct BuiltStack {
     pub(crate) names: Arc<[Arc<str>]>,
     pub(crate) phases: Vec<Phase>,
     pub(crate) graph: Graph,
+    /// By module: the identity groups the stack's other modules name from its output, sorted.
+    pub(crate) groups: Vec<Arc<[String]>>,
 }
 
 impl std::fmt::Debug for BuiltStack {
@@ -376,6 +412,7 @@ impl BuiltStack {
                 outputs: outputs.clone(),
                 declared: self.graph.declared[i].clone(),
                 names: self.names.clone(),
+                groups: self.groups[i].clone(),
                 cancel: Default::default(),
                 events: Default::default(),
                 extensions: Arc::clone(&extensions),

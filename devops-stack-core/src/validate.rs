@@ -131,6 +131,18 @@ pub enum Capability {
         /// Who claims it.
         owner: NamespaceOwner,
     },
+    /// An Argo CD Application the module creates, by name. Applications share Argo CD's
+    /// namespace, so two modules naming one Application would overwrite each other: the
+    /// stack refuses it.
+    Application {
+        /// The Application's name.
+        name: String,
+    },
+    /// An Argo CD ApplicationSet the module creates, by name (unique like Applications).
+    ApplicationSet {
+        /// The ApplicationSet's name.
+        name: String,
+    },
 }
 
 /// Who claims a namespace, in a [`Capability::Namespace`].
@@ -195,6 +207,7 @@ pub struct Validation {
     pub(crate) errors: Vec<ConfigError>,
     pub(crate) provides: Vec<Capability>,
     pub(crate) requires: Vec<(Interface, String)>,
+    pub(crate) groups: Vec<crate::interfaces::IdentityGroup>,
 }
 
 impl Validation {
@@ -205,6 +218,7 @@ impl Validation {
             errors: Vec::new(),
             provides: Vec::new(),
             requires: Vec::new(),
+            groups: Vec::new(),
         }
     }
 
@@ -259,6 +273,28 @@ impl Validation {
     /// Declares something this module offers to the stack.
     pub fn provides(&mut self, capability: Capability) -> &mut Self {
         self.provides.push(capability);
+        self
+    }
+
+    /// Declares that this module uses `group` (a team's access role): a group made from the
+    /// handle of the stack's OIDC provider is then created by that provider, and a name the
+    /// provider would refuse is reported on `field`.
+    pub fn uses_group(
+        &mut self,
+        field: &str,
+        group: &crate::interfaces::IdentityGroup,
+    ) -> &mut Self {
+        if let Some(problem) = group.problem() {
+            self.error(
+                field,
+                format!(
+                    "the OIDC provider would refuse the group `{}`: {problem}",
+                    group.name()
+                ),
+                "give the group a name the provider accepts",
+            );
+        }
+        self.groups.push(group.clone());
         self
     }
 

@@ -230,6 +230,9 @@ impl Common {
             name: self.namespace.clone(),
             owner: NamespaceOwner::Platform,
         });
+        v.provides(Capability::Application {
+            name: self.id.clone(),
+        });
         v.dns_label("release_name", &self.release_name);
         if let Some(p) = &self.project {
             v.dns_subdomain("project", p);

@@ -30,9 +30,27 @@ pub struct Pin {
     pub app_version: &'static str,
     /// The date upstream released this chart version (`YYYY-MM-DD`).
     pub released: &'static str,
+    /// The image tag deployed instead of the chart's `appVersion`, when a newer patch release
+    /// of the software is out than the newest chart (set through the chart's own image-tag
+    /// value); `None` deploys the `appVersion`.
+    pub image_tag: Option<&'static str>,
 }
 
 impl Pin {
+    /// The version of the software deployed: the image tag when one is pinned, else the
+    /// chart's `appVersion`.
+    ///
+    /// ```
+    /// use devops_stack_modules::pins::ARGO_CD;
+    /// assert_eq!(ARGO_CD.deployed(), ARGO_CD.image_tag.unwrap_or(ARGO_CD.app_version));
+    /// ```
+    pub const fn deployed(&self) -> &'static str {
+        match self.image_tag {
+            Some(tag) => tag,
+            None => self.app_version,
+        }
+    }
+
     /// The pin as a module's chart source.
     pub fn source(&self) -> ChartSource {
         ChartSource::new(self.repository, self.chart, self.version)
@@ -48,13 +66,16 @@ pub const GRAFANA_COMMUNITY: &str = "https://grafana-community.github.io/helm-ch
 /// The Prometheus community's charts.
 pub const PROMETHEUS_COMMUNITY: &str = "https://prometheus-community.github.io/helm-charts";
 
-/// `argo-cd`: Argo CD (bootstrap and self-managed).
+/// `argo-cd`: Argo CD (bootstrap and self-managed), at the image of its newest 3.4 patch.
 pub const ARGO_CD: Pin = Pin {
     chart: "argo-cd",
     repository: ARGO_HELM,
     version: "10.1.1",
     app_version: "v3.4.4",
     released: "2026-07-02",
+    // The newest 3.4 patch (3.4.7 and later carry secret-masking fixes); no newer argo-cd chart
+    // than 10.1.1 was released for 3.4, and 3.4 patches change no manifest the chart renders.
+    image_tag: Some("v3.4.14"),
 };
 /// `cert-manager`.
 pub const CERT_MANAGER: Pin = Pin {
@@ -63,6 +84,7 @@ pub const CERT_MANAGER: Pin = Pin {
     version: "v1.21.1",
     app_version: "v1.21.1",
     released: "2026-07-29",
+    image_tag: None,
 };
 /// `traefik`: Traefik Proxy.
 pub const TRAEFIK: Pin = Pin {
@@ -70,7 +92,8 @@ pub const TRAEFIK: Pin = Pin {
     repository: "https://traefik.github.io/charts",
     version: "41.3.0",
     app_version: "v3.7.11",
-    released: "2026-08-19",
+    released: "2026-08-21",
+    image_tag: None,
 };
 /// `ingress-nginx`: its final release; the project is retired (no releases or security fixes
 /// after March 2026).
@@ -80,6 +103,7 @@ pub const INGRESS_NGINX: Pin = Pin {
     version: "4.15.1",
     app_version: "1.15.1",
     released: "2026-03-19",
+    image_tag: None,
 };
 /// `kube-prometheus-stack`: Prometheus Operator, Prometheus, Alertmanager, Grafana.
 pub const KUBE_PROMETHEUS_STACK: Pin = Pin {
@@ -88,6 +112,7 @@ pub const KUBE_PROMETHEUS_STACK: Pin = Pin {
     version: "88.5.3",
     app_version: "v0.93.1",
     released: "2026-08-21",
+    image_tag: None,
 };
 /// `prometheus-operator-crds`: the monitoring CRDs of the same operator release.
 pub const PROMETHEUS_OPERATOR_CRDS: Pin = Pin {
@@ -96,6 +121,7 @@ pub const PROMETHEUS_OPERATOR_CRDS: Pin = Pin {
     version: "31.0.1",
     app_version: "v0.93.1",
     released: "2026-08-10",
+    image_tag: None,
 };
 /// `oauth2-proxy`: the OIDC proxy in front of Prometheus and Alertmanager.
 pub const OAUTH2_PROXY: Pin = Pin {
@@ -104,6 +130,7 @@ pub const OAUTH2_PROXY: Pin = Pin {
     version: "10.7.0",
     app_version: "7.15.3",
     released: "2026-06-09",
+    image_tag: None,
 };
 /// `keycloakx`: Keycloak (Quarkus).
 pub const KEYCLOAKX: Pin = Pin {
@@ -112,6 +139,7 @@ pub const KEYCLOAKX: Pin = Pin {
     version: "7.1.11",
     app_version: "26.5.6",
     released: "2026-04-21",
+    image_tag: None,
 };
 /// `loki`: the community chart (the `grafana` repository's chart is for Enterprise Logs only
 /// since 7.0.0).
@@ -121,6 +149,7 @@ pub const LOKI: Pin = Pin {
     version: "18.11.0",
     app_version: "3.7.6",
     released: "2026-08-20",
+    image_tag: None,
 };
 /// `alloy`: Grafana Alloy, shipping logs to Loki (Promtail's successor).
 pub const ALLOY: Pin = Pin {
@@ -129,6 +158,7 @@ pub const ALLOY: Pin = Pin {
     version: "1.11.1",
     app_version: "v1.18.1",
     released: "2026-08-06",
+    image_tag: None,
 };
 /// `metrics-server`.
 pub const METRICS_SERVER: Pin = Pin {
@@ -137,6 +167,7 @@ pub const METRICS_SERVER: Pin = Pin {
     version: "3.13.1",
     app_version: "0.8.1",
     released: "2026-06-11",
+    image_tag: None,
 };
 /// `aws-ebs-csi-driver`: the Amazon EBS CSI driver (EKS volumes).
 pub const AWS_EBS_CSI_DRIVER: Pin = Pin {
@@ -145,6 +176,7 @@ pub const AWS_EBS_CSI_DRIVER: Pin = Pin {
     version: "2.64.0",
     app_version: "1.64.0",
     released: "2026-08-18",
+    image_tag: None,
 };
 
 /// Every pin, in the README's order.

@@ -37,11 +37,11 @@ fn the_readme_table_lists_every_pin_as_pins_does() {
         assert_eq!(row[0], p.chart);
         assert_eq!(row[1], p.version, "{}", p.chart);
         assert!(
-            row[2].ends_with(&format!(" {}", p.app_version)),
+            row[2].ends_with(&format!(" {}", p.deployed())),
             "{}: README says `{}`, the pin `{}`",
             p.chart,
             row[2],
-            p.app_version
+            p.deployed()
         );
         assert_eq!(row[3], p.released, "{}", p.chart);
         assert_eq!(row[4], p.repository, "{}", p.chart);
@@ -52,7 +52,7 @@ fn the_readme_table_lists_every_pin_as_pins_does() {
 fn modules_default_to_their_pins() {
     use devops_stack_modules::*;
     assert_eq!(argocd::CHART_VERSION, pin("argo-cd").version);
-    assert!(argocd::manifests_url(argocd::APP_VERSION).contains("/v3.4.4/"));
+    assert!(argocd::manifests_url(argocd::APP_VERSION).contains("/v3.4.14/"));
     assert_eq!(cert_manager::CHART_VERSION, pin("cert-manager").version);
     assert_eq!(traefik::CHART_VERSION, pin("traefik").version);
     assert_eq!(ingress_nginx::CHART_VERSION, pin("ingress-nginx").version);

@@ -48,8 +48,8 @@ fn full_team(
                 token: Secret::new(TOKEN).into(),
             },
         ))
-        .repository(Repository::prefix(
-            "git@github.com:acme/",
+        .repository(Repository::new(
+            "git@github.com:acme/storefront.git",
             RepoAccess::SshKey {
                 private_key: SecretSource::existing("argocd", "acme-deploy-key", "sshPrivateKey"),
             },
@@ -230,24 +230,23 @@ async fn access_and_isolation() {
         );
         assert_eq!(spec["goTemplate"], true);
         assert_eq!(spec["goTemplateOptions"], json!(["missingkey=error"]));
-        assert_eq!(spec["syncPolicy"]["preserveResourcesOnDeletion"], true);
-        assert_eq!(spec["syncPolicy"]["applicationsSync"], "create-update");
         let options = &spec["template"]["spec"]["syncPolicy"]["syncOptions"];
         assert!(!options.to_string().contains("CreateNamespace"));
     }
-    // the repository a git generator reads is shared (argo-cd#21016); the other is the team's
-    let repo = &objects["v1 Secret argocd/team-shop-repo-0"];
-    assert!(repo["stringData"].get("project").is_none());
-    assert_eq!(
-        repo["metadata"]["labels"]["argocd.argoproj.io/secret-type"],
-        "repository"
-    );
-    let creds = &objects["v1 Secret argocd/team-shop-repo-1"];
-    assert_eq!(creds["stringData"]["project"], "shop");
-    assert_eq!(
-        creds["metadata"]["labels"]["argocd.argoproj.io/secret-type"],
-        "repo-creds"
-    );
+    // every credential is the team's project's alone, the one the directory generator reads
+    // included (Argo CD 3 passes the set's literal project to the repo-server)
+    for i in 0..2 {
+        let repo = &objects[&format!("v1 Secret argocd/team-shop-repo-{i}")];
+        assert_eq!(repo["stringData"]["project"], "shop");
+        assert_eq!(
+            repo["metadata"]["labels"]["argocd.argoproj.io/secret-type"],
+            "repository"
+        );
+        assert_eq!(
+            repo["metadata"]["annotations"][CREDENTIALS_SCOPE],
+            "project:shop"
+        );
+    }
     // the published app: an Ingress through Traefik with TLS from the issuer
     let ingress = &objects["networking.k8s.io/v1 Ingress shop/storefront"];
     assert_eq!(ingress["spec"]["ingressClassName"], "traefik");
@@ -538,4 +537,166 @@ async fn an_argo_cd_outside_the_stack_keeps_its_namespace() {
     );
     let e = stack.build().unwrap().plan().await.unwrap_err().to_string();
     assert!(e.contains("`gitops` is Argo CD's namespace"), "{e}");
+}
+
+/// The ApplicationSet `name` of a plan's objects.
+fn set_spec(objects: &std::collections::BTreeMap<String, Value>, name: &str) -> Value {
+    objects[&format!("argoproj.io/v1alpha1 ApplicationSet argocd/{name}")]["spec"].clone()
+}
+
+#[tokio::test]
+async fn previews_go_with_their_pull_request_and_other_sets_never_delete() {
+    let plan = plan(with_full_team()).await;
+    let objects = objects(&plan);
+    // a closed pull request's preview is deleted by the controller, with what it deployed
+    let previews = set_spec(&objects, "shop-previews");
+    assert_eq!(previews["syncPolicy"]["applicationsSync"], "sync");
+    assert_eq!(previews["syncPolicy"]["preserveResourcesOnDeletion"], false);
+    assert_eq!(
+        previews["template"]["metadata"]["finalizers"],
+        json!(["resources-finalizer.argocd.argoproj.io"])
+    );
+    // a directory set keeps the protection: no deletion on an edit, resources kept
+    let services = set_spec(&objects, "shop-services");
+    assert_eq!(services["syncPolicy"]["applicationsSync"], "create-update");
+    assert_eq!(services["syncPolicy"]["preserveResourcesOnDeletion"], true);
+}
+
+#[tokio::test]
+async fn the_forge_token_is_labelled_as_scm_credentials() {
+    let plan = plan(with_full_team()).await;
+    let token = &objects(&plan)["v1 Secret argocd/shop-previews-forge-token"];
+    assert_eq!(
+        token["metadata"]["labels"]["argocd.argoproj.io/secret-type"],
+        "scm-creds"
+    );
+    let previews = set_spec(&objects(&plan), "shop-previews");
+    assert_eq!(
+        previews["generators"][0]["pullRequest"]["github"]["tokenRef"]["secretName"],
+        "shop-previews-forge-token"
+    );
+}
+
+#[tokio::test]
+async fn argo_cd_grants_say_what_the_kubernetes_roles_say() {
+    let plan = plan(with_full_team()).await;
+    let objects = objects(&plan);
+    let project = &objects["argoproj.io/v1alpha1 AppProject argocd/shop"]["spec"];
+    let policies = |role: &str| -> Vec<String> {
+        project["roles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == role)
+            .unwrap()["policies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_str().unwrap().to_owned())
+            .collect()
+    };
+    // the deployer deletes pods in Argo CD as its Kubernetes Role lets it
+    assert!(
+        policies("deployer").contains(
+            &"p, proj:shop:deployer, applications, delete/*/Pod/*/*, shop/*, allow".into()
+        )
+    );
+    let role = &objects["rbac.authorization.k8s.io/v1 Role shop/team-deployer"]["rules"];
+    assert!(role.as_array().unwrap().iter().any(|r| {
+        r["resources"] == json!(["pods"]) && r["verbs"].to_string().contains("delete")
+    }));
+    // nothing grants Argo CD's web terminal, which the stack's Argo CD leaves off
+    for role in ["viewer", "deployer", "admin", "ci"] {
+        assert!(
+            !policies(role).iter().any(|p| p.contains(", exec,")),
+            "{role} is granted exec"
+        );
+    }
+    let cm = &module(&plan, "argocd").output["values"]["configs"]["cm"];
+    assert!(cm.is_object(), "{cm}");
+    assert!(cm.get("exec.enabled").is_none_or(|v| v != "true"));
+}
+
+#[test]
+fn a_prefix_credential_is_refused_unless_shared() {
+    let e = errors(|s, c, a| {
+        s.add(team(c, a).repository(Repository::prefix(
+            "https://gitlab.example.com/group/",
+            RepoAccess::Public,
+        )));
+    });
+    assert_one(&e, "team-shop", "repositories[1]", "is a prefix credential");
+    assert!(e[0].fix.contains("share_with_every_project"));
+}
+
+#[tokio::test]
+async fn a_shared_prefix_is_shown_and_admits_nested_repositories() {
+    let prefix = "https://gitlab.example.com/group/";
+    let nested = "https://gitlab.example.com/group/sub/repo.git";
+    let plan = plan(platform_with(|c, a, _, _, _| {
+        vec![
+            team(c, a)
+                .repository(
+                    Repository::prefix(prefix, RepoAccess::Public).share_with_every_project(),
+                )
+                .app(App::new("api", nested, "shop")),
+        ]
+    }))
+    .await;
+    let objects = objects(&plan);
+    let creds = &objects["v1 Secret argocd/team-shop-repo-1"];
+    assert_eq!(
+        creds["metadata"]["labels"]["argocd.argoproj.io/secret-type"],
+        "repo-creds"
+    );
+    // Argo CD ignores a template's project: the stack says so instead of pretending
+    assert!(creds["stringData"].get("project").is_none());
+    assert_eq!(
+        creds["metadata"]["annotations"][CREDENTIALS_SCOPE],
+        "every-project"
+    );
+    assert!(plan.to_text().contains("every-project"));
+    // `*` stops at `/` in Argo CD's glob; `**` admits subgroups
+    let repos = &objects["argoproj.io/v1alpha1 AppProject argocd/shop"]["spec"]["sourceRepos"];
+    assert_eq!(repos, &json!([REPO, format!("{prefix}**")]));
+}
+
+#[test]
+fn application_names_cannot_collide_across_teams() {
+    let e = errors(|s, c, a| {
+        s.add(
+            Team::new("a", c, a)
+                .namespace(TeamNamespace::new("a"))
+                .repository(Repository::new(REPO, RepoAccess::Public))
+                .app(App::new("b-c", REPO, "a")),
+        );
+        s.add(
+            Team::new("a-b", c, a)
+                .namespace(TeamNamespace::new("a-b"))
+                .repository(Repository::new(REPO, RepoAccess::Public))
+                .app(App::new("c", REPO, "a-b")),
+        );
+    });
+    assert_one(
+        &e,
+        "team-a-b",
+        "applications",
+        "the Argo CD Application `a-b-c` is made by `team-a` and by `team-a-b`",
+    );
+    // a team's Application named like a platform module's is refused too
+    let e = errors(|s, c, a| {
+        s.add(CertManager::new(c, a));
+        s.add(
+            Team::new("cert", c, a)
+                .namespace(TeamNamespace::new("cert"))
+                .repository(Repository::new(REPO, RepoAccess::Public))
+                .app(App::new("manager", REPO, "cert")),
+        );
+    });
+    assert_one(
+        &e,
+        "team-cert",
+        "applications",
+        "`cert-manager` is made by `cert-manager` and by `team-cert`",
+    );
 }

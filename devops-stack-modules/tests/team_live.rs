@@ -298,8 +298,8 @@ async fn a_team_is_created_as_rendered_reapplied_without_writes_and_destroyed_al
             token: Secret::new(TOKEN).into(),
         },
     ))
-    .repository(Repository::prefix(
-        "git@git.example.com:shop/",
+    .repository(Repository::new(
+        "git@git.example.com:shop/web.git",
         RepoAccess::SshKey {
             private_key: SecretSource::existing(&argocd_ns, "deploy-key", "sshPrivateKey"),
         },
@@ -437,10 +437,8 @@ async fn a_team_is_created_as_rendered_reapplied_without_writes_and_destroyed_al
         |s: &KubeSecret, k: &str| String::from_utf8(s.data.as_ref().unwrap()[k].0.clone()).unwrap();
     assert_eq!(value(&repo_secret, "password"), TOKEN);
     assert_eq!(value(&creds, "sshPrivateKey"), SSH_KEY);
-    assert!(
-        repo_secret.data.as_ref().unwrap().get("project").is_none(),
-        "a generator reads it: shared"
-    );
+    // both scoped to the team's project, the one a generator reads included
+    assert_eq!(value(&repo_secret, "project"), team);
     assert_eq!(value(&creds, "project"), team);
 
     // The API server's RBAC: the team's groups may do their job, never change their guards.
@@ -619,4 +617,179 @@ async fn a_missing_credential_secret_stops_the_team_before_anything_is_written()
     assert_eq!(cluster.take_writes(), 0, "something was written");
     let namespaces: Api<Namespace> = Api::all(helper.clone());
     assert!(namespaces.get_opt(&team).await.unwrap().is_none());
+}
+
+/// An ID token of the test environment's loopback OIDC issuer (`DEVOPS_STACK_TEST_OIDC_ISSUER`,
+/// its CA in `DEVOPS_STACK_TEST_OIDC_CA`) for `sub` in `groups`, with the API server's audience.
+fn oidc_token(issuer: &str, ca: &str, sub: &str, groups: &[&str]) -> String {
+    let body = json!({"sub": sub, "groups": groups, "aud": "kubernetes", "ttl_seconds": 600});
+    let out = std::process::Command::new("curl")
+        .args([
+            "-sSf",
+            "--cacert",
+            ca,
+            "-X",
+            "POST",
+            "-H",
+            "content-type: application/json",
+        ])
+        .arg("--data")
+        .arg(body.to_string())
+        .arg(format!("{}/token", issuer.trim_end_matches('/')))
+        .output()
+        .expect("curl runs");
+    assert!(
+        out.status.success(),
+        "the issuer refused a token: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    answer["id_token"].as_str().unwrap().to_owned()
+}
+
+/// A client of the test cluster authenticating with `token` only (no client certificate).
+async fn client_with_token(path: PathBuf, token: &str) -> kube::Client {
+    let mut config = local(path).config().await.unwrap();
+    config.auth_info = kube::config::AuthInfo {
+        token: Some(token.to_owned().into()),
+        ..Default::default()
+    };
+    devops_stack_core::k8s::install_tls_provider();
+    kube::Client::try_from(config).unwrap()
+}
+
+#[tokio::test]
+async fn the_api_server_s_oidc_authenticator_lets_the_deployer_group_deploy_and_guards_the_quota() {
+    let Some(path) = kubeconfig() else { return };
+    let (Some(issuer), Some(ca)) = (
+        std::env::var("DEVOPS_STACK_TEST_OIDC_ISSUER").ok(),
+        std::env::var("DEVOPS_STACK_TEST_OIDC_CA").ok(),
+    ) else {
+        println!(
+            "skipped: the test cluster's API server trusts no OIDC issuer (DEVOPS_STACK_TEST_OIDC_ISSUER)"
+        );
+        return;
+    };
+    let helper = local(path.clone()).connect().await.unwrap();
+    ensure_argo_crd(&helper, "AppProject", "appprojects").await;
+    let team = unique("o");
+    let argocd_ns = format!("{team}-argocd");
+    let namespaces: Api<Namespace> = Api::all(helper.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": argocd_ns}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    let group = format!("{team}-deployers");
+    let admins = format!("{team}-admins");
+    let cluster = Counting::new(path.clone()).await;
+    let mut stack = Stack::new(&team);
+    stack.add(
+        Team::new(
+            &team,
+            Input::value(Arc::new(cluster.clone()) as ClusterRef),
+            Input::value(ArgoCdTarget {
+                namespace: argocd_ns.clone(),
+                project: "default".into(),
+                destination_server: IN_CLUSTER.into(),
+            }),
+        )
+        .namespace(TeamNamespace::new(&team))
+        .access(AccessRole::Deployer, IdentityGroup::external(&group))
+        .access(AccessRole::Admin, IdentityGroup::external(&admins))
+        // the test environment's API server prefixes OIDC groups with `oidc:`
+        .kubernetes_group_prefix("oidc:"),
+    );
+    let stack = stack.build().unwrap();
+    let kube = KubeOptions {
+        state_namespace: format!("{team}-state"),
+        ..KubeOptions::default()
+    };
+    let options = RunOptions::new().extension(kube);
+    stack.apply(&options).await.unwrap();
+
+    // An admin's token (group `oidc:<team>-admins` to the API server) creates a Deployment;
+    // a deployer's restarts it (deployers deliver through Argo CD: their Role patches, it does
+    // not create); neither edits the namespace's quota.
+    type Deployment = k8s_openapi::api::apps::v1::Deployment;
+    let admin = client_with_token(
+        path.clone(),
+        &oidc_token(&issuer, &ca, &format!("{team}-admin"), &[&admins]),
+    )
+    .await;
+    let token = oidc_token(&issuer, &ca, &format!("{team}-dev"), &[&group]);
+    let dev = client_with_token(path.clone(), &token).await;
+    let deployments: Api<Deployment> = Api::namespaced(dev.clone(), &team);
+    let patch = json!({"spec": {"template": {"metadata": {"annotations": {"restart": "1"}}}}});
+    Api::<Deployment>::namespaced(admin.clone(), &team)
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "web"},
+                "spec": {"selector": {"matchLabels": {"app": "web"}},
+                    "template": {"metadata": {"labels": {"app": "web"}},
+                        "spec": {"containers": [{"name": "web", "image": "nginx"}]}}}}))
+            .unwrap(),
+        )
+        .await
+        .expect("the admin group's token creates a Deployment");
+    let restarted = deployments
+        .patch("web", &PatchParams::default(), &Patch::Merge(&patch))
+        .await;
+    assert!(
+        restarted.is_ok(),
+        "the deployer could not restart its Deployment: {restarted:?}"
+    );
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(dev.clone(), &team);
+    assert!(pods.list(&ListParams::default()).await.is_ok());
+    // ...and never its guards
+    for (who, client) in [("deployer", &dev), ("admin", &admin)] {
+        let quotas: Api<k8s_openapi::api::core::v1::ResourceQuota> =
+            Api::namespaced(client.clone(), &team);
+        let edit = quotas
+            .patch(
+                "team-quota",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"hard": {"pods": "1000"}}})),
+            )
+            .await;
+        match edit {
+            Err(kube::Error::Api(s)) => assert_eq!(s.code, 403, "{s:?}"),
+            other => panic!("the {who} edited its quota: {other:?}"),
+        }
+    }
+    // a deployer creates no Deployment of its own
+    let created = deployments
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "sneaky"},
+                "spec": {"selector": {"matchLabels": {"app": "x"}},
+                    "template": {"metadata": {"labels": {"app": "x"}},
+                        "spec": {"containers": [{"name": "x", "image": "nginx"}]}}}}))
+            .unwrap(),
+        )
+        .await;
+    assert!(
+        matches!(created, Err(kube::Error::Api(ref s)) if s.code == 403),
+        "{created:?}"
+    );
+    // a token without the group is refused the Deployment
+    let outsider = client_with_token(
+        path.clone(),
+        &oidc_token(&issuer, &ca, &format!("{team}-other"), &["someone-else"]),
+    )
+    .await;
+    let denied = Api::<Deployment>::namespaced(outsider, &team)
+        .patch("web", &PatchParams::default(), &Patch::Merge(&patch))
+        .await;
+    assert!(
+        matches!(denied, Err(kube::Error::Api(ref s)) if s.code == 403),
+        "{denied:?}"
+    );
+
+    stack.destroy(&options).await.unwrap();
+    for ns in [&argocd_ns, &format!("{team}-state")] {
+        let _ = namespaces.delete(ns, &DeleteParams::default()).await;
+    }
 }

@@ -290,13 +290,15 @@ async fn ensure_clients(
     Ok(out)
 }
 
-async fn ensure_group_and_users(
+/// Creates `group` with the module's marker unless it exists; an existing group (the module's,
+/// or anyone's) is used as it is.
+async fn ensure_group(
     api: &Api,
     cognito: &Cognito,
     ctx: &Context,
     pool_id: &str,
+    group: &str,
 ) -> Result<()> {
-    let group = &cognito.admin_group;
     let resource = format!("group `{group}` of {}", cognito.pool_resource());
     match api
         .client
@@ -306,7 +308,7 @@ async fn ensure_group_and_users(
         .send()
         .await
     {
-        Ok(_) => {}
+        Ok(_) => Ok(()),
         Err(e) if is_not_found(&e) => {
             ctx.progress(format!("creating {resource}"));
             api.client
@@ -317,9 +319,22 @@ async fn ensure_group_and_users(
                 .send()
                 .await
                 .map_err(|e| Error::aws("creating the group", &resource, e))?;
+            Ok(())
         }
-        Err(e) => return Err(Error::aws("reading the group", &resource, e)),
+        Err(e) => Err(Error::aws("reading the group", &resource, e)),
     }
+}
+
+async fn ensure_group_and_users(
+    api: &Api,
+    cognito: &Cognito,
+    ctx: &Context,
+    pool_id: &str,
+) -> Result<()> {
+    for group in cognito.groups(ctx) {
+        ensure_group(api, cognito, ctx, pool_id, &group).await?;
+    }
+    let group = &cognito.admin_group;
     for user in cognito.users.values() {
         let what = format!("user `{}` of {}", user.username, cognito.pool_resource());
         match api
@@ -380,7 +395,7 @@ pub(super) async fn apply(cognito: &Cognito, ctx: &Context) -> Result<CognitoOid
     ensure_domain(&api, cognito, ctx, &pool).await?;
     let clients = ensure_clients(&api, cognito, ctx, pool.id()).await?;
     ensure_group_and_users(&api, cognito, ctx, pool.id()).await?;
-    Ok(cognito.output(&api.region, pool.id(), clients))
+    Ok(cognito.output(ctx, &api.region, pool.id(), clients))
 }
 
 pub(super) async fn read(cognito: &Cognito, ctx: &Context) -> Result<Option<CognitoOidc>> {
@@ -397,7 +412,7 @@ pub(super) async fn read(cognito: &Cognito, ctx: &Context) -> Result<Option<Cogn
             clients.insert(client.name.clone(), (id.clone(), secret));
         }
     }
-    Ok(Some(cognito.output(&api.region, pool.id(), clients)))
+    Ok(Some(cognito.output(ctx, &api.region, pool.id(), clients)))
 }
 
 async fn delete_domain(
@@ -474,13 +489,27 @@ pub(super) async fn destroy(cognito: &Cognito, ctx: &Context) -> Result<()> {
             Err(e) => return Err(Error::aws("deleting the app client", what, e)),
         }
     }
-    let group = &cognito.admin_group;
+    for group in cognito.groups(ctx) {
+        delete_marked_group(&api, ctx, &resource, pool.id(), &group).await?;
+    }
+    Ok(())
+}
+
+/// Deletes `group` when its description is the module's marker: the module created it. A group
+/// that existed before (someone else's) stays.
+async fn delete_marked_group(
+    api: &Api,
+    ctx: &Context,
+    resource: &str,
+    pool_id: &str,
+    group: &str,
+) -> Result<()> {
     let what = format!("group `{group}` of {resource}");
     let marker = group_marker(ctx.stack_name(), ctx.module_id());
     match api
         .client
         .get_group()
-        .user_pool_id(pool.id())
+        .user_pool_id(pool_id)
         .group_name(group)
         .send()
         .await
@@ -490,7 +519,7 @@ pub(super) async fn destroy(cognito: &Cognito, ctx: &Context) -> Result<()> {
             match api
                 .client
                 .delete_group()
-                .user_pool_id(pool.id())
+                .user_pool_id(pool_id)
                 .group_name(group)
                 .send()
                 .await

@@ -29,8 +29,15 @@
 //! * A pool given by id with [`Cognito::existing_pool`] is **adopted** and never deleted.
 //!   Cognito cannot tag app clients, so in an adopted pool the module owns what bears its
 //!   names: destroy deletes the app clients named in its client list, the domain when it is the
-//!   module's prefix, and the admin group when its description is the module's marker
+//!   module's prefix, and each group when its description is the module's marker
 //!   ([`group_marker`]). Users are people: they are kept in an adopted pool.
+//!
+//! # Groups
+//! The module ensures the admin group and every group the stack's teams name through its
+//! handle (`cognito.group("shop-deployers")`). A group it creates carries its marker as its
+//! description and is deleted with the module; a group that exists already is used as it is
+//! and never deleted. A name Cognito would refuse (more than 128 characters, other characters
+//! than letters, digits, spaces or `+=,.@-_`) is an error of the stack's build.
 
 mod apply;
 
@@ -215,9 +222,23 @@ impl Cognito {
         }
     }
 
+    /// The groups the module ensures: the admin group, then those the stack's other modules
+    /// name through `handle.group(..)` (a team's roles).
+    fn groups(&self, ctx: &Context) -> Vec<String> {
+        let mut groups = vec![self.admin_group.clone()];
+        groups.extend(
+            ctx.requested_groups()
+                .iter()
+                .filter(|g| **g != self.admin_group)
+                .cloned(),
+        );
+        groups
+    }
+
     /// The output for a pool in `region` with its clients' ids and secrets.
     fn output(
         &self,
+        ctx: &Context,
         region: &str,
         pool_id: &str,
         clients: BTreeMap<String, (String, Secret)>,
@@ -254,6 +275,7 @@ impl Cognito {
             domain: format!("{}.auth.{region}.amazoncognito.com", self.domain_prefix),
             issuer_url,
             admin_group: self.admin_group.clone(),
+            groups: self.groups(ctx),
             clients,
         }
     }
@@ -272,6 +294,8 @@ pub struct CognitoOidc {
     pub issuer_url: String,
     /// The admin group's name (in the `cognito:groups` claim of admins).
     pub admin_group: String,
+    /// The groups the module ensures: the admin group and every group the stack's teams name.
+    pub groups: Vec<String>,
     /// The OIDC settings of each client, by client name.
     pub clients: BTreeMap<String, Oidc>,
 }
@@ -283,6 +307,10 @@ impl OidcProvider for CognitoOidc {
 
     fn client_names(&self) -> Vec<String> {
         self.clients.keys().cloned().collect()
+    }
+
+    fn group_name_problem(name: &str) -> Option<String> {
+        check_pool_name(name).err()
     }
 }
 
@@ -460,12 +488,17 @@ impl Module for Cognito {
                 }),
             ));
         }
-        resources.push(Resource::cloud(
-            "aws",
-            "cognito:Group",
-            &self.admin_group,
-            json!({"description": group_marker(ctx.stack_name(), id)}),
-        ));
+        for group in self.groups(ctx) {
+            resources.push(Resource::cloud(
+                "aws",
+                "cognito:Group",
+                &group,
+                json!({
+                    "mode": "create unless it exists (an existing group is used, not owned)",
+                    "description": group_marker(ctx.stack_name(), id),
+                }),
+            ));
+        }
         for user in self.users.values() {
             resources.push(Resource::cloud(
                 "aws",
@@ -488,7 +521,7 @@ impl Module for Cognito {
                 )
             })
             .collect();
-        Ok(Planned::new(self.output(&region, &pool_id, clients)).with_resources(resources))
+        Ok(Planned::new(self.output(ctx, &region, &pool_id, clients)).with_resources(resources))
     }
 
     async fn apply(&self, ctx: &Context) -> ModuleResult<CognitoOidc> {

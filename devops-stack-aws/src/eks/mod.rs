@@ -49,6 +49,7 @@
 mod apply;
 mod cleanup;
 mod cluster;
+mod identity_provider;
 pub mod token;
 
 use std::collections::BTreeMap;
@@ -64,6 +65,7 @@ use serde_json::json;
 
 pub use cleanup::{CLUSTER_TAG_PREFIX, CleanupReport, CloudCleanup, Leftover};
 pub use cluster::{EksCluster, INTERNAL_ANNOTATION, NLB_TYPE_ANNOTATION};
+pub use identity_provider::EksOidcIdentityProvider;
 pub use token::{EksAuth, EksAuthLayer, TokenSource};
 
 use crate::config::AwsConfig;

@@ -24,7 +24,9 @@ pub use dns::{Dns01Solver, DnsRecord, DnsRecords, DnsZone, DnsZoneProvider, Reco
 pub use ingress::{Ingress, IngressProvider, LoadBalancerScheme};
 pub use issuer::{ClusterIssuer, IssuerKind, IssuerProvider};
 pub use monitoring::{Monitoring, MonitoringProvider};
-pub use oidc::{App, IdentityGroup, Oidc, OidcClient, OidcProvider};
+pub use oidc::{
+    App, ClusterOidc, ClusterOidcProvider, IdentityGroup, Oidc, OidcClient, OidcProvider,
+};
 pub use storage::{
     ObjectStore, ObjectStoreKind, ObjectStoreProvider, StorageClass, StorageClassProvider,
 };
@@ -60,6 +62,7 @@ provider_inputs! {
     StorageClassProvider => storage_class -> StorageClass = |t: &T| t.storage_class();
     ObjectStoreProvider => object_store -> ObjectStore = |t: &T| t.object_store();
     DnsZoneProvider => dns_zone -> DnsZone = |t: &T| t.dns_zone();
+    ClusterOidcProvider => cluster_oidc -> ClusterOidc = |t: &T| t.cluster_oidc();
 }
 
 impl<T: OidcProvider + Send + Sync + 'static> Handle<T> {
@@ -78,10 +81,13 @@ impl<T: OidcProvider + Send + Sync + 'static> Handle<T> {
     }
 
     /// The group `name` of this provider's users, for access rules (a team's roles). Modules
-    /// given it run after the provider. The group itself is managed in the provider (users are
-    /// people): this names it, it does not create it.
+    /// given it run after the provider, and the provider creates the group when it does not
+    /// exist (its members are people, managed in the provider). A name the provider would
+    /// refuse is an error of the stack's build, reported by the module using it.
     pub fn group(&self, name: impl Into<String>) -> IdentityGroup {
-        IdentityGroup::of(name.into(), self.dependency())
+        let name = name.into();
+        let problem = T::group_name_problem(&name);
+        IdentityGroup::of(name, self.dependency(), problem)
     }
 }
 

@@ -21,27 +21,42 @@ use crate::secret::Secret;
 pub struct IdentityGroup {
     name: String,
     provider: Option<Dependency>,
+    problem: Option<String>,
 }
 
 impl IdentityGroup {
-    /// A group of an identity provider outside the stack.
+    /// A group of an identity provider outside the stack (which the stack does not create).
     pub fn external(name: impl Into<String>) -> Self {
         IdentityGroup {
             name: name.into(),
             provider: None,
+            problem: None,
         }
     }
 
-    pub(crate) fn of(name: String, provider: Dependency) -> Self {
+    pub(crate) fn of(name: String, provider: Dependency, problem: Option<String>) -> Self {
         IdentityGroup {
             name,
             provider: Some(provider),
+            problem,
         }
     }
 
     /// The group's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Why the stack's provider would refuse this name, if it would
+    /// ([`OidcProvider::group_name_problem`]); a module using the group reports it when the
+    /// stack is built.
+    pub fn problem(&self) -> Option<&str> {
+        self.problem.as_deref()
+    }
+
+    /// The module of the stack's provider, for a group made from its handle.
+    pub(crate) fn provider(&self) -> Option<&Dependency> {
+        self.provider.as_ref()
     }
 }
 
@@ -166,6 +181,21 @@ impl OidcClient {
         }
     }
 
+    /// The client `kubernetes` that `kubectl` logs in with (through the kubelogin plugin,
+    /// whose local callbacks are `http://localhost:8000` and `http://localhost:18000`), the
+    /// audience a cluster trusting the provider checks.
+    ///
+    /// ```
+    /// use devops_stack_core::interfaces::OidcClient;
+    /// assert_eq!(OidcClient::kubernetes().name, "kubernetes");
+    /// ```
+    pub fn kubernetes() -> Self {
+        OidcClient::new(
+            "kubernetes",
+            ["http://localhost:8000", "http://localhost:18000"],
+        )
+    }
+
     /// The clients of all built-in apps.
     pub fn all_apps(hosts: &Hostnames) -> Vec<OidcClient> {
         App::ALL
@@ -176,10 +206,88 @@ impl OidcClient {
 }
 
 /// A module output that provides OIDC login (Keycloak, Cognito).
+///
+/// The provider also creates the groups that other modules of its stack name through its
+/// handle (`handle.group("shop-deployers")`, for a team's roles): its module reads them with
+/// [`Context::requested_groups`](crate::Context::requested_groups), creates those that do not
+/// exist, owns and deletes only those it created, and uses an existing one as it is.
 pub trait OidcProvider {
     /// The settings for client `name`, if the provider has that client.
     fn client(&self, name: &str) -> Option<Oidc>;
 
     /// The names of the provider's clients.
     fn client_names(&self) -> Vec<String>;
+
+    /// Why the provider would refuse a group named `name`, if it would (checked when the
+    /// stack is built; by default any name is accepted).
+    fn group_name_problem(name: &str) -> Option<String>
+    where
+        Self: Sized,
+    {
+        let _ = name;
+        None
+    }
+}
+
+/// How a cluster's API server authenticates tokens of the stack's OIDC provider: the issuer and
+/// client it trusts, and the claims and prefixes that make Kubernetes user and group names
+/// (a token's group `shop-deployers` is the RBAC `Group` `<groups_prefix>shop-deployers`).
+///
+/// ```
+/// use devops_stack_core::interfaces::ClusterOidc;
+/// let oidc = ClusterOidc::new("https://id.example.com", "kubernetes", "groups");
+/// assert_eq!(oidc.group_subject("shop-deployers"), "oidc:shop-deployers");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClusterOidc {
+    /// The issuer URL.
+    pub issuer_url: String,
+    /// The client id tokens are issued for (their audience).
+    pub client_id: String,
+    /// The claim holding the user's name (default `email`).
+    pub username_claim: String,
+    /// The prefix of user names (default `oidc:`).
+    pub username_prefix: String,
+    /// The claim holding the user's groups.
+    pub groups_claim: String,
+    /// The prefix of group names (default `oidc:`), so that no group of the provider can name
+    /// one of Kubernetes' own (`system:masters`).
+    pub groups_prefix: String,
+}
+
+impl ClusterOidc {
+    /// Trusts `issuer_url` for `client_id`, with groups in `groups_claim`, the `email` claim
+    /// as user name, and both prefixed `oidc:`.
+    pub fn new(
+        issuer_url: impl Into<String>,
+        client_id: impl Into<String>,
+        groups_claim: impl Into<String>,
+    ) -> Self {
+        ClusterOidc {
+            issuer_url: issuer_url.into(),
+            client_id: client_id.into(),
+            username_claim: "email".into(),
+            username_prefix: "oidc:".into(),
+            groups_claim: groups_claim.into(),
+            groups_prefix: "oidc:".into(),
+        }
+    }
+
+    /// The RBAC `Group` subject of the provider's group `name`.
+    pub fn group_subject(&self, name: &str) -> String {
+        format!("{}{name}", self.groups_prefix)
+    }
+}
+
+/// A module output saying how a cluster authenticates the stack's OIDC tokens (the EKS
+/// identity provider association).
+pub trait ClusterOidcProvider {
+    /// The cluster's OIDC authentication.
+    fn cluster_oidc(&self) -> ClusterOidc;
+}
+
+impl ClusterOidcProvider for ClusterOidc {
+    fn cluster_oidc(&self) -> ClusterOidc {
+        self.clone()
+    }
 }

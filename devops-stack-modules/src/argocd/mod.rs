@@ -68,8 +68,9 @@ pub use final_phase::{ArgoCdFinal, OIDC_SECRET, SelfManagedArgoCd};
 
 /// The pinned version of the `argo-cd` chart ([`pins::ARGO_CD`](crate::pins::ARGO_CD)).
 pub const CHART_VERSION: &str = crate::pins::ARGO_CD.version;
-/// The Argo CD version of that chart (`v3.x`), used for the install manifests fallback.
-pub const APP_VERSION: &str = crate::pins::ARGO_CD.app_version;
+/// The Argo CD version deployed (`v3.x`): the chart's image tag is set to it (the pin's newest
+/// patch), and the install manifests fallback is of the same version.
+pub const APP_VERSION: &str = crate::pins::ARGO_CD.deployed();
 /// The chart's Helm repository.
 pub const CHART_REPOSITORY: &str = crate::pins::ARGO_CD.repository;
 
@@ -234,6 +235,7 @@ impl ArgoCd {
     fn helm_values(&self, env: &Env) -> Value {
         let account = &self.pipeline_account;
         let defaults = json!({
+            "global": {"image": {"tag": APP_VERSION}},
             "dex": {"enabled": false},
             "configs": {
                 "cm": {
@@ -865,7 +867,7 @@ mod tests {
     fn manifests_are_pinned() {
         assert_eq!(
             manifests_url(APP_VERSION),
-            "https://raw.githubusercontent.com/argoproj/argo-cd/v3.4.4/manifests/install.yaml"
+            "https://raw.githubusercontent.com/argoproj/argo-cd/v3.4.14/manifests/install.yaml"
         );
         assert_eq!(manifests_url("3.4.4"), manifests_url("v3.4.4"));
     }

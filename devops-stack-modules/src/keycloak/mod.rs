@@ -9,12 +9,16 @@
 //! [`KeycloakOidc`], which implements `OidcProvider`: `handle.oidc("grafana")` is the
 //! `Input<Oidc>` of client `grafana`, with issuer `https://<keycloak host>/realms/<realm>`, the
 //! standard endpoints under `…/protocol/openid-connect/`, scopes `openid profile email`, the
-//! `groups` claim, and oauth2-proxy arguments that admit the admin group only.
+//! `groups` claim, and oauth2-proxy arguments that admit the admin group only; and the realm's
+//! groups: the admin group and every group the stack's teams name through
+//! `handle.group(..)`, created with the realm.
 //!
 //! # Defaults
 //! Chart `keycloakx` [`CHART_VERSION`], namespace `keycloak`, 1 replica with the embedded
 //! `dev-file` database (the realm is re-imported from its Secret on every start, so nothing is
-//! lost; point `database` at PostgreSQL through `values` for several replicas), hostname
+//! lost; point `database` at PostgreSQL through `values` for several replicas: Keycloak then
+//! skips the import of a realm that exists, and new groups or clients must be added through
+//! its admin console or API), hostname
 //! `keycloak.<subdomain>.<cluster>.<base_domain>`, realm `devops-stack`, admin group
 //! [`DEFAULT_ADMIN_GROUP`](crate::DEFAULT_ADMIN_GROUP), one confidential client per built-in app
 //! (`OidcClient::all_apps`: Argo CD, Grafana, Prometheus, Alertmanager) with redirect URIs derived
@@ -66,6 +70,8 @@ pub struct KeycloakOidc {
     pub realm: String,
     /// The admin group.
     pub admin_group: String,
+    /// The realm's groups: the admin group and every group the stack's teams name.
+    pub groups: Vec<String>,
     /// The OIDC settings by client name.
     pub clients: BTreeMap<String, Oidc>,
 }
@@ -77,6 +83,11 @@ impl OidcProvider for KeycloakOidc {
 
     fn client_names(&self) -> Vec<String> {
         self.clients.keys().cloned().collect()
+    }
+
+    fn group_name_problem(name: &str) -> Option<String> {
+        name.contains('/')
+            .then(|| "`/` separates the parts of a Keycloak group's path".to_owned())
     }
 }
 
@@ -204,7 +215,20 @@ impl Keycloak {
         format!("{}-secrets", self.common.id)
     }
 
-    fn realm_json(&self, clients: &[OidcClient], secrets: &Secrets) -> Value {
+    /// The realm's groups: the admin group, then the groups the stack's other modules name
+    /// (`handle.group(..)`). The realm is the stack's: Keycloak imports it whole at start.
+    fn groups(&self, ctx: &Context) -> Vec<String> {
+        let mut groups = vec![self.admin_group.clone()];
+        groups.extend(
+            ctx.requested_groups()
+                .iter()
+                .filter(|g| **g != self.admin_group)
+                .cloned(),
+        );
+        groups
+    }
+
+    fn realm_json(&self, clients: &[OidcClient], groups: &[String], secrets: &Secrets) -> Value {
         let store = self.secrets_name();
         let groups_mapper = json!({
             "name": "groups",
@@ -260,7 +284,7 @@ impl Keycloak {
             "realm": self.realm,
             "enabled": true,
             "sslRequired": "external",
-            "groups": [{"name": self.admin_group}],
+            "groups": groups.iter().map(|g| json!({"name": g})).collect::<Vec<_>>(),
             "clients": clients,
             "users": users,
         })
@@ -350,7 +374,8 @@ impl Component for Keycloak {
              - name: KC_HOSTNAME\n  value: {base}\n"
         );
         // the realm is imported at start: a changed realm (a new client or user) restarts Keycloak
-        let realm = serde_json::to_string_pretty(&self.realm_json(&clients, secrets))
+        let groups = self.groups(ctx);
+        let realm = serde_json::to_string_pretty(&self.realm_json(&clients, &groups, secrets))
             .expect("JSON serializes");
         let checksum = {
             use sha2::Digest as _;
@@ -447,6 +472,7 @@ impl Component for Keycloak {
                 issuer_url,
                 realm: self.realm.clone(),
                 admin_group: self.admin_group.clone(),
+                groups,
                 clients: oidc_clients,
             },
             objects,

@@ -267,9 +267,15 @@ impl App {
         }
     }
 
+    /// The Application's name: `<team>-<name>` (the stack refuses two equal names, such as
+    /// team `a`'s app `b-c` and team `a-b`'s app `c`).
+    pub(super) fn application_name(&self, team: &str) -> String {
+        format!("{team}-{}", self.name)
+    }
+
     /// The Application, named `<team>-<name>` in Argo CD's namespace.
     pub(super) fn application(&self, t: &Target<'_>) -> Value {
-        let name = format!("{}-{}", t.project, self.name);
+        let name = self.application_name(t.project);
         let mut source = ApplicationSource {
             repo_url: self.repo_url.clone(),
             path: Some(self.path.clone()),
@@ -368,10 +374,12 @@ pub enum Generator {
     },
 }
 
-/// An ApplicationSet over one of the team's repositories. The library fills in the project,
-/// `goTemplate` with `missingkey=error`, `preserveResourcesOnDeletion` and an
-/// `applicationsSync: create-update` policy (the controller never deletes an Application when
-/// the set is edited), so a team cannot generate into another team's project or namespaces.
+/// An ApplicationSet over one of the team's repositories. The library fills in the project and
+/// `goTemplate` with `missingkey=error`, so a team cannot generate into another team's project
+/// or namespaces. Directory and file sets get `applicationsSync: create-update` and
+/// `preserveResourcesOnDeletion` (the controller never deletes an Application when the set is
+/// edited); pull-request previews get `applicationsSync: sync` without preservation, so a
+/// preview and everything it deployed go when its pull request closes or loses its label.
 ///
 /// ```
 /// use devops_stack_modules::team::AppSet;
@@ -515,14 +523,6 @@ impl AppSet {
         &self.namespace
     }
 
-    /// Whether a git generator reads the repository (its credentials must then be shared).
-    pub(super) fn reads_repository(&self) -> bool {
-        matches!(
-            self.generator,
-            Generator::Directories { .. } | Generator::Files { .. }
-        )
-    }
-
     /// The forge token given as a value: kept in a Secret of Argo CD's namespace.
     pub(super) fn token_value(&self) -> Option<&SecretSource> {
         match &self.generator {
@@ -573,6 +573,23 @@ impl AppSet {
             }
             _ => {}
         }
+    }
+
+    /// The ApplicationSet's policy. A preview goes with its pull request: the controller may
+    /// delete its Applications (`sync`), and their resources go with them, also when the set
+    /// itself is deleted. Any other set never deletes an Application when it is edited
+    /// (`create-update`) and keeps the resources when the set is deleted.
+    fn sync_policy(&self) -> ApplicationSetSyncPolicy {
+        let preview = matches!(self.generator, Generator::PullRequests { .. });
+        ApplicationSetSyncPolicy {
+            preserve_resources_on_deletion: !preview,
+            applications_sync: Some(if preview { "sync" } else { "create-update" }.into()),
+        }
+    }
+
+    /// The ApplicationSet's name: `<team>-<name>`.
+    pub(super) fn set_name(&self, team: &str) -> String {
+        format!("{team}-{}", self.name)
     }
 
     /// The ApplicationSet, named `<team>-<name>` in Argo CD's namespace.
@@ -673,16 +690,13 @@ impl AppSet {
             "spec": crate::common::to_json(&spec),
         });
         let mut set = ApplicationSet::new(
-            &format!("{prefix}-{}", self.name),
+            &self.set_name(prefix),
             ApplicationSetSpec {
                 go_template: true,
                 go_template_options: vec!["missingkey=error".into()],
                 generators: vec![generator],
                 template,
-                sync_policy: Some(ApplicationSetSyncPolicy {
-                    preserve_resources_on_deletion: true,
-                    applications_sync: Some("create-update".into()),
-                }),
+                sync_policy: Some(self.sync_policy()),
             },
         );
         set.metadata.namespace = Some(t.argocd_namespace.to_owned());

@@ -19,9 +19,11 @@
 //!   team's Roles are the library's own). CI can get a project-role token
 //!   ([`Team::ci_token`]), kept in the Secret `<id>-ci-token` of Argo CD's namespace.
 //! - **Repositories** ([`Repository`], [`RepoAccess`]: public, HTTPS token, SSH key, GitHub
-//!   App), rendered as Argo CD `repository` or `repo-creds` Secrets scoped to the team's
-//!   project, except those an ApplicationSet's git generator reads: those are shared, because
-//!   project-scoped credentials are not used by generators (argo-cd#21016). Secret material is a
+//!   App), each rendered as an Argo CD `repository` Secret scoped to the team's project, so no
+//!   other project can use its credentials; ApplicationSet git generators read them too (Argo
+//!   CD 3 passes a set's literal project to the repo-server). A URL prefix (an Argo CD
+//!   credential template, which Argo CD hands to every project) is refused unless shared by
+//!   opt-in ([`Repository::share_with_every_project`]). Secret material is a
 //!   [`Secret`] or a key of an existing Kubernetes Secret
 //!   ([`SecretSource`]), read at apply time; it never appears in plans, diffs, events, errors or
 //!   the stack's state.
@@ -62,7 +64,7 @@ use std::collections::BTreeMap;
 
 use devops_stack_core::argocd::{AppProject, AppProjectSpec, ApplicationDestination};
 use devops_stack_core::interfaces::{
-    ArgoCdTarget, ClusterIssuer, ClusterRef, Hostnames, IdentityGroup,
+    ArgoCdTarget, ClusterIssuer, ClusterOidc, ClusterRef, Hostnames, IdentityGroup,
 };
 use devops_stack_core::k8s::{Deployer, ownership_labels};
 use devops_stack_core::plan::unknown;
@@ -77,7 +79,7 @@ use serde_json::{Value, json};
 pub use delivery::{App, AppSet, AppSync, Forge, Generator, Manifests, Publish};
 pub use namespaces::{Limits, NetworkBaseline, Quota, TeamNamespace};
 pub use project::{AccessRole, SyncWindow, WindowKind};
-pub use repository::{RepoAccess, Repository, SecretSource};
+pub use repository::{CREDENTIALS_SCOPE, RepoAccess, Repository, SecretSource};
 
 use crate::argocd::{ArgoCdOutput, TokenIssuer};
 use crate::error::Result;
@@ -86,6 +88,9 @@ use delivery::Target;
 
 /// The label every object of a team carries, with the team's name.
 pub const TEAM_LABEL: &str = "devops-stack.io/team";
+
+/// The label by which Argo CD finds its Secrets (`repository`, `repo-creds`, `scm-creds`).
+pub const SECRET_TYPE_LABEL: &str = "argocd.argoproj.io/secret-type";
 
 /// The project role of CI's token.
 pub const CI_ROLE: &str = "ci";
@@ -115,7 +120,7 @@ pub struct Team {
     argocd: Input<ArgoCdTarget>,
     namespaces: Vec<TeamNamespace>,
     access: Vec<(AccessRole, IdentityGroup)>,
-    kubernetes_group_prefix: String,
+    kubernetes_group_prefix: Option<Input<String>>,
     repositories: Vec<Repository>,
     sync_windows: Vec<SyncWindow>,
     apps: Vec<App>,
@@ -143,7 +148,7 @@ impl Team {
             argocd: argocd.into(),
             namespaces: Vec::new(),
             access: Vec::new(),
-            kubernetes_group_prefix: String::new(),
+            kubernetes_group_prefix: None,
             repositories: Vec::new(),
             sync_windows: Vec::new(),
             apps: Vec::new(),
@@ -177,12 +182,24 @@ impl Team {
         self
     }
 
-    /// A prefix the API server puts before group names of OIDC tokens (its
-    /// `--oidc-groups-prefix`, or an EKS identity provider config's `groupsPrefix`; default
-    /// none), used in the RoleBindings' subjects.
+    /// The prefix the API server puts before group names of OIDC tokens, for a cluster whose
+    /// API server is configured outside the stack (its `--oidc-groups-prefix` or
+    /// `AuthenticationConfiguration`'s `claimMappings.groups.prefix`; default none), used in
+    /// the RoleBindings' subjects. For a cluster the stack makes trust its provider, use
+    /// [`Team::cluster_oidc`] instead.
     #[must_use]
     pub fn kubernetes_group_prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.kubernetes_group_prefix = prefix.into();
+        self.kubernetes_group_prefix = Some(Input::value(prefix.into()));
+        self
+    }
+
+    /// How the cluster's API server authenticates the stack's OIDC tokens (an output such as
+    /// `EksOidcIdentityProvider`'s): the RoleBindings' group subjects get its groups prefix,
+    /// and the team runs after the cluster trusts the provider.
+    #[must_use]
+    pub fn cluster_oidc(mut self, oidc: impl Into<Input<ClusterOidc>>) -> Self {
+        self.kubernetes_group_prefix =
+            Some(oidc.into().map(|o: &ClusterOidc| o.groups_prefix.clone()));
         self
     }
 
@@ -320,9 +337,14 @@ impl Team {
             ])
             .into());
         }
+        let group_prefix = match &self.kubernetes_group_prefix {
+            Some(p) => ctx.get(p)?,
+            None => String::new(),
+        };
         let mut labels = ownership_labels(ctx.stack_name(), ctx.module_id());
         labels.insert(TEAM_LABEL.into(), self.name.clone());
         Ok(TeamEnv {
+            group_prefix,
             hostnames: cluster.hostnames(),
             cluster,
             argocd,
@@ -359,21 +381,13 @@ impl Team {
         }
         objects.push(self.project(env, jwt_tokens));
         objects.extend(self.rbac(env));
-        let shared: Vec<&str> = self
-            .app_sets
-            .iter()
-            .filter(|s| s.reads_repository())
-            .map(AppSet::repo_url)
-            .collect();
         for (i, repo) in self.repositories.iter().enumerate() {
-            let is_shared = shared.iter().any(|url| repo.covers(url));
-            let project = (!is_shared).then_some(self.name.as_str());
             let name = format!("{}-repo-{i}", self.id);
             objects.push(
                 repo.secret(
                     &name,
                     &env.argocd.namespace,
-                    project,
+                    &self.name,
                     labels,
                     client,
                     ctx.module_id(),
@@ -396,6 +410,10 @@ impl Team {
         for set in &self.app_sets {
             if let Some(token) = set.token_value() {
                 let value = token.resolve(client, ctx.module_id()).await?;
+                // Labelled as SCM credentials: Argo CD's strict token-reference mode
+                // (`applicationsetcontroller.tokenref.strict.mode`) reads no other Secret.
+                let mut labels = labels.clone();
+                labels.insert(SECRET_TYPE_LABEL.into(), "scm-creds".into());
                 objects.push(json!({
                     "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
                     "metadata": {"name": set.token_secret_name(&self.name), "namespace": env.argocd.namespace, "labels": labels},
@@ -479,7 +497,7 @@ impl Team {
                     .filter(|(r, _)| r == role)
                     .map(|(_, g)| {
                         json!({"kind": "Group", "apiGroup": "rbac.authorization.k8s.io",
-                        "name": format!("{}{}", self.kubernetes_group_prefix, g.name())})
+                        "name": format!("{}{}", env.group_prefix, g.name())})
                     })
                     .collect();
                 objects.push(json!({
@@ -586,6 +604,8 @@ struct TeamEnv {
     hostnames: Hostnames,
     server: String,
     labels: BTreeMap<String, String>,
+    /// The API server's prefix of OIDC group names.
+    group_prefix: String,
 }
 
 /// Namespaces of the platform that a team may never claim, beyond Kubernetes' own.
@@ -607,7 +627,8 @@ impl Module for Team {
             .add(&self.argocd)
             .add(&self.ingress)
             .add(&self.issuer)
-            .add(&self.ci.as_ref().map(|(_, a)| a.clone()));
+            .add(&self.ci.as_ref().map(|(_, a)| a.clone()))
+            .add(&self.kubernetes_group_prefix);
         for (_, g) in &self.access {
             n.add(g);
         }
@@ -653,6 +674,7 @@ impl Module for Team {
             });
         }
         for (i, (_, group)) in self.access.iter().enumerate() {
+            v.uses_group(&format!("access[{i}].group"), group);
             if group.name().trim().is_empty() {
                 v.error(
                     format!("access[{i}].group"),
@@ -667,6 +689,18 @@ impl Module for Team {
                 );
             }
         }
+        if let Some(prefix) = self
+            .kubernetes_group_prefix
+            .as_ref()
+            .and_then(Input::as_value)
+            && prefix.trim().is_empty()
+        {
+            v.error(
+                "kubernetes_group_prefix",
+                "is empty",
+                "give the prefix the API server puts before OIDC group names (like `oidc:`), or leave the setting out when it puts none",
+            );
+        }
         for (i, repo) in self.repositories.iter().enumerate() {
             repo.validate(v, &format!("repositories[{i}]"));
         }
@@ -676,6 +710,9 @@ impl Module for Team {
         for (i, app) in self.apps.iter().enumerate() {
             let field = format!("apps[{i}]");
             app.validate(v, &field);
+            v.provides(Capability::Application {
+                name: app.application_name(&self.name),
+            });
             self.check_delivery(v, &field, app.repo_url(), app.namespace());
             if app.published().is_some() && self.ingress.is_none() {
                 v.error(
@@ -688,6 +725,9 @@ impl Module for Team {
         for (i, set) in self.app_sets.iter().enumerate() {
             let field = format!("application_sets[{i}]");
             set.validate(v, &field);
+            v.provides(Capability::ApplicationSet {
+                name: set.set_name(&self.name),
+            });
             self.check_delivery(v, &field, set.repo_url(), set.namespace());
         }
         crate::common::check_destination_server(v, self.destination_server.as_deref());

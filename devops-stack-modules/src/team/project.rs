@@ -13,10 +13,13 @@ pub enum AccessRole {
     /// Sees the team's Applications, their logs and the workloads of its namespaces.
     Viewer,
     /// A viewer who may also sync Applications, run their actions (restart), delete pods and
-    /// restart workloads.
+    /// restart workloads: in Argo CD (`sync`, `action/*`, `delete/*/Pod/*/*`) and in the team's
+    /// namespaces alike.
     Deployer,
     /// Everything on the team's Applications and on the workloads of its namespaces, except the
     /// namespaces' ResourceQuota, LimitRange and NetworkPolicies (read-only for every role).
+    /// Shells into pods go through Kubernetes (`pods/exec`): the stack's Argo CD has no web
+    /// terminal.
     Admin,
 }
 
@@ -36,17 +39,23 @@ impl AccessRole {
     pub fn policies(self, project: &str, role: &str) -> Vec<String> {
         let actions: &[(&str, &str)] = match self {
             AccessRole::Viewer => &[("applications", "get"), ("logs", "get")],
+            // Argo CD 3 checks deleting one resource of an Application as
+            // `delete/<group>/<kind>/<namespace>/<name>`: the deployer may delete pods, as its
+            // Kubernetes Role allows.
             AccessRole::Deployer => &[
                 ("applications", "get"),
                 ("applications", "sync"),
                 ("applications", "action/*"),
+                ("applications", "delete/*/Pod/*/*"),
                 ("logs", "get"),
             ],
+            // No `exec, create`: the stack's Argo CD leaves its web terminal off
+            // (`exec.enabled`), so such a grant would do nothing; admins exec through their
+            // Kubernetes Role (`pods/exec`).
             AccessRole::Admin => &[
                 ("applications", "*"),
                 ("applicationsets", "get"),
                 ("logs", "get"),
-                ("exec", "create"),
             ],
         };
         actions

@@ -1,5 +1,12 @@
-//! A team's Git repositories and how Argo CD reaches them, rendered as Argo CD `repository` or
-//! `repo-creds` Secrets.
+//! A team's Git repositories and how Argo CD reaches them, rendered as Argo CD `repository`
+//! Secrets scoped to the team's project.
+//!
+//! Argo CD looks credential templates (`repo-creds`, what a URL prefix renders as) up by URL
+//! alone and ignores their `project` field, so a prefix credential would be handed to every
+//! project whose source repositories match, the platform's included. A prefix is therefore
+//! refused unless the user opts into sharing it ([`Repository::share_with_every_project`]),
+//! which the plan shows; each repository declared with [`Repository::new`] gets a
+//! project-scoped `repository` Secret that no other project can use.
 
 use std::collections::BTreeMap;
 
@@ -151,7 +158,8 @@ pub enum RepoAccess {
 }
 
 /// A Git repository of a team, or with [`Repository::prefix`] every repository under a URL
-/// prefix (an Argo CD credential template).
+/// prefix (an Argo CD credential template, shared with every project: see the
+/// [module documentation](self)).
 ///
 /// ```
 /// use devops_stack_core::Secret;
@@ -163,15 +171,22 @@ pub enum RepoAccess {
 /// assert_eq!(repo.url(), "https://github.com/acme/shop.git");
 /// let org = Repository::prefix("git@github.com:acme/", RepoAccess::SshKey {
 ///     private_key: SecretSource::existing("argocd", "acme-deploy-key", "sshPrivateKey"),
-/// });
+/// })
+/// .share_with_every_project();
 /// assert_eq!(org.url(), "git@github.com:acme/");
+/// assert!(org.is_shared());
 /// ```
 #[derive(Debug, Clone, Serialize)]
 pub struct Repository {
     url: String,
     access: RepoAccess,
     prefix: bool,
+    shared: bool,
 }
+
+/// The annotation saying which projects may use a repository Secret: `project:<name>`, or
+/// `every-project` for credentials shared by opt-in.
+pub const CREDENTIALS_SCOPE: &str = "devops-stack.io/credentials-scope";
 
 impl Repository {
     /// The repository at `url` (`https://…` or SSH `git@host:path` / `ssh://…`).
@@ -180,16 +195,35 @@ impl Repository {
             url: url.into(),
             access,
             prefix: false,
+            shared: false,
         }
     }
 
-    /// Every repository whose URL starts with `prefix` (rendered as `repo-creds`).
+    /// Every repository whose URL starts with `prefix`, nested paths included (GitLab
+    /// subgroups), rendered as an Argo CD credential template (`repo-creds`). Argo CD hands
+    /// such a template to **every** project whose repositories match: the stack refuses a
+    /// prefix unless [`Repository::share_with_every_project`] says so.
     pub fn prefix(prefix: impl Into<String>, access: RepoAccess) -> Self {
         Repository {
             url: prefix.into(),
             access,
             prefix: true,
+            shared: false,
         }
+    }
+
+    /// Opts into sharing these credentials with every Argo CD project, not only the team's
+    /// (required for a [`Repository::prefix`]; the Secret then carries no project and is
+    /// annotated [`CREDENTIALS_SCOPE`]`: every-project`, which plans show).
+    #[must_use]
+    pub fn share_with_every_project(mut self) -> Self {
+        self.shared = true;
+        self
+    }
+
+    /// Whether the credentials are shared with every project.
+    pub fn is_shared(&self) -> bool {
+        self.shared
     }
 
     /// The URL (or prefix).
@@ -206,10 +240,11 @@ impl Repository {
         }
     }
 
-    /// The `sourceRepos` pattern of the project.
+    /// The `sourceRepos` pattern of the project. Argo CD matches it as a glob with `/` as the
+    /// separator, so a prefix ends in `**` (any depth: `group/sub/repo.git`), not `*`.
     pub(super) fn source_pattern(&self) -> String {
         if self.prefix {
-            format!("{}*", self.url)
+            format!("{}**", self.url)
         } else {
             self.url.clone()
         }
@@ -223,6 +258,16 @@ impl Repository {
                 format!("{field}.url"),
                 format!("`{}` is neither an HTTPS nor an SSH repository URL", self.url),
                 "use `https://host/org/repo.git`, `ssh://git@host/org/repo.git` or `git@host:org/repo.git`",
+            );
+        }
+        if self.prefix && !self.shared {
+            v.error(
+                field,
+                format!(
+                    "`{}` is a prefix credential: Argo CD looks credential templates up by URL alone, so every project whose repositories match (the platform's included) would use them",
+                    self.url
+                ),
+                "declare each repository with `Repository::new(url, access)` (scoped to the team's project), or opt in with `.share_with_every_project()` if every project may use these credentials",
             );
         }
         match &self.access {
@@ -280,13 +325,15 @@ impl Repository {
         }
     }
 
-    /// The Argo CD Secret (secret material resolved through `client`, placeholders without).
-    /// Scoped to `project` unless `shared` (an ApplicationSet generator reads it: argo-cd#21016).
+    /// The Argo CD Secret (secret material resolved through `client`, placeholders without),
+    /// scoped to `project` unless shared by opt-in. Since Argo CD 3.0 an ApplicationSet git
+    /// generator whose `project` is a literal reads project-scoped repositories too, so the
+    /// team's sets need no shared credentials.
     pub(super) async fn secret(
         &self,
         name: &str,
         argocd_namespace: &str,
-        project: Option<&str>,
+        project: &str,
         labels: &BTreeMap<String, String>,
         client: Option<&kube::Client>,
         module: &str,
@@ -294,8 +341,8 @@ impl Repository {
         let mut data: BTreeMap<&str, String> = BTreeMap::new();
         data.insert("type", "git".into());
         data.insert("url", self.url.clone());
-        if let Some(p) = project {
-            data.insert("project", p.into());
+        if !self.shared {
+            data.insert("project", project.into());
         }
         match &self.access {
             RepoAccess::Public => {}
@@ -339,7 +386,7 @@ impl Repository {
         }
         let mut labels = labels.clone();
         labels.insert(
-            "argocd.argoproj.io/secret-type".into(),
+            super::SECRET_TYPE_LABEL.into(),
             if self.prefix {
                 "repo-creds"
             } else {
@@ -347,11 +394,17 @@ impl Repository {
             }
             .into(),
         );
+        let scope = if self.shared {
+            "every-project".to_owned()
+        } else {
+            format!("project:{project}")
+        };
         Ok(json!({
             "apiVersion": "v1",
             "kind": "Secret",
             "type": "Opaque",
-            "metadata": {"name": name, "namespace": argocd_namespace, "labels": labels},
+            "metadata": {"name": name, "namespace": argocd_namespace, "labels": labels,
+                "annotations": {CREDENTIALS_SCOPE: scope}},
             "stringData": data,
         }))
     }
@@ -396,7 +449,7 @@ mod tests {
             .secret(
                 "shop-repo-0",
                 "argocd",
-                Some("shop"),
+                "shop",
                 &BTreeMap::new(),
                 None,
                 "shop",
