@@ -62,6 +62,21 @@ env -u AWS_ENDPOINT_URL cargo run --quiet --example eks_full > target/eks_full_p
 grep -q 'Plan for stack `prod`: 15 modules' target/eks_full_plan.txt \
   || { echo "eks_full did not print the expected plan; see target/eks_full_plan.txt"; exit 1; }
 grep -q '^digraph "prod"' target/eks_full_plan.txt || { echo "eks_full printed no graph"; exit 1; }
+# Its JSON plan shows the team's group created in Cognito, the cluster trusting Cognito and the
+# team's credentials scoped to its project.
+env -u AWS_ENDPOINT_URL cargo run --quiet --example eks_full -- plan --json > target/eks_full_plan.json
+python3 - target/eks_full_plan.json <<'PY' || { echo "eks_full's JSON plan lacks the team's identity or scoped credentials"; exit 1; }
+import json, sys
+plan = json.load(open(sys.argv[1]))
+resources = [r for m in plan["modules"] for r in m["resources"]]
+cloud = {(r.get("kind"), r.get("name")) for r in resources if r["type"] == "cloud"}
+assert ("cognito:Group", "shop-deployers") in cloud, "no group shop-deployers"
+assert ("eks:IdentityProviderConfig", "prod/devops-stack") in cloud, "no identity provider config"
+secrets = [r for r in resources if r["type"] == "kubernetes" and r["object"]["kind"] == "Secret"
+           and r["object"]["metadata"]["name"].startswith("team-shop-repo-")]
+assert secrets and all(s["object"]["metadata"]["annotations"]["devops-stack.io/credentials-scope"] == "project:shop"
+                       for s in secrets), "team credentials not scoped"
+PY
 
 cargo test --workspace --lib --bins --tests --examples "$@"
 cargo test --workspace --doc "$@"

@@ -360,3 +360,160 @@ async fn a_domain_of_another_pool_is_a_clear_error() {
     );
     assert!(err.contains("another user pool"), "{err}");
 }
+
+/// A module naming groups of the stack's provider, as a team's roles do.
+struct GroupUser(Vec<devops_stack_core::interfaces::IdentityGroup>);
+
+impl devops_stack_core::Module for GroupUser {
+    type Output = ();
+    fn id(&self) -> &str {
+        "group-user"
+    }
+    fn kind(&self) -> &'static str {
+        "group-user"
+    }
+    fn needs(&self, n: &mut devops_stack_core::Needs) {
+        for g in &self.0 {
+            n.add(g);
+        }
+    }
+    fn validate(&self, v: &mut devops_stack_core::Validation) {
+        for (i, g) in self.0.iter().enumerate() {
+            v.uses_group(&format!("groups[{i}]"), g);
+        }
+    }
+    async fn plan(
+        &self,
+        _: &devops_stack_core::Context,
+    ) -> devops_stack_core::ModuleResult<devops_stack_core::Planned<()>> {
+        Ok(devops_stack_core::Planned::new(()))
+    }
+    async fn apply(&self, _: &devops_stack_core::Context) -> devops_stack_core::ModuleResult<()> {
+        Ok(())
+    }
+    async fn destroy(&self, _: &devops_stack_core::Context) -> devops_stack_core::ModuleResult<()> {
+        Ok(())
+    }
+}
+
+/// A stack of `module` and a module naming its groups `names`.
+fn with_groups(module: Cognito, names: &[&str]) -> devops_stack_core::BuiltStack {
+    let mut stack = Stack::new("test");
+    let sso = stack.add(module);
+    stack.add(GroupUser(names.iter().map(|n| sso.group(*n)).collect()));
+    stack.build().expect("valid")
+}
+
+async fn group_description(client: &Client, pool: &str, group: &str) -> Option<Option<String>> {
+    match client
+        .get_group()
+        .user_pool_id(pool)
+        .group_name(group)
+        .send()
+        .await
+    {
+        Ok(out) => Some(out.group.and_then(|g| g.description().map(str::to_owned))),
+        Err(_) => None,
+    }
+}
+
+#[tokio::test]
+async fn the_groups_a_stack_names_are_created_an_existing_one_is_used_and_kept() {
+    let Some(ep) =
+        common::endpoint("the_groups_a_stack_names_are_created_an_existing_one_is_used_and_kept")
+    else {
+        return;
+    };
+    let _guard = common::LOCK.lock().await;
+    common::reset(&ep);
+    let client = Client::new(&common::sdk(&ep).await);
+    let pool = client
+        .create_user_pool()
+        .pool_name("corp")
+        .send()
+        .await
+        .unwrap()
+        .user_pool
+        .unwrap()
+        .id()
+        .unwrap()
+        .to_owned();
+    // someone else's group, of a name a team also uses
+    client
+        .create_group()
+        .user_pool_id(&pool)
+        .group_name("shop-viewers")
+        .description("made by hand")
+        .send()
+        .await
+        .unwrap();
+    let module = || cognito(&ep).existing_pool(pool.clone());
+    let names = ["shop-deployers", "shop-viewers"];
+
+    let plan = with_groups(module(), &names).plan().await.unwrap();
+    let text = plan.to_text();
+    assert!(
+        text.contains("cognito:Group shop-deployers")
+            && text.contains("cognito:Group shop-viewers"),
+        "{text}"
+    );
+
+    let report = with_groups(module(), &names)
+        .apply(&RunOptions::new())
+        .await
+        .expect("applied");
+    let out = report.module("cognito").unwrap().output.clone().unwrap();
+    assert_eq!(
+        out["groups"],
+        serde_json::json!([DEFAULT_ADMIN_GROUP, "shop-deployers", "shop-viewers"])
+    );
+    let marker = devops_stack_aws::cognito::group_marker("test", "cognito");
+    assert_eq!(
+        group_description(&client, &pool, "shop-deployers").await,
+        Some(Some(marker.clone())),
+        "created, with the module's marker"
+    );
+    assert_eq!(
+        group_description(&client, &pool, "shop-viewers").await,
+        Some(Some("made by hand".into())),
+        "an existing group is used as it is"
+    );
+
+    with_groups(module(), &names)
+        .destroy(&RunOptions::new())
+        .await
+        .expect("destroyed");
+    assert_eq!(
+        group_description(&client, &pool, "shop-deployers").await,
+        None,
+        "the group the module created goes"
+    );
+    assert_eq!(
+        group_description(&client, &pool, "shop-viewers").await,
+        Some(Some("made by hand".into())),
+        "the existing group stays"
+    );
+}
+
+#[test]
+fn a_group_name_cognito_would_refuse_is_a_build_error() {
+    let long = "g".repeat(129);
+    let mut stack = Stack::new("test");
+    let sso = stack.add(Cognito::new("cognito", hosts()).domain_prefix("prod-example-login"));
+    stack.add(GroupUser(vec![
+        sso.group("shop-deployers"),
+        sso.group(long.as_str()),
+    ]));
+    let e = stack.build().unwrap_err();
+    let errors = e.config_errors();
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert_eq!(errors[0].module.as_deref(), Some("group-user"));
+    assert_eq!(errors[0].field, "groups[1]");
+    assert!(
+        errors[0]
+            .problem
+            .contains("has 129 characters; Cognito allows 1 to 128"),
+        "{}",
+        errors[0].problem
+    );
+}

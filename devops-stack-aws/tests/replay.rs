@@ -184,3 +184,175 @@ async fn destroying_an_adopted_cluster_removes_only_its_entries_and_addons() {
         "no DeleteCluster, no DeleteNodegroup"
     );
 }
+
+/// The OIDC settings of the client `kubernetes` of a provider.
+fn kubernetes_client() -> devops_stack_core::interfaces::Oidc {
+    devops_stack_core::interfaces::Oidc {
+        issuer_url: "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_Pool".into(),
+        authorization_url: String::new(),
+        token_url: String::new(),
+        userinfo_url: String::new(),
+        logout_url: None,
+        client_id: "kube-client-id".into(),
+        client_secret: devops_stack_core::Secret::new("s"),
+        scopes: vec!["openid".into()],
+        groups_claim: "cognito:groups".into(),
+        extra_proxy_args: Vec::new(),
+    }
+}
+
+fn identity_config(status: &str, tags: Value) -> Value {
+    json!({"identityProviderConfig": {"oidc": {
+        "clusterName": "prod",
+        "identityProviderConfigName": "devops-stack",
+        "issuerUrl": "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_Pool",
+        "clientId": "kube-client-id",
+        "usernameClaim": "email",
+        "usernamePrefix": "oidc:",
+        "groupsClaim": "cognito:groups",
+        "groupsPrefix": "oidc:",
+        "status": status,
+        "tags": tags
+    }}})
+}
+
+fn not_found() -> Canned {
+    event_with(
+        404,
+        &[("x-amzn-errortype", "ResourceNotFoundException")],
+        json!({"message": "identity provider config not found"}).to_string(),
+    )
+}
+
+/// An adopted cluster (no entries or add-ons) and the association of the provider's client.
+fn trusting(client: &ReplayClient) -> devops_stack_core::BuiltStack {
+    use devops_stack_aws::eks::EksOidcIdentityProvider;
+    let aws = common::aws("https://eks.replay.test").http_client(client.clone());
+    let mut stack = Stack::new("replay");
+    let eks = stack.add(
+        Eks::adopt("eks", "prod", "example.com")
+            .aws(aws)
+            .polling(common::polling()),
+    );
+    stack.add(
+        EksOidcIdentityProvider::new(&eks, devops_stack_core::Input::value(kubernetes_client()))
+            .polling(common::polling()),
+    );
+    stack.build().unwrap()
+}
+
+#[tokio::test]
+async fn the_cluster_trusts_the_provider_and_the_destroy_removes_only_its_own_config() {
+    let owned = json!({STACK_TAG: "replay", MODULE_TAG: "eks-oidc-identity-provider"});
+    let client = ReplayClient::new(vec![
+        event(200, cluster("1.33")), // DescribeCluster (adopted)
+        event(200, cluster("1.33")), // wait for ACTIVE
+        not_found(),                 // DescribeIdentityProviderConfig
+        event(
+            200,
+            json!({"update": {"id": "u-2", "status": "InProgress", "type": "AssociateIdentityProviderConfig"}}),
+        ),
+        event(200, identity_config("CREATING", owned.clone())),
+        event(200, identity_config("ACTIVE", owned.clone())),
+    ]);
+    let report = trusting(&client)
+        .apply(&RunOptions::new())
+        .await
+        .expect("applied");
+    let requests = sent(&client);
+    let calls: Vec<(&str, &str)> = requests
+        .iter()
+        .map(|(m, p, _)| (m.as_str(), p.as_str()))
+        .collect();
+    assert_eq!(
+        calls,
+        vec![
+            ("GET", "/clusters/prod"),
+            ("GET", "/clusters/prod"),
+            ("POST", "/clusters/prod/identity-provider-configs/describe"),
+            ("POST", "/clusters/prod/identity-provider-configs/associate"),
+            ("POST", "/clusters/prod/identity-provider-configs/describe"),
+            ("POST", "/clusters/prod/identity-provider-configs/describe"),
+        ]
+    );
+    // AssociateIdentityProviderConfig: the provider's issuer, client and groups claim, prefixed
+    // names, and the ownership tags.
+    let associate = &requests[3].2;
+    assert_eq!(
+        associate["oidc"],
+        json!({
+            "identityProviderConfigName": "devops-stack",
+            "issuerUrl": "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_Pool",
+            "clientId": "kube-client-id",
+            "usernameClaim": "email",
+            "usernamePrefix": "oidc:",
+            "groupsClaim": "cognito:groups",
+            "groupsPrefix": "oidc:"
+        })
+    );
+    assert_eq!(associate["tags"], owned);
+    assert_eq!(
+        requests[2].2["identityProviderConfig"],
+        json!({"type": "oidc", "name": "devops-stack"})
+    );
+    let out = report
+        .module("eks-oidc-identity-provider")
+        .unwrap()
+        .output
+        .clone()
+        .unwrap();
+    assert_eq!(out["groups_prefix"], "oidc:");
+
+    // Destroy: the module's own config is disassociated and waited for; the adopted cluster stays.
+    let client = ReplayClient::new(vec![
+        event(200, cluster("1.33")),                            // read: DescribeCluster
+        event(200, identity_config("ACTIVE", owned.clone())),   // read: the config
+        event(200, identity_config("ACTIVE", owned.clone())),   // destroy: Describe
+        event(200, json!({"update": {"id": "u-3", "status": "InProgress"}})), // Disassociate
+        event(200, identity_config("DELETING", owned.clone())), // wait
+        not_found(),                                            // gone
+        event(200, cluster("1.33")),                            // the cluster's destroy
+        event_with(
+            200,
+            &[("content-type", "text/xml")],
+            "<ListOpenIDConnectProvidersResponse><ListOpenIDConnectProvidersResult><OpenIDConnectProviderList/></ListOpenIDConnectProvidersResult></ListOpenIDConnectProvidersResponse>".into(),
+        ),
+    ]);
+    trusting(&client)
+        .destroy(&RunOptions::new().extension(AbandonInCluster))
+        .await
+        .expect("destroyed");
+    let requests = sent(&client);
+    let calls: Vec<(&str, &str)> = requests
+        .iter()
+        .map(|(m, p, _)| (m.as_str(), p.as_str()))
+        .collect();
+    assert!(
+        calls.contains(&(
+            "POST",
+            "/clusters/prod/identity-provider-configs/disassociate"
+        )),
+        "{calls:?}"
+    );
+    assert!(!calls.iter().any(|(m, _)| *m == "DELETE"), "{calls:?}");
+}
+
+#[tokio::test]
+async fn a_config_of_that_name_the_module_did_not_make_is_left_alone() {
+    let client = ReplayClient::new(vec![
+        event(200, cluster("1.33")),
+        event(200, cluster("1.33")),
+        event(200, identity_config("ACTIVE", json!({}))),
+    ]);
+    let e = trusting(&client)
+        .apply(&RunOptions::new())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("is not this module's"), "{e}");
+    let requests = sent(&client);
+    assert!(
+        !requests.iter().any(|(_, p, _)| p.ends_with("/associate")),
+        "nothing was associated"
+    );
+}

@@ -303,3 +303,162 @@ fn a_team_namespace_belongs_to_that_team_alone() {
             .contains("and by the platform (module `argocd`)")
     );
 }
+
+/// An OIDC provider whose output is the groups its module was asked to create, and which
+/// refuses group names with a space.
+#[derive(Clone, serde::Serialize)]
+struct Groups(Vec<String>);
+
+impl devops_stack_core::interfaces::OidcProvider for Groups {
+    fn client(&self, _: &str) -> Option<devops_stack_core::interfaces::Oidc> {
+        None
+    }
+    fn client_names(&self) -> Vec<String> {
+        Vec::new()
+    }
+    fn group_name_problem(name: &str) -> Option<String> {
+        name.contains(' ').then(|| "no spaces".to_owned())
+    }
+}
+
+struct Provider;
+
+impl Module for Provider {
+    type Output = Groups;
+    fn id(&self) -> &str {
+        "sso"
+    }
+    fn kind(&self) -> &'static str {
+        "sso"
+    }
+    async fn plan(&self, ctx: &Context) -> ModuleResult<Planned<Groups>> {
+        Ok(Planned::new(Groups(ctx.requested_groups().to_vec())))
+    }
+    async fn apply(&self, ctx: &Context) -> ModuleResult<Groups> {
+        Ok(Groups(ctx.requested_groups().to_vec()))
+    }
+    async fn destroy(&self, _: &Context) -> ModuleResult<()> {
+        Ok(())
+    }
+}
+
+/// Names groups of the provider, as a team's roles do.
+struct UsesGroups(
+    &'static str,
+    Vec<devops_stack_core::interfaces::IdentityGroup>,
+);
+
+impl Module for UsesGroups {
+    type Output = ();
+    fn id(&self) -> &str {
+        self.0
+    }
+    fn kind(&self) -> &'static str {
+        "uses-groups"
+    }
+    fn needs(&self, n: &mut devops_stack_core::Needs) {
+        for g in &self.1 {
+            n.add(g);
+        }
+    }
+    fn validate(&self, v: &mut Validation) {
+        for (i, g) in self.1.iter().enumerate() {
+            v.uses_group(&format!("groups[{i}]"), g);
+        }
+    }
+    async fn plan(&self, _: &Context) -> ModuleResult<Planned<()>> {
+        Ok(Planned::new(()))
+    }
+    async fn apply(&self, _: &Context) -> ModuleResult<()> {
+        Ok(())
+    }
+    async fn destroy(&self, _: &Context) -> ModuleResult<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_provider_is_asked_for_every_group_its_stack_names_once_and_sorted() {
+    use devops_stack_core::interfaces::IdentityGroup;
+    let mut stack = Stack::new("groups");
+    let sso = stack.add(Provider);
+    stack.add(UsesGroups(
+        "shop",
+        vec![sso.group("shop-deployers"), sso.group("auditors")],
+    ));
+    stack.add(UsesGroups(
+        "blog",
+        // a provider outside the stack is not asked
+        vec![sso.group("auditors"), IdentityGroup::external("outside")],
+    ));
+    let stack = stack.build().unwrap();
+    assert!(stack.predecessors("shop").contains(&"sso"));
+    let plan = stack.plan().await.unwrap();
+    let sso_plan = plan.modules.iter().find(|m| m.id == "sso").unwrap();
+    assert_eq!(
+        sso_plan.output,
+        serde_json::json!(["auditors", "shop-deployers"])
+    );
+    let report = stack
+        .apply(&devops_stack_core::RunOptions::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        report.module("sso").unwrap().output,
+        Some(serde_json::json!(["auditors", "shop-deployers"]))
+    );
+}
+
+#[test]
+fn a_group_name_the_provider_refuses_is_reported_where_it_is_used() {
+    let mut stack = Stack::new("groups");
+    let sso = stack.add(Provider);
+    stack.add(UsesGroups("shop", vec![sso.group("shop deployers")]));
+    let e = one(stack);
+    assert_eq!(e.module.as_deref(), Some("shop"));
+    assert_eq!(e.field, "groups[0]");
+    assert!(
+        e.problem
+            .contains("would refuse the group `shop deployers`: no spaces")
+    );
+}
+
+#[test]
+fn two_modules_making_one_application_is_refused() {
+    struct App(&'static str, &'static str);
+    impl Module for App {
+        type Output = ();
+        fn id(&self) -> &str {
+            self.0
+        }
+        fn kind(&self) -> &'static str {
+            "app"
+        }
+        fn validate(&self, v: &mut Validation) {
+            v.provides(Capability::Application {
+                name: self.1.into(),
+            });
+        }
+        async fn plan(&self, _: &Context) -> ModuleResult<Planned<()>> {
+            Ok(Planned::new(()))
+        }
+        async fn apply(&self, _: &Context) -> ModuleResult<()> {
+            Ok(())
+        }
+        async fn destroy(&self, _: &Context) -> ModuleResult<()> {
+            Ok(())
+        }
+    }
+    let mut stack = Stack::new("apps");
+    stack.add(App("a", "web"));
+    stack.add(App("b", "web"));
+    stack.add(App("c", "api"));
+    let e = one(stack);
+    assert_eq!(e.module.as_deref(), Some("b"));
+    assert_eq!(e.field, "applications");
+    assert!(
+        e.problem.contains("`web` is made by `a` and by `b`"),
+        "{}",
+        e.problem
+    );
+}

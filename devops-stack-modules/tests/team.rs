@@ -700,3 +700,93 @@ fn application_names_cannot_collide_across_teams() {
         "`cert-manager` is made by `cert-manager` and by `team-cert`",
     );
 }
+
+#[tokio::test]
+async fn keycloak_creates_the_groups_the_teams_name_with_its_realm() {
+    let mut stack = Stack::new("groups");
+    let cluster = stack.add(ClusterModule::new("prod", "example.com"));
+    let argocd = stack.add(ArgoCd::new(&cluster));
+    let ingress = stack.add(Traefik::new(&cluster, &argocd));
+    let sso = stack.add(Keycloak::new(&cluster, &argocd, &ingress));
+    for (team, role) in [("shop", "deployers"), ("blog", "viewers")] {
+        stack.add(
+            Team::new(team, &cluster, &argocd)
+                .namespace(TeamNamespace::new(team))
+                .access(AccessRole::Viewer, sso.group(format!("{team}-{role}")))
+                // a group named twice is created once
+                .access(AccessRole::Deployer, sso.group("release-managers")),
+        );
+    }
+    let plan = plan(stack).await;
+    assert_eq!(
+        module(&plan, "keycloak").output["groups"],
+        json!([
+            DEFAULT_ADMIN_GROUP,
+            "blog-viewers",
+            "release-managers",
+            "shop-deployers"
+        ])
+    );
+    let realm = objects(&plan)["v1 Secret keycloak/keycloak-realm"]["stringData"]["realm.json"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let realm: Value = serde_json::from_str(&realm).unwrap();
+    let names: Vec<&str> = realm["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            DEFAULT_ADMIN_GROUP,
+            "blog-viewers",
+            "release-managers",
+            "shop-deployers"
+        ]
+    );
+    // and the teams run after the provider
+    let mut stack = Stack::new("bad-group");
+    let cluster = stack.add(ClusterModule::new("prod", "example.com"));
+    let argocd = stack.add(ArgoCd::new(&cluster));
+    let ingress = stack.add(Traefik::new(&cluster, &argocd));
+    let sso = stack.add(Keycloak::new(&cluster, &argocd, &ingress));
+    stack.add(
+        Team::new("shop", &cluster, &argocd)
+            .namespace(TeamNamespace::new("shop"))
+            .access(AccessRole::Viewer, sso.group("shop/viewers")),
+    );
+    let e = stack.build().unwrap_err();
+    assert_one(
+        e.config_errors(),
+        "team-shop",
+        "access[0].group",
+        "would refuse the group `shop/viewers`",
+    );
+}
+
+#[test]
+fn an_empty_kubernetes_group_prefix_is_refused() {
+    let e = errors(|s, c, a| {
+        s.add(team(c, a).kubernetes_group_prefix(""));
+    });
+    assert_one(&e, "team-shop", "kubernetes_group_prefix", "is empty");
+}
+
+#[tokio::test]
+async fn role_bindings_take_the_prefix_of_the_cluster_s_oidc_authentication() {
+    use devops_stack_core::Input;
+    use devops_stack_core::interfaces::ClusterOidc;
+    let trust = ClusterOidc {
+        groups_prefix: "corp-oidc:".into(),
+        ..ClusterOidc::new("https://id.example.com", "kubernetes", "groups")
+    };
+    let plan = plan(platform_with(|c, a, _, _, _| {
+        vec![team(c, a).cluster_oidc(Input::value(trust))]
+    }))
+    .await;
+    let binding = &objects(&plan)["rbac.authorization.k8s.io/v1 RoleBinding shop/team-deployer"];
+    assert_eq!(binding["subjects"][0]["name"], "corp-oidc:shop-deployers");
+}
