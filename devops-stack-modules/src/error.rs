@@ -89,6 +89,18 @@ pub enum Error {
         fix: String,
     },
 
+    /// Objects the module waited for Argo CD to remove are still there: the bounded wait ran
+    /// out, or the run was cancelled. Nothing after them was deleted; destroying again resumes.
+    #[error("{what}: Argo CD has not removed {}; {fix}", .left.join(", "))]
+    NotRemoved {
+        /// What was being removed.
+        what: String,
+        /// What is left, each with what Argo CD says of it.
+        left: Vec<String>,
+        /// How to go on.
+        fix: String,
+    },
+
     /// A value the module reads from the cluster is missing or malformed.
     #[error("{object}: {problem}")]
     Missing {

@@ -396,6 +396,7 @@ pub struct AppSet {
     path: String,
     manifests: Manifests,
     sync: AppSync,
+    prune_removed: bool,
 }
 
 impl AppSet {
@@ -469,7 +470,18 @@ impl AppSet {
             path: ".".into(),
             manifests: Manifests::Directory,
             sync: AppSync::default(),
+            prune_removed: false,
         }
+    }
+
+    /// Whether the controller deletes the Application of a directory or file that is no
+    /// longer in the repository, with everything it deployed (default false: a directory
+    /// removed by mistake, in a bad merge, would otherwise take its workloads down with it).
+    /// Pull-request previews always go with their pull request.
+    #[must_use]
+    pub fn prune_removed(mut self, prune: bool) -> Self {
+        self.prune_removed = prune;
+        self
     }
 
     /// The set's name (the ApplicationSet is `<team>-<name>`).
@@ -575,15 +587,17 @@ impl AppSet {
         }
     }
 
-    /// The ApplicationSet's policy. A preview goes with its pull request: the controller may
-    /// delete its Applications (`sync`), and their resources go with them, also when the set
-    /// itself is deleted. Any other set never deletes an Application when it is edited
-    /// (`create-update`) and keeps the resources when the set is deleted.
+    /// The ApplicationSet's policy. A preview goes with its pull request, and a set with
+    /// [`AppSet::prune_removed`] deletes the Application of a removed directory: the
+    /// controller may delete Applications (`sync`), and their resources go with them (the
+    /// template carries the resources finalizer). Any other set never deletes an Application
+    /// when its source changes (`create-update`).
     fn sync_policy(&self) -> ApplicationSetSyncPolicy {
         let preview = matches!(self.generator, Generator::PullRequests { .. });
+        let delete = preview || self.prune_removed;
         ApplicationSetSyncPolicy {
             preserve_resources_on_deletion: !preview,
-            applications_sync: Some(if preview { "sync" } else { "create-update" }.into()),
+            applications_sync: Some(if delete { "sync" } else { "create-update" }.into()),
         }
     }
 

@@ -788,7 +788,150 @@ impl Module for Team {
 
     async fn destroy(&self, ctx: &Context) -> ModuleResult<()> {
         let cluster = ctx.get(&self.cluster)?;
-        Deployer::for_module(ctx, &cluster).await?.destroy().await?;
+        let deployer = Deployer::for_module(ctx, &cluster).await?;
+        if !self.app_sets.is_empty() {
+            let argocd = ctx.get(&self.argocd)?;
+            self.remove_generated(ctx, deployer.client(), &argocd.namespace)
+                .await?;
+        }
+        deployer.destroy().await?;
         Ok(())
+    }
+}
+
+impl Team {
+    /// Deletes the team's ApplicationSets, then the Applications they generated (which carry
+    /// the team's label but not the stack's), and waits until Argo CD has removed them and what
+    /// they deployed. This runs before the project goes: Argo CD cannot process an
+    /// Application's resources finalizer without its project, and a set whose policy forbids
+    /// deleting (`create-update`) orphans its Applications when it is deleted.
+    async fn remove_generated(
+        &self,
+        ctx: &Context,
+        client: &kube::Client,
+        namespace: &str,
+    ) -> Result<()> {
+        use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams};
+        let resource = |kind: &str, plural: &str| {
+            ApiResource::from_gvk_with_plural(
+                &GroupVersionKind::gvk("argoproj.io", "v1alpha1", kind),
+                plural,
+            )
+        };
+        let sets: kube::Api<DynamicObject> = kube::Api::namespaced_with(
+            client.clone(),
+            namespace,
+            &resource("ApplicationSet", "applicationsets"),
+        );
+        let ours = ownership_labels(ctx.stack_name(), ctx.module_id());
+        for set in &self.app_sets {
+            let name = set.set_name(&self.name);
+            let live = match sets.get_opt(&name).await {
+                Ok(live) => live,
+                // Argo CD's CRDs are gone: nothing was generated that still exists.
+                Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
+                Err(e) => {
+                    return Err(crate::Error::kube(
+                        format!("reading ApplicationSet {namespace}/{name}"),
+                        e,
+                    ));
+                }
+            };
+            let owned = live.as_ref().is_some_and(|l| {
+                let labels = l.metadata.labels.clone().unwrap_or_default();
+                ours.iter().all(|(k, v)| labels.get(k) == Some(v))
+            });
+            if owned {
+                ctx.progress(format!("deleting ApplicationSet {namespace}/{name}"));
+                match sets.delete(&name, &DeleteParams::default()).await {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(s)) if s.code == 404 => {}
+                    Err(e) => {
+                        return Err(crate::Error::kube(
+                            format!("deleting ApplicationSet {namespace}/{name}"),
+                            e,
+                        ));
+                    }
+                }
+            }
+        }
+        let apps: kube::Api<DynamicObject> = kube::Api::namespaced_with(
+            client.clone(),
+            namespace,
+            &resource("Application", "applications"),
+        );
+        // Generated: the team's label, not the stack's (the team's own Apps are the engine's).
+        let selector = format!(
+            "{TEAM_LABEL}={},!{}",
+            self.name,
+            devops_stack_core::k8s::STACK_LABEL
+        );
+        let timeout = std::time::Duration::from_secs(300);
+        let start = std::time::Instant::now();
+        let mut deleted = std::collections::BTreeSet::new();
+        loop {
+            let left = apps
+                .list(&ListParams::default().labels(&selector))
+                .await
+                .map_err(|e| {
+                    crate::Error::kube(
+                        format!("listing the generated Applications of team `{}`", self.name),
+                        e,
+                    )
+                })?
+                .items;
+            if left.is_empty() {
+                return Ok(());
+            }
+            for app in &left {
+                let name = app.metadata.name.clone().unwrap_or_default();
+                if app.metadata.deletion_timestamp.is_none() && deleted.insert(name.clone()) {
+                    ctx.progress(format!("deleting generated Application {namespace}/{name}"));
+                    match apps.delete(&name, &DeleteParams::default()).await {
+                        Ok(_) => {}
+                        Err(kube::Error::Api(s)) if s.code == 404 => {}
+                        Err(e) => {
+                            return Err(crate::Error::kube(
+                                format!("deleting Application {namespace}/{name}"),
+                                e,
+                            ));
+                        }
+                    }
+                }
+            }
+            let left_names = || -> Vec<String> {
+                left.iter()
+                    .map(|a| {
+                        let why = a.data["status"]["conditions"]
+                            .as_array()
+                            .and_then(|c| c.first())
+                            .and_then(|c| c["message"].as_str())
+                            .unwrap_or("no condition");
+                        format!("{} ({why})", a.metadata.name.clone().unwrap_or_default())
+                    })
+                    .collect()
+            };
+            let what = format!("the generated Applications of team `{}`", self.name);
+            if start.elapsed() > timeout {
+                return Err(crate::Error::NotRemoved {
+                    what,
+                    left: left_names(),
+                    fix: format!(
+                        "waited {}s; check Argo CD's application-controller, then destroy again",
+                        timeout.as_secs()
+                    ),
+                });
+            }
+            tokio::select! {
+                () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                () = ctx.cancellation().cancelled() => {
+                    return Err(crate::Error::NotRemoved {
+                        what,
+                        left: left_names(),
+                        fix: "the destroy was cancelled; destroy again to go on".into(),
+                    });
+                }
+            }
+        }
     }
 }
