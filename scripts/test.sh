@@ -5,7 +5,8 @@
 #   scripts/test.sh            # everything
 #   scripts/test.sh -p devops-stack-aws   # extra arguments go to `cargo test`
 #
-# Live Kubernetes tests run too when DEVOPS_STACK_TEST_KUBECONFIG names a kubeconfig.
+# The live tiers run on the project's test environment when it is built (scripts/testenv.sh build,
+# once per machine; see below and testenv/README.md), or against DEVOPS_STACK_TEST_KUBECONFIG.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,21 +35,55 @@ python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$por
 echo "==> moto serving on 127.0.0.1:$port"
 export DEVOPS_STACK_TEST_AWS_ENDPOINT="http://127.0.0.1:$port"
 
-# The live Kubernetes tier: against DEVOPS_STACK_TEST_KUBECONFIG when it is set; otherwise, when
-# this machine has a loopback control plane to start (kube-apiserver and kube-controller-manager
-# 1.28 builds in $KBIN, etcd from Debian's etcd-server, and ../shared/kube-test-cluster/start beside
-# the checkout), it is started and used. Nothing here builds or downloads Kubernetes.
-kbin="${KBIN:-$HOME/.cache/kube-test/bin}"
-starter="$(cd .. && pwd)/shared/kube-test-cluster/start"
-if [ -z "${DEVOPS_STACK_TEST_KUBECONFIG:-}" ] && [ "${DEVOPS_STACK_LIVE:-auto}" != off ] \
-   && [ -x "$kbin/kube-apiserver" ] && [ -x "$kbin/kube-controller-manager" ] \
-   && command -v etcd >/dev/null && [ -f "$starter" ]; then
-  echo "==> starting a loopback kube-apiserver 1.28 for the live tier"
-  if KBIN="$kbin" bash "$starter" > target/kube-test-cluster.log 2>&1; then
-    export DEVOPS_STACK_TEST_KUBECONFIG="$kbin/admin.kubeconfig"
-    trap 'kill "$moto_pid" 2>/dev/null || true; bash "${starter%/start}/stop" >/dev/null 2>&1 || true' EXIT
-  else
-    echo "==> the loopback control plane did not start (see target/kube-test-cluster.log)"
+# The live tiers run on the project's own test environment (scripts/testenv.sh; build it once with
+# `scripts/testenv.sh build`, see testenv/README.md) when it is built on this machine:
+# - the fast tier: cluster `ci-fast` (Kubernetes 1.35, kwok nodes, OIDC, no Argo CD), with the
+#   Argo CD stand-in of the tests -> DEVOPS_STACK_TEST_*;
+# - the real tier: cluster `ci-argocd`, the same plus the real Argo CD -> DEVOPS_STACK_TEST_ARGOCD_*.
+# Both start from fresh data and stop when the tests end. DEVOPS_STACK_TEST_KUBECONFIG set by the
+# caller wins for the fast tier; DEVOPS_STACK_LIVE=off runs neither. Without the environment, the
+# older loopback stand-in (../shared/kube-test-cluster, Kubernetes 1.28, no Argo CD) serves the
+# fast tier when its binaries are there. Nothing here builds Kubernetes or Argo CD.
+testenv=scripts/testenv.sh
+testenv_clusters="${XDG_CACHE_HOME:-$HOME/.cache}/devops-stack-testenv/clusters"
+cleanup_clusters=()
+stop_clusters() {
+  local c
+  for c in "${cleanup_clusters[@]}"; do bash "$testenv" stop --name "$c" >/dev/null 2>&1 || true; done
+}
+trap 'kill "$moto_pid" 2>/dev/null || true; stop_clusters' EXIT
+fresh_cluster() { # name [--no-argocd]
+  local name=$1; shift
+  bash "$testenv" stop --name "$name" >/dev/null 2>&1 || true
+  rm -rf "${testenv_clusters:?}/$name"
+  cleanup_clusters+=("$name")
+  bash "$testenv" start --name "$name" "$@" > "target/testenv-$name.log" 2>&1
+}
+testenv_built() { ! bash "$testenv" status --name ci-fast 2>&1 | grep -q '^not built'; }
+if [ "${DEVOPS_STACK_LIVE:-auto}" != off ] && testenv_built; then
+  echo "==> starting the test environment: cluster ci-fast (fast tier) and ci-argocd (real Argo CD)"
+  if [ -z "${DEVOPS_STACK_TEST_KUBECONFIG:-}" ]; then
+    fresh_cluster ci-fast --no-argocd || { echo "cluster ci-fast did not start (target/testenv-ci-fast.log)"; exit 1; }
+    eval "$(bash "$testenv" env --name ci-fast)"
+  fi
+  fresh_cluster ci-argocd || { echo "cluster ci-argocd did not start (target/testenv-ci-argocd.log)"; exit 1; }
+  eval "$(bash "$testenv" env --name ci-argocd --argocd)"
+  echo "==> fast tier: $DEVOPS_STACK_TEST_KUBECONFIG; real Argo CD tier: $DEVOPS_STACK_TEST_ARGOCD_KUBECONFIG (Argo CD at $DEVOPS_STACK_TEST_ARGOCD_SERVER)"
+else
+  echo "==> the project's test environment is not built on this machine (scripts/testenv.sh build):"
+  echo "    the real Argo CD tier is NOT run; its tests report themselves skipped"
+  kbin="${KBIN:-$HOME/.cache/kube-test/bin}"
+  starter="$(cd .. && pwd)/shared/kube-test-cluster/start"
+  if [ -z "${DEVOPS_STACK_TEST_KUBECONFIG:-}" ] && [ "${DEVOPS_STACK_LIVE:-auto}" != off ] \
+     && [ -x "$kbin/kube-apiserver" ] && [ -x "$kbin/kube-controller-manager" ] \
+     && command -v etcd >/dev/null && [ -f "$starter" ]; then
+    echo "==> starting the older loopback kube-apiserver 1.28 stand-in for the fast tier"
+    if KBIN="$kbin" bash "$starter" > target/kube-test-cluster.log 2>&1; then
+      export DEVOPS_STACK_TEST_KUBECONFIG="$kbin/admin.kubeconfig"
+      trap 'kill "$moto_pid" 2>/dev/null || true; bash "${starter%/start}/stop" >/dev/null 2>&1 || true' EXIT
+    else
+      echo "==> the loopback control plane did not start (see target/kube-test-cluster.log)"
+    fi
   fi
 fi
 if [ -z "${DEVOPS_STACK_TEST_KUBECONFIG:-}" ]; then

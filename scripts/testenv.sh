@@ -568,7 +568,7 @@ write_env() {
     echo "export DEVOPS_STACK_TEST_HELM=$BIN/helm"
     echo "export DEVOPS_STACK_TEST_KUBECTL=$BIN/kubectl"
     echo "export DEVOPS_STACK_TEST_CLUSTER=$NAME"
-    echo "export DEVOPS_STACK_TEST_CRDS=$SHARE/argocd-crds"
+    echo "export DEVOPS_STACK_TEST_CRD_DIR=$SHARE/argocd-crds"
   } > "$CL/env"
 }
 

@@ -174,3 +174,42 @@ fn zone_rejects_a_domain_that_is_not_a_base_domain() {
         Vec::<String>::new()
     );
 }
+
+#[test]
+fn the_identity_provider_association_refuses_empty_or_kubernetes_prefixes_and_claims() {
+    use devops_stack_aws::eks::EksOidcIdentityProvider;
+    use devops_stack_core::interfaces::OidcClient;
+    let mut stack = Stack::new("test");
+    let eks = stack.add(Eks::new("eks", "prod", "example.com").subnets(["subnet-a", "subnet-b"]));
+    let sso = stack.add(
+        Cognito::new("cognito", Hostnames::new("prod", "example.com"))
+            .client(OidcClient::kubernetes()),
+    );
+    stack.add(
+        EksOidcIdentityProvider::new(&eks, sso.oidc("kubernetes"))
+            .groups_prefix("")
+            .username_prefix("system:")
+            .groups_claim(" "),
+    );
+    let e = stack.build().unwrap_err();
+    let mut found: Vec<(String, String)> = e
+        .config_errors()
+        .iter()
+        .map(|c| {
+            assert!(!c.fix.is_empty());
+            (c.field.clone(), c.problem.clone())
+        })
+        .collect();
+    found.sort();
+    assert_eq!(
+        found,
+        [
+            ("groups_claim".to_owned(), "is empty".to_owned()),
+            ("groups_prefix".to_owned(), "is empty".to_owned()),
+            (
+                "username_prefix".to_owned(),
+                "`system:` is Kubernetes' own prefix".to_owned()
+            ),
+        ]
+    );
+}

@@ -59,7 +59,7 @@ impl TestEnv {
             git_url: need("DEVOPS_STACK_TEST_ARGOCD_GIT_HTTPS_URL"),
             git_root: need("DEVOPS_STACK_TEST_ARGOCD_GIT_ROOT").into(),
             scm_api: need("DEVOPS_STACK_TEST_ARGOCD_SCM_API"),
-            crds: need("DEVOPS_STACK_TEST_ARGOCD_CRDS").into(),
+            crds: need("DEVOPS_STACK_TEST_ARGOCD_CRD_DIR").into(),
         })
     }
 

@@ -32,7 +32,10 @@ const OIDC: &str = "oidc";
 /// | [`username_claim`](Self::username_claim) | `email` |
 /// | [`username_prefix`](Self::username_prefix), [`groups_prefix`](Self::groups_prefix) | `oidc:` (never empty: a provider's group could otherwise name one of Kubernetes' own, like `system:masters`) |
 ///
-/// The groups claim is the provider's (`cognito:groups`, `groups`). Output: [`ClusterOidc`].
+/// The groups claim is the provider's (`cognito:groups`, `groups`) unless
+/// [`groups_claim`](Self::groups_claim) says otherwise; an empty claim or prefix is an error of
+/// the stack's build (a provider's empty claim is refused before any AWS call). Output:
+/// [`ClusterOidc`].
 ///
 /// The config carries the stack's ownership tags. Apply creates it when missing and waits until
 /// EKS reports it `ACTIVE` (EKS takes several minutes); a config of that name with other
@@ -62,6 +65,7 @@ pub struct EksOidcIdentityProvider {
     name: String,
     username_claim: String,
     username_prefix: String,
+    groups_claim: Option<String>,
     groups_prefix: String,
     polling: Polling,
 }
@@ -77,6 +81,7 @@ impl EksOidcIdentityProvider {
             name: "devops-stack".into(),
             username_claim: "email".into(),
             username_prefix: "oidc:".into(),
+            groups_claim: None,
             groups_prefix: "oidc:".into(),
             polling: Polling::default(),
         }
@@ -110,6 +115,13 @@ impl EksOidcIdentityProvider {
         self
     }
 
+    /// The claim of the user's groups (default: the provider's, `cognito:groups` or `groups`).
+    #[must_use]
+    pub fn groups_claim(mut self, claim: impl Into<String>) -> Self {
+        self.groups_claim = Some(claim.into());
+        self
+    }
+
     /// The prefix of group names (default `oidc:`).
     #[must_use]
     pub fn groups_prefix(mut self, prefix: impl Into<String>) -> Self {
@@ -130,7 +142,10 @@ impl EksOidcIdentityProvider {
             client_id: oidc.client_id.clone(),
             username_claim: self.username_claim.clone(),
             username_prefix: self.username_prefix.clone(),
-            groups_claim: oidc.groups_claim.clone(),
+            groups_claim: self
+                .groups_claim
+                .clone()
+                .unwrap_or_else(|| oidc.groups_claim.clone()),
             groups_prefix: self.groups_prefix.clone(),
         }
     }
@@ -286,7 +301,15 @@ impl Module for EksOidcIdentityProvider {
                 &self.groups_prefix,
                 "keep the default `oidc:` or give another prefix, so that no OIDC group can be named like a Kubernetes one (`system:masters`)",
             ),
-        ] {
+        ]
+        .into_iter()
+        .chain(self.groups_claim.as_ref().map(|c| {
+            (
+                "groups_claim",
+                c,
+                "name the claim of the provider's tokens that lists the user's groups, or leave the provider's",
+            )
+        })) {
             if value.trim().is_empty() {
                 v.error(field, "is empty", fix);
             } else if value.starts_with("system:") {

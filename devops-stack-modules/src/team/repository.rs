@@ -158,8 +158,8 @@ pub enum RepoAccess {
 }
 
 /// A Git repository of a team, or with [`Repository::prefix`] every repository under a URL
-/// prefix (an Argo CD credential template, shared with every project: see the
-/// [module documentation](self)).
+/// prefix (an Argo CD credential template, which Argo CD hands to every project: the stack
+/// refuses one unless [`Repository::share_with_every_project`] opts in).
 ///
 /// ```
 /// use devops_stack_core::Secret;
