@@ -87,6 +87,15 @@ impl Context {
         &self.groups
     }
 
+    /// `first` (a provider's own group, such as its admin group), then the
+    /// [requested groups](Context::requested_groups) other than it: the groups an OIDC
+    /// provider module ensures.
+    pub fn groups_with(&self, first: &str) -> Vec<String> {
+        std::iter::once(first.to_owned())
+            .chain(self.groups.iter().filter(|g| *g != first).cloned())
+            .collect()
+    }
+
     /// The step being run.
     pub fn step(&self) -> Step {
         self.step

@@ -225,14 +225,7 @@ impl Cognito {
     /// The groups the module ensures: the admin group, then those the stack's other modules
     /// name through `handle.group(..)` (a team's roles).
     fn groups(&self, ctx: &Context) -> Vec<String> {
-        let mut groups = vec![self.admin_group.clone()];
-        groups.extend(
-            ctx.requested_groups()
-                .iter()
-                .filter(|g| **g != self.admin_group)
-                .cloned(),
-        );
-        groups
+        ctx.groups_with(&self.admin_group)
     }
 
     /// The output for a pool in `region` with its clients' ids and secrets.

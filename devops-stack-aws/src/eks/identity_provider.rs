@@ -150,6 +150,15 @@ impl EksOidcIdentityProvider {
         }
     }
 
+    /// The config, as EKS names it in describe and disassociate calls.
+    fn config_ref(&self) -> IdentityProviderConfig {
+        IdentityProviderConfig::builder()
+            .r#type(OIDC)
+            .name(&self.name)
+            .build()
+            .expect("type and name are set")
+    }
+
     fn resource(&self, cluster: &str) -> String {
         format!(
             "OIDC identity provider config `{}` of EKS cluster `{cluster}`",
@@ -174,13 +183,7 @@ impl EksOidcIdentityProvider {
         match eks
             .describe_identity_provider_config()
             .cluster_name(cluster)
-            .identity_provider_config(
-                IdentityProviderConfig::builder()
-                    .r#type(OIDC)
-                    .name(&self.name)
-                    .build()
-                    .expect("type and name are set"),
-            )
+            .identity_provider_config(self.config_ref())
             .send()
             .await
         {
@@ -417,13 +420,7 @@ impl Module for EksOidcIdentityProvider {
         match eks
             .disassociate_identity_provider_config()
             .cluster_name(&cluster.name)
-            .identity_provider_config(
-                IdentityProviderConfig::builder()
-                    .r#type(OIDC)
-                    .name(&self.name)
-                    .build()
-                    .expect("type and name are set"),
-            )
+            .identity_provider_config(self.config_ref())
             .send()
             .await
         {

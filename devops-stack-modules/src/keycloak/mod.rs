@@ -218,14 +218,7 @@ impl Keycloak {
     /// The realm's groups: the admin group, then the groups the stack's other modules name
     /// (`handle.group(..)`). The realm is the stack's: Keycloak imports it whole at start.
     fn groups(&self, ctx: &Context) -> Vec<String> {
-        let mut groups = vec![self.admin_group.clone()];
-        groups.extend(
-            ctx.requested_groups()
-                .iter()
-                .filter(|g| **g != self.admin_group)
-                .cloned(),
-        );
-        groups
+        ctx.groups_with(&self.admin_group)
     }
 
     fn realm_json(&self, clients: &[OidcClient], groups: &[String], secrets: &Secrets) -> Value {
