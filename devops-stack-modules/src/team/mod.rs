@@ -766,8 +766,11 @@ impl Module for Team {
         let objects = self
             .render(ctx, &env, Some(&client), &tokens, kept.as_ref())
             .await?;
+        let new_sets = self.missing_sets(&client, &env.argocd.namespace).await?;
         ctx.progress(format!("applying {} objects", objects.len()));
         deployer.apply(objects).await?;
+        self.refresh_sets(ctx, &client, &env.argocd.namespace, &new_sets)
+            .await?;
         let token = match (issuer, kept) {
             (Some(issuer), None) => {
                 // The project and its `ci` role exist now: issue the token, then apply again
@@ -799,7 +802,73 @@ impl Module for Team {
     }
 }
 
+/// The ApplicationSets of Argo CD's namespace `namespace`.
+fn set_api(client: &kube::Client, namespace: &str) -> kube::Api<kube::api::DynamicObject> {
+    kube::Api::namespaced_with(
+        client.clone(),
+        namespace,
+        &kube::api::ApiResource::from_gvk_with_plural(
+            &kube::api::GroupVersionKind::gvk("argoproj.io", "v1alpha1", "ApplicationSet"),
+            "applicationsets",
+        ),
+    )
+}
+
+/// The annotation that makes the ApplicationSet controller reconcile a set at once.
+const SET_REFRESH: &str = "argocd.argoproj.io/application-set-refresh";
+
 impl Team {
+    /// The names of the team's ApplicationSets that do not exist yet.
+    async fn missing_sets(&self, client: &kube::Client, namespace: &str) -> Result<Vec<String>> {
+        let api = set_api(client, namespace);
+        let mut missing = Vec::new();
+        for set in &self.app_sets {
+            let name = set.set_name(&self.name);
+            match api.get_opt(&name).await {
+                Ok(Some(_)) => {}
+                // absent, or Argo CD's CRDs not installed yet (the apply then says so)
+                Ok(None) | Err(kube::Error::Api(_)) => missing.push(name),
+                Err(e) => {
+                    return Err(crate::Error::kube(
+                        format!("reading ApplicationSet {namespace}/{name}"),
+                        e,
+                    ));
+                }
+            }
+        }
+        Ok(missing)
+    }
+
+    /// Asks the ApplicationSet controller to reconcile the sets this apply created, once: it
+    /// may have seen a set before the project it names (created in the same apply), and it
+    /// then waits three minutes before it looks again. A one-shot annotation the controller
+    /// removes: a re-apply, which creates no set, writes nothing.
+    async fn refresh_sets(
+        &self,
+        ctx: &Context,
+        client: &kube::Client,
+        namespace: &str,
+        created: &[String],
+    ) -> Result<()> {
+        let api = set_api(client, namespace);
+        for name in created {
+            ctx.progress(format!(
+                "asking Argo CD to generate ApplicationSet {namespace}/{name}"
+            ));
+            let patch = json!({"metadata": {"annotations": {SET_REFRESH: "true"}}});
+            api.patch(
+                name,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(&patch),
+            )
+            .await
+            .map_err(|e| {
+                crate::Error::kube(format!("refreshing ApplicationSet {namespace}/{name}"), e)
+            })?;
+        }
+        Ok(())
+    }
+
     /// Deletes the team's ApplicationSets, then the Applications they generated (which carry
     /// the team's label but not the stack's), and waits until Argo CD has removed them and what
     /// they deployed. This runs before the project goes: Argo CD cannot process an
@@ -818,11 +887,7 @@ impl Team {
                 plural,
             )
         };
-        let sets: kube::Api<DynamicObject> = kube::Api::namespaced_with(
-            client.clone(),
-            namespace,
-            &resource("ApplicationSet", "applicationsets"),
-        );
+        let sets = set_api(client, namespace);
         let ours = ownership_labels(ctx.stack_name(), ctx.module_id());
         for set in &self.app_sets {
             let name = set.set_name(&self.name);
