@@ -660,7 +660,7 @@ main() {
     stop) shift; cmd_stop "$@" ;;
     status) shift; cmd_status "$@" ;;
     env) shift; cmd_env "$@" ;;
-    selftest) shift; exec "$REPO/scripts/testenv-selftest.sh" "$@" ;;
+    selftest) shift; exec "$REPO/testenv/selftest.sh" "$@" ;;
     _supervise) shift; cmd_supervise "$@" ;;
     *) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; [ -n "${1:-}" ] && exit 2; exit 0 ;;
   esac

@@ -13,7 +13,7 @@
 #   5. deleting the git Application: Argo CD's resources finalizer removes its Deployment.
 # The cluster is stopped at the end (KEEP=1 keeps it running). Prints timings.
 #
-#   scripts/testenv-selftest.sh [--name NAME]     # or: scripts/testenv.sh selftest
+#   scripts/testenv.sh selftest [--name NAME]     # or: testenv/selftest.sh
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
