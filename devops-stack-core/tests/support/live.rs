@@ -196,10 +196,19 @@ impl Cluster for Counting {
 
 /// Every listable kind the API server serves (each group's preferred version).
 pub async fn served_kinds(client: &kube::Client) -> Vec<(ApiResource, bool)> {
-    let discovery = Discovery::new(client.clone())
-        .run()
-        .await
-        .expect("API discovery");
+    // A group can vanish while it is being discovered (a parallel test deleting its CRD): the
+    // API server then answers 404 for it. Discover again, as kubectl tolerates such a group.
+    let mut attempts = 0;
+    let discovery = loop {
+        match Discovery::new(client.clone()).run().await {
+            Ok(d) => break d,
+            Err(kube::Error::Api(s)) if s.code == 404 && attempts < 10 => {
+                attempts += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("API discovery: {e}"),
+        }
+    };
     let mut kinds = Vec::new();
     for group in discovery.groups() {
         for (ar, caps) in group.recommended_resources() {
