@@ -802,16 +802,35 @@ impl Module for Team {
     }
 }
 
-/// The ApplicationSets of Argo CD's namespace `namespace`.
-fn set_api(client: &kube::Client, namespace: &str) -> kube::Api<kube::api::DynamicObject> {
+/// Objects of the Argo CD kind `K` (the core's typed CRDs) in `namespace`, read untyped: live
+/// objects of another Argo CD version may not fit the typed schema.
+fn argocd_api<K>(client: &kube::Client, namespace: &str) -> kube::Api<kube::api::DynamicObject>
+where
+    K: kube::Resource<DynamicType = ()>,
+{
     kube::Api::namespaced_with(
         client.clone(),
         namespace,
-        &kube::api::ApiResource::from_gvk_with_plural(
-            &kube::api::GroupVersionKind::gvk("argoproj.io", "v1alpha1", "ApplicationSet"),
-            "applicationsets",
-        ),
+        &kube::api::ApiResource::erase::<K>(&()),
     )
+}
+
+/// The ApplicationSets of Argo CD's namespace `namespace`.
+fn set_api(client: &kube::Client, namespace: &str) -> kube::Api<kube::api::DynamicObject> {
+    argocd_api::<devops_stack_core::argocd::ApplicationSet>(client, namespace)
+}
+
+/// Deletes `name` through `api`; one already gone counts as deleted.
+async fn delete_if_present(
+    api: &kube::Api<kube::api::DynamicObject>,
+    what: &str,
+    name: &str,
+) -> Result<()> {
+    match api.delete(name, &kube::api::DeleteParams::default()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(crate::Error::kube(format!("deleting {what}"), e)),
+    }
 }
 
 /// The annotation that makes the ApplicationSet controller reconcile a set at once.
@@ -880,13 +899,6 @@ impl Team {
         client: &kube::Client,
         namespace: &str,
     ) -> Result<()> {
-        use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams};
-        let resource = |kind: &str, plural: &str| {
-            ApiResource::from_gvk_with_plural(
-                &GroupVersionKind::gvk("argoproj.io", "v1alpha1", kind),
-                plural,
-            )
-        };
         let sets = set_api(client, namespace);
         let ours = ownership_labels(ctx.stack_name(), ctx.module_id());
         for set in &self.app_sets {
@@ -908,23 +920,11 @@ impl Team {
             });
             if owned {
                 ctx.progress(format!("deleting ApplicationSet {namespace}/{name}"));
-                match sets.delete(&name, &DeleteParams::default()).await {
-                    Ok(_) => {}
-                    Err(kube::Error::Api(s)) if s.code == 404 => {}
-                    Err(e) => {
-                        return Err(crate::Error::kube(
-                            format!("deleting ApplicationSet {namespace}/{name}"),
-                            e,
-                        ));
-                    }
-                }
+                delete_if_present(&sets, &format!("ApplicationSet {namespace}/{name}"), &name)
+                    .await?;
             }
         }
-        let apps: kube::Api<DynamicObject> = kube::Api::namespaced_with(
-            client.clone(),
-            namespace,
-            &resource("Application", "applications"),
-        );
+        let apps = argocd_api::<devops_stack_core::argocd::Application>(client, namespace);
         // Generated: the team's label, not the stack's (the team's own Apps are the engine's).
         let selector = format!(
             "{TEAM_LABEL}={},!{}",
@@ -936,7 +936,7 @@ impl Team {
         let mut deleted = std::collections::BTreeSet::new();
         loop {
             let left = apps
-                .list(&ListParams::default().labels(&selector))
+                .list(&kube::api::ListParams::default().labels(&selector))
                 .await
                 .map_err(|e| {
                     crate::Error::kube(
@@ -952,16 +952,8 @@ impl Team {
                 let name = app.metadata.name.clone().unwrap_or_default();
                 if app.metadata.deletion_timestamp.is_none() && deleted.insert(name.clone()) {
                     ctx.progress(format!("deleting generated Application {namespace}/{name}"));
-                    match apps.delete(&name, &DeleteParams::default()).await {
-                        Ok(_) => {}
-                        Err(kube::Error::Api(s)) if s.code == 404 => {}
-                        Err(e) => {
-                            return Err(crate::Error::kube(
-                                format!("deleting Application {namespace}/{name}"),
-                                e,
-                            ));
-                        }
-                    }
+                    delete_if_present(&apps, &format!("Application {namespace}/{name}"), &name)
+                        .await?;
                 }
             }
             let left_names = || -> Vec<String> {
