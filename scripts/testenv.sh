@@ -5,7 +5,10 @@
 # Helm, kustomize) plus Debian's redis and git.
 #
 #   scripts/testenv.sh build                          # install Debian packages, build the binaries
-#   scripts/testenv.sh start [--name N] [--no-argocd] # start cluster N (default main); idempotent
+#   scripts/testenv.sh start [--name N] [--no-argocd] [--load-balancers]
+#                                                     # start cluster N (default main); idempotent;
+#                                                     # --load-balancers: kwok also gives LoadBalancer
+#                                                     # Services and Ingresses an address
 #   scripts/testenv.sh stop [--name N | --all]
 #   scripts/testenv.sh status [--name N]              # non-zero when not built or not running
 #   scripts/testenv.sh env [--name N]                 # export lines for the Rust tests
@@ -141,7 +144,10 @@ build_share() {
   { for f in "$kd"/kustomize/stage/node/fast/node-initialize.yaml \
              "$kd"/kustomize/stage/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
              "$kd"/kustomize/stage/pod/fast/pod-ready.yaml "$kd"/kustomize/stage/pod/fast/pod-complete.yaml \
-             "$kd"/kustomize/stage/pod/fast/pod-delete.yaml; do echo "---"; cat "$f"; done; } > "$SHARE/kwok-stages.yaml"
+             "$kd"/kustomize/stage/pod/fast/pod-delete.yaml \
+             "$kd"/kustomize/stage/volume/fast/pvc-provision.yaml "$kd"/kustomize/stage/volume/fast/pv-bind.yaml \
+             "$kd"/kustomize/stage/volume/fast/pv-delete.yaml "$kd"/kustomize/stage/volume/fast/pvc-delete.yaml; do
+       echo "---"; cat "$f"; done; } > "$SHARE/kwok-stages.yaml"
   ad=$(cd "$TOOLS/argocd" && go list -m -f '{{.Dir}}' github.com/argoproj/argo-cd/v3) || die "argo-cd module source not found"
   rm -f "$SHARE"/argocd-crds/*.yaml
   for f in application-crd.yaml applicationset-crd.yaml appproject-crd.yaml; do
@@ -176,14 +182,15 @@ cmd_build() {
 # ============================================================================ cluster layout
 
 NAME=main
-parse_name() { # args...; sets NAME, ALL, NO_ARGOCD
-  ALL=0; NO_ARGOCD=0
+parse_name() { # args...; sets NAME, ALL, NO_ARGOCD, LOAD_BALANCERS
+  ALL=0; NO_ARGOCD=0; LOAD_BALANCERS=0
   while [ $# -gt 0 ]; do
     case $1 in
       --name) [ $# -ge 2 ] || die "--name needs a value"; NAME=$2; shift 2 ;;
       --name=*) NAME=${1#--name=}; shift ;;
       --all) ALL=1; shift ;;
       --no-argocd) NO_ARGOCD=1; shift ;;
+      --load-balancers) LOAD_BALANCERS=1; shift ;;
       *) die "unknown argument: $1" ;;
     esac
   done
@@ -368,6 +375,17 @@ metadata:
     topology.kubernetes.io/zone: testenv-${zones[$i]}
 NODE
   done
+  # kwok's volume stages provision and bind the claims of this class (not the default class)
+  cat <<'CLASS'
+---
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata:
+  name: kwok-volume
+provisioner: kwok.x-k8s.io/volume
+reclaimPolicy: Delete
+volumeBindingMode: WaitForFirstConsumer
+CLASS
 }
 
 argocd_env_common() { # prints env assignments shared by Argo CD components
@@ -463,8 +481,10 @@ cmd_start() {
     --authentication-kubeconfig="$PKI/scheduler.kubeconfig" \
     --authorization-kubeconfig="$PKI/scheduler.kubeconfig" \
     --bind-address=127.0.0.1 --secure-port="$P_SCHED" --leader-elect=false --profiling=false
+  local kwok_config=(--config="$SHARE/kwok-stages.yaml")
+  if [ "$LOAD_BALANCERS" = 1 ]; then kwok_config+=(--config="$REPO/testenv/kwok/load-balancers.yaml"); fi
   start_component kwok "$P_KWOK" "$BIN/kwok" \
-    --kubeconfig="$KUBECONFIG_FILE" --config="$SHARE/kwok-stages.yaml" \
+    --kubeconfig="$KUBECONFIG_FILE" "${kwok_config[@]}" \
     --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
     --node-ip=127.0.0.1 --cidr=10.244.0.1/16 --node-lease-duration-seconds=40 \
     --server-address="127.0.0.1:$P_KWOK"

@@ -170,6 +170,27 @@ pub enum Error {
         last_status: String,
     },
 
+    /// Argo CD reports a condition on an Application that waiting will not change (the chart
+    /// or its version is not in the repository, or the chart's values schema rejects the
+    /// values): the wait ends at once instead of at its timeout.
+    #[error(
+        "Argo CD cannot deploy {application} of module `{module}` (chart {chart}): {condition}: {message}; fix: {fix}"
+    )]
+    ApplicationRefused {
+        /// The module whose Application it is.
+        module: String,
+        /// The Application, as `apiVersion Kind namespace/name`.
+        application: String,
+        /// The chart, as `<repository> <chart> <version>` (or the source's repository and path).
+        chart: String,
+        /// Argo CD's condition type (`ComparisonError`, `InvalidSpecError`).
+        condition: String,
+        /// Argo CD's message.
+        message: String,
+        /// What to change: the version or repository, or the value at the key the schema names.
+        fix: String,
+    },
+
     /// An object was still present when the time to delete it ran out.
     #[error(
         "{object} was still present after {timeout:?}; last observed: {last_status}; fix: check what holds its finalizers (for an Argo CD Application, that Argo CD runs: it removes `resources-finalizer.argocd.argoproj.io` once it has deleted what the Application deployed); if Argo CD is gone or broken, set `KubeOptions::stuck_applications(StuckApplications::OrphanAfter(..))` to remove that finalizer and delete the Application without cascading (what it deployed is then left in place, and reported); or raise `KubeOptions::wait_timeout`"

@@ -1005,11 +1005,32 @@ impl Deployer {
         readiness: Readiness,
         deadline: Instant,
     ) -> Result<()> {
-        let ready = |o: Option<&DynamicObject>| o.is_some_and(|o| readiness.is_ready(o));
-        match wait::until(api, &id.name, deadline, &self.cancel, &self.module, ready)
+        // An Application Argo CD refuses for good ends the wait at once, with the reason.
+        let refused = std::sync::Mutex::new(None);
+        let ready = |o: Option<&DynamicObject>| {
+            let Some(o) = o else { return false };
+            if readiness == Readiness::Application
+                && let Some(r) = wait::refusal(o)
+            {
+                *refused.lock().expect("not poisoned") = Some(r);
+                return true;
+            }
+            readiness.is_ready(o)
+        };
+        let waited = wait::until(api, &id.name, deadline, &self.cancel, &self.module, ready)
             .await
-            .map_err(|e| self.reach(e))?
-        {
+            .map_err(|e| self.reach(e))?;
+        if let Some(r) = refused.into_inner().expect("not poisoned") {
+            return Err(Error::ApplicationRefused {
+                module: self.module.clone(),
+                application: id.to_string(),
+                chart: r.chart,
+                condition: r.condition,
+                message: r.message,
+                fix: r.fix,
+            });
+        }
+        match waited {
             Waited::Met => Ok(()),
             Waited::TimedOut(last) => Err(Error::NotReady {
                 object: id.to_string(),

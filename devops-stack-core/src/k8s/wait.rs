@@ -48,6 +48,88 @@ impl Readiness {
     }
 }
 
+/// Why Argo CD will not deploy an Application, when waiting cannot change it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Refusal {
+    /// The condition's type.
+    pub(crate) condition: String,
+    /// Its message.
+    pub(crate) message: String,
+    /// The chart (or source) the Application names.
+    pub(crate) chart: String,
+    /// What to change.
+    pub(crate) fix: String,
+}
+
+/// The Argo CD condition of `obj` (an Application) that waiting will not change: Helm's
+/// repository index has no such chart or version, or the chart's `values.schema.json` rejects
+/// the values. Other conditions (a repository server that is not up yet, a sync in progress)
+/// may clear, and are only reported if the wait times out.
+pub(crate) fn refusal(obj: &DynamicObject) -> Option<Refusal> {
+    let source = &obj.data["spec"]["source"];
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
+    let (repo, chart, version) = (
+        text(&source["repoURL"]),
+        text(&source["chart"]),
+        text(&source["targetRevision"]),
+    );
+    let described = if chart.is_empty() {
+        format!("{repo} {}", text(&source["path"]))
+    } else {
+        format!("{repo} {chart} {version}")
+    };
+    let conditions = obj.data["status"]["conditions"].as_array()?;
+    conditions.iter().find_map(|c| {
+        let condition = text(&c["type"]);
+        if !matches!(condition.as_str(), "ComparisonError" | "InvalidSpecError") {
+            return None;
+        }
+        let message = text(&c["message"]);
+        let fix = if message.contains("version matching constraint not found") {
+            format!("the repository {repo} has no version `{version}` of chart `{chart}`: give a version it serves (`chart_version`), or the repository that serves it (`chart_repository`)")
+        } else if message.contains("not found in index") {
+            format!("the repository {repo} has no chart `{chart}`: give the repository that serves it (`chart_repository`)")
+        } else if message.contains("values don't meet the specifications of the schema") {
+            let keys = schema_keys(&message);
+            format!(
+                "the chart's values.schema.json rejects {}: correct or remove {} in the module's values",
+                if keys.is_empty() { "the values".to_owned() } else { keys.join(", ") },
+                if keys.len() == 1 { "that key" } else { "those keys" },
+            )
+        } else {
+            return None;
+        };
+        Some(Refusal {
+            condition,
+            message,
+            chart: described.clone(),
+            fix,
+        })
+    })
+}
+
+/// The keys a Helm schema error names (`- at '/deployment/replicas': …` becomes
+/// `deployment.replicas`), in order, once each.
+fn schema_keys(message: &str) -> Vec<String> {
+    let mut keys = Vec::new();
+    for line in message.lines() {
+        let Some(rest) = line.trim_start().strip_prefix("- at '") else {
+            continue;
+        };
+        let Some(end) = rest.find('\'') else { continue };
+        let pointer = &rest[..end];
+        let key = if pointer.is_empty() || pointer == "/" {
+            "(the root)".to_owned()
+        } else {
+            pointer.trim_start_matches('/').replace('/', ".")
+        };
+        if !keys.contains(&key) {
+            keys.push(key);
+        }
+    }
+    keys
+}
+
 fn has_condition(status: &serde_json::Value, type_: &str) -> bool {
     status["conditions"].as_array().is_some_and(|cs| {
         cs.iter()
@@ -156,6 +238,35 @@ mod tests {
 
     fn obj(v: serde_json::Value) -> DynamicObject {
         serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn refusals_name_the_version_or_the_key() {
+        let app = |message: &str| -> DynamicObject {
+            serde_json::from_value(json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+                "metadata": {"name": "traefik", "namespace": "argocd"},
+                "spec": {"source": {"repoURL": "http://charts.example", "chart": "traefik", "targetRevision": "9.9.9"}},
+                "status": {"conditions": [{"type": "ComparisonError", "message": message}]}}))
+            .unwrap()
+        };
+        let missing = refusal(&app("Failed to load target state: failed to generate manifest for source 1 of 1: rpc error: code = Unknown desc = version matching constraint not found in 1 tags")).unwrap();
+        assert_eq!(missing.chart, "http://charts.example traefik 9.9.9");
+        assert!(
+            missing
+                .fix
+                .contains("no version `9.9.9` of chart `traefik`"),
+            "{}",
+            missing.fix
+        );
+        let schema = refusal(&app("Failed to load target state: … values don't meet the specifications of the schema(s) in the following chart(s):\ntraefik:\n- at '/deployment/replicas': got string, want integer\n- at '/ports/web': additional properties 'bogus' not allowed\n")).unwrap();
+        assert!(
+            schema.fix.contains("deployment.replicas, ports.web"),
+            "{}",
+            schema.fix
+        );
+        assert!(refusal(&app("rpc error: connection refused")).is_none());
+        let chart = refusal(&app("chart 'traefik' not found in index")).unwrap();
+        assert!(chart.fix.contains("no chart `traefik`"));
     }
 
     #[test]

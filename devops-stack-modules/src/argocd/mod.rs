@@ -114,6 +114,9 @@ pub struct ArgoCdOutput {
     pub pipeline_account: String,
     /// An API token of the pipeline account (for CI to sync Applications).
     pub pipeline_token: Secret,
+    /// Where the stack reaches Argo CD's API: `None` through the Kubernetes API server's
+    /// service proxy (the default), else this URL ([`ArgoCd::api_url`]).
+    pub api_url: Option<String>,
 }
 
 impl ArgoCdProvider for ArgoCdOutput {
@@ -154,6 +157,7 @@ pub struct ArgoCd {
     manifests_url: String,
     helm: String,
     pipeline_account: String,
+    api_url: Option<String>,
     sizing: Sizing,
 }
 
@@ -179,6 +183,7 @@ impl ArgoCd {
             manifests_url: manifests_url(APP_VERSION),
             helm: "helm".into(),
             pipeline_account: "pipeline".into(),
+            api_url: None,
             sizing: Sizing::new(1, crate::Resources::small(128)),
         }
     }
@@ -208,6 +213,25 @@ impl ArgoCd {
     #[must_use]
     pub fn pipeline_account(mut self, name: impl Into<String>) -> Self {
         self.pipeline_account = name.into();
+        self
+    }
+
+    /// Reach Argo CD's API (for the pipeline token and the teams' project tokens) at `url`
+    /// (`http(s)://host[:port]`, no path) instead of through the Kubernetes API server's
+    /// service proxy to the `<release>-server` Service: for clusters whose API server cannot
+    /// reach pods (a proxy disabled, or Argo CD's server running outside the cluster), or
+    /// through an ingress once the final phase made one.
+    ///
+    /// ```
+    /// # use devops_stack_modules::ArgoCd;
+    /// # use devops_stack_core::{Input, interfaces::ClusterRef};
+    /// # fn f(cluster: Input<ClusterRef>) -> ArgoCd {
+    /// ArgoCd::new(cluster).api_url("https://argocd.internal.example.com")
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn api_url(mut self, url: impl Into<String>) -> Self {
+        self.api_url = Some(url.into().trim_end_matches('/').to_owned());
         self
     }
 
@@ -279,6 +303,7 @@ impl ArgoCd {
             admin_password,
             pipeline_account: self.pipeline_account.clone(),
             pipeline_token,
+            api_url: self.api_url.clone(),
         }
     }
 
@@ -426,12 +451,16 @@ impl ArgoCd {
         let ns = &self.common.namespace;
         let copy = format!("{}-admin", self.common.id);
         for attempt in 0..60 {
+            let kept = read_key(client, ns, &copy, "password").await?;
             if let Some(p) = read_key(client, ns, "argocd-initial-admin-secret", "password").await?
             {
-                keep_secret(client, env, ns, &copy, "password", &p).await?;
+                // a re-apply finds the copy up to date and writes nothing
+                if kept.as_ref().map(Secret::expose) != Some(p.expose()) {
+                    keep_secret(client, env, ns, &copy, "password", &p).await?;
+                }
                 return Ok(p);
             }
-            if let Some(p) = read_key(client, ns, &copy, "password").await? {
+            if let Some(p) = kept {
                 return Ok(p);
             }
             if attempt == 0 {
@@ -463,6 +492,7 @@ impl ArgoCd {
             client,
             namespace: ns,
             service: format!("{}-server", self.common.release_name),
+            url: self.api_url.as_deref(),
         };
         let session = api.session(admin).await?;
         let path = format!("/api/v1/account/{}/token", self.pipeline_account);
@@ -512,6 +542,18 @@ impl Module for ArgoCd {
         ];
         self.common.validate(v, TYPED);
         v.dns_label("pipeline_account", &self.pipeline_account);
+        if let Some(url) = &self.api_url {
+            let rest = url
+                .strip_prefix("https://")
+                .or_else(|| url.strip_prefix("http://"));
+            if rest.is_none_or(|r| r.is_empty() || r.contains('/')) {
+                v.error(
+                    "api_url",
+                    format!("`{url}` is not an http(s) URL of a host"),
+                    "give Argo CD's server as `https://host[:port]`, without a path",
+                );
+            }
+        }
         if !self.manifests_url.starts_with("https://") && !self.manifests_url.starts_with("http://")
         {
             v.error(
@@ -733,10 +775,12 @@ fn string_field(v: &Value, field: &str, call: &str) -> Result<String> {
 /// Argo CD's API, reached through the Kubernetes API server's service proxy (no ingress, no
 /// port-forward needed). The session token travels as Argo CD's cookie, because the proxy keeps
 /// the `Authorization` header for the Kubernetes API itself.
+/// Argo CD's REST API, through the Kubernetes API server's service proxy, or at `url`.
 struct ArgoCdApi<'a> {
     client: &'a kube::Client,
     namespace: &'a str,
     service: String,
+    url: Option<&'a str>,
 }
 
 impl ArgoCdApi<'_> {
@@ -762,28 +806,49 @@ impl ArgoCdApi<'_> {
             call: call.clone(),
             reason,
         };
-        let uri = format!(
-            "/api/v1/namespaces/{}/services/{}:80/proxy{path}",
-            self.namespace, self.service
-        );
-        let mut req = http::Request::post(uri).header("Content-Type", "application/json");
-        if let Some(s) = session {
-            req = req.header("Cookie", format!("argocd.token={}", s.expose()));
-        }
-        let req = req
-            .body(body.to_string().into_bytes())
-            .map_err(|e| fail(e.to_string()))?;
-        let text = self
-            .client
-            .request_text(req)
-            .await
-            .map_err(|e| fail(e.to_string()))?;
+        let text = match self.url {
+            Some(base) => {
+                let client = reqwest::Client::builder()
+                    .timeout(Duration::from_secs(30))
+                    .build()
+                    .map_err(|e| fail(e.to_string()))?;
+                let mut req = client
+                    .post(format!("{base}{path}"))
+                    .header("Content-Type", "application/json")
+                    .body(body.to_string());
+                if let Some(s) = session {
+                    req = req.bearer_auth(s.expose());
+                }
+                req.send()
+                    .await
+                    .and_then(reqwest::Response::error_for_status)
+                    .map_err(|e| fail(format!("{base}: {}", e.without_url())))?
+                    .text()
+                    .await
+                    .map_err(|e| fail(e.to_string()))?
+            }
+            None => {
+                let uri = format!(
+                    "/api/v1/namespaces/{}/services/{}:80/proxy{path}",
+                    self.namespace, self.service
+                );
+                let mut req = http::Request::post(uri).header("Content-Type", "application/json");
+                if let Some(s) = session {
+                    req = req.header("Cookie", format!("argocd.token={}", s.expose()));
+                }
+                let req = req
+                    .body(body.to_string().into_bytes())
+                    .map_err(|e| fail(e.to_string()))?;
+                self.client
+                    .request_text(req)
+                    .await
+                    .map_err(|e| fail(e.to_string()))?
+            }
+        };
         serde_json::from_str(&text).map_err(|e| fail(format!("the answer is not JSON: {e}")))
     }
 }
 
-/// Issues Argo CD project-role tokens through the bootstrap Argo CD's API (logged in as
-/// admin), for modules that hand CI a token (a team's `ci` role).
 pub(crate) struct TokenIssuer<'a> {
     client: &'a kube::Client,
     argocd: ArgoCdOutput,
@@ -806,6 +871,7 @@ impl<'a> TokenIssuer<'a> {
             client: self.client,
             namespace: &self.argocd.target.namespace,
             service: format!("{}-server", self.argocd.release_name),
+            url: self.argocd.api_url.as_deref(),
         };
         let session = api.session(&self.argocd.admin_password).await?;
         let path = format!("/api/v1/projects/{project}/roles/{role}/token");
@@ -945,6 +1011,14 @@ mod api_tests {
         server
             .expect(
                 "GET",
+                &format!("{SECRETS}/argocd-admin"),
+                404,
+                mock::not_found(),
+            )
+            .await;
+        server
+            .expect(
+                "GET",
                 &format!("{SECRETS}/argocd-initial-admin-secret"),
                 200,
                 initial,
@@ -1012,6 +1086,39 @@ mod api_tests {
     }
 
     #[tokio::test]
+    async fn an_up_to_date_copy_of_the_admin_password_is_not_written_again() {
+        let (client, mut server) = mock::client();
+        let module = ArgoCd::new(Input::value(Arc::new(Offline) as ClusterRef));
+        let run = tokio::spawn(async move {
+            let admin = module.admin_password(&client, &env()).await.unwrap();
+            admin.expose().to_owned()
+        });
+        let copy = mock::secret("argocd", "argocd-admin", &[("password", "pw")]);
+        server
+            .expect("GET", &format!("{SECRETS}/argocd-admin"), 200, copy)
+            .await;
+        let initial = mock::secret(
+            "argocd",
+            "argocd-initial-admin-secret",
+            &[("password", "pw")],
+        );
+        server
+            .expect(
+                "GET",
+                &format!("{SECRETS}/argocd-initial-admin-secret"),
+                200,
+                initial,
+            )
+            .await;
+        // a PATCH of the copy would wait for an answer that never comes
+        let admin = tokio::time::timeout(Duration::from_secs(5), run)
+            .await
+            .expect("no write request after the two reads")
+            .unwrap();
+        assert_eq!(admin, "pw");
+    }
+
+    #[tokio::test]
     async fn an_application_named_like_the_release_means_handed_over() {
         let (client, mut server) = mock::client();
         let module = ArgoCd::new(Input::value(Arc::new(Offline) as ClusterRef));
@@ -1043,6 +1150,7 @@ mod api_tests {
             admin_password: Secret::new("pw"),
             pipeline_account: "pipeline".into(),
             pipeline_token: Secret::new("pipeline-jwt"),
+            api_url: None,
         };
         let run = tokio::spawn(async move {
             let issuer = TokenIssuer::new(&client, argocd);
