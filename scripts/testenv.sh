@@ -73,8 +73,9 @@ component_ldflags() {
       local v; v=$(modver helm helm.sh/helm/v4)
       echo "-s -w -X helm.sh/helm/v4/internal/version.version=$v" ;;
     helm3)
-      local v; v=$(modver helm3 helm.sh/helm/v3)
-      echo "-s -w -X helm.sh/helm/v3/internal/version.version=$v" ;;
+      # the default Kubernetes version of `helm template`, from client-go, as Helm's Makefile sets it
+      local v c; v=$(modver helm3 helm.sh/helm/v3); c=$(modver helm3 k8s.io/client-go); c=${c#v0.}; c=${c%%.*}
+      echo "-s -w -X helm.sh/helm/v3/internal/version.version=$v -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$c -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$c" ;;
     *) echo "-s -w" ;;
   esac
 }
@@ -424,6 +425,25 @@ argocd_installed() { # kubeconfig gate
     [ -n "$("$BIN/kubectl" --kubeconfig "$1" -n argocd get secret argocd-secret -o jsonpath='{.data.server\.secretkey}' 2>/dev/null)" ]
 }
 
+# With DEVOPS_STACK_TESTENV_CHART_SOURCES naming a directory of unpacked upstream chart sources
+# (one chart per subdirectory, dependencies vendored under its charts/), packages each with Helm
+# into charts/upstream and indexes it: the chart repository then serves the real charts at
+# $DEVOPS_STACK_TEST_HELM_REPO/upstream (DEVOPS_STACK_TEST_UPSTREAM_CHARTS in `env`).
+publish_upstream_charts() {
+  local src=${DEVOPS_STACK_TESTENV_CHART_SOURCES:-} out="$CL/charts/upstream" d n=0
+  rm -rf "$out"
+  [ -n "$src" ] || return 0
+  [ -d "$src" ] || die "DEVOPS_STACK_TESTENV_CHART_SOURCES=$src is not a directory"
+  mkdir -p "$out"
+  for d in "$src"/*/; do
+    [ -f "$d/Chart.yaml" ] || continue
+    "$BIN/helm" package "$d" -d "$out" >/dev/null || die "helm package $d failed"
+    n=$((n + 1))
+  done
+  "$BIN/helm" repo index "$out" --url "http://127.0.0.1:$P_HTTP/charts/upstream" || die "helm repo index $out failed"
+  say "start: serving $n upstream charts from $src at http://127.0.0.1:$P_HTTP/charts/upstream"
+}
+
 cmd_start() {
   parse_name "$@"; cluster_vars
   require_built $((1 - NO_ARGOCD))
@@ -431,6 +451,7 @@ cmd_start() {
   local timeout=${TESTENV_START_TIMEOUT:-90}
   mkdir -p "$CL" "$LOGS" "$RUN" "$CL/etcd" "$CL/git" "$CL/charts" "$CL/oidc"
   chmod 700 "$CL/etcd"
+  publish_upstream_charts
   echo "$INDEX" > "$CL/index"
   make_pki
   write_auth_config
@@ -558,7 +579,24 @@ cmd_supervise() { # cluster-dir name gate -- cmd...
     "$@" &
     child=$!
     echo "$child" > "$cl/run/$n.child"
-    rc=0; wait "$child" || rc=$?
+    rc=0
+    if [ "$gate" = none ]; then
+      wait "$child" || rc=$?
+    else
+      # A pod of Argo CD goes with its install: when the stack's destroy removed argocd-cm or
+      # argocd-secret, stop the process and wait for the next install (which it must start
+      # afresh: argocd-server writes the initial admin password only when it starts).
+      while kill -0 "$child" 2>/dev/null; do
+        sleep 3
+        if ! "$BIN/kubectl" --kubeconfig "$cl/kubeconfig" -n argocd get configmap/argocd-cm secret/argocd-secret >/dev/null 2>&1; then
+          echo "$(date -Is) supervisor[$n]: Argo CD's install is gone: stopping"
+          kill -TERM "$child" 2>/dev/null; rc=removed; backoff=1
+          break
+        fi
+      done
+      if [ "$rc" = removed ]; then wait "$child" 2>/dev/null || true; child=0; continue; fi
+      wait "$child" || rc=$?
+    fi
     child=0
     if [ $(( $(date +%s) - start )) -ge 60 ]; then backoff=1; fi
     echo "$(date -Is) supervisor[$n]: exited with $rc; restarting in ${backoff}s"
@@ -589,21 +627,36 @@ write_env() {
     echo "export DEVOPS_STACK_TEST_KUBECTL=$BIN/kubectl"
     echo "export DEVOPS_STACK_TEST_CLUSTER=$NAME"
     echo "export DEVOPS_STACK_TEST_CRD_DIR=$SHARE/argocd-crds"
+    if [ -s "$CL/charts/upstream/index.yaml" ]; then
+      echo "export DEVOPS_STACK_TEST_UPSTREAM_CHARTS=http://127.0.0.1:$P_HTTP/charts/upstream"
+    else
+      echo "unset DEVOPS_STACK_TEST_UPSTREAM_CHARTS  # started without DEVOPS_STACK_TESTENV_CHART_SOURCES"
+    fi
   } > "$CL/env"
 }
 
-# env [--name N] [--argocd]: the cluster's variables; with --argocd named DEVOPS_STACK_TEST_ARGOCD_*
-# (the tier that runs against the real Argo CD, beside a fast tier's DEVOPS_STACK_TEST_*).
+# env [--name N] [--argocd | --prefix P]: the cluster's variables; with --argocd named
+# DEVOPS_STACK_TEST_ARGOCD_* (the tier that runs against the real Argo CD, beside a fast tier's
+# DEVOPS_STACK_TEST_*), with --prefix P named DEVOPS_STACK_TEST_P_* (the platform tier's cluster).
 cmd_env() {
-  local args=() prefixed=0 a
-  for a in "$@"; do if [ "$a" = --argocd ]; then prefixed=1; else args+=("$a"); fi; done
+  local args=() prefix="" argocd_only=0
+  while [ $# -gt 0 ]; do
+    case $1 in
+      --argocd) prefix=ARGOCD; argocd_only=1; shift ;;
+      --prefix) [ $# -ge 2 ] || die "--prefix needs a value"; prefix=$2; shift 2 ;;
+      *) args+=("$1"); shift ;;
+    esac
+  done
+  [ -z "$prefix" ] || [[ $prefix =~ ^[A-Z][A-Z0-9_]*$ ]] || die "--prefix must be upper-case letters, digits and _: $prefix"
   parse_name "${args[@]}"; cluster_vars
   [ -s "$CL/env" ] || die "cluster $NAME was never started (scripts/testenv.sh start --name $NAME)"
   alive kube-apiserver || die "cluster $NAME is not running (scripts/testenv.sh start --name $NAME)"
-  if [ "$prefixed" = 1 ]; then
+  if [ "$argocd_only" = 1 ]; then
     [ "$(cat "$CL/argocd-enabled" 2>/dev/null)" = 1 ] || die "cluster $NAME runs no Argo CD (started with --no-argocd)"
     grep -v 'DEVOPS_STACK_TEST_ARGOCD_SERVER' "$CL/env" | sed 's/DEVOPS_STACK_TEST_/DEVOPS_STACK_TEST_ARGOCD_/'
     grep 'DEVOPS_STACK_TEST_ARGOCD_SERVER' "$CL/env"
+  elif [ -n "$prefix" ]; then
+    sed "s/DEVOPS_STACK_TEST_/DEVOPS_STACK_TEST_${prefix}_/" "$CL/env"
   else
     cat "$CL/env"
   fi

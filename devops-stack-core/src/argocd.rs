@@ -376,12 +376,42 @@ pub struct ApplicationSetSpec {
     pub sync_policy: Option<ApplicationSetSyncPolicy>,
 }
 
+/// A generator as Argo CD's ApplicationSet controller writes it back: each generator of
+/// `generators` (`{"git": {...}}`, `{"pullRequest": {...}}`) gets the empty per-generator
+/// `template` the controller's Go types always serialize
+/// (`{"metadata": {}, "spec": {"destination": {}, "project": ""}}`) unless it has one.
+///
+/// The controller updates the whole set (when it removes the refresh annotation, for one): a
+/// generator rendered without that field is a different value, so the controller takes the
+/// field over from the engine's server-side apply, and the next apply takes it back, a write on
+/// every re-apply. Rendered as the controller writes it, the value is the same and the field
+/// stays the engine's.
+///
+/// ```
+/// use devops_stack_core::argocd::as_controller_writes;
+/// let g = as_controller_writes(serde_json::json!({"git": {"repoURL": "https://x", "revision": "HEAD"}}));
+/// assert_eq!(g["git"]["template"]["spec"]["project"], "");
+/// ```
+pub fn as_controller_writes(mut generator: Value) -> Value {
+    if let Some(inner) = generator
+        .as_object_mut()
+        .and_then(|g| g.values_mut().next())
+        .and_then(Value::as_object_mut)
+    {
+        inner.entry("template").or_insert_with(
+            || serde_json::json!({"metadata": {}, "spec": {"destination": {}, "project": ""}}),
+        );
+    }
+    generator
+}
+
 /// What an ApplicationSet's controller may do to its Applications.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ApplicationSetSyncPolicy {
-    /// Keep the resources of Applications deleted with the ApplicationSet.
-    #[serde(default)]
+    /// Keep the resources of Applications deleted with the ApplicationSet (left out when
+    /// false, as Argo CD writes it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub preserve_resources_on_deletion: bool,
     /// `create-only`, `create-update`, `create-delete` or `sync`: `create-update` never
     /// deletes an Application when the generators stop producing it.

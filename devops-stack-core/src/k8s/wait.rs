@@ -42,8 +42,18 @@ impl Readiness {
                 let observed = status["observedGeneration"].as_i64();
                 has_condition(status, "Available") && observed >= obj.metadata.generation
             }
-            Readiness::Application => serde_json::from_value::<ApplicationStatus>(status.clone())
-                .is_ok_and(|s| s.is_synced_and_healthy()),
+            // Argo CD may report Synced and Healthy while its sync operation still runs (hooks,
+            // waves, or resources it has yet to see settle), and the health can then change:
+            // ready is also no operation requested or running
+            Readiness::Application => {
+                serde_json::from_value::<ApplicationStatus>(status.clone())
+                    .is_ok_and(|s| s.is_synced_and_healthy())
+                    && obj.data["operation"].is_null()
+                    && !matches!(
+                        status["operationState"]["phase"].as_str(),
+                        Some("Running" | "Terminating")
+                    )
+            }
         }
     }
 }
@@ -85,9 +95,14 @@ pub(crate) fn refusal(obj: &DynamicObject) -> Option<Refusal> {
             return None;
         }
         let message = text(&c["message"]);
-        let fix = if message.contains("version matching constraint not found") {
+        // Argo CD's own index lookup (a version constraint), or `helm pull` (an exact version)
+        let version_missing = message.contains("version matching constraint not found")
+            || message.contains(&format!("version \"{version}\" not found in"));
+        let chart_missing = message.contains("not found in index")
+            || message.contains(&format!("chart \"{chart}\" not found in"));
+        let fix = if version_missing {
             format!("the repository {repo} has no version `{version}` of chart `{chart}`: give a version it serves (`chart_version`), or the repository that serves it (`chart_repository`)")
-        } else if message.contains("not found in index") {
+        } else if chart_missing {
             format!("the repository {repo} has no chart `{chart}`: give the repository that serves it (`chart_repository`)")
         } else if message.contains("values don't meet the specifications of the schema") {
             let keys = schema_keys(&message);
@@ -267,6 +282,9 @@ mod tests {
         assert!(refusal(&app("rpc error: connection refused")).is_none());
         let chart = refusal(&app("chart 'traefik' not found in index")).unwrap();
         assert!(chart.fix.contains("no chart `traefik`"));
+        // what Argo CD 3.4 reports for an exact version, from `helm pull`
+        let pulled = refusal(&app("Failed to load target state: failed to generate manifest for source 1 of 1: rpc error: code = Unknown desc = error fetching chart: failed to fetch chart: failed running helm: `helm pull --version 9.9.9 --repo http://charts.example traefik` failed exit status 1: Error: chart \"traefik\" version \"9.9.9\" not found in http://charts.example repository")).unwrap();
+        assert!(pulled.fix.contains("no version `9.9.9`"), "{}", pulled.fix);
     }
 
     #[test]
@@ -282,6 +300,25 @@ mod tests {
         );
         assert!(!Readiness::Application.is_ready(&app));
         assert!(describe(Some(&app)).contains("OutOfSync"));
+        let syncing = obj(
+            json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Application", "metadata": {"name": "a"},
+            "status": {"sync": {"status": "Synced"}, "health": {"status": "Healthy"},
+                "operationState": {"phase": "Running", "message": "one or more tasks are running"}}}),
+        );
+        assert!(
+            !Readiness::Application.is_ready(&syncing),
+            "a sync still running"
+        );
+        let requested = obj(
+            json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Application", "metadata": {"name": "a"},
+            "operation": {"sync": {}},
+            "status": {"sync": {"status": "Synced"}, "health": {"status": "Healthy"},
+                "operationState": {"phase": "Succeeded"}}}),
+        );
+        assert!(
+            !Readiness::Application.is_ready(&requested),
+            "a sync requested, not started"
+        );
         let dep = obj(
             json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d", "generation": 2},
             "status": {"observedGeneration": 1, "conditions": [{"type": "Available", "status": "True"}]}}),

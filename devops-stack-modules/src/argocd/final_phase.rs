@@ -297,8 +297,12 @@ pub(crate) async fn orphan_application(
     let api: Api<Application> = Api::namespaced(client.clone(), namespace);
     let what = format!("Application {namespace}/{name}");
     let fail = |action: &str, e| Error::kube(format!("{action} {what}"), e);
-    let Some(app) = api.get_opt(name).await.map_err(|e| fail("reading", e))? else {
-        return Ok(());
+    let app = match api.get_opt(name).await {
+        Ok(Some(app)) => app,
+        Ok(None) => return Ok(()),
+        // no Application CRD: Argo CD was never installed, or is gone already
+        Err(kube::Error::Api(e)) if e.code == 404 => return Ok(()),
+        Err(e) => return Err(fail("reading", e)),
     };
     if app
         .metadata
@@ -362,5 +366,18 @@ mod tests {
         assert_eq!(delete["propagationPolicy"], "Orphan");
         server.expect("GET", path, 404, mock::not_found()).await;
         run.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_cluster_without_argo_cds_crds_has_nothing_to_orphan() {
+        let (client, mut server) = mock::client();
+        let run =
+            tokio::spawn(async move { orphan_application(&client, "argocd", "argocd").await });
+        let path = "/apis/argoproj.io/v1alpha1/namespaces/argocd/applications/argocd";
+        // what the API server answers for a group it does not serve: plain text, no Status
+        server
+            .expect("GET", path, 404, json!("404 page not found"))
+            .await;
+        run.await.unwrap().unwrap();
     }
 }

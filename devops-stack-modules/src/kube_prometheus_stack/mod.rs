@@ -166,6 +166,7 @@ pub struct KubePrometheusStack {
     alertmanager_replicas: u32,
     prometheus_resources: crate::Resources,
     admin_group: String,
+    oauth2_proxy_chart: ChartSource,
 }
 
 impl KubePrometheusStack {
@@ -199,7 +200,21 @@ impl KubePrometheusStack {
                 .request("memory", "1Gi")
                 .limit("memory", "2Gi"),
             admin_group: crate::DEFAULT_ADMIN_GROUP.into(),
+            oauth2_proxy_chart: ChartSource::new(
+                OAUTH2_PROXY_REPOSITORY,
+                "oauth2-proxy",
+                OAUTH2_PROXY_CHART_VERSION,
+            ),
         }
+    }
+
+    /// Another source of the `oauth2-proxy` chart in front of Prometheus and Alertmanager
+    /// (default [`OAUTH2_PROXY_CHART_VERSION`] from [`OAUTH2_PROXY_REPOSITORY`]): a mirror, or
+    /// another version.
+    #[must_use]
+    pub fn oauth2_proxy_chart(mut self, chart: ChartSource) -> Self {
+        self.oauth2_proxy_chart = chart;
+        self
     }
 
     /// Logs Grafana in with the provider's `grafana` client, and puts Prometheus and
@@ -382,15 +397,10 @@ impl KubePrometheusStack {
                 "tls": ing.tls_list(app, &host),
             },
         });
-        let chart = ChartSource::new(
-            OAUTH2_PROXY_REPOSITORY,
-            "oauth2-proxy",
-            OAUTH2_PROXY_CHART_VERSION,
-        );
         self.common.application_of(
             env,
             &format!("{}-{app}-proxy", self.common.id),
-            &chart,
+            &self.oauth2_proxy_chart,
             &format!("{app}-oauth2-proxy"),
             values,
         )

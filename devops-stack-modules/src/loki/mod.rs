@@ -66,7 +66,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::common::{
-    Common, Component, Env, Rendered, Secrets, ValueKind, WantedRole, common_setters,
+    ChartSource, Common, Component, Env, Rendered, Secrets, ValueKind, WantedRole, common_setters,
     component_module,
 };
 use crate::error::Result;
@@ -100,6 +100,7 @@ pub struct Loki {
     object_store: Option<(Input<ObjectStore>, Input<WorkloadIdentityRef>)>,
     retention: String,
     resources: crate::Resources,
+    alloy_chart: ChartSource,
 }
 
 impl Loki {
@@ -122,7 +123,17 @@ impl Loki {
             object_store: None,
             retention: "744h".into(),
             resources: crate::Resources::small(256),
+            alloy_chart: crate::pins::ALLOY.source(),
         }
+    }
+
+    /// Another source of the `alloy` chart (default [`ALLOY_CHART_VERSION`] from Grafana's
+    /// repository): a mirror, or another version. The `loki` chart's own source is set with
+    /// `chart_repository` and `chart_version`.
+    #[must_use]
+    pub fn alloy_chart(mut self, chart: ChartSource) -> Self {
+        self.alloy_chart = chart;
+        self
     }
 
     /// Adds Loki as a Grafana datasource of this monitoring.
@@ -349,7 +360,7 @@ impl Component for Loki {
         objects.push(self.common.application_of(
             env,
             &format!("{}-alloy", self.common.id),
-            &crate::pins::ALLOY.source(),
+            &self.alloy_chart,
             "alloy",
             alloy,
         ));

@@ -647,15 +647,22 @@ impl AppSet {
                 };
                 let forge = match forge {
                     Forge::GitHub { owner, repo, api } => {
-                        let mut g = json!({"owner": owner, "repo": repo, "tokenRef": token_ref, "labels": labels});
+                        let mut g = json!({"owner": owner, "repo": repo, "tokenRef": token_ref});
+                        // Argo CD writes no empty list back (`omitempty`): leave it out too
+                        if !labels.is_empty() {
+                            g["labels"] = json!(labels);
+                        }
                         if let Some(api) = api {
                             g["api"] = api.clone().into();
                         }
                         json!({"github": g})
                     }
                     Forge::GitLab { project, api } => {
-                        let mut g = json!({"project": project, "tokenRef": token_ref, "labels": labels,
+                        let mut g = json!({"project": project, "tokenRef": token_ref,
                             "pullRequestState": "opened"});
+                        if !labels.is_empty() {
+                            g["labels"] = json!(labels);
+                        }
                         if let Some(api) = api {
                             g["api"] = api.clone().into();
                         }
@@ -708,7 +715,7 @@ impl AppSet {
             ApplicationSetSpec {
                 go_template: true,
                 go_template_options: vec!["missingkey=error".into()],
-                generators: vec![generator],
+                generators: vec![devops_stack_core::argocd::as_controller_writes(generator)],
                 template,
                 sync_policy: Some(self.sync_policy()),
             },
