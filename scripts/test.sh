@@ -39,8 +39,12 @@ export DEVOPS_STACK_TEST_AWS_ENDPOINT="http://127.0.0.1:$port"
 # `scripts/testenv.sh build`, see testenv/README.md) when it is built on this machine:
 # - the fast tier: cluster `ci-fast` (Kubernetes 1.35, kwok nodes, OIDC, no Argo CD), with the
 #   Argo CD stand-in of the tests -> DEVOPS_STACK_TEST_*;
-# - the real tier: cluster `ci-argocd`, the same plus the real Argo CD -> DEVOPS_STACK_TEST_ARGOCD_*.
-# Both start from fresh data and stop when the tests end. DEVOPS_STACK_TEST_KUBECONFIG set by the
+# - the real tier: cluster `ci-argocd`, the same plus the real Argo CD -> DEVOPS_STACK_TEST_ARGOCD_*;
+# - the platform tier: cluster `ci-platform`, with the real Argo CD and kwok playing the load
+#   balancers, where the whole platform is applied, re-applied and destroyed (its stack installs
+#   Argo CD itself) -> DEVOPS_STACK_TEST_PLATFORM_*. With DEVOPS_STACK_TESTENV_CHART_SOURCES set, the
+#   cluster also serves those upstream chart sources (DEVOPS_STACK_TEST_PLATFORM_UPSTREAM=1 uses them).
+# They start from fresh data and stop when the tests end. DEVOPS_STACK_TEST_KUBECONFIG set by the
 # caller wins for the fast tier; DEVOPS_STACK_LIVE=off runs neither. Without the environment, the
 # older loopback stand-in (../shared/kube-test-cluster, Kubernetes 1.28, no Argo CD) serves the
 # fast tier when its binaries are there. Nothing here builds Kubernetes or Argo CD.
@@ -66,9 +70,11 @@ if [ "${DEVOPS_STACK_LIVE:-auto}" != off ] && testenv_built; then
     fresh_cluster ci-fast --no-argocd || { echo "cluster ci-fast did not start (target/testenv-ci-fast.log)"; exit 1; }
     eval "$(bash "$testenv" env --name ci-fast)"
   fi
-  fresh_cluster ci-argocd || { echo "cluster ci-argocd did not start (target/testenv-ci-argocd.log)"; exit 1; }
+  fresh_cluster ci-argocd --load-balancers || { echo "cluster ci-argocd did not start (target/testenv-ci-argocd.log)"; exit 1; }
   eval "$(bash "$testenv" env --name ci-argocd --argocd)"
-  echo "==> fast tier: $DEVOPS_STACK_TEST_KUBECONFIG; real Argo CD tier: $DEVOPS_STACK_TEST_ARGOCD_KUBECONFIG (Argo CD at $DEVOPS_STACK_TEST_ARGOCD_SERVER)"
+  fresh_cluster ci-platform --load-balancers || { echo "cluster ci-platform did not start (target/testenv-ci-platform.log)"; exit 1; }
+  eval "$(bash "$testenv" env --name ci-platform --prefix PLATFORM)"
+  echo "==> fast tier: $DEVOPS_STACK_TEST_KUBECONFIG; real Argo CD tier: $DEVOPS_STACK_TEST_ARGOCD_KUBECONFIG (Argo CD at $DEVOPS_STACK_TEST_ARGOCD_SERVER); platform tier: $DEVOPS_STACK_TEST_PLATFORM_KUBECONFIG"
 else
   echo "==> the project's test environment is not built on this machine (scripts/testenv.sh build):"
   echo "    the real Argo CD tier is NOT run; its tests report themselves skipped"
@@ -113,5 +119,23 @@ assert secrets and all(s["object"]["metadata"]["annotations"]["devops-stack.io/c
                        for s in secrets), "team credentials not scoped"
 PY
 
-cargo test --workspace --lib --bins --tests --examples "$@"
+# The platform tier's one test mostly waits on Argo CD (a quiet minute included): with no extra
+# arguments, it runs beside the rest, from its built binary, and its result counts like theirs.
+platform_test=the_platform_is_delivered_by_a_real_argo_cd_handed_over_reapplied_quietly_and_destroyed
+if [ $# -eq 0 ] && [ -n "${DEVOPS_STACK_TEST_PLATFORM_KUBECONFIG:-}" ]; then
+  cargo test --workspace --lib --bins --tests --examples --no-run
+  platform_bin=$(cargo test -p devops-stack-modules --test platform_argocd_live --no-run --message-format=json 2>/dev/null \
+    | python3 -c 'import json,sys; print([m["executable"] for m in map(json.loads, sys.stdin) if m.get("executable")][-1])')
+  echo "==> platform tier: $platform_bin, beside the other tests (target/platform-tier.log)"
+  "$platform_bin" --nocapture > target/platform-tier.log 2>&1 &
+  platform_pid=$!
+  rc=0
+  cargo test --workspace --lib --bins --tests --examples -- --skip "$platform_test" || rc=$?
+  platform_rc=0; wait "$platform_pid" || platform_rc=$?
+  echo "==> platform tier:"; grep -E '^(charts|bootstrap|platform|no-op|refused|SUMMARY|test result)' target/platform-tier.log | cut -c1-200 || true
+  if [ "$platform_rc" != 0 ]; then tail -50 target/platform-tier.log; echo "the platform tier failed (target/platform-tier.log)"; exit 1; fi
+  [ "$rc" = 0 ] || exit "$rc"
+else
+  cargo test --workspace --lib --bins --tests --examples "$@"
+fi
 cargo test --workspace --doc "$@"

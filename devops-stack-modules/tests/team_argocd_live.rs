@@ -11,6 +11,9 @@
 //! cargo test -p devops-stack-modules --test team_argocd_live
 //! ```
 
+#[path = "support/real_argocd.rs"]
+mod real_argocd;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -94,78 +97,6 @@ fn applications(client: &kube::Client) -> Api<DynamicObject> {
         ARGOCD_NS,
         &argo("Application", "applications"),
     )
-}
-
-/// Argo CD as its chart would install it, minus the Deployments (the environment's processes
-/// play them): the CRDs of the pinned version, the namespace and the ConfigMaps and Secret its
-/// processes read. Idempotent (server-side apply under the environment's own field manager).
-async fn install_argocd(env: &TestEnv, client: &kube::Client) {
-    let ssa = PatchParams::apply("devops-stack-testenv").force();
-    let crds: Api<DynamicObject> = Api::all_with(
-        client.clone(),
-        &ApiResource::from_gvk_with_plural(
-            &GroupVersionKind::gvk("apiextensions.k8s.io", "v1", "CustomResourceDefinition"),
-            "customresourcedefinitions",
-        ),
-    );
-    for entry in std::fs::read_dir(&env.crds).unwrap() {
-        let path = entry.unwrap().path();
-        let text = std::fs::read_to_string(&path).unwrap();
-        let crd: Value = serde_yaml_ng::from_str(&text).unwrap();
-        let name = crd["metadata"]["name"].as_str().unwrap().to_owned();
-        crds.patch(&name, &ssa, &Patch::Apply(&crd)).await.unwrap();
-        let established = kube::runtime::wait::await_condition(
-            Api::<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>::all(client.clone()),
-            &name,
-            kube::runtime::wait::conditions::is_crd_established(),
-        );
-        tokio::time::timeout(Duration::from_secs(60), established)
-            .await
-            .expect("the CRD is established in time")
-            .unwrap();
-    }
-    let ns: Api<Namespace> = Api::all(client.clone());
-    ns.patch(
-        ARGOCD_NS,
-        &ssa,
-        &Patch::Apply(
-            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ARGOCD_NS}}),
-        ),
-    )
-    .await
-    .unwrap();
-    let part_of = json!({"app.kubernetes.io/part-of": "argocd"});
-    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ARGOCD_NS);
-    for (name, data) in [
-        (
-            "argocd-cm",
-            json!({"application.resourceTrackingMethod": "annotation", "timeout.reconciliation": "10s"}),
-        ),
-        ("argocd-rbac-cm", json!({})),
-        ("argocd-cmd-params-cm", json!({})),
-    ] {
-        cms.patch(
-            name,
-            &ssa,
-            &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap",
-                "metadata": {"name": name, "labels": part_of}, "data": data})),
-        )
-        .await
-        .unwrap();
-    }
-    // argocd-secret: argocd-server adds `server.secretkey` at its first start; applying no
-    // data keeps what it wrote.
-    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
-        Api::namespaced(client.clone(), ARGOCD_NS);
-    secrets
-        .patch(
-            "argocd-secret",
-            &ssa,
-            &Patch::Apply(json!({"apiVersion": "v1", "kind": "Secret",
-                "metadata": {"name": "argocd-secret", "labels": part_of}})),
-        )
-        .await
-        .unwrap();
 }
 
 /// Runs `git` in `dir`, panicking with its output when it fails. It trusts the environment's CA
@@ -380,7 +311,7 @@ fn options(state: &str) -> RunOptions {
 async fn argo_cd_keeps_each_team_inside_its_project_and_its_credentials_to_itself() {
     let Some(env) = TestEnv::get() else { return };
     let client = env.client().await;
-    install_argocd(&env, &client).await;
+    real_argocd::install(&env.crds, &client).await;
     let id = unique("iso");
     let (a, b) = (format!("{id}a"), format!("{id}b"));
 
@@ -577,7 +508,7 @@ async fn argo_cd_keeps_each_team_inside_its_project_and_its_credentials_to_itsel
 async fn sets_follow_their_directories_and_previews_go_with_their_pull_requests() {
     let Some(env) = TestEnv::get() else { return };
     let client = env.client().await;
-    install_argocd(&env, &client).await;
+    real_argocd::install(&env.crds, &client).await;
     let id = unique("set");
     let (team, previews) = (id.clone(), format!("{id}-pr"));
     let repo = Repo::new(&env, &format!("{id}-deploy"), None);
