@@ -13,6 +13,9 @@ use serde_json::Value;
 
 /// The finalizer that makes Argo CD delete an Application's resources before the Application.
 pub const RESOURCES_FINALIZER: &str = "resources-finalizer.argocd.argoproj.io";
+/// The annotation that asks Argo CD's controller to refresh an Application (`normal`, or `hard`
+/// to regenerate its manifests); the controller removes it once done.
+pub const REFRESH_ANNOTATION: &str = "argocd.argoproj.io/refresh";
 
 /// An Argo CD Application: what to deploy (source), where (destination) and how to sync.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]

@@ -169,7 +169,10 @@ async fn the_stand_in_and_the_real_argo_cd_look_the_same_to_the_engine() {
     );
     let t = Instant::now();
     while projects.get_opt("default").await.unwrap().is_none() {
-        assert!(t.elapsed() < Duration::from_secs(60), "Argo CD made no `default` project");
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "Argo CD made no `default` project"
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let real = scenario(
@@ -205,7 +208,10 @@ async fn the_stand_in_and_the_real_argo_cd_look_the_same_to_the_engine() {
 
     // What the engine waits on: the same values.
     let ready = ("Synced".to_owned(), "Healthy".to_owned());
-    assert_eq!(real.ready, ready, "the real Argo CD when the apply returned");
+    assert_eq!(
+        real.ready, ready,
+        "the real Argo CD when the apply returned"
+    );
     assert_eq!(stand.ready, ready, "the stand-in when the apply returned");
     assert!(
         !real.operation_running,
@@ -223,12 +229,18 @@ async fn the_stand_in_and_the_real_argo_cd_look_the_same_to_the_engine() {
     assert!(
         stand.status_keys.is_subset(&real.status_keys),
         "the stand-in writes status fields Argo CD does not: {:?}",
-        stand.status_keys.difference(&real.status_keys).collect::<Vec<_>>()
+        stand
+            .status_keys
+            .difference(&real.status_keys)
+            .collect::<Vec<_>>()
     );
     // The finalizer the engine's destroy relies on, processed by both.
     assert_eq!(real.finalizers, vec![RESOURCES_FINALIZER.to_owned()]);
     assert_eq!(stand.finalizers, real.finalizers);
-    assert!(!real.left && !stand.left, "an Application outlived its destroy");
+    assert!(
+        !real.left && !stand.left,
+        "an Application outlived its destroy"
+    );
     assert_eq!(
         real.workload_left,
         Some(false),
@@ -240,7 +252,10 @@ async fn the_stand_in_and_the_real_argo_cd_look_the_same_to_the_engine() {
         ("apply", real.apply, stand.apply),
         ("destroy", real.destroy, stand.destroy),
     ] {
-        assert!(real_t < Duration::from_secs(60), "{what} on the real Argo CD: {real_t:?}");
+        assert!(
+            real_t < Duration::from_secs(60),
+            "{what} on the real Argo CD: {real_t:?}"
+        );
         assert!(
             real_t.abs_diff(stand_t) < Duration::from_secs(30),
             "{what}: real {real_t:?}, stand-in {stand_t:?}"

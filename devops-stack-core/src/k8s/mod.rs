@@ -1017,9 +1017,27 @@ impl Deployer {
             }
             readiness.is_ready(o)
         };
-        let waited = wait::until(api, &id.name, deadline, &self.cancel, &self.module, ready)
-            .await
-            .map_err(|e| self.reach(e))?;
+        let watch = wait::until(
+            api.clone(),
+            &id.name,
+            deadline,
+            &self.cancel,
+            &self.module,
+            ready,
+        );
+        let waited = if readiness == Readiness::Application {
+            // Argo CD 3 ignores status-only updates of the resources it watches unless it sees
+            // their health change, so an Application can stay Progressing after what it
+            // deployed is ready, until its next periodic refresh (up to 3 minutes): ask for a
+            // refresh while it waits there.
+            tokio::select! {
+                waited = watch => waited,
+                () = wait::nudge_refresh(&api, &id.name) => unreachable!("the nudge never ends"),
+            }
+        } else {
+            watch.await
+        }
+        .map_err(|e| self.reach(e))?;
         if let Some(r) = refused.into_inner().expect("not poisoned") {
             return Err(Error::ApplicationRefused {
                 module: self.module.clone(),

@@ -58,6 +58,54 @@ impl Readiness {
     }
 }
 
+/// How often, and after how long, the wait for an Application asks Argo CD for a refresh.
+const NUDGE_EVERY: Duration = Duration::from_secs(10);
+
+/// Whether Argo CD should look at `app` again: synced, no operation running, but its health not
+/// settled (a resource became ready by a status update Argo CD ignores).
+pub(crate) fn needs_refresh(app: &DynamicObject) -> bool {
+    let status = &app.data["status"];
+    status["sync"]["status"] == "Synced"
+        && app.data["operation"].is_null()
+        && !matches!(
+            status["operationState"]["phase"].as_str(),
+            Some("Running" | "Terminating")
+        )
+        && matches!(
+            status["health"]["status"].as_str(),
+            Some("Progressing" | "Missing" | "Unknown")
+        )
+        && app
+            .metadata
+            .annotations
+            .as_ref()
+            .is_none_or(|a| !a.contains_key(crate::argocd::REFRESH_ANNOTATION))
+}
+
+/// Every [`NUDGE_EVERY`], asks Argo CD to refresh the Application `name` when
+/// [`needs_refresh`] says so (the annotation `argocd.argoproj.io/refresh: normal`, which the
+/// controller removes once it refreshed; a merge patch of its own field manager, so the
+/// engine's apply never owns it). Never returns: the caller drops it when the wait ends.
+pub(crate) async fn nudge_refresh(api: &Api<DynamicObject>, name: &str) {
+    let params = kube::api::PatchParams {
+        field_manager: Some("devops-stack-refresh".into()),
+        ..Default::default()
+    };
+    let patch = serde_json::json!({"metadata": {"annotations": {crate::argocd::REFRESH_ANNOTATION: "normal"}}});
+    loop {
+        tokio::time::sleep(NUDGE_EVERY).await;
+        let Ok(Some(app)) = api.get_opt(name).await else {
+            continue;
+        };
+        if needs_refresh(&app) {
+            tracing::debug!("asking Argo CD to refresh Application {name}");
+            let _ = api
+                .patch(name, &params, &kube::api::Patch::Merge(&patch))
+                .await;
+        }
+    }
+}
+
 /// Why Argo CD will not deploy an Application, when waiting cannot change it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Refusal {
@@ -285,6 +333,32 @@ mod tests {
         // what Argo CD 3.4 reports for an exact version, from `helm pull`
         let pulled = refusal(&app("Failed to load target state: failed to generate manifest for source 1 of 1: rpc error: code = Unknown desc = error fetching chart: failed to fetch chart: failed running helm: `helm pull --version 9.9.9 --repo http://charts.example traefik` failed exit status 1: Error: chart \"traefik\" version \"9.9.9\" not found in http://charts.example repository")).unwrap();
         assert!(pulled.fix.contains("no version `9.9.9`"), "{}", pulled.fix);
+    }
+
+    #[test]
+    fn only_a_settled_sync_with_unsettled_health_is_refreshed() {
+        let app = |status: serde_json::Value, annotations: serde_json::Value| {
+            obj(
+                json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+                "metadata": {"name": "a", "annotations": annotations}, "status": status}),
+            )
+        };
+        let none = json!({});
+        let progressing = json!({"sync": {"status": "Synced"}, "health": {"status": "Progressing"},
+            "operationState": {"phase": "Succeeded"}});
+        assert!(needs_refresh(&app(progressing.clone(), none.clone())));
+        assert!(!needs_refresh(&app(
+            progressing.clone(),
+            json!({"argocd.argoproj.io/refresh": "normal"})
+        )));
+        let running = json!({"sync": {"status": "Synced"}, "health": {"status": "Progressing"},
+            "operationState": {"phase": "Running"}});
+        assert!(!needs_refresh(&app(running, none.clone())));
+        let out_of_sync =
+            json!({"sync": {"status": "OutOfSync"}, "health": {"status": "Progressing"}});
+        assert!(!needs_refresh(&app(out_of_sync, none.clone())));
+        let healthy = json!({"sync": {"status": "Synced"}, "health": {"status": "Healthy"}});
+        assert!(!needs_refresh(&app(healthy, none)));
     }
 
     #[test]

@@ -859,7 +859,27 @@ impl ArgoCdApi<'_> {
         )?))
     }
 
+    /// POSTs `body` to `path`, retrying for up to a minute while Argo CD's server is not up
+    /// yet (connection refused, 502, 503, 504: its pod may be starting, or restarting after
+    /// the install changed its configuration).
     async fn post(&self, path: &str, session: Option<&Secret>, body: &Value) -> Result<Value> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let mut pause = Duration::from_millis(250);
+        loop {
+            match self.post_once(path, session, body).await {
+                Err(Error::ArgoCdApi { reason, .. })
+                    if tokio::time::Instant::now() < deadline && is_not_up(&reason) =>
+                {
+                    tracing::debug!("Argo CD's API is not up yet ({reason}); retrying");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(4));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn post_once(&self, path: &str, session: Option<&Secret>, body: &Value) -> Result<Value> {
         let call = format!("POST {path}");
         let fail = |reason: String| Error::ArgoCdApi {
             call: call.clone(),
@@ -906,6 +926,20 @@ impl ArgoCdApi<'_> {
         };
         serde_json::from_str(&text).map_err(|e| fail(format!("the answer is not JSON: {e}")))
     }
+}
+
+/// Whether an Argo CD API error says the server is not up (yet), rather than refusing.
+fn is_not_up(reason: &str) -> bool {
+    [
+        "error sending request",
+        "Connect",
+        "connection refused",
+        "502",
+        "503",
+        "504",
+    ]
+    .iter()
+    .any(|s| reason.contains(s))
 }
 
 pub(crate) struct TokenIssuer<'a> {
@@ -986,6 +1020,15 @@ mod tests {
         .unwrap();
         rebind_subjects(&mut objects, "gitops");
         assert_eq!(objects[0]["subjects"][0]["namespace"], "gitops");
+    }
+
+    #[test]
+    fn a_server_not_up_is_retried_a_refusal_is_not() {
+        assert!(is_not_up("http://127.0.0.1:1: error sending request"));
+        assert!(is_not_up(
+            "ApiError: no endpoints available for service \"argocd-server:80\" (ServiceUnavailable, code 503)"
+        ));
+        assert!(!is_not_up("HTTP status client error (401 Unauthorized)"));
     }
 
     #[test]

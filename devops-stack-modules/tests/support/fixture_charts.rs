@@ -177,7 +177,10 @@ spec:
     targetPort: 8080
 "#;
 
-const ARGOCD_VALUES: &str = "global:\n  image:\n    tag: \"\"\nconfigs:\n  cm: {}\n  rbac: {}\n  params: {}\n  secret:\n    createSecret: true\n";
+/// The chart's defaults the fixture keeps: its `argocd-cm` ignores status-only updates of every
+/// resource, as upstream's does (Argo CD then refreshes an Application for them only when it
+/// sees a health change).
+const ARGOCD_VALUES: &str = "global:\n  image:\n    tag: \"\"\nconfigs:\n  cm:\n    resource.customizations.ignoreResourceUpdates.all: |\n      jsonPointers:\n        - /status\n  rbac: {}\n  params: {}\n  secret:\n    createSecret: true\n";
 
 /// Part of the schema of Traefik's chart (41.3.0): typed keys the module sets, and the log
 /// levels it accepts.

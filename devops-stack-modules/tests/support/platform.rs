@@ -1,0 +1,354 @@
+//! The whole platform of `eks_full` that is not AWS, for the platform tier of the test
+//! environment (`platform_argocd_live` and `benches/platform.rs`): the environment's variables
+//! (`DEVOPS_STACK_TEST_PLATFORM_*`), the team's git repository, the stack, and what plays the
+//! controllers no container runs for on kwok's nodes (cert-manager's).
+#![allow(dead_code, unreachable_pub)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use devops_stack_core::interfaces::{ClusterRef, IssuerKind};
+use devops_stack_core::k8s::KubeOptions;
+use devops_stack_core::{Handle, Input, RunOptions, Stack};
+use devops_stack_modules::team::{App, AppSet, RepoAccess, Repository, Team, TeamNamespace};
+use devops_stack_modules::{
+    ArgoCd, ArgoCdFinal, ArgoCdOutput, CertManager, ChartSource, InstallMethod, Keycloak,
+    KeycloakOidc, KubePrometheusStack, Loki, MetricsServer, PrometheusOperatorCrds, Traefik, pins,
+};
+use kube::api::{Api, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams};
+use kube::discovery::ApiResource;
+use serde_json::{Value, json};
+
+use super::fixture_charts;
+
+pub const ARGOCD_NS: &str = "argocd";
+pub const STACK: &str = "platform";
+
+/// What the test environment gives for this tier.
+pub struct TestEnv {
+    pub kubeconfig: PathBuf,
+    pub argocd_server: String,
+    pub helm: PathBuf,
+    pub helm_root: PathBuf,
+    pub helm_repo: String,
+    pub git_url: String,
+    pub git_root: PathBuf,
+    pub crds: PathBuf,
+    pub upstream: Option<String>,
+}
+
+impl TestEnv {
+    pub fn get() -> Option<TestEnv> {
+        let var = |k: &str| {
+            std::env::var(format!("DEVOPS_STACK_TEST_PLATFORM_{k}"))
+                .ok()
+                .filter(|v| !v.is_empty())
+        };
+        let Some(kubeconfig) = var("KUBECONFIG") else {
+            println!(
+                "skipped: DEVOPS_STACK_TEST_PLATFORM_KUBECONFIG is not set (no cluster of the platform tier)"
+            );
+            return None;
+        };
+        let need = |k: &str| {
+            var(k).unwrap_or_else(|| {
+                panic!("DEVOPS_STACK_TEST_PLATFORM_{k} is not set: eval \"$(scripts/testenv.sh env --name platform --prefix PLATFORM)\"")
+            })
+        };
+        let upstream = std::env::var("DEVOPS_STACK_TEST_PLATFORM_UPSTREAM")
+            .is_ok_and(|v| v == "1")
+            .then(|| need("UPSTREAM_CHARTS"));
+        Some(TestEnv {
+            kubeconfig: kubeconfig.into(),
+            argocd_server: need("ARGOCD_SERVER"),
+            helm: need("HELM").into(),
+            helm_root: need("HELM_ROOT").into(),
+            helm_repo: need("HELM_REPO"),
+            git_url: need("GIT_HTTPS_URL"),
+            git_root: need("GIT_ROOT").into(),
+            crds: need("CRD_DIR").into(),
+            upstream,
+        })
+    }
+
+    /// The chart repository of this run: the upstream charts, or freshly published fixtures.
+    pub fn charts(&self) -> String {
+        match &self.upstream {
+            Some(url) => url.clone(),
+            None => fixture_charts::publish(
+                &self.helm,
+                &self.crds,
+                &self.helm_root,
+                &self.helm_repo,
+                "fixtures",
+            ),
+        }
+    }
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let mut cmd = Command::new("git");
+    if let Ok(ca) = std::env::var("DEVOPS_STACK_TEST_PLATFORM_OIDC_CA") {
+        cmd.env("GIT_SSL_CAINFO", ca);
+    }
+    let out = cmd
+        .current_dir(dir)
+        .args(["-c", "user.name=test", "-c", "user.email=test@example.com"])
+        .args(args)
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A public repository of the environment's git server holding `files`; its URL.
+pub fn repository(env: &TestEnv, name: &str, files: &[(&str, String)]) -> String {
+    let bare = env.git_root.join(format!("{name}.git"));
+    let _ = std::fs::remove_dir_all(&bare);
+    git(
+        &env.git_root,
+        &["init", "-q", "--bare", "-b", "main", bare.to_str().unwrap()],
+    );
+    let work = std::env::temp_dir().join(format!("{name}-work"));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).unwrap();
+    for (path, content) in files {
+        let p = work.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, content).unwrap();
+    }
+    let url = format!("{}/{name}.git", env.git_url.trim_end_matches('/'));
+    git(&work, &["init", "-q", "-b", "main"]);
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "-q", "-m", "shop"]);
+    git(&work, &["push", "-q", &url, "main"]);
+    let _ = std::fs::remove_dir_all(&work);
+    url
+}
+
+pub fn config_map(name: &str) -> String {
+    format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  k: v\n")
+}
+
+pub fn web() -> String {
+    "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 1\n  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: web}\n    spec:\n      containers:\n      - name: web\n        image: registry.invalid/web:1\n        ports:\n        - {name: http, containerPort: 8080}\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  selector: {app: web}\n  ports:\n  - {name: http, port: 80, targetPort: http}\n".into()
+}
+
+/// Fast reconciliation for a test (the chart's default is 120 s).
+fn quick_argocd() -> Value {
+    json!({"configs": {"cm": {"timeout.reconciliation": "10s"}}})
+}
+
+/// The built platform and the handles the test reads outputs of.
+pub struct Platform {
+    pub stack: devops_stack_core::BuiltStack,
+    pub argocd: Handle<ArgoCdOutput>,
+    pub sso: Option<Handle<KeycloakOidc>>,
+}
+
+/// The platform: everything of `eks_full` that is not AWS, from the chart repository `repo`.
+/// `bootstrap_only` builds the stack with Argo CD's bootstrap alone.
+pub fn platform(
+    env: &TestEnv,
+    cluster: ClusterRef,
+    repo: &str,
+    shop: &str,
+    bootstrap_only: bool,
+) -> Platform {
+    let c: Input<ClusterRef> = Input::value(cluster);
+    let mut stack = Stack::new(STACK);
+    let argocd = stack.add(
+        ArgoCd::new(c.clone())
+            .install_method(InstallMethod::Helm)
+            .helm_binary(env.helm.to_string_lossy())
+            .chart_repository(repo)
+            .api_url(format!("http://{}", env.argocd_server))
+            .values(quick_argocd()),
+    );
+    if bootstrap_only {
+        return Platform {
+            stack: stack.build().expect("the bootstrap stack is valid"),
+            argocd,
+            sso: None,
+        };
+    }
+    let crds = stack.add(PrometheusOperatorCrds::new(c.clone(), &argocd).chart_repository(repo));
+    let traefik = stack.add(
+        Traefik::new(c.clone(), &argocd)
+            .service_monitors(&crds)
+            .chart_repository(repo),
+    );
+    let certs = stack.add(
+        CertManager::new(c.clone(), &argocd)
+            .letsencrypt("ops@example.com")
+            .http01_ingress(&traefik)
+            .service_monitors(&crds)
+            .chart_repository(repo),
+    );
+    let tls = certs.issuer(IssuerKind::LetsEncryptProduction);
+    let sso = stack.add(
+        Keycloak::new(c.clone(), &argocd, &traefik)
+            .issuer(tls.clone())
+            .user("jane", "jane@example.com")
+            .chart_repository(repo),
+    );
+    let monitoring = stack.add(
+        KubePrometheusStack::new(c.clone(), &argocd, &traefik)
+            .oidc(&sso)
+            .issuer(tls.clone())
+            .service_monitors(&crds)
+            .chart_repository(repo)
+            .oauth2_proxy_chart(ChartSource::new(
+                repo,
+                "oauth2-proxy",
+                pins::OAUTH2_PROXY.version,
+            )),
+    );
+    stack.add(
+        Loki::new(c.clone(), &argocd)
+            .monitoring(&monitoring)
+            .chart_repository(repo)
+            .alloy_chart(ChartSource::new(repo, "alloy", pins::ALLOY.version)),
+    );
+    stack.add(MetricsServer::new(c.clone(), &argocd).chart_repository(repo));
+    stack.add(
+        Team::new("shop", c.clone(), &argocd)
+            .namespace(TeamNamespace::new("shop"))
+            .namespace(TeamNamespace::new("shop-staging"))
+            .access(
+                devops_stack_modules::team::AccessRole::Deployer,
+                sso.group("shop-deployers"),
+            )
+            .repository(Repository::new(shop, RepoAccess::Public))
+            .app(
+                App::new("web", shop, "shop")
+                    .path("web")
+                    .publish("shop", "web", "http"),
+            )
+            .application_set(
+                AppSet::directories("apps", shop, "shop-staging", ["apps/*"]).prune_removed(true),
+            )
+            .ingress(&traefik)
+            .issuer(tls.clone()),
+    );
+    stack.add(
+        ArgoCdFinal::new(c, &argocd, &traefik, sso.oidc("argocd"))
+            .issuer(tls)
+            .monitoring(&monitoring),
+    );
+    Platform {
+        stack: stack.build().expect("the platform is valid"),
+        argocd,
+        sso: Some(sso),
+    }
+}
+
+pub fn options() -> RunOptions {
+    RunOptions::new().extension(KubeOptions {
+        wait_timeout: Duration::from_secs(240),
+        state_namespace: format!("{STACK}-state"),
+        ..KubeOptions::default()
+    })
+}
+
+fn application_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("argoproj.io", "v1alpha1", "Application"),
+        "applications",
+    )
+}
+
+pub fn applications(client: &kube::Client) -> Api<DynamicObject> {
+    Api::namespaced_with(client.clone(), ARGOCD_NS, &application_resource())
+}
+
+/// Every Application with Argo CD's sync and health status, by name.
+pub async fn statuses(client: &kube::Client) -> BTreeMap<String, (String, String)> {
+    applications(client)
+        .list(&ListParams::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|a| {
+            let s = &a.data["status"];
+            (
+                a.metadata.name.clone().unwrap_or_default(),
+                (
+                    s["sync"]["status"].as_str().unwrap_or("-").to_owned(),
+                    s["health"]["status"].as_str().unwrap_or("-").to_owned(),
+                ),
+            )
+        })
+        .collect()
+}
+
+/// The team's repository: an app (`web`) and two directories for its ApplicationSet.
+pub fn shop_repository(env: &TestEnv) -> String {
+    repository(
+        env,
+        "platform-shop",
+        &[
+            ("web/app.yaml", web()),
+            ("apps/one/cm.yaml", config_map("one")),
+            ("apps/two/cm.yaml", config_map("two")),
+        ],
+    )
+}
+
+/// Plays cert-manager's controller (no container runs on kwok's nodes): marks each ClusterIssuer,
+/// Issuer and Certificate Ready, as cert-manager does once an ACME account is registered or a
+/// certificate issued. Argo CD's health checks of those kinds wait for that condition.
+pub fn play_cert_manager(client: kube::Client) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let kinds = [
+            ("ClusterIssuer", "clusterissuers"),
+            ("Issuer", "issuers"),
+            ("Certificate", "certificates"),
+        ];
+        loop {
+            for (kind, plural) in kinds {
+                let api: Api<DynamicObject> = Api::all_with(
+                    client.clone(),
+                    &ApiResource::from_gvk_with_plural(
+                        &GroupVersionKind::gvk("cert-manager.io", "v1", kind),
+                        plural,
+                    ),
+                );
+                for o in api
+                    .list(&ListParams::default())
+                    .await
+                    .map(|l| l.items)
+                    .unwrap_or_default()
+                {
+                    if o.data["status"]["conditions"].is_array() {
+                        continue;
+                    }
+                    let status = json!({"status": {"conditions": [{"type": "Ready", "status": "True",
+                        "reason": "Ready", "message": "played by the test"}]}});
+                    let name = o.metadata.name.clone().unwrap_or_default();
+                    let api: Api<DynamicObject> = match &o.metadata.namespace {
+                        Some(ns) => Api::namespaced_with(
+                            client.clone(),
+                            ns,
+                            &ApiResource::from_gvk_with_plural(
+                                &GroupVersionKind::gvk("cert-manager.io", "v1", kind),
+                                plural,
+                            ),
+                        ),
+                        None => api.clone(),
+                    };
+                    let _ = api
+                        .patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
+                        .await;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    })
+}
