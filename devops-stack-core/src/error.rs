@@ -1,6 +1,7 @@
 //! The one error type of `devops-stack-core`.
 
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::executor::Report;
@@ -236,17 +237,28 @@ pub enum Error {
     },
 
     /// The cluster's API server cannot be reached: the connection was refused, the name did not
-    /// resolve, or TLS failed. Not retried.
+    /// resolve, or TLS failed (an unknown certificate authority, an expired certificate, a
+    /// certificate for another name). Not retried. Made by the engine, and by modules with
+    /// [`Error::unreachable`].
     #[error(
-        "cannot reach the API server of cluster `{cluster}` at {server}: {cause}; fix: check the kubeconfig's context and server address (`kubectl config view --minify`), that the API server is running, and its certificate authority; in a destroy of a cluster that is going away, `RunOptions::extension(AbandonInCluster)` abandons the objects in it and goes on"
+        "cannot reach the API server of cluster `{cluster}` at {server}{}: {cause}; fix: {}; in a destroy of a cluster that is going away, `RunOptions::extension(AbandonInCluster)` abandons the objects in it and goes on",
+        Through(.kubeconfig.as_deref(), .context.as_deref()),
+        .cause.fix(.kubeconfig.as_deref(), .context.as_deref())
     )]
     Unreachable {
         /// The cluster's name.
         cluster: String,
-        /// The server URL (or `an unknown address` when the client does not say).
+        /// The server URL (or `an address its client does not tell`).
         server: String,
-        /// What failed, in plain words.
-        cause: String,
+        /// The kubeconfig file the cluster's client is made from, if it is.
+        kubeconfig: Option<PathBuf>,
+        /// The kubeconfig context (the file's current context when the cluster names none).
+        context: Option<String>,
+        /// What failed (boxed: it keeps the error small).
+        cause: Box<crate::k8s::UnreachableCause>,
+        /// The client's error.
+        #[source]
+        source: Box<kube::Error>,
     },
 
     /// An object's kind is not served by the cluster.
@@ -294,6 +306,21 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+}
+
+/// ` (kubeconfig <file>, context `<context>`)`, or nothing for a cluster without a kubeconfig.
+struct Through<'a>(Option<&'a Path>, Option<&'a str>);
+
+impl fmt::Display for Through<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Through(Some(file), Some(context)) => {
+                write!(f, " (kubeconfig {}, context `{context}`)", file.display())
+            }
+            Through(Some(file), None) => write!(f, " (kubeconfig {})", file.display()),
+            Through(None, _) => Ok(()),
+        }
+    }
 }
 
 fn plural(n: usize, word: &str) -> String {

@@ -766,7 +766,15 @@ pub(crate) async fn plan<C: Component>(c: &C, ctx: &Context) -> ModuleResult<Pla
 /// Applies a component: checks its inputs, makes its workload roles, loads or generates its
 /// secrets, renders, hands the objects to the engine, then runs its `after_apply`.
 pub(crate) async fn apply<C: Component>(c: &C, ctx: &Context) -> ModuleResult<C::Output> {
-    let mut env = c.common().env(ctx)?;
+    let env = c.common().env(ctx)?;
+    let cluster = env.cluster.clone();
+    Ok(apply_with(c, ctx, env)
+        .await
+        .map_err(|e| e.reach(&*cluster))?)
+}
+
+/// [`apply`] with the module's resolved inputs.
+async fn apply_with<C: Component>(c: &C, ctx: &Context, mut env: Env) -> Result<C::Output> {
     c.check(ctx, &env)?;
     let wanted = c.workload_roles(ctx)?;
     let deployer = Deployer::for_module(ctx, &env.cluster).await?;
@@ -787,8 +795,7 @@ pub(crate) async fn apply<C: Component>(c: &C, ctx: &Context) -> ModuleResult<C:
     let r = c.render(ctx, &env, &secrets)?;
     ctx.progress(format!("applying {} objects", r.objects.len()));
     deployer.apply(r.objects).await?;
-    Ok(c.after_apply(ctx, &env, deployer.client(), r.output)
-        .await?)
+    c.after_apply(ctx, &env, deployer.client(), r.output).await
 }
 
 /// Destroys a component: what it made outside the engine first (even when the run abandons the
@@ -797,9 +804,16 @@ pub(crate) async fn apply<C: Component>(c: &C, ctx: &Context) -> ModuleResult<C:
 /// roles (cloud resources: deleted whether or not the cluster's objects were abandoned).
 pub(crate) async fn destroy<C: Component>(c: &C, ctx: &Context) -> ModuleResult<()> {
     let cluster = ctx.get(&c.common().cluster)?;
+    Ok(destroy_on(c, ctx, &cluster)
+        .await
+        .map_err(|e| e.reach(&*cluster))?)
+}
+
+/// [`destroy`] on the module's cluster.
+async fn destroy_on<C: Component>(c: &C, ctx: &Context, cluster: &ClusterRef) -> Result<()> {
     let wanted = c.workload_roles(ctx)?;
-    let deployer = Deployer::for_module(ctx, &cluster).await?;
-    c.release(ctx, &cluster).await?;
+    let deployer = Deployer::for_module(ctx, cluster).await?;
+    c.release(ctx, cluster).await?;
     if deployer.abandoned().is_none() {
         c.before_destroy(ctx, deployer.client()).await?;
     }

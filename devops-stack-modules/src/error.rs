@@ -1,5 +1,8 @@
 //! The one error type of `devops-stack-modules`.
 
+use devops_stack_core::interfaces::Cluster;
+use devops_stack_core::k8s::unreachable_cause;
+
 /// The result type of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -10,11 +13,15 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// An error of the core (reading an input, the apply engine).
+    /// An error of the core (reading an input, the apply engine). A module's own API call that
+    /// cannot reach the cluster at all is reported here too, as the engine's are:
+    /// [`Unreachable`](devops_stack_core::Error::Unreachable), naming the cluster, its server,
+    /// kubeconfig and context, the cause and the fix.
     #[error(transparent)]
     Core(#[from] devops_stack_core::Error),
 
-    /// A Kubernetes API call made by the module itself failed.
+    /// A Kubernetes API call made by the module itself failed (the API server answered, or the
+    /// connection broke after it was made).
     #[error("Kubernetes API error while {action}: {source}")]
     Kube {
         /// What was being done, naming the object.
@@ -133,11 +140,89 @@ impl Error {
         }
     }
 
+    /// This error, or, when it is a Kubernetes API error that says the API server of `cluster`
+    /// cannot be reached at all (a refused connection, a name that does not resolve, a TLS
+    /// failure), the core's [`Unreachable`](devops_stack_core::Error::Unreachable) for
+    /// `cluster`, as the engine reports it. The steps of modules that call the API themselves
+    /// pass their errors through it.
+    pub(crate) fn reach(self, cluster: &dyn Cluster) -> Self {
+        match self {
+            Error::Kube { action, source } => match unreachable_cause(&source) {
+                Some(cause) => Error::Core(devops_stack_core::Error::unreachable(
+                    cluster, cause, source,
+                )),
+                None => Error::Kube { action, source },
+            },
+            e => e,
+        }
+    }
+
     /// Wraps a Kubernetes client error with what was being done.
     pub(crate) fn kube(action: impl Into<String>, source: kube::Error) -> Self {
         Error::Kube {
             action: action.into(),
             source: Box::new(source),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use devops_stack_core::clusters::LocalCluster;
+    use devops_stack_core::k8s::UnreachableCause;
+    use devops_stack_test::tls::{TestCa, kubeconfig};
+
+    use super::*;
+
+    /// A module's own API error that says the cluster cannot be reached becomes the core's
+    /// typed `Unreachable` (cause, kubeconfig, context); others stay what they were.
+    #[tokio::test]
+    async fn an_unreachable_cluster_becomes_the_cores_typed_error() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let file = kubeconfig(
+            &format!("https://127.0.0.1:{port}"),
+            &TestCa::new("CA").pem(),
+            &["lab-admin"],
+        );
+        let cluster = LocalCluster {
+            name: "lab".into(),
+            base_domain: "example.com".into(),
+            kubeconfig: file.path().to_owned(),
+            context: None,
+        };
+        let e = cluster
+            .connect()
+            .await
+            .unwrap()
+            .apiserver_version()
+            .await
+            .unwrap_err();
+        let err = Error::kube("reading Secret argocd/x", e).reach(&cluster);
+        let Error::Core(devops_stack_core::Error::Unreachable {
+            cluster: name,
+            kubeconfig,
+            context,
+            cause,
+            ..
+        }) = &err
+        else {
+            panic!("{err}")
+        };
+        assert_eq!(name, "lab");
+        assert_eq!(kubeconfig.as_deref(), Some(file.path()));
+        assert_eq!(context.as_deref(), Some("lab-admin"));
+        assert_eq!(**cause, UnreachableCause::Refused);
+
+        let not_found = kube::Error::Api(
+            kube::core::Status::failure("no", "NotFound")
+                .with_code(404)
+                .boxed(),
+        );
+        let err = Error::kube("reading Secret argocd/x", not_found).reach(&cluster);
+        assert!(matches!(err, Error::Kube { .. }), "{err}");
     }
 }

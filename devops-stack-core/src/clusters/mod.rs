@@ -25,7 +25,7 @@ pub use kind::Kind;
 pub use kubeconfig::Kubeconfig;
 
 use crate::error::{BoxError, Error, Result};
-use crate::interfaces::Cluster;
+use crate::interfaces::{Cluster, KubeconfigSource};
 
 /// A cluster reached through a kubeconfig file: the output of [`Kubeconfig`] and [`Kind`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -102,6 +102,20 @@ impl Cluster for LocalCluster {
             .clone()
     }
 
+    /// The file and the context named, or the file's current context.
+    fn kubeconfig(&self) -> Option<KubeconfigSource> {
+        let context = match &self.context {
+            Some(context) => Some(context.clone()),
+            None => KubeconfigFile::read_from(&self.kubeconfig)
+                .ok()
+                .and_then(|file| file.current_context),
+        };
+        Some(KubeconfigSource {
+            path: self.kubeconfig.clone(),
+            context,
+        })
+    }
+
     fn base_domain(&self) -> &str {
         &self.base_domain
     }
@@ -137,9 +151,23 @@ current-context: ctx
         let mut cluster = LocalCluster {
             name: "prod".into(),
             base_domain: "example.com".into(),
-            kubeconfig: path,
+            kubeconfig: path.clone(),
             context: Some("ctx".into()),
         };
+        assert_eq!(
+            cluster.kubeconfig(),
+            Some(KubeconfigSource {
+                path: path.clone(),
+                context: Some("ctx".into())
+            })
+        );
+        cluster.context = None;
+        assert_eq!(
+            cluster.kubeconfig().unwrap().context.as_deref(),
+            Some("ctx"),
+            "the file's current context"
+        );
+        cluster.context = Some("ctx".into());
         let config = cluster.config().await.unwrap();
         assert_eq!(config.cluster_url.to_string(), "https://127.0.0.1:6443/");
         assert_eq!(config.default_namespace, "team");

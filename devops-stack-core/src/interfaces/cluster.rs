@@ -1,5 +1,6 @@
 use std::collections::BTreeMap;
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
@@ -64,6 +65,16 @@ impl Hostnames {
     }
 }
 
+/// Where a cluster's client settings come from: a kubeconfig file and one of its contexts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KubeconfigSource {
+    /// The kubeconfig file.
+    pub path: PathBuf,
+    /// The context (the file's current context when the cluster names none); `None` when the
+    /// file names no current context either.
+    pub context: Option<String>,
+}
+
 /// A Kubernetes cluster the stack deploys to (EKS, kind, or an existing one from a kubeconfig).
 pub trait Cluster: Send + Sync + fmt::Debug + 'static {
     /// The cluster's name.
@@ -97,6 +108,12 @@ pub trait Cluster: Send + Sync + fmt::Debug + 'static {
 
     /// The URL of the cluster's API server, for errors that must name it (`None` when unknown).
     fn server(&self) -> Option<String> {
+        None
+    }
+
+    /// The kubeconfig file and context the cluster's client is made from, for errors that must
+    /// name them (`None` for a cluster whose client is made otherwise, the default).
+    fn kubeconfig(&self) -> Option<KubeconfigSource> {
         None
     }
 

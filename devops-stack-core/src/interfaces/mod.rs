@@ -19,7 +19,7 @@ mod workload_identity;
 
 pub use abandon::AbandonInCluster;
 pub use argocd::{ArgoCdProvider, ArgoCdTarget};
-pub use cluster::{Cluster, ClusterProvider, ClusterRef, Hostnames, IN_CLUSTER};
+pub use cluster::{Cluster, ClusterProvider, ClusterRef, Hostnames, IN_CLUSTER, KubeconfigSource};
 pub use dns::{Dns01Solver, DnsRecord, DnsRecords, DnsZone, DnsZoneProvider, RecordKind};
 pub use ingress::{Ingress, IngressProvider, LoadBalancerScheme};
 pub use issuer::{ClusterIssuer, IssuerKind, IssuerProvider};

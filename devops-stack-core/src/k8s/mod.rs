@@ -45,8 +45,10 @@
 //! at its end (or before its cluster is deleted, see [`settle`]).
 //!
 //! A refused connection, a name that does not resolve or a TLS failure is not retried: it fails
-//! at once with [`Error::Unreachable`]. 429, 5xx and connection resets are retried (see
-//! [`Retry`]); a run's [`StackLock`] keeps two runs of a stack from writing at once.
+//! at once with [`Error::Unreachable`], which names the cluster, its server, the kubeconfig file
+//! and context, the cause in plain words ([`UnreachableCause`]) and its fix. 429, 5xx and
+//! connection resets are retried (see [`Retry`]); a run's [`StackLock`] keeps two runs of a stack
+//! from writing at once.
 //!
 //! ```no_run
 //! use devops_stack_core::k8s::{Deployer, KubeOptions, parse_bundle};
@@ -67,6 +69,7 @@ mod live;
 mod lock;
 mod object;
 mod ownership;
+mod reach;
 mod remove;
 mod retry;
 mod run;
@@ -87,6 +90,7 @@ pub use diff::{Diff, DiffAction, FieldChange, ObjectDiff};
 pub use lock::{LockBuilder, StackLock, lock_name};
 pub use object::{HASH_ANNOTATION, ObjectRef, content_hash};
 pub use ownership::{Adopt, OwnershipConflict};
+pub use reach::{UnreachableCause, unreachable_cause};
 pub use remove::DestroyReport;
 pub use retry::Retry;
 pub use run::settle;
@@ -101,6 +105,7 @@ use discovery::{Resolved, Resolver};
 use live::{Depth, LiveObjects};
 use object::{Class, Desired, live_hash};
 use ownership::Owner;
+use reach::Target;
 use retry::code;
 use state::StateStore;
 use wait::{Readiness, Waited};
@@ -274,13 +279,6 @@ pub struct Deployer {
     abandoned: Option<String>,
 }
 
-/// Which cluster a deployer talks to, for errors.
-#[derive(Debug, Clone)]
-struct Target {
-    cluster: String,
-    server: String,
-}
-
 /// A deployer's link to its stack run.
 struct RunLink {
     /// The module's context (`None` for the engine's own work at the end of a run).
@@ -397,12 +395,7 @@ impl Deployer {
             .extension::<StackLock>()
             .filter(|l| l.stack() == ctx.stack_name())
             .cloned();
-        d.target = Target {
-            cluster: cluster.name().to_owned(),
-            server: cluster
-                .server()
-                .unwrap_or_else(|| "an address its client does not tell".into()),
-        };
+        d.target = Target::of(&**cluster);
         d.abandoned = abandoned;
         if let Some(tracker) = ctx.extension::<RunTracker>() {
             if d.abandoned.is_none() {
@@ -432,10 +425,7 @@ impl Deployer {
             retry: Retry::default(),
             lock: None,
             cancel: CancellationToken::new(),
-            target: Target {
-                cluster: "(unnamed)".into(),
-                server: "an address its client does not tell".into(),
-            },
+            target: Target::named("(unnamed)", None),
             run: None,
             abandoned: None,
         }
@@ -485,10 +475,7 @@ impl Deployer {
     /// [`Deployer::new`].
     #[must_use]
     pub fn cluster(mut self, name: impl Into<String>, server: impl Into<String>) -> Self {
-        self.target = Target {
-            cluster: name.into(),
-            server: server.into(),
-        };
+        self.target = Target::named(name, Some(server.into()));
         self
     }
 
@@ -534,18 +521,14 @@ impl Deployer {
     }
 
     /// Turns a Kubernetes error that says the API server cannot be reached into
-    /// [`Error::Unreachable`], naming this deployer's cluster.
+    /// [`Error::Unreachable`], naming this deployer's cluster, server and kubeconfig.
     fn reach(&self, e: Error) -> Error {
-        match &e {
-            Error::Kube { source, .. } => match retry::unreachable(source) {
-                Some(cause) => Error::Unreachable {
-                    cluster: self.target.cluster.clone(),
-                    server: self.target.server.clone(),
-                    cause,
-                },
-                None => e,
+        match e {
+            Error::Kube { action, source } => match unreachable_cause(&source) {
+                Some(cause) => self.target.unreachable(cause, source),
+                None => Error::Kube { action, source },
             },
-            _ => e,
+            e => e,
         }
     }
 

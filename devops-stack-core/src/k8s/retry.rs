@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
 
-/// How transient API faults are retried: 429, 5xx, connection errors, and `409 Conflict` on
-/// writes that are not server-side applies (a stale `resourceVersion`; the whole
-/// read-modify-write is run again). Field-manager conflicts of an apply are never retried.
+/// How transient API faults are retried: 429, 5xx, connection errors (not those that say the
+/// server cannot be reached at all, see [`unreachable_cause`](super::unreachable_cause)), and
+/// `409 Conflict` on writes that are not server-side applies (a stale `resourceVersion`; the
+/// whole read-modify-write is run again). Field-manager conflicts of an apply are never retried.
 ///
 /// ```
 /// use std::time::Duration;
@@ -83,87 +84,10 @@ pub(crate) fn is_transient(e: &kube::Error, apply: bool) -> bool {
         kube::Error::Api(s) => {
             s.code == 429 || s.code >= 500 || (!apply && s.code == 409 && s.reason == "Conflict")
         }
-        kube::Error::HyperError(_) | kube::Error::Service(_) => unreachable(e).is_none(),
+        kube::Error::HyperError(_) | kube::Error::Service(_) => {
+            super::reach::unreachable_cause(e).is_none()
+        }
         _ => false,
-    }
-}
-
-/// Why the API server cannot be reached at all, in plain words, when `e` says so: a refused
-/// connection, a name that does not resolve, a TLS failure (an unknown certificate authority, an
-/// expired certificate) or a connect timeout. These are not transient, so they are not retried;
-/// a connection reset after connecting is, and is not reported here.
-pub(crate) fn unreachable(e: &kube::Error) -> Option<String> {
-    let kube::Error::Service(source) = e else {
-        return None;
-    };
-    let mut connect = false;
-    let mut cause: Option<String> = None;
-    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(source.as_ref());
-    while let Some(err) = next {
-        if let Some(h) = err.downcast_ref::<hyper_util::client::legacy::Error>() {
-            connect |= h.is_connect();
-        }
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            use std::io::ErrorKind as K;
-            cause = cause.or(match io.kind() {
-                K::ConnectionRefused => {
-                    Some("the connection was refused (nothing listens there)".into())
-                }
-                K::TimedOut => Some("the connection timed out".into()),
-                K::HostUnreachable | K::NetworkUnreachable => {
-                    Some("the host is unreachable".into())
-                }
-                _ => None,
-            });
-        }
-        let tls = rustls_error(err);
-        if let Some(tls) = tls {
-            cause = Some(match tls {
-                rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer) => {
-                    "TLS failed: the server's certificate is signed by an unknown certificate authority (check `certificate-authority-data`)".into()
-                }
-                rustls::Error::InvalidCertificate(rustls::CertificateError::Expired) => {
-                    "TLS failed: the server's certificate has expired".into()
-                }
-                rustls::Error::InvalidCertificate(c) => {
-                    format!("TLS failed: the server's certificate is not valid ({c:?})")
-                }
-                other => format!("TLS failed: {other}"),
-            });
-        }
-        let text = err.to_string();
-        if cause.is_none() && text.contains("dns error") {
-            cause = Some(format!("the server's name does not resolve ({text})"));
-        }
-        if text.contains("timed out") && cause.is_none() {
-            connect = true;
-            cause = Some("the connection timed out".into());
-        }
-        next = err.source();
-    }
-    connect.then(|| {
-        cause.unwrap_or_else(|| {
-            let mut chain = Vec::new();
-            let mut next: Option<&(dyn std::error::Error + 'static)> = Some(source.as_ref());
-            while let Some(err) = next {
-                chain.push(err.to_string());
-                next = err.source();
-            }
-            format!("the connection failed ({})", chain.join(": "))
-        })
-    })
-}
-
-/// The TLS error in `err`, looking through I/O errors wrapped in I/O errors (whose `source`
-/// skips the error they wrap).
-fn rustls_error<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
-    let mut current: &(dyn std::error::Error + 'static) = err;
-    loop {
-        if let Some(tls) = current.downcast_ref::<rustls::Error>() {
-            return Some(tls);
-        }
-        let inner = current.downcast_ref::<std::io::Error>()?.get_ref()?;
-        current = inner;
     }
 }
 

@@ -53,7 +53,7 @@ use std::time::Duration;
 
 use devops_stack_core::argocd::ApplicationDestination;
 use devops_stack_core::interfaces::{ArgoCdProvider, ArgoCdTarget, ClusterRef};
-use devops_stack_core::k8s::{Deployer, parse_bundle};
+use devops_stack_core::k8s::{Deployer, parse_bundle, unreachable_cause};
 use devops_stack_core::plan::unknown;
 use devops_stack_core::{
     Context, Input, Module, ModuleResult, Needs, Phase, Planned, Resource, Secret, Validation,
@@ -661,25 +661,35 @@ impl Module for ArgoCd {
 
     async fn apply(&self, ctx: &Context) -> ModuleResult<ArgoCdOutput> {
         let env = self.env(ctx)?;
-        let values = self.helm_values(&env);
-        let deployer = Deployer::for_module(ctx, &env.cluster).await?;
-        let client = deployer.client().clone();
-        if self.handed_over(&client).await? {
-            ctx.progress("Argo CD manages itself: reading outputs only");
-        } else {
-            let objects = self.install_objects(ctx, &env, &values).await?;
-            ctx.progress(format!("applying {} objects", objects.len()));
-            deployer.apply(objects).await?;
-        }
-        let admin = self.admin_password(&client, &env).await?;
-        let token = self.pipeline_token(&client, &env, &admin).await?;
-        Ok(self.output(&env, values, admin, token))
+        Ok(self
+            .apply_with(ctx, &env)
+            .await
+            .map_err(|e| e.reach(&*env.cluster))?)
     }
 
     async fn destroy(&self, ctx: &Context) -> ModuleResult<()> {
         let cluster = ctx.get(&self.common.cluster)?;
         Deployer::for_module(ctx, &cluster).await?.destroy().await?;
         Ok(())
+    }
+}
+
+impl ArgoCd {
+    /// Installs Argo CD unless it manages itself already, then reads or makes its outputs.
+    async fn apply_with(&self, ctx: &Context, env: &Env) -> Result<ArgoCdOutput> {
+        let values = self.helm_values(env);
+        let deployer = Deployer::for_module(ctx, &env.cluster).await?;
+        let client = deployer.client().clone();
+        if self.handed_over(&client).await? {
+            ctx.progress("Argo CD manages itself: reading outputs only");
+        } else {
+            let objects = self.install_objects(ctx, env, &values).await?;
+            ctx.progress(format!("applying {} objects", objects.len()));
+            deployer.apply(objects).await?;
+        }
+        let admin = self.admin_password(&client, env).await?;
+        let token = self.pipeline_token(&client, env, &admin).await?;
+        Ok(self.output(env, values, admin, token))
     }
 }
 
@@ -918,10 +928,15 @@ impl ArgoCdApi<'_> {
                 let req = req
                     .body(body.to_string().into_bytes())
                     .map_err(|e| fail(e.to_string()))?;
-                self.client
-                    .request_text(req)
-                    .await
-                    .map_err(|e| fail(e.to_string()))?
+                self.client.request_text(req).await.map_err(|e| {
+                    if unreachable_cause(&e).is_some() {
+                        // The API server itself cannot be reached: the module's step reports
+                        // it as such, and waiting for Argo CD would not help.
+                        Error::kube(format!("calling Argo CD's API ({call})"), e)
+                    } else {
+                        fail(e.to_string())
+                    }
+                })?
             }
         };
         serde_json::from_str(&text).map_err(|e| fail(format!("the answer is not JSON: {e}")))

@@ -752,6 +752,24 @@ impl Module for Team {
 
     async fn apply(&self, ctx: &Context) -> ModuleResult<TeamOutput> {
         let env = self.env(ctx)?;
+        Ok(self
+            .apply_with(ctx, &env)
+            .await
+            .map_err(|e| e.reach(&*env.cluster))?)
+    }
+
+    async fn destroy(&self, ctx: &Context) -> ModuleResult<()> {
+        let cluster = ctx.get(&self.cluster)?;
+        Ok(self
+            .destroy_on(ctx, &cluster)
+            .await
+            .map_err(|e| e.reach(&*cluster))?)
+    }
+}
+
+impl Team {
+    /// Applies the team's objects, issuing its CI token once its project exists.
+    async fn apply_with(&self, ctx: &Context, env: &TeamEnv) -> Result<TeamOutput> {
         let deployer = Deployer::for_module(ctx, &env.cluster).await?;
         let client = deployer.client().clone();
         let issuer = match &self.ci {
@@ -762,9 +780,9 @@ impl Module for Team {
             Some(i) => i.read(&self.ci_secret_name()).await?,
             None => None,
         };
-        let tokens = self.live_jwt_tokens(&client, &env).await?;
+        let tokens = self.live_jwt_tokens(&client, env).await?;
         let objects = self
-            .render(ctx, &env, Some(&client), &tokens, kept.as_ref())
+            .render(ctx, env, Some(&client), &tokens, kept.as_ref())
             .await?;
         let new_sets = self.missing_sets(&client, &env.argocd.namespace).await?;
         ctx.progress(format!("applying {} objects", objects.len()));
@@ -777,21 +795,21 @@ impl Module for Team {
                 // with it kept in a Secret and the token Argo CD recorded on the role.
                 ctx.progress("issuing the CI token of the project role `ci`");
                 let token = issuer.project_token(&self.name, CI_ROLE).await?;
-                let tokens = self.live_jwt_tokens(&client, &env).await?;
+                let tokens = self.live_jwt_tokens(&client, env).await?;
                 let objects = self
-                    .render(ctx, &env, Some(&client), &tokens, Some(&token))
+                    .render(ctx, env, Some(&client), &tokens, Some(&token))
                     .await?;
                 deployer.apply(objects).await?;
                 Some(token)
             }
             (_, kept) => kept,
         };
-        Ok(self.output(&env, token))
+        Ok(self.output(env, token))
     }
 
-    async fn destroy(&self, ctx: &Context) -> ModuleResult<()> {
-        let cluster = ctx.get(&self.cluster)?;
-        let deployer = Deployer::for_module(ctx, &cluster).await?;
+    /// Removes what Argo CD generated for the team's sets, then the team's objects.
+    async fn destroy_on(&self, ctx: &Context, cluster: &ClusterRef) -> Result<()> {
+        let deployer = Deployer::for_module(ctx, cluster).await?;
         if !self.app_sets.is_empty() {
             let argocd = ctx.get(&self.argocd)?;
             self.remove_generated(ctx, deployer.client(), &argocd.namespace)
