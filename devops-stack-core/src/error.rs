@@ -174,23 +174,8 @@ pub enum Error {
     /// Argo CD reports a condition on an Application that waiting will not change (the chart
     /// or its version is not in the repository, or the chart's values schema rejects the
     /// values): the wait ends at once instead of at its timeout.
-    #[error(
-        "Argo CD cannot deploy {application} of module `{module}` (chart {chart}): {condition}: {message}; fix: {fix}"
-    )]
-    ApplicationRefused {
-        /// The module whose Application it is.
-        module: String,
-        /// The Application, as `apiVersion Kind namespace/name`.
-        application: String,
-        /// The chart, as `<repository> <chart> <version>` (or the source's repository and path).
-        chart: String,
-        /// Argo CD's condition type (`ComparisonError`, `InvalidSpecError`).
-        condition: String,
-        /// Argo CD's message.
-        message: String,
-        /// What to change: the version or repository, or the value at the key the schema names.
-        fix: String,
-    },
+    #[error("{0}")]
+    ApplicationRefused(Box<ApplicationRefusal>),
 
     /// An object was still present when the time to delete it ran out.
     #[error(
@@ -408,4 +393,25 @@ impl Error {
             source: Box::new(source),
         }
     }
+}
+
+/// Why Argo CD refuses an Application for good ([`Error::ApplicationRefused`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "Argo CD cannot deploy {application} of module `{module}` (chart {chart}): {condition}: {message}; fix: {fix}"
+)]
+#[non_exhaustive]
+pub struct ApplicationRefusal {
+    /// The module whose Application it is.
+    pub module: String,
+    /// The Application, as `apiVersion Kind namespace/name`.
+    pub application: String,
+    /// The chart, as `<repository> <chart> <version>` (or the source's repository and path).
+    pub chart: String,
+    /// Argo CD's condition type (`ComparisonError`, `InvalidSpecError`).
+    pub condition: String,
+    /// Argo CD's message.
+    pub message: String,
+    /// What to change: the version or repository, or the value at the key the schema names.
+    pub fix: String,
 }

@@ -64,7 +64,7 @@ mod stack;
 pub mod validate;
 
 pub use context::{Context, Extensions};
-pub use error::{BoxError, ConfigError, Error, Result};
+pub use error::{ApplicationRefusal, BoxError, ConfigError, Error, Result};
 pub use executor::{Event, ModuleReport, Report, RunOptions, Status};
 pub use handle::{AsDependencies, Dependency, Handle, Input, Needs};
 pub use module::{Module, ModuleResult, Phase, Planned, Step};

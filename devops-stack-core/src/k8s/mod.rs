@@ -1022,14 +1022,16 @@ impl Deployer {
         }
         .map_err(|e| self.reach(e))?;
         if let Some(r) = refused.into_inner().expect("not poisoned") {
-            return Err(Error::ApplicationRefused {
-                module: self.module.clone(),
-                application: id.to_string(),
-                chart: r.chart,
-                condition: r.condition,
-                message: r.message,
-                fix: r.fix,
-            });
+            return Err(Error::ApplicationRefused(Box::new(
+                crate::error::ApplicationRefusal {
+                    module: self.module.clone(),
+                    application: id.to_string(),
+                    chart: r.chart,
+                    condition: r.condition,
+                    message: r.message,
+                    fix: r.fix,
+                },
+            )));
         }
         match waited {
             Waited::Met => Ok(()),

@@ -62,24 +62,31 @@ impl Readiness {
 const NUDGE_EVERY: Duration = Duration::from_secs(10);
 
 /// Whether Argo CD should look at `app` again: synced, no operation running, but its health not
-/// settled (a resource became ready by a status update Argo CD ignores).
+/// settled (a resource became ready by a status update Argo CD ignores); or a sync that waits
+/// for the health of resources (a wave of CRDs), which it learns of the same way.
 pub(crate) fn needs_refresh(app: &DynamicObject) -> bool {
     let status = &app.data["status"];
+    let asked = app
+        .metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key(crate::argocd::REFRESH_ANNOTATION));
+    let operation = &status["operationState"];
+    if operation["phase"] == "Running"
+        && operation["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("waiting for healthy state"))
+    {
+        return !asked;
+    }
     status["sync"]["status"] == "Synced"
         && app.data["operation"].is_null()
-        && !matches!(
-            status["operationState"]["phase"].as_str(),
-            Some("Running" | "Terminating")
-        )
+        && !matches!(operation["phase"].as_str(), Some("Running" | "Terminating"))
         && matches!(
             status["health"]["status"].as_str(),
             Some("Progressing" | "Missing" | "Unknown")
         )
-        && app
-            .metadata
-            .annotations
-            .as_ref()
-            .is_none_or(|a| !a.contains_key(crate::argocd::REFRESH_ANNOTATION))
+        && !asked
 }
 
 /// Every [`NUDGE_EVERY`], asks Argo CD to refresh the Application `name` when
@@ -354,6 +361,9 @@ mod tests {
         let running = json!({"sync": {"status": "Synced"}, "health": {"status": "Progressing"},
             "operationState": {"phase": "Running"}});
         assert!(!needs_refresh(&app(running, none.clone())));
+        let waiting = json!({"sync": {"status": "OutOfSync"}, "health": {"status": "Progressing"},
+            "operationState": {"phase": "Running", "message": "waiting for healthy state of apiextensions.k8s.io/CustomResourceDefinition/certificates.cert-manager.io and 3 more resources"}});
+        assert!(needs_refresh(&app(waiting, none.clone())));
         let out_of_sync =
             json!({"sync": {"status": "OutOfSync"}, "health": {"status": "Progressing"}});
         assert!(!needs_refresh(&app(out_of_sync, none.clone())));

@@ -190,17 +190,29 @@ pub fn platform(
             .service_monitors(&crds)
             .chart_repository(repo),
     );
-    let tls = certs.issuer(IssuerKind::LetsEncryptProduction);
-    let sso = stack.add(
+    // With the upstream charts nothing takes cert-manager's issuers: its admission webhook has
+    // no backend on kwok's nodes, so its ClusterIssuers are refused (recorded, not hidden), and
+    // the modules that would wait on them still deploy.
+    let tls = env
+        .upstream
+        .is_none()
+        .then(|| certs.issuer(IssuerKind::LetsEncryptProduction));
+    let with_tls = |m: Keycloak| match &tls {
+        Some(t) => m.issuer(t.clone()),
+        None => m,
+    };
+    let sso = stack.add(with_tls(
         Keycloak::new(c.clone(), &argocd, &traefik)
-            .issuer(tls.clone())
             .user("jane", "jane@example.com")
             .chart_repository(repo),
-    );
+    ));
+    let mut monitoring = KubePrometheusStack::new(c.clone(), &argocd, &traefik);
+    if let Some(t) = &tls {
+        monitoring = monitoring.issuer(t.clone());
+    }
     let monitoring = stack.add(
-        KubePrometheusStack::new(c.clone(), &argocd, &traefik)
+        monitoring
             .oidc(&sso)
-            .issuer(tls.clone())
             .service_monitors(&crds)
             .chart_repository(repo)
             .oauth2_proxy_chart(ChartSource::new(
@@ -216,9 +228,12 @@ pub fn platform(
             .alloy_chart(ChartSource::new(repo, "alloy", pins::ALLOY.version)),
     );
     stack.add(MetricsServer::new(c.clone(), &argocd).chart_repository(repo));
+    let mut team = Team::new("shop", c.clone(), &argocd);
+    if let Some(t) = &tls {
+        team = team.issuer(t.clone());
+    }
     stack.add(
-        Team::new("shop", c.clone(), &argocd)
-            .namespace(TeamNamespace::new("shop"))
+        team.namespace(TeamNamespace::new("shop"))
             .namespace(TeamNamespace::new("shop-staging"))
             .access(
                 devops_stack_modules::team::AccessRole::Deployer,
@@ -233,14 +248,13 @@ pub fn platform(
             .application_set(
                 AppSet::directories("apps", shop, "shop-staging", ["apps/*"]).prune_removed(true),
             )
-            .ingress(&traefik)
-            .issuer(tls.clone()),
+            .ingress(&traefik),
     );
-    stack.add(
-        ArgoCdFinal::new(c, &argocd, &traefik, sso.oidc("argocd"))
-            .issuer(tls)
-            .monitoring(&monitoring),
-    );
+    let mut last = ArgoCdFinal::new(c, &argocd, &traefik, sso.oidc("argocd"));
+    if let Some(t) = tls {
+        last = last.issuer(t);
+    }
+    stack.add(last.monitoring(&monitoring));
     Platform {
         stack: stack.build().expect("the platform is valid"),
         argocd,
