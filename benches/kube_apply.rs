@@ -36,6 +36,7 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, criterion_group};
 use devops_stack::RunOptions;
 use devops_stack_core::k8s::{Deployer, KubeOptions, ObjectDiff, content_hash};
+use devops_stack_test::stats::median;
 use futures::{StreamExt as _, stream};
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
 use serde_json::{Value, json};
@@ -79,17 +80,6 @@ criterion_group! {
 }
 
 /// The median of `v` (which must not be empty).
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
 fn secs(t: Instant) -> f64 {
     t.elapsed().as_secs_f64()
 }

@@ -23,18 +23,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use devops_stack_core::interfaces::ClusterRef;
+use devops_stack_test::stats::median;
 use live::Counting;
 use platform::{TestEnv, options, platform, play_cert_manager, shop_repository, statuses};
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
 
 #[tokio::main]
 async fn main() {
@@ -92,11 +83,11 @@ async fn main() {
     cert_manager.abort();
     println!(
         "platform/{runs} rounds: apply median {:.1} s (min {:.1}, max {:.1}); no-op re-apply median {:.2} s; destroy median {:.1} s (min {:.1}, max {:.1})",
-        median(apply.clone()),
+        median(&apply),
         apply.iter().copied().fold(f64::INFINITY, f64::min),
         apply.iter().copied().fold(0.0, f64::max),
-        median(reapply),
-        median(destroy.clone()),
+        median(&reapply),
+        median(&destroy),
         destroy.iter().copied().fold(f64::INFINITY, f64::min),
         destroy.iter().copied().fold(0.0, f64::max),
     );

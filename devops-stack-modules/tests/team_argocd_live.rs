@@ -102,21 +102,8 @@ fn applications(client: &kube::Client) -> Api<DynamicObject> {
 /// Runs `git` in `dir`, panicking with its output when it fails. It trusts the environment's CA
 /// (the environment variable, which beats `http.sslCAInfo`, since a machine may set it).
 fn git(dir: &Path, args: &[&str]) {
-    let mut cmd = Command::new("git");
-    if let Ok(ca) = std::env::var("DEVOPS_STACK_TEST_ARGOCD_OIDC_CA") {
-        cmd.env("GIT_SSL_CAINFO", ca);
-    }
-    let out = cmd
-        .current_dir(dir)
-        .args(["-c", "user.name=test", "-c", "user.email=test@example.com"])
-        .args(args)
-        .output()
-        .expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let ca = std::env::var_os("DEVOPS_STACK_TEST_ARGOCD_OIDC_CA").map(PathBuf::from);
+    devops_stack_test::git::run(dir, args, ca.as_deref());
 }
 
 /// A repository of the environment's git server: a bare repository and a work tree to push

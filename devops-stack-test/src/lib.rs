@@ -1,6 +1,8 @@
 //! Test support shared by the crates of devops-stack (as `tower-test` is tower's): what the
 //! tests of several crates need and no user does.
 //!
+//! - [`git`]: `git` as the live tests run it against the test environment's git server.
+//! - [`stats`]: medians for the live benchmarks.
 //! - [`tls`]: a TLS server on 127.0.0.1 whose certificate a certificate authority made in the
 //!   test signed, and kubeconfig files that trust one certificate authority or another, to see
 //!   what a run says when TLS fails against a real server.
@@ -17,4 +19,6 @@
 //! # }
 //! ```
 
+pub mod git;
+pub mod stats;
 pub mod tls;

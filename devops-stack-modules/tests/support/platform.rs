@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use devops_stack_core::interfaces::{ClusterRef, IssuerKind};
@@ -89,21 +88,8 @@ impl TestEnv {
 }
 
 fn git(dir: &Path, args: &[&str]) {
-    let mut cmd = Command::new("git");
-    if let Ok(ca) = std::env::var("DEVOPS_STACK_TEST_PLATFORM_OIDC_CA") {
-        cmd.env("GIT_SSL_CAINFO", ca);
-    }
-    let out = cmd
-        .current_dir(dir)
-        .args(["-c", "user.name=test", "-c", "user.email=test@example.com"])
-        .args(args)
-        .output()
-        .expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let ca = std::env::var_os("DEVOPS_STACK_TEST_PLATFORM_OIDC_CA").map(PathBuf::from);
+    devops_stack_test::git::run(dir, args, ca.as_deref());
 }
 
 /// A public repository of the environment's git server holding `files`; its URL.
