@@ -399,6 +399,10 @@ argocd_env_common() { # prints env assignments shared by Argo CD components
   echo "ARGOCD_GNUPGHOME=$CL/argocd/gpg/keys"
   echo "ARGOCD_GPG_DATA_PATH=$CL/argocd/gpg/source"
   echo "ARGOCD_GPG_ENABLED=false"
+  # git's askpass socket: Argo CD's default is /tmp/reposerver-ask-pass.sock, one path for every
+  # cluster's repo-server, so the last one started answered the others' credential requests
+  # ("unknown nonce") when two clusters run Argo CD
+  echo "ARGOCD_ASK_PASS_SOCK=$CL/argocd/askpass.sock"
   echo "PATH=$ARGOCD_PATH_DIR:/usr/local/bin:/usr/bin:/bin"
 }
 
