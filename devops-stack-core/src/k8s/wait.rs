@@ -62,8 +62,9 @@ impl Readiness {
 const NUDGE_EVERY: Duration = Duration::from_secs(10);
 
 /// Whether Argo CD should look at `app` again: synced, no operation running, but its health not
-/// settled (a resource became ready by a status update Argo CD ignores); or a sync that waits
-/// for the health of resources (a wave of CRDs), which it learns of the same way.
+/// settled (a resource became ready by a status update Argo CD ignores); a sync that waits for
+/// the health of resources (a wave of CRDs), which it learns of the same way; or a comparison
+/// error that may clear.
 pub(crate) fn needs_refresh(app: &DynamicObject) -> bool {
     let status = &app.data["status"];
     let asked = app
@@ -71,6 +72,15 @@ pub(crate) fn needs_refresh(app: &DynamicObject) -> bool {
         .annotations
         .as_ref()
         .is_some_and(|a| a.contains_key(crate::argocd::REFRESH_ANNOTATION));
+    // A comparison error that is not a refusal may clear (a repository's credentials the
+    // controller has not seen yet, a repository server starting): Argo CD itself looks again
+    // only at its periodic refresh.
+    let comparison_error = status["conditions"]
+        .as_array()
+        .is_some_and(|cs| cs.iter().any(|c| c["type"] == "ComparisonError"));
+    if comparison_error {
+        return !asked;
+    }
     let operation = &status["operationState"];
     if operation["phase"] == "Running"
         && operation["message"]
@@ -364,6 +374,9 @@ mod tests {
         let waiting = json!({"sync": {"status": "OutOfSync"}, "health": {"status": "Progressing"},
             "operationState": {"phase": "Running", "message": "waiting for healthy state of apiextensions.k8s.io/CustomResourceDefinition/certificates.cert-manager.io and 3 more resources"}});
         assert!(needs_refresh(&app(waiting, none.clone())));
+        let credentials_not_seen = json!({"sync": {"status": "Unknown"}, "health": {"status": "Healthy"},
+            "conditions": [{"type": "ComparisonError", "message": "failed to list refs: authentication required"}]});
+        assert!(needs_refresh(&app(credentials_not_seen, none.clone())));
         let out_of_sync =
             json!({"sync": {"status": "OutOfSync"}, "health": {"status": "Progressing"}});
         assert!(!needs_refresh(&app(out_of_sync, none.clone())));
