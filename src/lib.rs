@@ -14,6 +14,7 @@ pub use devops_stack_core::*;
 pub use devops_stack_modules as modules;
 
 /// The AWS side: network, EKS cluster, S3 buckets, Route 53 zones and Cognito OIDC.
+#[cfg(feature = "aws")]
 pub use devops_stack_aws as aws;
 
 #[cfg(feature = "progress")]
