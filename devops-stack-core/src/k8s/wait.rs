@@ -48,11 +48,7 @@ impl Readiness {
             Readiness::Application => {
                 serde_json::from_value::<ApplicationStatus>(status.clone())
                     .is_ok_and(|s| s.is_synced_and_healthy())
-                    && obj.data["operation"].is_null()
-                    && !matches!(
-                        status["operationState"]["phase"].as_str(),
-                        Some("Running" | "Terminating")
-                    )
+                    && no_operation(obj)
             }
         }
     }
@@ -60,6 +56,15 @@ impl Readiness {
 
 /// How often, and after how long, the wait for an Application asks Argo CD for a refresh.
 const NUDGE_EVERY: Duration = Duration::from_secs(10);
+
+/// Whether no sync operation of the Application `app` is requested or running.
+fn no_operation(app: &DynamicObject) -> bool {
+    app.data["operation"].is_null()
+        && !matches!(
+            app.data["status"]["operationState"]["phase"].as_str(),
+            Some("Running" | "Terminating")
+        )
+}
 
 /// Whether Argo CD should look at `app` again: synced, no operation running, but its health not
 /// settled (a resource became ready by a status update Argo CD ignores); a sync that waits for
@@ -90,8 +95,7 @@ pub(crate) fn needs_refresh(app: &DynamicObject) -> bool {
         return !asked;
     }
     status["sync"]["status"] == "Synced"
-        && app.data["operation"].is_null()
-        && !matches!(operation["phase"].as_str(), Some("Running" | "Terminating"))
+        && no_operation(app)
         && matches!(
             status["health"]["status"].as_str(),
             Some("Progressing" | "Missing" | "Unknown")
