@@ -356,3 +356,72 @@ async fn a_config_of_that_name_the_module_did_not_make_is_left_alone() {
         "nothing was associated"
     );
 }
+
+/// A Classic Load Balancer its controller deletes between the cleanup's listing and its tag
+/// read fails the whole DescribeTags call: the cleanup reads the rest one by one and counts
+/// the one still there, instead of failing the destroy (as a CI run once did against moto).
+#[tokio::test]
+async fn a_load_balancer_gone_between_listing_and_tag_read_is_skipped_not_an_error() {
+    const ELB: &str = "http://elasticloadbalancing.amazonaws.com/doc/2012-06-01/";
+    let xml = |body: String| Canned::new(200, body).header("content-type", "text/xml");
+    let not_found = |name: &str| {
+        Canned::new(
+            400,
+            format!(
+                "<ErrorResponse xmlns=\"{ELB}\"><Error><Type>Sender</Type>\
+                 <Code>LoadBalancerNotFound</Code><Message>The specified load balancer does \
+                 not exist: {name}</Message></Error><RequestId>r</RequestId></ErrorResponse>"
+            ),
+        )
+        .header("content-type", "text/xml")
+    };
+    let client = ReplayClient::new(vec![
+        // ELBv2: none
+        xml("<DescribeLoadBalancersResponse xmlns=\"http://elasticloadbalancing.amazonaws.com/doc/2015-12-01/\">\
+             <DescribeLoadBalancersResult><LoadBalancers/></DescribeLoadBalancersResult>\
+             <ResponseMetadata><RequestId>r</RequestId></ResponseMetadata></DescribeLoadBalancersResponse>".into()),
+        // Classic: two listed
+        xml(format!(
+            "<DescribeLoadBalancersResponse xmlns=\"{ELB}\"><DescribeLoadBalancersResult>\
+             <LoadBalancerDescriptions><member><LoadBalancerName>k8s-gone</LoadBalancerName></member>\
+             <member><LoadBalancerName>k8s-kept</LoadBalancerName></member></LoadBalancerDescriptions>\
+             </DescribeLoadBalancersResult><ResponseMetadata><RequestId>r</RequestId></ResponseMetadata>\
+             </DescribeLoadBalancersResponse>"
+        )),
+        // both at once: one is gone
+        not_found("k8s-gone"),
+        // one by one (the last listed first)
+        xml(format!(
+            "<DescribeTagsResponse xmlns=\"{ELB}\"><DescribeTagsResult><TagDescriptions><member>\
+             <LoadBalancerName>k8s-kept</LoadBalancerName><Tags>\
+             <member><Key>kubernetes.io/cluster/prod</Key><Value>owned</Value></member>\
+             <member><Key>kubernetes.io/service-name</Key><Value>traefik/traefik</Value></member>\
+             </Tags></member></TagDescriptions></DescribeTagsResult>\
+             <ResponseMetadata><RequestId>r</RequestId></ResponseMetadata></DescribeTagsResponse>"
+        )),
+        not_found("k8s-gone"),
+        // EBS: none
+        xml("<DescribeVolumesResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\">\
+             <requestId>r</requestId><volumeSet/></DescribeVolumesResponse>".into()),
+    ]);
+    let aws = common::aws("https://elb.replay.test").http_client(client.clone());
+    let (waiting, retained) = devops_stack_aws::eks::CloudCleanup::new("prod", "replay", aws)
+        .remaining(None)
+        .await
+        .expect("a load balancer gone since the listing is not an error");
+    assert_eq!(client.unused(), 0, "canned responses left over");
+    let waiting: Vec<String> = waiting.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        waiting,
+        ["classic load balancer k8s-kept (made for Service traefik/traefik)"]
+    );
+    assert!(retained.is_empty());
+    let bodies: Vec<String> = client
+        .sent()
+        .iter()
+        .map(|s| String::from_utf8_lossy(&s.body).into_owned())
+        .collect();
+    assert!(bodies[2].contains("k8s-gone") && bodies[2].contains("k8s-kept"));
+    assert!(bodies[3].contains("k8s-kept") && !bodies[3].contains("k8s-gone"));
+    assert!(bodies[4].contains("k8s-gone") && !bodies[4].contains("k8s-kept"));
+}

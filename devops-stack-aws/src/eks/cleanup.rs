@@ -11,6 +11,11 @@ use kube::api::{Api, DeleteParams, ListParams, Preconditions};
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
+use aws_sdk_elasticloadbalancing::operation::describe_tags::DescribeTagsError as ClassicTagsError;
+use aws_sdk_elasticloadbalancingv2::operation::describe_tags::DescribeTagsError as TagsError;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
+
 use crate::config::AwsConfig;
 use crate::error::{Error, Result};
 
@@ -256,13 +261,29 @@ impl CloudCleanup {
             .collect();
         let mut found = Vec::new();
         for chunk in arns.chunks(20) {
-            let tags = elb
-                .describe_tags()
-                .set_resource_arns(Some(chunk.to_vec()))
-                .send()
-                .await
-                .map_err(|e| Error::aws("reading load balancer tags", &self.cluster, e))?;
-            found.extend(tags.tag_descriptions().iter().filter_map(|d| {
+            let mut descriptions = Vec::new();
+            // a load balancer listed a moment ago may be gone (its controller deleting it): the
+            // whole call then fails, so read that chunk's tags one by one and skip the gone ones
+            let mut asks = vec![chunk.to_vec()];
+            while let Some(ask) = asks.pop() {
+                let single = ask.len() == 1;
+                match elb
+                    .describe_tags()
+                    .set_resource_arns(Some(ask.clone()))
+                    .send()
+                    .await
+                {
+                    Ok(tags) => descriptions.extend(tags.tag_descriptions.unwrap_or_default()),
+                    Err(e) if gone_v2(&e) && !single => {
+                        asks.extend(ask.into_iter().map(|arn| vec![arn]));
+                    }
+                    Err(e) if gone_v2(&e) => {}
+                    Err(e) => {
+                        return Err(Error::aws("reading load balancer tags", &self.cluster, e));
+                    }
+                }
+            }
+            found.extend(descriptions.iter().filter_map(|d| {
                 self.made_for_cluster(
                     "load balancer",
                     d.resource_arn().unwrap_or_default(),
@@ -292,13 +313,32 @@ impl CloudCleanup {
             .collect();
         let mut found = Vec::new();
         for chunk in names.chunks(20) {
-            let tags = elb
-                .describe_tags()
-                .set_load_balancer_names(Some(chunk.to_vec()))
-                .send()
-                .await
-                .map_err(|e| Error::aws("reading classic load balancer tags", &self.cluster, e))?;
-            found.extend(tags.tag_descriptions().iter().filter_map(|d| {
+            let mut descriptions = Vec::new();
+            // as for ELBv2: one gone since the listing fails the whole call
+            let mut asks = vec![chunk.to_vec()];
+            while let Some(ask) = asks.pop() {
+                let single = ask.len() == 1;
+                match elb
+                    .describe_tags()
+                    .set_load_balancer_names(Some(ask.clone()))
+                    .send()
+                    .await
+                {
+                    Ok(tags) => descriptions.extend(tags.tag_descriptions.unwrap_or_default()),
+                    Err(e) if gone_classic(&e) && !single => {
+                        asks.extend(ask.into_iter().map(|name| vec![name]));
+                    }
+                    Err(e) if gone_classic(&e) => {}
+                    Err(e) => {
+                        return Err(Error::aws(
+                            "reading classic load balancer tags",
+                            &self.cluster,
+                            e,
+                        ));
+                    }
+                }
+            }
+            found.extend(descriptions.iter().filter_map(|d| {
                 self.made_for_cluster(
                     "classic load balancer",
                     d.load_balancer_name().unwrap_or_default(),
@@ -459,4 +499,16 @@ where
         Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(()),
         Err(e) => Err(Error::kubernetes(format!("deleting {what}"), e)),
     }
+}
+
+/// Whether reading ELBv2 tags failed because a load balancer asked about no longer exists.
+fn gone_v2(e: &SdkError<TagsError, HttpResponse>) -> bool {
+    e.as_service_error()
+        .is_some_and(TagsError::is_load_balancer_not_found_exception)
+}
+
+/// Whether reading Classic Load Balancer tags failed because one asked about no longer exists.
+fn gone_classic(e: &SdkError<ClassicTagsError, HttpResponse>) -> bool {
+    e.as_service_error()
+        .is_some_and(ClassicTagsError::is_access_point_not_found_exception)
 }
