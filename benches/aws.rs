@@ -28,7 +28,6 @@ use aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationIn
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 use devops_stack_aws::vpc::Vpc;
-use devops_stack_core::interfaces::AbandonInCluster;
 
 use criterion::{Criterion, criterion_group};
 use devops_stack_aws::cognito::{Cognito, User};
@@ -155,7 +154,7 @@ fn apply_destroy(c: &mut Criterion) {
     let stack = stack(&endpoint);
     let options = RunOptions::new();
     // moto's cluster has no Kubernetes API behind it.
-    let abandon = RunOptions::new().extension(AbandonInCluster);
+    let abandon = RunOptions::new().abandon_in_cluster();
     let mut group = c.benchmark_group("aws");
     group.sample_size(10);
     group.bench_function("apply_destroy", |b| {
@@ -174,7 +173,7 @@ fn aws_half_from_zero(c: &mut Criterion) {
     let calls = Calls::default();
     let stack = aws_half(&aws(&endpoint).interceptor(calls.clone()));
     let options = RunOptions::new();
-    let abandon = RunOptions::new().extension(AbandonInCluster);
+    let abandon = RunOptions::new().abandon_in_cluster();
     rt.block_on(async {
         stack.apply(&options).await.expect("applied");
         let applied = calls.take();

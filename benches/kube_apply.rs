@@ -28,6 +28,7 @@ mod live;
 #[path = "../tests/support/seven_modules.rs"]
 mod seven_modules;
 
+use devops_stack_core::k8s::KubeEngine;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -244,11 +245,11 @@ fn live(path: &str) {
             let argocd_ns = seven_modules::argocd_namespace(&stack);
             live::create_namespace(&helper, &argocd_ns).await;
             let standin = argocd_standin::ArgoCdStandIn::start(&helper, &[&argocd_ns]).await;
-            let opts = RunOptions::new().extension(KubeOptions {
+            let opts = RunOptions::new().engine(KubeEngine::new(KubeOptions {
                 wait_timeout: Duration::from_secs(180),
                 state_namespace: state_ns.clone(),
                 ..KubeOptions::default()
-            });
+            }));
             let build = || seven_modules::seven_modules(&stack, Arc::new(counting.clone()), true);
             let t = Instant::now();
             build().apply(&opts).await.expect("seven-module apply").into_result().unwrap();

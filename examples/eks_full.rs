@@ -47,10 +47,8 @@ use devops_stack::aws::eks::{Eks, EksCluster, EksOidcIdentityProvider, NodeGroup
 use devops_stack::aws::route53::HostedZone;
 use devops_stack::aws::s3::{OnDestroy, S3Bucket};
 use devops_stack::aws::vpc::Vpc;
-use devops_stack::interfaces::{
-    AbandonInCluster, Cluster, ClusterProvider, Hostnames, IssuerKind, OidcClient,
-};
-use devops_stack::k8s::{KubeOptions, StackLock, diff_stack, preflight_stack};
+use devops_stack::interfaces::{Cluster, ClusterProvider, Hostnames, IssuerKind, OidcClient};
+use devops_stack::k8s::{KubeEngine, KubeOptions, StackLock, diff_stack, preflight_stack};
 use devops_stack::modules::team::{
     AccessRole, App, AppSet, RepoAccess, Repository, Team, TeamNamespace,
 };
@@ -373,19 +371,15 @@ async fn run(
         let o = RunOptions::new()
             .concurrency(8)
             .timeout(Duration::from_secs(20 * 60))
-            .module_timeout("eks", Duration::from_secs(40 * 60))
+            .module_timeout(eks, Duration::from_secs(40 * 60))
             .cancel_token(cancel.clone())
-            .events(tx.clone())
-            .extension(kube.clone());
-        let o = if abandon {
-            o.extension(AbandonInCluster)
-        } else {
-            o
-        };
-        match lock {
-            Some(lock) => o.extension(lock),
-            None => o,
-        }
+            .events(tx.clone());
+        let o = if abandon { o.abandon_in_cluster() } else { o };
+        let engine = KubeEngine::new(kube.clone());
+        o.engine(match lock {
+            Some(lock) => engine.lock(lock),
+            None => engine,
+        })
     };
 
     let live = stack.read(&options(None)).await?;

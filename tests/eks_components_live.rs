@@ -19,6 +19,7 @@ mod common;
 #[path = "../devops-stack-core/tests/support/live.rs"]
 mod live;
 
+use devops_stack::k8s::KubeEngine;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,8 +28,7 @@ use devops_stack::aws::eks::Eks;
 use devops_stack::aws::route53::HostedZone;
 use devops_stack::aws::s3::S3Bucket;
 use devops_stack::interfaces::{
-    AbandonInCluster, ArgoCdTarget, ClusterRef, IN_CLUSTER, WorkloadIdentityProvider,
-    WorkloadIdentityRef,
+    ArgoCdTarget, ClusterRef, IN_CLUSTER, WorkloadIdentityProvider, WorkloadIdentityRef,
 };
 use devops_stack::k8s::{KubeOptions, STACK_LABEL};
 use devops_stack::modules::{AcmeChallenge, CertManager, Loki, Traefik};
@@ -179,11 +179,11 @@ async fn the_eks_components_apply_across_the_cluster_and_aws_and_destroy_leaves_
     let argocd_ns = format!("{name}-argocd");
     create_namespace(&helper, &argocd_ns).await;
     let standin = ArgoCdStandIn::start(&helper, &[&argocd_ns]).await;
-    let options = RunOptions::new().extension(KubeOptions {
+    let options = RunOptions::new().engine(KubeEngine::new(KubeOptions {
         wait_timeout: Duration::from_secs(120),
         state_namespace: format!("{name}-state"),
         ..KubeOptions::default()
-    });
+    }));
     let body = async {
         let stack = platform(&name, &cluster, &endpoint, &identity);
         let player = tokio::spawn(live::play_load_balancer(
@@ -281,7 +281,7 @@ async fn the_eks_components_apply_across_the_cluster_and_aws_and_destroy_leaves_
     standin.shutdown().await;
     // moto's cluster has no API behind it: its objects are abandoned
     aws_half
-        .destroy(&RunOptions::new().extension(AbandonInCluster))
+        .destroy(&RunOptions::new().abandon_in_cluster())
         .await
         .expect("the AWS half destroyed");
 }

@@ -13,6 +13,7 @@
 #[path = "../devops-stack-core/tests/support/fake_api.rs"]
 mod fake_api;
 
+use devops_stack::k8s::KubeEngine;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -120,11 +121,11 @@ async fn a_full_stack_reapplies_with_zero_writes_and_destroys_everything() {
     let before = fake.names();
     fake.take_log();
     let options = || {
-        RunOptions::new().extension(KubeOptions {
+        RunOptions::new().engine(KubeEngine::new(KubeOptions {
             wait: false,
             wait_timeout: Duration::from_secs(30),
             ..KubeOptions::default()
-        })
+        }))
     };
 
     let first = platform(&fake).apply(&options()).await.unwrap();

@@ -15,6 +15,7 @@ mod live;
 #[path = "support/seven_modules.rs"]
 mod seven_modules;
 
+use devops_stack::k8s::KubeEngine;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,11 +30,11 @@ use live::{
 use seven_modules::{argocd_namespace, module_namespaces, seven_modules};
 
 fn options(stack: &str) -> RunOptions {
-    RunOptions::new().extension(KubeOptions {
+    RunOptions::new().engine(KubeEngine::new(KubeOptions {
         wait_timeout: Duration::from_secs(180),
         state_namespace: format!("{stack}-state"),
         ..KubeOptions::default()
-    })
+    }))
 }
 
 async fn cleanup(client: &kube::Client, stack: &str) {

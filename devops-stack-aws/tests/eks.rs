@@ -5,7 +5,7 @@ mod common;
 use aws_sdk_eks::Client;
 use aws_sdk_eks::types::VpcConfigRequest;
 use devops_stack_aws::eks::{AccessEntry, Addon, Eks, EksCluster, NodeGroup, Taint, TaintEffect};
-use devops_stack_core::interfaces::{AbandonInCluster, Cluster};
+use devops_stack_core::interfaces::Cluster;
 use devops_stack_core::{RunOptions, Stack};
 
 const ROLE: &str = "arn:aws:iam::123456789012:role/eks-cluster";
@@ -43,7 +43,7 @@ async fn destroy(module: Eks) -> Result<(), devops_stack_core::Error> {
     // moto's cluster has no Kubernetes API to empty first.
     stack
         .build()?
-        .destroy(&RunOptions::new().extension(AbandonInCluster))
+        .destroy(&RunOptions::new().abandon_in_cluster())
         .await
         .map(drop)
 }

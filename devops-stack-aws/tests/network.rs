@@ -14,7 +14,7 @@ use devops_stack_aws::eks::{Eks, EksCluster, NodeGroup};
 use devops_stack_aws::tags::STACK_TAG;
 use devops_stack_aws::vpc::{NatGateways, Network, Vpc};
 use devops_stack_core::interfaces::{
-    AbandonInCluster, Hostnames, PolicyDocument, RoleOwner, RoleRequest, ServiceAccount, Statement,
+    Hostnames, PolicyDocument, RoleOwner, RoleRequest, ServiceAccount, Statement,
     WorkloadIdentityProvider,
 };
 use devops_stack_core::{BuiltStack, Handle, RunOptions, Stack};
@@ -47,7 +47,7 @@ fn aws_half(aws: &AwsConfig, cluster: &str) -> (BuiltStack, Handle<Network>) {
 }
 
 fn abandon() -> RunOptions {
-    RunOptions::new().extension(AbandonInCluster)
+    RunOptions::new().abandon_in_cluster()
 }
 
 fn tagged<'a>(tags: impl IntoIterator<Item = (&'a str, &'a str)>) -> bool {
@@ -488,7 +488,7 @@ async fn from_zero_apply_then_destroy_leaves_nothing_tagged_in_order() {
         .await
         .expect_err("unreachable cluster");
     let text = format!("{err:?}");
-    assert!(text.contains("AbandonInCluster"), "{text}");
+    assert!(text.contains("abandon_in_cluster()"), "{text}");
     assert_eq!(
         sweep(&sdk)
             .await

@@ -8,7 +8,6 @@ mod common;
 use common::replay::{Canned, ReplayClient};
 use devops_stack_aws::eks::{AccessEntry, Addon, CLUSTER_ADMIN_POLICY, Eks};
 use devops_stack_aws::tags::{MODULE_TAG, STACK_TAG};
-use devops_stack_core::interfaces::AbandonInCluster;
 use devops_stack_core::{RunOptions, Stack};
 use serde_json::{Value, json};
 
@@ -159,7 +158,7 @@ async fn destroying_an_adopted_cluster_removes_only_its_entries_and_addons() {
     ]);
     let stack = module(&client, Eks::adopt("eks", "prod", "example.com"));
     stack
-        .destroy(&RunOptions::new().extension(AbandonInCluster))
+        .destroy(&RunOptions::new().abandon_in_cluster())
         .await
         .expect("destroyed");
     let requests = sent(&client);
@@ -319,7 +318,7 @@ async fn the_cluster_trusts_the_provider_and_the_destroy_removes_only_its_own_co
         ),
     ]);
     trusting(&client)
-        .destroy(&RunOptions::new().extension(AbandonInCluster))
+        .destroy(&RunOptions::new().abandon_in_cluster())
         .await
         .expect("destroyed");
     let requests = sent(&client);

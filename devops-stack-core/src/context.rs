@@ -1,40 +1,15 @@
 //! What a module step sees: its inputs, the run's options, cancellation and progress reporting.
 
-use std::any::{Any, TypeId};
-use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use tokio::time::Instant;
 
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
-use crate::executor::{Event, EventSink};
+use crate::events::{Event, EventSink};
 use crate::handle::{Handle, Input};
 use crate::module::{ErasedOutput, Step};
-
-/// Typed values a caller hands to every module of a run (engine options, a shared client).
-#[derive(Default, Clone)]
-pub struct Extensions(HashMap<TypeId, Arc<dyn Any + Send + Sync>>);
-
-impl Extensions {
-    /// Inserts `value`, replacing one of the same type.
-    pub fn insert<T: Send + Sync + 'static>(&mut self, value: T) {
-        self.0.insert(TypeId::of::<T>(), Arc::new(value));
-    }
-
-    /// The value of type `T`, if one was inserted.
-    pub fn get<T: Send + Sync + 'static>(&self) -> Option<&T> {
-        self.0
-            .get(&TypeId::of::<T>())
-            .and_then(|v| v.downcast_ref())
-    }
-}
-
-impl std::fmt::Debug for Extensions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Extensions({} values)", self.0.len())
-    }
-}
+use crate::run::{EngineRun, RunShared};
 
 /// One slot per module: its output once produced, `None` when it is known not to exist.
 pub(crate) type Outputs = Arc<[OnceLock<Option<ErasedOutput>>]>;
@@ -55,7 +30,7 @@ pub struct Context {
     pub(crate) groups: Arc<[String]>,
     pub(crate) cancel: CancellationToken,
     pub(crate) events: EventSink,
-    pub(crate) extensions: Arc<Extensions>,
+    pub(crate) run: Arc<RunShared>,
     pub(crate) start: Instant,
 }
 
@@ -188,8 +163,23 @@ impl Context {
         });
     }
 
-    /// A value of type `T` the caller put in [`RunOptions::extension`](crate::RunOptions::extension).
-    pub fn extension<T: Send + Sync + 'static>(&self) -> Option<&T> {
-        self.extensions.get::<T>()
+    /// The run's state of the engine `R` (the Kubernetes engine's is
+    /// [`KubeRun`](crate::k8s::KubeRun)): the one the caller configured with
+    /// [`RunOptions::engine`](crate::RunOptions::engine), or one with its defaults, started the
+    /// first time a module asks and given the run's last word like the others.
+    pub fn engine<R: EngineRun + Default>(&self) -> Arc<R> {
+        self.run.engines.get_or_default::<R>()
+    }
+
+    /// The run's state of the engine `R` if the run has one (configured, or asked for by a
+    /// module already).
+    pub fn started_engine<R: EngineRun>(&self) -> Option<Arc<R>> {
+        self.run.engines.get::<R>()
+    }
+
+    /// Whether the user said [`RunOptions::abandon_in_cluster`](crate::RunOptions::abandon_in_cluster):
+    /// a destroy may abandon the objects of a cluster whose API cannot be reached.
+    pub fn abandon_in_cluster(&self) -> bool {
+        self.run.abandon_in_cluster
     }
 }

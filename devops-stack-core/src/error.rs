@@ -4,8 +4,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::executor::Report;
 use crate::module::Step;
+use crate::report::Report;
 
 /// A boxed error returned by a module's steps; each crate keeps its own error enum and boxes it here.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -84,13 +84,23 @@ pub enum Error {
         reason: String,
     },
 
+    /// A module was not run: what it needs did not succeed, or the run ended first.
+    #[error("`{module}` skipped: {reason}")]
+    Skipped {
+        /// The module's id.
+        module: String,
+        /// Why.
+        reason: String,
+    },
+
     /// A run finished with failed, timed-out or skipped modules. The report has the details.
-    #[error("{step} failed for {}: {}", plural(.failed.len(), "module"), .failed.join("; "))]
+    #[error("{step} failed for {}: {}", plural(.failed.len(), "module"), .failed.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     RunFailed {
         /// The step that was run.
         step: Step,
-        /// One line per failed module: its id and error.
-        failed: Vec<String>,
+        /// Each failure, with its cause: a module's error, its timeout, its cancellation, why it
+        /// was skipped, or the engine's error at the end of the run.
+        failed: Vec<Failure>,
         /// The full report of the run.
         report: Box<Report>,
     },
@@ -226,7 +236,7 @@ pub enum Error {
     /// certificate for another name). Not retried. Made by the engine, and by modules with
     /// [`Error::unreachable`].
     #[error(
-        "cannot reach the API server of cluster `{cluster}` at {server}{}: {cause}; fix: {}; in a destroy of a cluster that is going away, `RunOptions::extension(AbandonInCluster)` abandons the objects in it and goes on",
+        "cannot reach the API server of cluster `{cluster}` at {server}{}: {cause}; fix: {}; in a destroy of a cluster that is going away, `RunOptions::abandon_in_cluster()` abandons the objects in it and goes on",
         Through(.kubeconfig.as_deref(), .context.as_deref()),
         .cause.fix(.kubeconfig.as_deref(), .context.as_deref())
     )]
@@ -305,6 +315,65 @@ impl fmt::Display for Through<'_> {
             Through(Some(file), None) => write!(f, " (kubeconfig {})", file.display()),
             Through(None, _) => Ok(()),
         }
+    }
+}
+
+/// An [`Error`] kept by a [`Report`](crate::Report) or [`Error::RunFailed`]: shared, so reports
+/// clone, with the whole error and its causes still there to match on
+/// ([`Failure::error`], [`std::error::Error::source`]). It displays as the error; it serializes as
+/// that text; two are equal when their texts are.
+#[derive(Clone)]
+pub struct Failure(std::sync::Arc<Error>);
+
+impl Failure {
+    /// The error.
+    pub fn error(&self) -> &Error {
+        &self.0
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure(std::sync::Arc::new(e))
+    }
+}
+
+impl std::ops::Deref for Failure {
+    type Target = Error;
+    fn deref(&self) -> &Error {
+        &self.0
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Debug for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl std::error::Error for Failure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.0)
+    }
+}
+
+impl PartialEq for Failure {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0) || self.0.to_string() == other.0.to_string()
+    }
+}
+
+impl Eq for Failure {}
+
+impl serde::Serialize for Failure {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(&*self.0)
     }
 }
 

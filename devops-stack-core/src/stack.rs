@@ -2,18 +2,17 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
-use tokio::time::Instant;
-
-use crate::context::{Context, new_outputs};
-use crate::error::{ConfigError, Error, Result};
-use crate::executor::{self, Event, ModuleReport, Report, RunOptions, Status};
+use crate::context::new_outputs;
+use crate::error::{ConfigError, Error, Failure, Result};
+use crate::executor::{self, Pass};
 use crate::graph::{EdgeKind, Graph};
 use crate::handle::{AsDependencies, Dependency, Handle, StackId};
-use crate::k8s;
+use crate::layout::Layout;
 use crate::module::{ErasedModule, Module, Phase, Step};
 use crate::plan::{ModulePlan, Plan};
+use crate::report::{Report, Status};
+use crate::run::{RunEnd, RunOptions, refuse};
 use crate::validate::{Capability, Interface, NamespaceOwner, Validation, dns_label};
 
 /// Builds a stack: add modules, wire them with the handles `add` returns, then [`build`](Stack::build).
@@ -292,34 +291,35 @@ impl Stack {
         let phases: Vec<Phase> = self.modules.iter().map(|m| m.phase()).collect();
         let graph = Graph::build(&names, &phases, &data, &order)?;
         Ok(BuiltStack {
-            name: Arc::from(self.name),
-            modules: self.modules,
-            names,
-            phases,
-            graph,
-            groups: groups
-                .into_iter()
-                .map(|g| g.into_iter().collect::<Vec<_>>().into())
-                .collect(),
+            id: self.id,
+            has_cluster: provided.contains_key(&Interface::Cluster),
+            layout: Layout {
+                name: Arc::from(self.name),
+                modules: self.modules,
+                names,
+                phases,
+                graph,
+                groups: groups
+                    .into_iter()
+                    .map(|g| g.into_iter().collect::<Vec<_>>().into())
+                    .collect(),
+            },
         })
     }
 }
 
 /// A validated stack: plan it offline, apply it or destroy it.
 pub struct BuiltStack {
-    pub(crate) name: Arc<str>,
-    pub(crate) modules: Vec<Arc<dyn ErasedModule>>,
-    pub(crate) names: Arc<[Arc<str>]>,
-    pub(crate) phases: Vec<Phase>,
-    pub(crate) graph: Graph,
-    /// By module: the identity groups the stack's other modules name from its output, sorted.
-    pub(crate) groups: Vec<Arc<[String]>>,
+    id: StackId,
+    /// Whether a module provides [`Interface::Cluster`].
+    has_cluster: bool,
+    pub(crate) layout: Layout,
 }
 
 impl std::fmt::Debug for BuiltStack {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BuiltStack")
-            .field("name", &self.name)
+            .field("name", &self.layout.name)
             .field("order", &self.order())
             .finish()
     }
@@ -328,37 +328,55 @@ impl std::fmt::Debug for BuiltStack {
 impl BuiltStack {
     /// The stack's name.
     pub fn name(&self) -> &str {
-        &self.name
+        &self.layout.name
     }
 
     /// Module ids in a valid execution order (stack order wherever the edges allow).
     pub fn order(&self) -> Vec<&str> {
-        self.graph.topo.iter().map(|&i| &*self.names[i]).collect()
+        self.layout
+            .graph
+            .topo
+            .iter()
+            .map(|&i| &*self.layout.names[i])
+            .collect()
     }
 
     /// The ids of the modules that module `id` runs after, directly.
     pub fn predecessors(&self, id: &str) -> Vec<&str> {
         self.index(id)
             .map(|i| {
-                self.graph.preds[i]
+                self.layout.graph.preds[i]
                     .iter()
-                    .map(|&p| &*self.names[p])
+                    .map(|&p| &*self.layout.names[p])
                     .collect()
             })
             .unwrap_or_default()
     }
 
     fn index(&self, id: &str) -> Option<usize> {
-        self.names.iter().position(|n| &**n == id)
+        self.layout.names.iter().position(|n| &**n == id)
+    }
+
+    /// Refuses run settings that contradict the stack, before anything runs: a module timeout
+    /// for a handle of another stack; [`RunOptions::abandon_in_cluster`] for a stack with no
+    /// cluster module. [`apply`](BuiltStack::apply), [`destroy`](BuiltStack::destroy) and
+    /// [`read`](BuiltStack::read) check it first.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] naming each setting (`run.module_timeout`, `run.abandon_in_cluster`)
+    /// and its fix.
+    pub fn check(&self, options: &RunOptions) -> Result<()> {
+        refuse(options.contradictions(self.id, self.has_cluster))
     }
 
     /// Renders offline, with no cluster and no cloud account, what every module would create.
-    /// Modules are planned in execution order, each seeing its inputs' planned outputs.
+    /// Each module is planned as soon as its inputs' plans are done, seeing their planned
+    /// outputs (the same scheduler as apply and destroy).
     ///
     /// # Errors
     /// [`Error::RunFailed`] listing the modules whose plan failed (their dependents are skipped).
     pub async fn plan(&self) -> Result<Plan> {
-        self.plan_seeded(None).await
+        self.plan_with(None).await
     }
 
     /// Renders what every module would create given what is live: each module sees the live
@@ -369,7 +387,50 @@ impl BuiltStack {
     /// # Errors
     /// As [`BuiltStack::plan`].
     pub async fn plan_live(&self, live: &Report) -> Result<Plan> {
-        self.plan_seeded(Some(&live.outputs)).await
+        self.plan_with(Some(live.outputs.clone())).await
+    }
+
+    async fn plan_with(&self, live: Option<crate::context::Outputs>) -> Result<Plan> {
+        let options = RunOptions::new();
+        let executor::Ran {
+            report,
+            mut rendered,
+        } = executor::run(
+            &self.layout,
+            Pass {
+                step: Step::Plan,
+                shared: options.shared(),
+                options: &options,
+                outputs: new_outputs(self.layout.modules.len()),
+                absent: Vec::new(),
+                live,
+            },
+        )
+        .await;
+        report.into_result()?;
+        let modules = self
+            .layout
+            .graph
+            .topo
+            .iter()
+            .filter_map(|&i| {
+                let rendered = rendered[i].take()?;
+                let (needs, after) = self.edges_into(i);
+                Some(ModulePlan {
+                    id: self.layout.names[i].to_string(),
+                    kind: self.layout.modules[i].kind().to_owned(),
+                    phase: self.layout.phases[i],
+                    needs,
+                    after,
+                    resources: rendered.resources,
+                    output: rendered.output,
+                })
+            })
+            .collect();
+        Ok(Plan {
+            stack: self.layout.name.to_string(),
+            modules,
+        })
     }
 
     /// Looks up every module's live output without changing anything (the first pass of a
@@ -377,131 +438,47 @@ impl BuiltStack {
     /// [`Status::Absent`].
     ///
     /// # Errors
+    /// [`Error::Invalid`] for contradicting settings ([`BuiltStack::check`]);
     /// [`Error::RunFailed`] when a module's read failed.
     pub async fn read(&self, options: &RunOptions) -> Result<Report> {
-        let outputs = new_outputs(self.modules.len());
-        executor::run(self, Step::Read, options, outputs, &[])
+        self.check(options)?;
+        self.pass(Step::Read, options, options.shared(), Vec::new(), None)
             .await
             .into_result()
     }
 
-    async fn plan_seeded(&self, live: Option<&crate::context::Outputs>) -> Result<Plan> {
-        let start = Instant::now();
-        let outputs = new_outputs(self.modules.len());
-        let extensions = Arc::new(Default::default());
-        let mut plans: Vec<Option<ModulePlan>> = (0..self.modules.len()).map(|_| None).collect();
-        let mut reports: Vec<Option<ModuleReport>> =
-            (0..self.modules.len()).map(|_| None).collect();
-        let mut failed = Vec::new();
-        for &i in &self.graph.topo {
-            let blocked = self.graph.preds[i].iter().find(|&&p| plans[p].is_none());
-            if let Some(&p) = blocked {
-                reports[i] = Some(self.module_report(
-                    i,
-                    Status::Skipped {
-                        reason: format!("`{}` was not planned", self.names[p]),
-                    },
-                    None,
-                ));
-                continue;
-            }
-            let ctx = Context {
-                module: self.names[i].clone(),
-                stack: self.name.clone(),
-                step: Step::Plan,
-                outputs: outputs.clone(),
-                declared: self.graph.declared[i].clone(),
-                names: self.names.clone(),
-                groups: self.groups[i].clone(),
-                cancel: Default::default(),
-                events: Default::default(),
-                extensions: Arc::clone(&extensions),
-                start,
-            };
-            let t = Instant::now();
-            match self.modules[i].plan(&ctx).await {
-                Ok(p) => {
-                    let (needs, after) = self.edges_into(i);
-                    plans[i] = Some(ModulePlan {
-                        id: self.names[i].to_string(),
-                        kind: self.modules[i].kind().to_owned(),
-                        phase: self.phases[i],
-                        needs,
-                        after,
-                        resources: p.resources,
-                        output: p.output.json.clone(),
-                    });
-                    let seen = match live.and_then(|l| l[i].get()) {
-                        Some(Some(live)) => live.clone(),
-                        _ => p.output,
-                    };
-                    let _ = outputs[i].set(Some(seen));
-                    reports[i] = Some(self.module_report(i, Status::Succeeded, Some(t.elapsed())));
-                }
-                Err(source) => {
-                    let e = Error::Module {
-                        module: self.names[i].to_string(),
-                        step: Step::Plan,
-                        source,
-                    };
-                    failed.push(e.to_string());
-                    reports[i] = Some(self.module_report(
-                        i,
-                        Status::Failed {
-                            error: e.to_string(),
-                        },
-                        Some(t.elapsed()),
-                    ));
-                }
-            }
-        }
-        if !failed.is_empty() {
-            let report = Report {
-                stack: self.name.to_string(),
-                step: Step::Plan,
-                wall_time: start.elapsed(),
-                modules: reports.into_iter().flatten().collect(),
-                critical_path: Vec::new(),
-                critical_path_time: Duration::ZERO,
-                removed: Vec::new(),
-                outputs,
-            };
-            return Err(Error::RunFailed {
-                step: Step::Plan,
-                failed,
-                report: Box::new(report),
-            });
-        }
-        Ok(Plan {
-            stack: self.name.to_string(),
-            modules: self
-                .graph
-                .topo
-                .iter()
-                .filter_map(|&i| plans[i].take())
-                .collect(),
-        })
-    }
-
-    fn module_report(&self, i: usize, status: Status, duration: Option<Duration>) -> ModuleReport {
-        ModuleReport {
-            id: self.names[i].to_string(),
-            kind: self.modules[i].kind().to_owned(),
-            status,
-            started: None,
-            duration,
-            output: None,
-        }
+    /// One pass of `step` over the stack with the run's shared state.
+    async fn pass(
+        &self,
+        step: Step,
+        options: &RunOptions,
+        shared: Arc<crate::run::RunShared>,
+        absent: Vec<bool>,
+        outputs: Option<crate::context::Outputs>,
+    ) -> Report {
+        executor::run(
+            &self.layout,
+            Pass {
+                step,
+                options,
+                shared,
+                outputs: outputs.unwrap_or_else(|| new_outputs(self.layout.modules.len())),
+                absent,
+                live: None,
+            },
+        )
+        .await
+        .report
     }
 
     /// The modules `i` reads, and those it only runs after.
     fn edges_into(&self, i: usize) -> (Vec<String>, Vec<String>) {
         let mut needs = Vec::new();
         let mut after = Vec::new();
-        for &(a, _, kind) in self.graph.edges_into(i) {
+        for &(a, _, kind) in self.layout.graph.edges_into(i) {
             match kind {
-                EdgeKind::Data => needs.push(self.names[a].to_string()),
-                EdgeKind::Order | EdgeKind::Phase => after.push(self.names[a].to_string()),
+                EdgeKind::Data => needs.push(self.layout.names[a].to_string()),
+                EdgeKind::Order | EdgeKind::Phase => after.push(self.layout.names[a].to_string()),
             }
         }
         (needs, after)
@@ -511,26 +488,25 @@ impl BuiltStack {
     /// [preflight](crate::Module::preflight) passed.
     ///
     /// # Errors
+    /// [`Error::Invalid`] for contradicting settings ([`BuiltStack::check`]): nothing ran.
     /// [`Error::RunFailed`] for [`Step::Preflight`] when a preflight check failed: nothing was
     /// applied.
     /// [`Error::RunFailed`] when any module failed, timed out, was cancelled or skipped; the
     /// report inside says which, with timings.
     ///
-    /// Then, on every cluster the run's modules deployed to, the modules the stack's state
-    /// records and the stack no longer has are destroyed, dependents first (unless
+    /// Then each engine of the run has its last word ([`EngineRun::end`](crate::EngineRun::end)):
+    /// the Kubernetes engine destroys, on every cluster the run's modules deployed to, the
+    /// modules the stack's state records and the stack no longer has, dependents first (unless
     /// [`RemovedModules::Orphan`](crate::k8s::RemovedModules)); the report lists them in
     /// [`Report::removed`].
     pub async fn apply(&self, options: &RunOptions) -> Result<Report> {
+        self.check(options)?;
         self.preflight(options).await?;
-        let tracker = k8s::RunTracker::default();
-        let options = options.clone().extension(tracker.clone());
-        let outputs = new_outputs(self.modules.len());
-        let report = executor::run(self, Step::Apply, &options, outputs, &[]).await;
-        if !report.is_success() {
-            return report.into_result();
-        }
-        let end = self.end_of_run(&options, &tracker, false).await;
-        self.finish(report, end, &tracker)
+        let shared = options.shared();
+        let report = self
+            .pass(Step::Apply, options, shared.clone(), Vec::new(), None)
+            .await;
+        self.finish(report, options, &shared).await
     }
 
     /// Runs every module's preflight check at once, each module regardless of the others (no
@@ -542,75 +518,42 @@ impl BuiltStack {
         // quiet: a module's apply events are the ones a display shows; a failed check is the error
         let mut quiet = options.clone();
         quiet.events = Default::default();
-        executor::run(
-            self,
-            Step::Preflight,
-            &quiet,
-            new_outputs(self.modules.len()),
-            &[],
-        )
-        .await
-        .into_result()
+        self.pass(Step::Preflight, &quiet, quiet.shared(), Vec::new(), None)
+            .await
+            .into_result()
     }
 
-    /// The engine's end-of-run work: destroy the modules the state records and the stack no
-    /// longer has (always in a destroy; in an apply unless the policy orphans them), and wait
-    /// for the deletions still finishing.
-    async fn end_of_run(
-        &self,
-        options: &RunOptions,
-        tracker: &k8s::RunTracker,
-        destroy: bool,
-    ) -> Result<()> {
-        let mut kube = options
-            .extensions
-            .get::<k8s::KubeOptions>()
-            .cloned()
-            .unwrap_or_default();
-        if destroy {
-            kube.removed_modules = k8s::RemovedModules::Destroy;
-        }
-        let keep: Vec<&str> = self.names.iter().map(|n| &**n).collect();
-        let start = Instant::now();
-        let events = options.events.clone();
-        let progress = move |module: &str, message: String| {
-            tracing::info!(module, "{message}");
-            events.send(Event::Progress {
-                module: module.to_owned(),
-                step: Step::Destroy,
-                elapsed: start.elapsed(),
-                message,
-            });
-        };
-        let run = k8s::RunInfo {
-            stack: &self.name,
-            keep: &keep,
-            options: &kube,
-            lock: options.extensions.get::<k8s::StackLock>(),
-            cancel: &options.cancel,
-            progress: &progress,
-        };
-        tracker.destroy_removed_everywhere(&run).await?;
-        // What the run deleted (pruned or destroyed namespaces and CRDs) is gone at its end.
-        tracker.settle(None, &kube, &options.cancel).await
-    }
-
-    /// The report of a run whose modules all succeeded, with the engine's end-of-run work.
-    fn finish(
+    /// The report of a run, with each engine's end-of-run work when every module succeeded.
+    async fn finish(
         &self,
         mut report: Report,
-        end: Result<()>,
-        tracker: &k8s::RunTracker,
+        options: &RunOptions,
+        shared: &crate::run::RunShared,
     ) -> Result<Report> {
-        report.removed = tracker.removed();
-        match end {
-            Ok(()) => Ok(report),
-            Err(e) => Err(Error::RunFailed {
-                step: report.step,
-                failed: vec![e.to_string()],
-                report: Box::new(report),
-            }),
+        if !report.is_success() {
+            return report.into_result();
         }
+        let end = RunEnd {
+            stack: &self.layout.name,
+            modules: &self.layout.names,
+            step: report.step,
+            cancel: &options.cancel,
+            events: &options.events,
+            start: tokio::time::Instant::now(),
+        };
+        for engine in shared.engines.all() {
+            match engine.end(&end).await {
+                Ok(removed) => report.removed.extend(removed),
+                Err(e) => {
+                    return Err(Error::RunFailed {
+                        step: report.step,
+                        failed: vec![Failure::from(e)],
+                        report: Box::new(report),
+                    });
+                }
+            }
+        }
+        Ok(report)
     }
 
     /// Destroys every module in reverse dependency order: first each module's live output is
@@ -619,42 +562,51 @@ impl BuiltStack {
     /// failed keeps what it depends on in place. Safe to run again.
     ///
     /// # Errors
+    /// [`Error::Invalid`] for contradicting settings ([`BuiltStack::check`]): nothing ran.
     /// [`Error::RunFailed`] for the read pass or the destroy pass.
     ///
     /// In-cluster modules delete their namespaces and CRDs without waiting for them to finish
     /// terminating; the run waits for them at its end (cluster modules wait for those of their
-    /// cluster before deleting it, see [`k8s::settle`]). The modules the stack's state records
-    /// and the stack no longer has are destroyed too, before anything else on their cluster;
-    /// the report lists them in [`Report::removed`].
+    /// cluster before deleting it, see [`k8s::settle`](crate::k8s::settle)). The modules the
+    /// stack's state records and the stack no longer has are destroyed too, before anything
+    /// else on their cluster; the report lists them in [`Report::removed`].
     pub async fn destroy(&self, options: &RunOptions) -> Result<Report> {
-        let tracker = k8s::RunTracker::default();
-        let options = options.clone().extension(tracker.clone());
-        let read = self.read(&options).await?;
+        self.check(options)?;
+        let shared = options.shared();
+        let read = self
+            .pass(Step::Read, options, shared.clone(), Vec::new(), None)
+            .await
+            .into_result()?;
         let absent: Vec<bool> = read
             .modules
             .iter()
             .map(|m| m.status == Status::Absent)
             .collect();
-        let report = executor::run(self, Step::Destroy, &options, read.outputs, &absent).await;
-        if !report.is_success() {
-            return report.into_result();
-        }
-        let end = self.end_of_run(&options, &tracker, true).await;
-        self.finish(report, end, &tracker)
+        let report = self
+            .pass(
+                Step::Destroy,
+                options,
+                shared.clone(),
+                absent,
+                Some(read.outputs),
+            )
+            .await;
+        self.finish(report, options, &shared).await
     }
 
     /// The dependency graph as Graphviz DOT (solid: data, dashed: ordering and phases).
     pub fn to_dot(&self) -> String {
         let modules = self
+            .layout
             .graph
             .topo
             .iter()
             .map(|&i| {
                 let (needs, after) = self.edges_into(i);
                 ModulePlan {
-                    id: self.names[i].to_string(),
-                    kind: self.modules[i].kind().to_owned(),
-                    phase: self.phases[i],
+                    id: self.layout.names[i].to_string(),
+                    kind: self.layout.modules[i].kind().to_owned(),
+                    phase: self.layout.phases[i],
                     needs,
                     after,
                     resources: Vec::new(),
@@ -663,7 +615,7 @@ impl BuiltStack {
             })
             .collect();
         Plan {
-            stack: self.name.to_string(),
+            stack: self.layout.name.to_string(),
             modules,
         }
         .to_dot()

@@ -6,6 +6,7 @@
 #[path = "support/fake_api.rs"]
 mod fake_api;
 
+use devops_stack_core::k8s::KubeEngine;
 use std::time::Duration;
 
 use devops_stack_core::interfaces::{Cluster, ClusterRef};
@@ -566,7 +567,7 @@ fn stack(fake: &FakeApi, with_extra: bool) -> devops_stack_core::BuiltStack {
 #[tokio::test]
 async fn modules_taken_out_of_the_stack_are_shown_then_destroyed_dependents_first() {
     let fake = fake();
-    let run = RunOptions::new().extension(options());
+    let run = RunOptions::new().engine(KubeEngine::new(options()));
     stack(&fake, true).apply(&run).await.unwrap();
     assert!(fake.get("v1", "ConfigMap", "extra", "leaf").is_some());
 
@@ -591,7 +592,9 @@ async fn modules_taken_out_of_the_stack_are_shown_then_destroyed_dependents_firs
     );
 
     // Orphaning on purpose keeps everything.
-    let keep = RunOptions::new().extension(options().removed_modules(RemovedModules::Orphan));
+    let keep = RunOptions::new().engine(KubeEngine::new(
+        options().removed_modules(RemovedModules::Orphan),
+    ));
     let report = smaller.apply(&keep).await.unwrap();
     assert!(report.removed.is_empty());
     assert!(fake.get("v1", "ConfigMap", "extra", "leaf").is_some());
@@ -626,12 +629,12 @@ async fn modules_taken_out_of_the_stack_are_shown_then_destroyed_dependents_firs
 #[tokio::test]
 async fn a_stack_destroy_removes_recorded_modules_and_waits_for_namespaces_at_the_end() {
     let fake = fake().namespace_deletion(NamespaceDeletion::After(Duration::from_millis(300)));
-    let run = RunOptions::new().extension(KubeOptions {
+    let run = RunOptions::new().engine(KubeEngine::new(KubeOptions {
         wait_timeout: Duration::from_secs(10),
         ..options().wait(true)
-    });
+    }));
     stack(&fake, true)
-        .apply(&RunOptions::new().extension(options()))
+        .apply(&RunOptions::new().engine(KubeEngine::new(options())))
         .await
         .unwrap();
     // The smaller stack's destroy also destroys `extra` and `leaf`, which it no longer has.

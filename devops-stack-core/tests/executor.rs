@@ -133,13 +133,15 @@ async fn a_failure_skips_only_its_dependents() {
         panic!("expected RunFailed")
     };
     assert!(
-        failed.iter().any(|f| f.contains("b was told to fail")),
+        failed
+            .iter()
+            .any(|f| f.to_string().contains("b was told to fail")),
         "{failed:?}"
     );
     let status = |id: &str| report.module(id).unwrap().status.clone();
     assert_eq!(status("a"), Status::Succeeded);
     assert!(
-        matches!(status("b"), Status::Failed { error } if error.contains("module `b` failed to apply"))
+        matches!(status("b"), Status::Failed { error } if error.to_string().contains("module `b` failed to apply") && matches!(error.error(), Error::Module { .. }))
     );
     assert_eq!(
         status("c"),
@@ -191,16 +193,16 @@ async fn a_module_that_overruns_its_timeout_fails_and_its_dependents_are_skipped
     let mut s = Stack::new("t");
     let slow = s.add(Probe::new("slow", &r).sleep_ms(10_000));
     s.add(Probe::new("after", &r).after(slow.input()));
-    s.add(Probe::new("quick", &r).sleep_ms(100));
+    let quick = s.add(Probe::new("quick", &r).sleep_ms(100));
     let options = RunOptions::new()
         .timeout(ms(500))
-        .module_timeout("quick", ms(50));
+        .module_timeout(&quick, ms(50));
     let Error::RunFailed { report, .. } = s.build().unwrap().apply(&options).await.unwrap_err()
     else {
         panic!()
     };
     assert!(
-        matches!(&report.module("slow").unwrap().status, Status::TimedOut { error } if error.contains("500ms")),
+        matches!(&report.module("slow").unwrap().status, Status::TimedOut { error } if error.to_string().contains("500ms") && matches!(error.error(), Error::Timeout { .. })),
         "{report:?}"
     );
     assert!(
@@ -479,8 +481,47 @@ async fn a_failed_preflight_stops_the_apply_before_anything_is_created() {
     assert_eq!(*step, devops_stack_core::Step::Preflight);
     assert_eq!(failed.len(), 1, "{failed:?}");
     assert!(
-        failed[0].contains("the hosted zone of `zone` does not exist"),
+        failed[0]
+            .to_string()
+            .contains("the hosted zone of `zone` does not exist"),
         "{err}"
     );
     assert!(applied.lock().unwrap().is_empty(), "nothing was applied");
+}
+
+/// Run settings that contradict the stack get a typed error naming each setting and its fix,
+/// before any module step runs (apply, destroy and read alike).
+#[tokio::test(start_paused = true)]
+async fn contradicting_run_settings_are_refused_before_anything_runs() {
+    let r = Recorder::new();
+    let mut s = Stack::new("t");
+    let a = s.add(Probe::new("a", &r));
+    let s = s.build().unwrap();
+    let mut other = Stack::new("other");
+    let foreign = other.add(Probe::new("x", &r));
+
+    // a module timeout for a handle of another stack, and abandoning with no cluster module
+    let options = RunOptions::new()
+        .module_timeout(&foreign, ms(10))
+        .module_timeout(&a, ms(10))
+        .abandon_in_cluster();
+    for result in [
+        s.apply(&options).await,
+        s.destroy(&options).await,
+        s.read(&options).await,
+    ] {
+        let Err(Error::Invalid(errors)) = result else {
+            panic!("expected the settings refused, got {result:?}")
+        };
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["run.module_timeout", "run.abandon_in_cluster"]);
+        assert_eq!(errors[0].module.as_deref(), Some("x"));
+        assert!(errors.iter().all(|e| !e.fix.is_empty()));
+    }
+    assert!(r.marks().is_empty(), "a module ran: {:?}", r.marks());
+
+    // this stack's own handle is fine
+    s.apply(&RunOptions::new().module_timeout(&a, ms(10)))
+        .await
+        .unwrap();
 }

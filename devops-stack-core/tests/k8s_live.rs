@@ -21,6 +21,7 @@ mod argocd_standin;
 #[path = "support/live.rs"]
 mod live;
 
+use devops_stack_core::k8s::KubeEngine;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -97,7 +98,7 @@ fn options(state_namespace: &str) -> KubeOptions {
 }
 
 fn run(opts: &KubeOptions) -> RunOptions {
-    RunOptions::new().extension(opts.clone())
+    RunOptions::new().engine(KubeEngine::new(opts.clone()))
 }
 
 fn selector(stack: &str) -> String {
@@ -272,7 +273,8 @@ async fn a_stack_applies_reapplies_without_writes_diffs_prunes_and_destroys() {
         // 2. The same inputs again, under the stack's lock: no write request at all. (The lock's
         // own Lease writes go through the helper's client, which is not counted.)
         let report = StackLock::scope(helper.clone(), &id, &opts, async |lock| {
-            s.apply(&run(&opts).extension(lock)).await
+            s.apply(&RunOptions::new().engine(KubeEngine::new(opts.clone()).lock(lock)))
+                .await
         })
         .await
         .unwrap();
@@ -980,12 +982,12 @@ async fn the_lock_refuses_a_second_concurrent_apply() {
     }
     // A run without the lock is refused too, naming the holder.
     let e = s
-        .apply(&RunOptions::new().extension(opts.clone()))
+        .apply(&RunOptions::new().engine(KubeEngine::new(opts.clone())))
         .await
         .unwrap_err();
     assert!(e.to_string().contains("locked by `first-run`"), "{e}");
     // The run holding the lock goes through.
-    let locked = RunOptions::new().extension(opts).extension(first.clone());
+    let locked = RunOptions::new().engine(KubeEngine::new(opts).lock(first.clone()));
     s.apply(&locked).await.unwrap();
     s.destroy(&locked).await.unwrap();
     drop(locked);
@@ -1019,7 +1021,7 @@ async fn argocd_syncs_and_deletes_an_application() {
                 "helm": {"valuesObject": {"replicaCount": 1}}},
             "syncPolicy": {"automated": {"prune": true, "selfHeal": true}, "syncOptions": ["CreateNamespace=true"]}}});
     let (s, _) = stack(&id, &cluster, vec![app]);
-    s.apply(&RunOptions::new().extension(opts.clone()))
+    s.apply(&RunOptions::new().engine(KubeEngine::new(opts.clone())))
         .await
         .unwrap();
     let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
@@ -1032,7 +1034,9 @@ async fn argocd_syncs_and_deletes_an_application() {
             .items
             .is_empty()
     );
-    s.destroy(&RunOptions::new().extension(opts)).await.unwrap();
+    s.destroy(&RunOptions::new().engine(KubeEngine::new(opts)))
+        .await
+        .unwrap();
     assert!(
         deployments
             .list(&ListParams::default())

@@ -177,7 +177,7 @@ async fn destroy_on(
     let (stack, _kubeconfig) = stack_on(port);
     let options = RunOptions::new();
     let options = if abandon {
-        options.extension(devops_stack_core::interfaces::AbandonInCluster)
+        options.abandon_in_cluster()
     } else {
         options
     };
@@ -193,7 +193,7 @@ async fn a_destroy_that_cannot_reach_the_cluster_stops_unless_told_to_abandon() 
         "{err}"
     );
     assert!(
-        err.contains("AbandonInCluster"),
+        err.contains("abandon_in_cluster()"),
         "the error names the option: {err}"
     );
     let report = destroy_on(port, true).await.unwrap();

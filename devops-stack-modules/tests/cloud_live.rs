@@ -18,6 +18,7 @@ mod argocd_standin;
 mod live;
 mod support;
 
+use devops_stack_core::k8s::KubeEngine;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -87,11 +88,11 @@ impl Live {
     }
 
     fn options(&self) -> RunOptions {
-        RunOptions::new().extension(KubeOptions {
+        RunOptions::new().engine(KubeEngine::new(KubeOptions {
             wait_timeout: Duration::from_secs(120),
             state_namespace: self.ns("state"),
             ..KubeOptions::default()
-        })
+        }))
     }
 
     /// Runs `body`, then deletes everything of the stack and the test's namespaces (`module`'s

@@ -32,6 +32,7 @@ mod live;
 #[path = "support/platform.rs"]
 mod platform;
 
+use devops_stack_core::k8s::KubeEngine;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -296,11 +297,11 @@ fn refused(
 const REFUSED: [&str; 2] = ["refused-version", "refused-values"];
 
 fn refused_options(case: &str) -> RunOptions {
-    RunOptions::new().extension(KubeOptions {
+    RunOptions::new().engine(KubeEngine::new(KubeOptions {
         wait_timeout: Duration::from_secs(240),
         state_namespace: format!("{case}-state"),
         ..KubeOptions::default()
-    })
+    }))
 }
 
 /// Two stacks Argo CD refuses: the apply fails within seconds with the module, the chart and the

@@ -15,6 +15,7 @@ mod fixture_charts;
 #[path = "support/real_argocd.rs"]
 mod real_argocd;
 
+use devops_stack_core::k8s::KubeEngine;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -82,11 +83,11 @@ async fn scenario(cluster: LocalCluster, argocd_ns: &str, repo: &str, id: &str) 
             .chart_repository(repo),
     );
     let stack = stack.build().unwrap();
-    let opts = RunOptions::new().extension(KubeOptions {
+    let opts = RunOptions::new().engine(KubeEngine::new(KubeOptions {
         wait_timeout: Duration::from_secs(120),
         state_namespace: format!("{id}-state"),
         ..KubeOptions::default()
-    });
+    }));
     let t = Instant::now();
     let report = stack.apply(&opts).await.unwrap();
     let apply = t.elapsed();

@@ -14,6 +14,7 @@
 #[path = "support/real_argocd.rs"]
 mod real_argocd;
 
+use devops_stack_core::k8s::KubeEngine;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -287,11 +288,11 @@ fn team_target() -> Input<ArgoCdTarget> {
 }
 
 fn options(state: &str) -> RunOptions {
-    RunOptions::new().extension(KubeOptions {
+    RunOptions::new().engine(KubeEngine::new(KubeOptions {
         wait_timeout: Duration::from_secs(120),
         state_namespace: state.into(),
         ..KubeOptions::default()
-    })
+    }))
 }
 
 #[tokio::test]

@@ -10,6 +10,7 @@
 //! DEVOPS_STACK_TEST_KUBECONFIG=~/.kube/config cargo test -p devops-stack-modules --test team_live
 //! ```
 
+use devops_stack_core::k8s::KubeEngine;
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -315,7 +316,9 @@ async fn a_team_is_created_as_rendered_reapplied_without_writes_and_destroyed_al
         ..KubeOptions::default()
     };
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let options = RunOptions::new().extension(kube.clone()).events(tx);
+    let options = RunOptions::new()
+        .engine(KubeEngine::new(kube.clone()))
+        .events(tx);
 
     // 1. Apply: every object of the team, as rendered.
     stack.apply(&options).await.unwrap();
@@ -606,7 +609,7 @@ async fn a_missing_credential_secret_stops_the_team_before_anything_is_written()
         ..KubeOptions::default()
     };
     let e = stack
-        .apply(&RunOptions::new().extension(kube))
+        .apply(&RunOptions::new().engine(KubeEngine::new(kube)))
         .await
         .unwrap_err()
         .to_string();
@@ -707,7 +710,7 @@ async fn the_api_server_s_oidc_authenticator_lets_the_deployer_group_deploy_and_
         state_namespace: format!("{team}-state"),
         ..KubeOptions::default()
     };
-    let options = RunOptions::new().extension(kube);
+    let options = RunOptions::new().engine(KubeEngine::new(kube));
     stack.apply(&options).await.unwrap();
 
     // An admin's token (group `oidc:<team>-admins` to the API server) creates a Deployment;

@@ -33,9 +33,22 @@ async fn argocd_through_a_kubeconfig_of_another_ca_fails_at_once_naming_the_unkn
     let Error::RunFailed { report, .. } = &err else {
         panic!("{err}")
     };
-    let Status::Failed { error } = &report.module("argocd").unwrap().status else {
+    let Status::Failed { error: failure } = &report.module("argocd").unwrap().status else {
         panic!("{err}")
     };
+    // The report keeps the typed cause, not only its text: somewhere down the chain of sources
+    // is the engine's `Unreachable`.
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(failure);
+    let mut unreachable = false;
+    while let Some(c) = cause {
+        unreachable |= matches!(c.downcast_ref::<Error>(), Some(Error::Unreachable { .. }));
+        cause = c.source();
+    }
+    assert!(
+        unreachable,
+        "no Unreachable among the causes of {failure:?}"
+    );
+    let error = failure.to_string();
     eprintln!("failed after {elapsed:?}: {error}");
     assert!(
         error.starts_with(&format!(

@@ -58,7 +58,8 @@ use std::net::IpAddr;
 use devops_stack_core::plan::unknown;
 use devops_stack_core::validate::base_domain;
 use devops_stack_core::{
-    Context, Handle, Input, Module, ModuleResult, Needs, Planned, Resource, Validation,
+    Capability, Context, Handle, Input, Interface, Module, ModuleResult, Needs, Planned, Resource,
+    Validation,
 };
 use serde::Serialize;
 use serde_json::json;
@@ -623,6 +624,7 @@ impl Module for Eks {
     }
 
     fn validate(&self, v: &mut Validation) {
+        v.provides(Capability::Interface(Interface::Cluster));
         v.check(
             "name",
             check_cluster_name(&self.name),

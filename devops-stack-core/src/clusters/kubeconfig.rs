@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use super::LocalCluster;
 use crate::context::Context;
 use crate::module::{Module, ModuleResult, Planned};
-use crate::validate::{self, Validation};
+use crate::validate::{self, Capability, Interface, Validation};
 
 /// An existing cluster from a kubeconfig file and context. Applying it checks that the file and
 /// context load; destroying it does nothing (the cluster is not the stack's to delete).
@@ -62,6 +62,7 @@ impl Kubeconfig {
 
 /// Checks the fields [`Kubeconfig`] and [`Kind`](super::Kind) share.
 pub(super) fn validate_cluster(v: &mut Validation, c: &LocalCluster, must_exist: bool) {
+    v.provides(Capability::Interface(Interface::Cluster));
     v.dns_label("name", &c.name);
     v.check(
         "base_domain",

@@ -272,7 +272,7 @@ struct Inner {
 /// lock taken by each deployer would make the modules of one run exclude each other, and one
 /// released between two modules would let another run slip in. So the lock belongs to the
 /// *caller*: take a [`StackLock`] before [`BuiltStack::apply`](crate::BuiltStack::apply) or
-/// `destroy`, hand it to the run with [`RunOptions::extension`](crate::RunOptions::extension),
+/// `destroy`, hand it to the run with [`KubeEngine::lock`](super::KubeEngine::lock),
 /// and [`release`](StackLock::release) it after. While held, a background task renews the Lease
 /// every third of its duration; the deployers of the run check before writing that it was not
 /// lost. A deployer whose run holds no `StackLock` takes none, but still refuses to write while
@@ -285,12 +285,13 @@ struct Inner {
 /// [`Deployer`]: super::Deployer
 ///
 /// ```no_run
-/// use devops_stack_core::k8s::{KubeOptions, StackLock};
+/// use devops_stack_core::k8s::{KubeEngine, KubeOptions, StackLock};
 /// use devops_stack_core::{RunOptions, Stack};
 /// # async fn run(client: kube::Client, stack: devops_stack_core::BuiltStack) -> devops_stack_core::Result<()> {
 /// let options = KubeOptions::default();
 /// let lock = StackLock::acquire(client, stack.name(), &options).await?;
-/// let result = stack.apply(&RunOptions::new().extension(options).extension(lock.clone())).await;
+/// let engine = KubeEngine::new(options).lock(lock.clone());
+/// let result = stack.apply(&RunOptions::new().engine(engine)).await;
 /// lock.release().await?;
 /// result?;
 /// # Ok(())
@@ -351,12 +352,12 @@ impl StackLock {
     /// after, whether `f` succeeded or not.
     ///
     /// ```no_run
-    /// use devops_stack_core::k8s::{KubeOptions, StackLock};
+    /// use devops_stack_core::k8s::{KubeEngine, KubeOptions, StackLock};
     /// use devops_stack_core::RunOptions;
     /// # async fn run(client: kube::Client, stack: devops_stack_core::BuiltStack) -> devops_stack_core::Result<()> {
     /// let options = KubeOptions::default();
     /// let report = StackLock::scope(client, stack.name(), &options, async |lock| {
-    ///     stack.apply(&RunOptions::new().extension(options.clone()).extension(lock)).await
+    ///     stack.apply(&RunOptions::new().engine(KubeEngine::new(options.clone()).lock(lock))).await
     /// })
     /// .await?;
     /// # Ok(())

@@ -93,8 +93,9 @@ pub use ownership::{Adopt, OwnershipConflict};
 pub use reach::{UnreachableCause, unreachable_cause};
 pub use remove::DestroyReport;
 pub use retry::Retry;
+pub(crate) use run::RunTracker;
 pub use run::settle;
-pub(crate) use run::{RunInfo, RunTracker};
+pub use run::{KubeEngine, KubeRun};
 pub use stack_diff::{ModuleDiff, NotCompared, StackDiff, diff_stack, preflight_stack};
 pub use state::{InventoryEntry, ModuleState, state_name};
 
@@ -144,7 +145,7 @@ pub enum RemovedModules {
     Orphan,
 }
 
-/// Engine settings for a run, passed with [`RunOptions::extension`](crate::RunOptions::extension).
+/// The Kubernetes engine's settings for a run, given with [`KubeEngine::new`].
 ///
 /// ```
 /// use std::time::Duration;
@@ -354,7 +355,7 @@ impl Survey<'_> {
 
 impl Deployer {
     /// A deployer for the running module of `ctx` on `cluster`, with the run's [`KubeOptions`],
-    /// its [`StackLock`] (if the caller put one in the run's extensions) and its cancellation.
+    /// its [`StackLock`] (both from the run's [`KubeEngine`]) and its cancellation.
     /// Progress (the object being waited for) is reported as the module's progress events.
     ///
     /// # Errors
@@ -362,7 +363,7 @@ impl Deployer {
     pub async fn for_module(ctx: &Context, cluster: &ClusterRef) -> Result<Deployer> {
         install_tls_provider();
         let destroying = ctx.step() == crate::Step::Destroy;
-        let abandon = destroying && AbandonInCluster::is_set(ctx);
+        let abandon = destroying && ctx.abandon_in_cluster();
         let (client, abandoned) = match cluster.client().await {
             Ok(client) => (client, None),
             Err(e) if abandon => (
@@ -384,29 +385,27 @@ impl Deployer {
                 )));
             }
         };
+        let engine = ctx.engine::<KubeRun>();
         let mut d = Deployer::new(
             client,
             ctx.stack_name(),
             ctx.module_id(),
-            ctx.extension::<KubeOptions>().cloned().unwrap_or_default(),
+            engine.options.clone(),
         )
         .cancellation(ctx.cancellation().clone());
-        d.lock = ctx
-            .extension::<StackLock>()
-            .filter(|l| l.stack() == ctx.stack_name())
-            .cloned();
+        d.lock = engine.lock_for(ctx.stack_name()).cloned();
         d.target = Target::of(&**cluster);
         d.abandoned = abandoned;
-        if let Some(tracker) = ctx.extension::<RunTracker>() {
-            if d.abandoned.is_none() {
-                tracker.register(cluster.name(), &d.client, &d.target.server);
-            }
-            d.run = Some(RunLink {
-                ctx: Some(ctx.clone()),
-                tracker: tracker.clone(),
-                needs: ctx.dependencies(),
-            });
+        if d.abandoned.is_none() {
+            engine
+                .tracker
+                .register(cluster.name(), &d.client, &d.target.server);
         }
+        d.run = Some(RunLink {
+            ctx: Some(ctx.clone()),
+            tracker: engine.tracker.clone(),
+            needs: ctx.dependencies(),
+        });
         Ok(d)
     }
 
@@ -445,9 +444,7 @@ impl Deployer {
                 .run
                 .as_ref()
                 .and_then(|r| r.ctx.as_ref())
-                .is_some_and(|ctx| {
-                    ctx.step() == crate::Step::Destroy && AbandonInCluster::is_set(ctx)
-                })
+                .is_some_and(|ctx| ctx.step() == crate::Step::Destroy && ctx.abandon_in_cluster())
     }
 
     /// How transient API faults are retried.

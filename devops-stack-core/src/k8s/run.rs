@@ -2,12 +2,13 @@
 //! deletions still finishing in the background, and the destroy of modules the state records
 //! that the stack no longer has.
 //!
-//! [`BuiltStack::apply`](crate::BuiltStack::apply) and
-//! [`BuiltStack::destroy`](crate::BuiltStack::destroy) put a tracker in the run's extensions;
-//! [`Deployer::for_module`] links to it. At the end of an apply, the modules the state records
-//! and the stack no longer has are destroyed (see [`RemovedModules`]); in a destroy, that happens
-//! before the first module's destroy on each cluster, and the run ends only when the namespaces
-//! and CRDs its modules deleted are gone.
+//! It plugs into the stack engine as an [`Engine`](crate::Engine): [`KubeEngine`] carries the
+//! run's settings ([`KubeOptions`], the [`StackLock`]), each run starts a [`KubeRun`] that
+//! [`Deployer::for_module`] links to, and the stack engine gives it the run's last word
+//! ([`EngineRun::end`]). At the end of an apply, the modules the state records and the stack no
+//! longer has are destroyed (see [`RemovedModules`]); in a destroy, that happens before the first
+//! module's destroy on each cluster, and the run ends only when the namespaces and CRDs its
+//! modules deleted are gone.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::{Arc, Mutex};
@@ -23,6 +24,121 @@ use super::state::read_all;
 use super::{Deployer, KubeOptions, RemovedModules, Retry, StackLock};
 use crate::context::Context;
 use crate::error::{Error, Result};
+use crate::module::Step;
+use crate::run::{Engine, EngineRun, RunEnd};
+
+/// The Kubernetes engine's settings for a run: hand it to
+/// [`RunOptions::engine`](crate::RunOptions::engine). Without it, a run's Kubernetes modules
+/// deploy with [`KubeOptions::default`] and no lock.
+///
+/// ```
+/// use devops_stack_core::RunOptions;
+/// use devops_stack_core::k8s::{KubeEngine, KubeOptions, RemovedModules};
+/// let options = RunOptions::new().engine(
+///     KubeEngine::new(KubeOptions::default().removed_modules(RemovedModules::Orphan)),
+/// );
+/// # let _ = options;
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct KubeEngine {
+    options: KubeOptions,
+    lock: Option<StackLock>,
+}
+
+impl KubeEngine {
+    /// The engine with `options`.
+    pub fn new(options: KubeOptions) -> Self {
+        KubeEngine {
+            options,
+            lock: None,
+        }
+    }
+
+    /// Writes only while `lock` is held: every module's writes, the removed modules' destroys
+    /// and the state. Take it before the run and release it after (or let
+    /// [`cli`](https://docs.rs/devops-stack) do both).
+    #[must_use]
+    pub fn lock(mut self, lock: StackLock) -> Self {
+        self.lock = Some(lock);
+        self
+    }
+
+    /// The engine's options.
+    pub fn options(&self) -> &KubeOptions {
+        &self.options
+    }
+}
+
+impl Engine for KubeEngine {
+    fn start(&self) -> Arc<dyn EngineRun> {
+        Arc::new(KubeRun {
+            options: self.options.clone(),
+            lock: self.lock.clone(),
+            tracker: RunTracker::default(),
+        })
+    }
+}
+
+/// The Kubernetes engine's state for one run: its settings, the clusters its modules reached,
+/// deletions still finishing and the removed modules it destroyed. Modules reach it with
+/// [`Context::engine`].
+#[derive(Default)]
+pub struct KubeRun {
+    pub(crate) options: KubeOptions,
+    pub(crate) lock: Option<StackLock>,
+    pub(crate) tracker: RunTracker,
+}
+
+impl std::fmt::Debug for KubeRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubeRun")
+            .field("options", &self.options)
+            .field("locked", &self.lock.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl KubeRun {
+    /// The run's Kubernetes options.
+    pub fn options(&self) -> &KubeOptions {
+        &self.options
+    }
+
+    /// The run's lock, when the caller gave one for this stack.
+    pub fn lock_for(&self, stack: &str) -> Option<&StackLock> {
+        self.lock.as_ref().filter(|l| l.stack() == stack)
+    }
+}
+
+impl EngineRun for KubeRun {
+    fn end<'a>(
+        &'a self,
+        end: &'a RunEnd<'a>,
+    ) -> futures::future::BoxFuture<'a, Result<Vec<String>>> {
+        Box::pin(async move {
+            let mut options = self.options.clone();
+            if end.step() == Step::Destroy {
+                options.removed_modules = RemovedModules::Destroy;
+            }
+            let keep: Vec<&str> = end.modules().collect();
+            let progress = |module: &str, message: String| end.progress(module, message);
+            let run = RunInfo {
+                stack: end.stack(),
+                keep: &keep,
+                options: &options,
+                lock: self.lock_for(end.stack()),
+                cancel: end.cancellation(),
+                progress: &progress,
+            };
+            self.tracker.destroy_removed_everywhere(&run).await?;
+            // What the run deleted (pruned or destroyed namespaces and CRDs) is gone at its end.
+            self.tracker
+                .settle(None, &options, end.cancellation())
+                .await?;
+            Ok(self.tracker.removed())
+        })
+    }
+}
 
 /// A deletion still finishing: a namespace terminating, a CRD whose instances are being removed.
 pub(crate) struct Pending {
@@ -144,7 +260,8 @@ impl RunTracker {
         ctx: &Context,
     ) -> Result<()> {
         let keep: Vec<&str> = ctx.names.iter().map(|n| &**n).collect();
-        let options = ctx.extension::<KubeOptions>().cloned().unwrap_or_default();
+        let engine = ctx.engine::<KubeRun>();
+        let options = engine.options.clone();
         let progress = |module: &str, message: String| {
             tracing::info!(module, "{message}");
             ctx.progress(format!("[removed module `{module}`] {message}"));
@@ -153,7 +270,7 @@ impl RunTracker {
             stack: ctx.stack_name(),
             keep: &keep,
             options: &options,
-            lock: ctx.extension::<StackLock>(),
+            lock: engine.lock_for(ctx.stack_name()),
             cancel: ctx.cancellation(),
             progress: &progress,
         };
@@ -259,17 +376,17 @@ async fn destroy_removed(
 
 /// Waits until the namespaces and CRDs the run's modules deleted on `cluster` are gone. Cluster
 /// modules call it at the start of their destroy, before the cluster itself goes; outside a
-/// stack run it does nothing.
+/// stack run, or in a run whose modules deployed nothing to Kubernetes, it does nothing.
 ///
 /// # Errors
 /// [`Error::NamespaceStuck`] naming what blocks each namespace, and [`Error::NotDeleted`], when
 /// [`KubeOptions::wait_timeout`] passes.
 pub async fn settle(ctx: &Context, cluster: &str) -> Result<()> {
-    let Some(tracker) = ctx.extension::<RunTracker>() else {
+    let Some(engine) = ctx.started_engine::<KubeRun>() else {
         return Ok(());
     };
-    let options = ctx.extension::<KubeOptions>().cloned().unwrap_or_default();
-    tracker
-        .settle(Some(cluster), &options, ctx.cancellation())
+    engine
+        .tracker
+        .settle(Some(cluster), &engine.options, ctx.cancellation())
         .await
 }

@@ -8,9 +8,9 @@ use serde_json::Value;
 
 use super::{Deployer, Diff, DiffAction, KubeOptions, Retry};
 use crate::error::{Error, Result};
-use crate::executor::Report;
 use crate::interfaces::ClusterRef;
 use crate::plan::Resource;
+use crate::report::Report;
 use crate::stack::BuiltStack;
 
 /// One module's changes on one cluster.

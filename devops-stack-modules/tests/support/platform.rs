@@ -4,6 +4,7 @@
 //! controllers no container runs for on kwok's nodes (cert-manager's).
 #![allow(dead_code, unreachable_pub)]
 
+use devops_stack_core::k8s::KubeEngine;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -249,11 +250,11 @@ pub fn platform(
 }
 
 pub fn options() -> RunOptions {
-    RunOptions::new().extension(KubeOptions {
+    RunOptions::new().engine(KubeEngine::new(KubeOptions {
         wait_timeout: Duration::from_secs(240),
         state_namespace: format!("{STACK}-state"),
         ..KubeOptions::default()
-    })
+    }))
 }
 
 fn application_resource() -> ApiResource {
