@@ -1,6 +1,6 @@
 //! What a module step sees: its inputs, the run's options, cancellation and progress reporting.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use tokio::time::Instant;
 
 use tokio_util::sync::CancellationToken;
@@ -8,15 +8,9 @@ use tokio_util::sync::CancellationToken;
 use crate::error::{Error, Result};
 use crate::events::{Event, EventSink};
 use crate::handle::{Handle, Input};
-use crate::module::{ErasedOutput, Step};
+use crate::output::{ErasedOutput, Outputs};
 use crate::run::{EngineRun, RunShared};
-
-/// One slot per module: its output once produced, `None` when it is known not to exist.
-pub(crate) type Outputs = Arc<[OnceLock<Option<ErasedOutput>>]>;
-
-pub(crate) fn new_outputs(n: usize) -> Outputs {
-    (0..n).map(|_| OnceLock::new()).collect()
-}
+use crate::step::Step;
 
 /// The context of one module step.
 #[derive(Clone)]

@@ -4,8 +4,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::module::Step;
-use crate::report::Report;
+use crate::report::{Failure, Report, Status};
+use crate::step::Step;
 
 /// A boxed error returned by a module's steps; each crate keeps its own error enum and boxes it here.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -216,7 +216,7 @@ pub enum Error {
         /// The module whose apply was refused.
         module: String,
         /// Each object, with who owns it now.
-        objects: Vec<crate::k8s::OwnershipConflict>,
+        objects: Vec<crate::k8s::conflict::OwnershipConflict>,
     },
 
     /// The stack-wide preflight found objects that modules would take over; nothing was
@@ -228,7 +228,7 @@ pub enum Error {
         /// The modules with conflicts.
         modules: Vec<String>,
         /// Each object with its module.
-        objects: Vec<(String, crate::k8s::OwnershipConflict)>,
+        objects: Vec<(String, crate::k8s::conflict::OwnershipConflict)>,
     },
 
     /// The cluster's API server cannot be reached: the connection was refused, the name did not
@@ -250,7 +250,7 @@ pub enum Error {
         /// The kubeconfig context (the file's current context when the cluster names none).
         context: Option<String>,
         /// What failed (boxed: it keeps the error small).
-        cause: Box<crate::k8s::UnreachableCause>,
+        cause: Box<crate::k8s::cause::UnreachableCause>,
         /// The client's error.
         #[source]
         source: Box<kube::Error>,
@@ -315,65 +315,6 @@ impl fmt::Display for Through<'_> {
             Through(Some(file), None) => write!(f, " (kubeconfig {})", file.display()),
             Through(None, _) => Ok(()),
         }
-    }
-}
-
-/// An [`Error`] kept by a [`Report`](crate::Report) or [`Error::RunFailed`]: shared, so reports
-/// clone, with the whole error and its causes still there to match on
-/// ([`Failure::error`], [`std::error::Error::source`]). It displays as the error; it serializes as
-/// that text; two are equal when their texts are.
-#[derive(Clone)]
-pub struct Failure(std::sync::Arc<Error>);
-
-impl Failure {
-    /// The error.
-    pub fn error(&self) -> &Error {
-        &self.0
-    }
-}
-
-impl From<Error> for Failure {
-    fn from(e: Error) -> Self {
-        Failure(std::sync::Arc::new(e))
-    }
-}
-
-impl std::ops::Deref for Failure {
-    type Target = Error;
-    fn deref(&self) -> &Error {
-        &self.0
-    }
-}
-
-impl fmt::Display for Failure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&*self.0, f)
-    }
-}
-
-impl fmt::Debug for Failure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&*self.0, f)
-    }
-}
-
-impl std::error::Error for Failure {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&*self.0)
-    }
-}
-
-impl PartialEq for Failure {
-    fn eq(&self, other: &Self) -> bool {
-        std::sync::Arc::ptr_eq(&self.0, &other.0) || self.0.to_string() == other.0.to_string()
-    }
-}
-
-impl Eq for Failure {}
-
-impl serde::Serialize for Failure {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.collect_str(&*self.0)
     }
 }
 
@@ -483,4 +424,50 @@ pub struct ApplicationRefusal {
     pub message: String,
     /// What to change: the version or repository, or the value at the key the schema names.
     pub fix: String,
+}
+
+impl Failure {
+    /// The error, when it is this crate's [`Error`] (as every failure the stack engine records
+    /// is).
+    pub fn error(&self) -> Option<&Error> {
+        self.0.downcast_ref::<Error>()
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure(std::sync::Arc::new(e))
+    }
+}
+
+impl Report {
+    /// `Ok(self)` when the run succeeded, otherwise [`Error::RunFailed`] naming each failure.
+    ///
+    /// # Errors
+    /// As described.
+    pub fn into_result(self) -> Result<Report> {
+        if self.is_success() {
+            return Ok(self);
+        }
+        let failed = self
+            .modules
+            .iter()
+            .filter_map(|m| match &m.status {
+                Status::Failed { error } | Status::TimedOut { error } => Some(error.clone()),
+                Status::Cancelled => Some(Failure::from(Error::Cancelled {
+                    module: m.id.clone(),
+                })),
+                Status::Skipped { reason } => Some(Failure::from(Error::Skipped {
+                    module: m.id.clone(),
+                    reason: reason.clone(),
+                })),
+                _ => None,
+            })
+            .collect();
+        Err(Error::RunFailed {
+            step: self.step,
+            failed,
+            report: Box::new(self),
+        })
+    }
 }

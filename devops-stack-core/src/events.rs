@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::module::Step;
+use crate::step::Step;
 
 /// Where events go; a closed or absent receiver is fine.
 #[derive(Clone, Default)]

@@ -28,14 +28,15 @@ use tokio::task::JoinError;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::context::{Context, Outputs};
-use crate::error::{Error, Failure};
+use crate::context::Context;
+use crate::error::Error;
 use crate::events::{Event, EventSink};
 use crate::layout::Layout;
-use crate::module::{ErasedOutput, Phase, Step};
+use crate::output::{ErasedOutput, Outputs};
 use crate::plan::Resource;
-use crate::report::{ModuleReport, Report, Status};
+use crate::report::{Failure, ModuleReport, Report, Status};
 use crate::run::{RunOptions, RunShared};
+use crate::step::{Phase, Step};
 
 /// What one pass over the stack is given.
 pub(crate) struct Pass<'a> {

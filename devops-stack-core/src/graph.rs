@@ -7,7 +7,7 @@ use std::sync::Arc;
 use petgraph::graph::{DiGraph, NodeIndex};
 
 use crate::error::{Error, Result};
-use crate::module::Phase;
+use crate::step::Phase;
 
 /// Why one module runs after another.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,9 +1,6 @@
 //! The `Module` trait every component implements, and the type-erased adapter the stack keeps.
 
-use std::any::Any;
-use std::fmt;
 use std::future::Future;
-use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use serde::Serialize;
@@ -11,59 +8,14 @@ use serde::Serialize;
 use crate::context::Context;
 use crate::error::BoxError;
 use crate::handle::Needs;
+use crate::output::{ErasedOutput, erase};
 use crate::plan::Resource;
 use crate::validate::Validation;
 
 /// The result of a module step; each crate returns its own error type, boxed.
 pub type ModuleResult<T> = Result<T, BoxError>;
 
-/// When a module runs relative to the others, expressed as edges of the graph.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Default)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum Phase {
-    /// Runs as soon as its inputs are ready and is started before ready `Main` modules when
-    /// concurrency is bounded (a plain Argo CD on a fresh cluster).
-    Bootstrap,
-    /// Runs as soon as its inputs are ready.
-    #[default]
-    Main,
-    /// Runs after every module of the other phases, through edges the stack adds (Argo CD
-    /// re-applied to manage itself with OIDC and monitoring). A non-final module that depends on a
-    /// final one is reported as a cycle.
-    Final,
-}
-
-/// One step of a module's life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum Step {
-    /// Render offline what would be created.
-    Plan,
-    /// Check, before anything is created, what only the cloud or the cluster can say (that a
-    /// hosted zone exists). Inputs cannot be read: every module's preflight runs before the first
-    /// module is applied.
-    Preflight,
-    /// Look up what exists, without changing it (before a destroy).
-    Read,
-    /// Create or update.
-    Apply,
-    /// Remove.
-    Destroy,
-}
-
-impl fmt::Display for Step {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Step::Plan => "plan",
-            Step::Preflight => "preflight",
-            Step::Read => "read",
-            Step::Apply => "apply",
-            Step::Destroy => "destroy",
-        })
-    }
-}
+pub use crate::step::{Phase, Step};
 
 /// What a module's offline plan produces: the resources it would create and its output as far
 /// as it is known (unknown parts are marked with [`unknown`](crate::plan::unknown)).
@@ -171,22 +123,6 @@ pub trait Module: Send + Sync + 'static {
     /// at once and stops before the first apply when one fails. The default checks nothing.
     fn preflight(&self, _ctx: &Context) -> impl Future<Output = ModuleResult<()>> + Send {
         async { Ok(()) }
-    }
-}
-
-/// A module's output with its type erased, and its serialized form for plans and reports.
-#[derive(Clone)]
-pub(crate) struct ErasedOutput {
-    pub(crate) value: Arc<dyn Any + Send + Sync>,
-    pub(crate) json: serde_json::Value,
-}
-
-pub(crate) fn erase<O: Serialize + Send + Sync + 'static>(output: O) -> ErasedOutput {
-    let json = serde_json::to_value(&output)
-        .unwrap_or_else(|e| serde_json::Value::String(format!("<unserializable: {e}>")));
-    ErasedOutput {
-        value: Arc::new(output),
-        json,
     }
 }
 

@@ -5,8 +5,8 @@ use std::fmt::Write as _;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::module::Phase;
 use crate::secret::REDACTED;
+use crate::step::Phase;
 
 /// The placeholder for a value that is known only after apply (a cluster endpoint, a pool id).
 ///

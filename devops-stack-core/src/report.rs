@@ -6,10 +6,55 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::context::Outputs;
-use crate::error::{Error, Failure, Result};
 use crate::handle::Handle;
-use crate::module::Step;
+use crate::output::Outputs;
+use crate::step::Step;
+
+/// An error kept by a [`Report`] or [`Error::RunFailed`](crate::Error::RunFailed): shared, so
+/// reports clone, with the whole error and its causes still there to match on
+/// ([`Failure::error`], [`std::error::Error::source`]). It displays as the error; it serializes as
+/// that text; two are equal when their texts are.
+#[derive(Clone)]
+pub struct Failure(pub(crate) Arc<dyn std::error::Error + Send + Sync>);
+
+impl std::ops::Deref for Failure {
+    type Target = dyn std::error::Error + Send + Sync;
+    fn deref(&self) -> &Self::Target {
+        &*self.0
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&*self.0, f)
+    }
+}
+
+impl std::fmt::Debug for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl std::error::Error for Failure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.0)
+    }
+}
+
+impl PartialEq for Failure {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0.to_string() == other.0.to_string()
+    }
+}
+
+impl Eq for Failure {}
+
+impl Serialize for Failure {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&*self.0)
+    }
+}
 
 /// How a module's step ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -27,7 +72,7 @@ pub enum Status {
     },
     /// It exceeded its timeout.
     TimedOut {
-        /// The error ([`Error::Timeout`]).
+        /// The error ([`Error::Timeout`](crate::Error::Timeout)).
         error: Failure,
     },
     /// The run was cancelled while it ran.
@@ -113,36 +158,6 @@ impl Report {
     pub fn output<T: Send + Sync + 'static>(&self, handle: &Handle<T>) -> Option<Arc<T>> {
         let slot = self.outputs.get(handle.dep.index)?.get()?.as_ref()?;
         slot.value.clone().downcast::<T>().ok()
-    }
-
-    /// `Ok(self)` when the run succeeded, otherwise [`Error::RunFailed`] naming each failure.
-    ///
-    /// # Errors
-    /// As described.
-    pub fn into_result(self) -> Result<Report> {
-        if self.is_success() {
-            return Ok(self);
-        }
-        let failed = self
-            .modules
-            .iter()
-            .filter_map(|m| match &m.status {
-                Status::Failed { error } | Status::TimedOut { error } => Some(error.clone()),
-                Status::Cancelled => Some(Failure::from(Error::Cancelled {
-                    module: m.id.clone(),
-                })),
-                Status::Skipped { reason } => Some(Failure::from(Error::Skipped {
-                    module: m.id.clone(),
-                    reason: reason.clone(),
-                })),
-                _ => None,
-            })
-            .collect();
-        Err(Error::RunFailed {
-            step: self.step,
-            failed,
-            report: Box::new(self),
-        })
     }
 
     /// A table of modules with status and timings, and the critical path.

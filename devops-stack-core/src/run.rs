@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::error::{ConfigError, Error, Result};
 use crate::events::{Event, EventSink};
 use crate::handle::{Dependency, Handle, StackId};
-use crate::module::Step;
+use crate::step::Step;
 
 /// An engine modules deploy with: its settings, given to the run with [`RunOptions::engine`].
 /// Each run [starts](Engine::start) it afresh.

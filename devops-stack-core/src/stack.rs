@@ -3,14 +3,15 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::context::new_outputs;
-use crate::error::{ConfigError, Error, Failure, Result};
+use crate::error::{ConfigError, Error, Result};
 use crate::executor::{self, Pass};
 use crate::graph::{EdgeKind, Graph};
 use crate::handle::{AsDependencies, Dependency, Handle, StackId};
 use crate::layout::Layout;
 use crate::module::{ErasedModule, Module, Phase, Step};
+use crate::output::{Outputs, new_outputs};
 use crate::plan::{ModulePlan, Plan};
+use crate::report::Failure;
 use crate::report::{Report, Status};
 use crate::run::{RunEnd, RunOptions, refuse};
 use crate::validate::{Capability, Interface, NamespaceOwner, Validation, dns_label};
@@ -390,7 +391,7 @@ impl BuiltStack {
         self.plan_with(Some(live.outputs.clone())).await
     }
 
-    async fn plan_with(&self, live: Option<crate::context::Outputs>) -> Result<Plan> {
+    async fn plan_with(&self, live: Option<Outputs>) -> Result<Plan> {
         let options = RunOptions::new();
         let executor::Ran {
             report,
@@ -454,7 +455,7 @@ impl BuiltStack {
         options: &RunOptions,
         shared: Arc<crate::run::RunShared>,
         absent: Vec<bool>,
-        outputs: Option<crate::context::Outputs>,
+        outputs: Option<Outputs>,
     ) -> Report {
         executor::run(
             &self.layout,

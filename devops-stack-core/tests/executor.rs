@@ -141,7 +141,7 @@ async fn a_failure_skips_only_its_dependents() {
     let status = |id: &str| report.module(id).unwrap().status.clone();
     assert_eq!(status("a"), Status::Succeeded);
     assert!(
-        matches!(status("b"), Status::Failed { error } if error.to_string().contains("module `b` failed to apply") && matches!(error.error(), Error::Module { .. }))
+        matches!(status("b"), Status::Failed { error } if error.to_string().contains("module `b` failed to apply") && matches!(error.error(), Some(Error::Module { .. })))
     );
     assert_eq!(
         status("c"),
@@ -202,7 +202,7 @@ async fn a_module_that_overruns_its_timeout_fails_and_its_dependents_are_skipped
         panic!()
     };
     assert!(
-        matches!(&report.module("slow").unwrap().status, Status::TimedOut { error } if error.to_string().contains("500ms") && matches!(error.error(), Error::Timeout { .. })),
+        matches!(&report.module("slow").unwrap().status, Status::TimedOut { error } if error.to_string().contains("500ms") && matches!(error.error(), Some(Error::Timeout { .. }))),
         "{report:?}"
     );
     assert!(

@@ -62,6 +62,8 @@
 //! # }
 //! ```
 
+pub(crate) mod cause;
+pub(crate) mod conflict;
 mod diff;
 mod discovery;
 mod fields;
@@ -86,11 +88,12 @@ use serde_json::Value;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+pub use cause::UnreachableCause;
 pub use diff::{Diff, DiffAction, FieldChange, ObjectDiff};
 pub use lock::{LockBuilder, StackLock, lock_name};
 pub use object::{HASH_ANNOTATION, ObjectRef, content_hash};
 pub use ownership::{Adopt, OwnershipConflict};
-pub use reach::{UnreachableCause, unreachable_cause};
+pub use reach::unreachable_cause;
 pub use remove::DestroyReport;
 pub use retry::Retry;
 pub(crate) use run::RunTracker;

@@ -8,11 +8,10 @@
 //! [`Adopt`] rule, or it is a Namespace: a namespace that exists and is not the module's own is
 //! used as it is, never labelled, recorded nor deleted.
 
-use std::fmt;
-
 use kube::api::ObjectMeta;
 use serde::Serialize;
 
+pub use super::conflict::OwnershipConflict;
 use super::object::ObjectRef;
 use super::{MODULE_LABEL, STACK_LABEL, fields};
 
@@ -114,17 +113,6 @@ pub(crate) fn owner(meta: &ObjectMeta, stack: &str, module: &str) -> Owner {
     }
 }
 
-/// An existing object a module would have taken over: what it is and who owns it now.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct OwnershipConflict {
-    /// The object, as `apiVersion Kind namespace/name`.
-    pub object: String,
-    /// Its ownership labels: `stack `a`, module `b``, or `no devops-stack labels`.
-    pub owner: String,
-    /// The field managers in its `managedFields`, with their operation.
-    pub managers: Vec<String>,
-}
-
 impl OwnershipConflict {
     pub(crate) fn new(id: &ObjectRef, meta: &ObjectMeta) -> OwnershipConflict {
         let label = |k: &str| meta.labels.as_ref().and_then(|l| l.get(k)).cloned();
@@ -139,16 +127,6 @@ impl OwnershipConflict {
             owner,
             managers: fields::managers(meta),
         }
-    }
-}
-
-impl fmt::Display for OwnershipConflict {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.object, self.owner)?;
-        if !self.managers.is_empty() {
-            write!(f, "; field managers: {}", self.managers.join(", "))?;
-        }
-        Ok(())
     }
 }
 

@@ -12,11 +12,18 @@ use super::discovery::Resolved;
 use super::object::{Class, ObjectRef};
 use super::ownership::{self, Owner};
 use super::retry::code;
-use super::run::Pending;
 use super::wait::{self, Waited};
 use super::{Deployer, StuckApplications};
 use crate::argocd::RESOURCES_FINALIZER;
 use crate::error::{Error, Result};
+
+/// A deletion still finishing: a namespace terminating, a CRD whose instances are being removed.
+pub(crate) struct Pending {
+    pub(crate) cluster: String,
+    pub(crate) module: String,
+    pub(crate) id: ObjectRef,
+    pub(crate) api: Api<DynamicObject>,
+}
 
 /// What a destroy (or a prune) did. Objects are named `Kind namespace/name`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]

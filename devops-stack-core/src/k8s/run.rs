@@ -13,19 +13,17 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::{Arc, Mutex};
 
-use kube::api::{Api, DynamicObject};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::discovery::SharedDiscovery;
-use super::object::ObjectRef;
-use super::remove::await_all_gone;
+use super::remove::{Pending, await_all_gone};
 use super::state::read_all;
 use super::{Deployer, KubeOptions, RemovedModules, Retry, StackLock};
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::module::Step;
 use crate::run::{Engine, EngineRun, RunEnd};
+use crate::step::Step;
 
 /// The Kubernetes engine's settings for a run: hand it to
 /// [`RunOptions::engine`](crate::RunOptions::engine). Without it, a run's Kubernetes modules
@@ -138,14 +136,6 @@ impl EngineRun for KubeRun {
             Ok(self.tracker.removed())
         })
     }
-}
-
-/// A deletion still finishing: a namespace terminating, a CRD whose instances are being removed.
-pub(crate) struct Pending {
-    pub(crate) cluster: String,
-    pub(crate) module: String,
-    pub(crate) id: ObjectRef,
-    pub(crate) api: Api<DynamicObject>,
 }
 
 /// The run-wide state of the engine; cheap to clone.
