@@ -53,10 +53,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .access(AccessRole::Deployer, sso.group("storefront-deployers"))
             .repository(Repository::new(repo, RepoAccess::Public))
             .app(
-                App::new("storefront", repo, "storefront")
-                    .path("deploy")
-                    .revision("main")
-                    .publish("shop", "storefront", "http"),
+                App::new("storefront", repo, "storefront").path("deploy").revision("main").publish(
+                    "shop",
+                    "storefront",
+                    "http",
+                ),
             )
             .ingress(&ingress)
             .issuer(tls.clone()),

@@ -19,3 +19,6 @@ pub use devops_stack_aws as aws;
 
 #[cfg(feature = "progress")]
 pub mod progress;
+
+#[cfg(feature = "cli")]
+pub mod cli;

@@ -247,6 +247,20 @@ macro_rules! aws_setters {
 pub(crate) use aws_setters;
 
 /// The region of a loaded configuration (checked by [`AwsConfig::load`]).
+impl AwsConfig {
+    /// An S3 client that, against an emulator or an S3-compatible store on a host of its own
+    /// (an endpoint override), addresses buckets by path rather than as subdomains of the host.
+    pub(crate) fn s3_addressed(&self, sdk: &SdkConfig) -> aws_sdk_s3::Client {
+        let client = self.s3_client(sdk);
+        match sdk.endpoint_url() {
+            Some(_) => aws_sdk_s3::Client::from_conf(
+                client.config().to_builder().force_path_style(true).build(),
+            ),
+            None => client,
+        }
+    }
+}
+
 pub(crate) fn region_of(config: &SdkConfig) -> String {
     config.region().map(ToString::to_string).unwrap_or_default()
 }

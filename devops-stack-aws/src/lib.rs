@@ -59,6 +59,7 @@ mod config;
 pub mod eks;
 mod error;
 pub mod iam;
+pub mod lock;
 pub mod route53;
 pub mod s3;
 pub mod tags;

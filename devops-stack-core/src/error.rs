@@ -105,6 +105,18 @@ pub enum Error {
         report: Box<Report>,
     },
 
+    /// A lock kept outside the cluster (in the cloud account) could not be read or written.
+    #[error("{action} {location} failed: {source}")]
+    Lock {
+        /// What was being done (`taking the lock`).
+        action: String,
+        /// Where the lock is kept (`s3://bucket/key`).
+        location: String,
+        /// The store's error.
+        #[source]
+        source: BoxError,
+    },
+
     /// A value could not be converted to or from JSON.
     #[error("serialization failed for {what}: {source}")]
     Serialize {

@@ -64,6 +64,7 @@ mod output;
 pub mod plan;
 mod report;
 mod run;
+pub mod run_lock;
 mod secret;
 mod stack;
 mod step;

@@ -43,13 +43,7 @@ struct Api<'a> {
 
 async fn api<'a>(bucket: &'a S3Bucket, ctx: &Context) -> Result<Api<'a>> {
     let sdk = bucket.aws.load().await?;
-    let client = bucket.aws.s3_client(&sdk);
-    // An emulator or S3-compatible store on a host of its own: address buckets by path, not as
-    // subdomains of the endpoint's host.
-    let client = match sdk.endpoint_url() {
-        Some(_) => Client::from_conf(client.config().to_builder().force_path_style(true).build()),
-        None => client,
-    };
+    let client = bucket.aws.s3_addressed(&sdk);
     Ok(Api {
         client,
         bucket,

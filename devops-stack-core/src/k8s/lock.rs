@@ -13,6 +13,7 @@ use super::KubeOptions;
 use super::retry::{Retry, code};
 use super::state::ensure_namespace;
 use crate::error::{Error, Result};
+use crate::run_lock::LockInfo;
 
 /// The name of the Lease that locks `stack`.
 pub fn lock_name(stack: &str) -> String {
@@ -384,6 +385,57 @@ impl StackLock {
         &self.inner.builder.stack
     }
 
+    /// Who holds the Lease of `stack` in `options.state_namespace`, live or stale; `None` when
+    /// there is none.
+    ///
+    /// # Errors
+    /// API errors.
+    pub async fn inspect(
+        client: &kube::Client,
+        stack: &str,
+        options: &KubeOptions,
+    ) -> Result<Option<LockInfo>> {
+        let ns = &options.state_namespace;
+        let api: Api<Lease> = Api::namespaced(client.clone(), ns);
+        let name = lock_name(stack);
+        let lease = Retry::default()
+            .run(false, "reading the stack lock", || api.get_opt(&name))
+            .await
+            .map_err(|e| Error::kube(format!("reading Lease {ns}/{name}"), e))?;
+        Ok(lease.and_then(|l| lease_info(&l, &format!("Lease {ns}/{name}"))))
+    }
+
+    /// Breaks the lock of `stack`: deletes its Lease and returns who held it. A holder that
+    /// renewed within its lease (a live run) is refused with [`Error::LockHeld`] unless `force`.
+    ///
+    /// # Errors
+    /// [`Error::LockHeld`]; API errors.
+    pub async fn unlock(
+        client: &kube::Client,
+        stack: &str,
+        options: &KubeOptions,
+        force: bool,
+    ) -> Result<Option<LockInfo>> {
+        let Some(info) = Self::inspect(client, stack, options).await? else {
+            return Ok(None);
+        };
+        if info.is_live() && !force {
+            return Err(info.held_error(stack));
+        }
+        let ns = &options.state_namespace;
+        let api: Api<Lease> = Api::namespaced(client.clone(), ns);
+        let name = lock_name(stack);
+        let dp = DeleteParams::default();
+        match Retry::default()
+            .run(true, "breaking the stack lock", || api.delete(&name, &dp))
+            .await
+        {
+            Ok(_) => Ok(Some(info)),
+            Err(e) if code(&e) == Some(404) => Ok(Some(info)),
+            Err(e) => Err(Error::kube(format!("deleting Lease {ns}/{name}"), e)),
+        }
+    }
+
     /// The holder identity in the Lease.
     pub fn holder(&self) -> &str {
         &self.inner.builder.holder
@@ -445,6 +497,25 @@ impl StackLock {
     }
 }
 
+/// What a Lease says of its holder; `None` for a Lease nobody holds.
+fn lease_info(lease: &Lease, location: &str) -> Option<LockInfo> {
+    let spec = lease.spec.as_ref()?;
+    let holder = spec.holder_identity.clone().filter(|h| !h.is_empty())?;
+    let now = Timestamp::now().as_second();
+    let ago = |t: Option<&MicroTime>| {
+        Duration::from_secs(t.map_or(0, |t| (now - t.0.as_second()).max(0).unsigned_abs()))
+    };
+    Some(LockInfo {
+        holder,
+        location: location.to_owned(),
+        held_for: ago(spec.acquire_time.as_ref()),
+        renewed_ago: ago(spec.renew_time.as_ref().or(spec.acquire_time.as_ref())),
+        lease: Duration::from_secs(
+            u64::try_from(spec.lease_duration_seconds.unwrap_or(0)).unwrap_or(0),
+        ),
+    })
+}
+
 /// Renews the lease every third of its duration until stopped, lost, or the lock is dropped.
 async fn renew(inner: Weak<Inner>, stop: CancellationToken) {
     loop {
@@ -493,15 +564,7 @@ async fn renew(inner: Weak<Inner>, stop: CancellationToken) {
 }
 
 fn default_holder() -> String {
-    let host = std::env::var("HOSTNAME")
-        .ok()
-        .filter(|h| !h.is_empty())
-        .or_else(|| {
-            std::fs::read_to_string("/etc/hostname")
-                .ok()
-                .map(|h| h.trim().to_owned())
-        })
-        .unwrap_or_else(|| "localhost".into());
+    let host = crate::run_lock::host_name();
     let suffix: u32 = rand::random();
     format!("{host}/{}/{suffix:08x}", std::process::id())
 }

@@ -100,7 +100,7 @@ pub(crate) use run::RunTracker;
 pub use run::settle;
 pub use run::{KubeEngine, KubeRun};
 pub use stack_diff::{ModuleDiff, NotCompared, StackDiff, diff_stack, preflight_stack};
-pub use state::{InventoryEntry, ModuleState, state_name};
+pub use state::{InventoryEntry, ModuleState, read_state, state_name};
 
 use crate::context::Context;
 use crate::error::{Error, Result};

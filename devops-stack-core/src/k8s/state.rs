@@ -175,6 +175,21 @@ fn parse_entry(namespace: &str, stack: &str, module: &str, text: &str) -> Result
     })
 }
 
+/// What the state of `stack` in `options.state_namespace` records, module by module (sorted by
+/// module id); empty when the stack has no state there.
+///
+/// # Errors
+/// API errors; an entry that does not parse.
+pub async fn read_state(
+    client: &kube::Client,
+    stack: &str,
+    options: &super::KubeOptions,
+) -> Result<Vec<(String, ModuleState)>> {
+    let mut all = read_all(client, &options.state_namespace, stack, &Retry::default()).await?;
+    all.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(all)
+}
+
 /// Every module entry of `stack`'s state, by module id.
 pub(crate) async fn read_all(
     client: &kube::Client,
