@@ -9,9 +9,7 @@ use aws_sdk_route53::types::{
 };
 use devops_stack_aws::route53::{HostedZone, Route53Zone, owner_record_name};
 use devops_stack_aws::s3::S3Bucket;
-use devops_stack_core::interfaces::{
-    Dns01Solver, DnsRecord, DnsZoneProvider, RecordKind, RoleOwner,
-};
+use devops_stack_core::interfaces::{DnsRecord, DnsZoneProvider, RecordKind, RoleOwner};
 use devops_stack_core::{Handle, RunOptions, Stack, Status};
 
 const STACK: &str = "zones";
@@ -179,11 +177,8 @@ async fn lookup_finds_the_zone_and_gives_a_policy_scoped_to_it() {
     assert_eq!(zone.domain, "example.com");
     let dns = zone.dns_zone();
     assert_eq!(
-        dns.solver,
-        Dns01Solver::Route53 {
-            region: common::REGION.into(),
-            hosted_zone_id: id.clone()
-        }
+        dns.solver.cert_manager_dns01(),
+        serde_json::json!({"route53": {"region": common::REGION, "hostedZoneID": id}})
     );
     let statements = &dns.change_policy.statements;
     assert_eq!(
@@ -451,7 +446,15 @@ async fn a_planned_zone_changes_no_record() {
         output["hosted_zone_id"],
         "(known after apply: zone.hosted_zone_id)"
     );
-    let planned = devops_stack_aws::route53::Route53Records::planned("example.com");
+    let planned = devops_stack_aws::route53::Route53Records::planned(
+        "example.com",
+        output["hosted_zone_id"].as_str().unwrap(),
+    );
+    let resource = devops_stack_core::interfaces::DnsRecords::planned_record(
+        &planned,
+        &DnsRecord::cname("*.apps.example.com", "x.example.net"),
+    );
+    assert_eq!(resource.title(), "aws route53:RecordSet *.apps.example.com");
     let owner = RoleOwner {
         stack: STACK.into(),
         module: "traefik".into(),

@@ -21,14 +21,12 @@ use crate::error::{Error, Result};
 /// balancer hostname.
 pub const DEFAULT_LOAD_BALANCER_TIMEOUT: Duration = Duration::from_secs(600);
 
-/// What an ingress controller module (Traefik, ingress-nginx) outputs: its namespace and how to
-/// publish through it. Implements [`IngressProvider`], so its handle is an `Input<Ingress>` for
-/// every module that publishes a UI.
+/// What an ingress controller module (Traefik, ingress-nginx) outputs: how to publish through
+/// it, its namespace included. Implements [`IngressProvider`], so its handle is an
+/// `Input<Ingress>` for every module that publishes a UI or lets the controller's traffic in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct IngressController {
-    /// The controller's namespace.
-    pub namespace: String,
-    /// How ingresses use it.
+    /// How ingresses use it, and its namespace.
     pub ingress: Ingress,
 }
 
@@ -186,11 +184,11 @@ impl ControllerSettings {
         }
         ctx.progress(format!(
             "waiting up to {:?} for the load balancer of Service {}/{service}",
-            self.load_balancer_timeout, output.namespace
+            self.load_balancer_timeout, output.ingress.namespace
         ));
         let hostname = wait_for_hostname(
             client,
-            &output.namespace,
+            &output.ingress.namespace,
             service,
             self.load_balancer_timeout,
             ctx.module_id(),
@@ -252,8 +250,8 @@ impl ControllerSettings {
         tls_annotations: &[(&str, &str)],
     ) -> IngressController {
         IngressController {
-            namespace: namespace.to_owned(),
             ingress: Ingress {
+                namespace: namespace.to_owned(),
                 class_name: self.class_name.clone(),
                 controller: controller.to_owned(),
                 default_class: self.default_class,

@@ -10,6 +10,9 @@ use aws_sdk_eks::types::{
     Taint as SdkTaint, TaintEffect as SdkTaintEffect, Update, UpdateLabelsPayload, UpdateStatus,
     UpdateTaintsPayload, VpcConfigRequest,
 };
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use devops_stack_core::Context;
 
 use super::cleanup::CloudCleanup;
@@ -554,89 +557,128 @@ async fn wait_cluster_active(api: &Api, eks: &Eks, ctx: &Context) -> Result<SdkC
     }
 }
 
-async fn ensure_access_entries(api: &Api, eks: &Eks, ctx: &Context) -> Result<()> {
-    if eks.access_entries.is_empty() {
+/// Brings each of `wanted` to what is wanted, the names the cluster has listed once beforehand:
+/// `listed` lists them (`listing` names that call in its error), `name` gives a wanted item's
+/// name, and `ensure` handles one item, told whether the cluster has it already. Lists nothing
+/// when nothing is wanted; stops at the first error.
+async fn reconcile<'a, T, E, L, LF, F, FF>(
+    eks: &Eks,
+    wanted: &'a [T],
+    listing: &str,
+    listed: L,
+    name: fn(&T) -> &str,
+    ensure: F,
+) -> Result<()>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    L: FnOnce() -> LF,
+    LF: Future<Output = std::result::Result<Vec<String>, SdkError<E, HttpResponse>>>,
+    F: Fn(&'a T, bool) -> FF,
+    FF: Future<Output = Result<()>>,
+{
+    if wanted.is_empty() {
         return Ok(());
     }
-    let resource = eks.cluster_resource();
-    let existing: BTreeSet<String> = api
-        .client
-        .list_access_entries()
-        .cluster_name(&eks.name)
-        .into_paginator()
-        .items()
-        .send()
-        .collect::<Result<Vec<_>, _>>()
+    let existing: BTreeSet<String> = listed()
         .await
-        .map_err(|e| Error::aws("listing access entries", &resource, e))?
+        .map_err(|e| Error::aws(listing, eks.cluster_resource(), e))?
         .into_iter()
         .collect();
-    for entry in &eks.access_entries {
-        let what = format!("access entry `{}` of {resource}", entry.principal_arn);
-        if !existing.contains(&entry.principal_arn) {
-            ctx.progress(format!("creating {what}"));
-            api.client
-                .create_access_entry()
-                .cluster_name(&eks.name)
-                .principal_arn(&entry.principal_arn)
-                .set_kubernetes_groups(Some(entry.kubernetes_groups.clone()))
-                .send()
-                .await
-                .map_err(|e| Error::aws("creating the access entry", &what, e))?;
-        }
-        // Associating an already associated policy is a no-op in EKS.
-        for policy in &entry.policies {
-            api.client
-                .associate_access_policy()
-                .cluster_name(&eks.name)
-                .principal_arn(&entry.principal_arn)
-                .policy_arn(policy)
-                .access_scope(
-                    AccessScope::builder()
-                        .r#type(AccessScopeType::Cluster)
-                        .build(),
-                )
-                .send()
-                .await
-                .map_err(|e| Error::aws(format!("associating policy {policy}"), &what, e))?;
-        }
+    for item in wanted {
+        ensure(item, existing.contains(name(item))).await?;
     }
     Ok(())
 }
 
+/// Creates the access entries the cluster lacks, and associates every entry's policies
+/// (associating an already associated policy is a no-op in EKS).
+async fn ensure_access_entries(api: &Api, eks: &Eks, ctx: &Context) -> Result<()> {
+    reconcile(
+        eks,
+        &eks.access_entries,
+        "listing access entries",
+        || {
+            api.client
+                .list_access_entries()
+                .cluster_name(&eks.name)
+                .into_paginator()
+                .items()
+                .send()
+                .collect()
+        },
+        |entry| &entry.principal_arn,
+        |entry, exists| async move {
+            let what = format!(
+                "access entry `{}` of {}",
+                entry.principal_arn,
+                eks.cluster_resource()
+            );
+            if !exists {
+                ctx.progress(format!("creating {what}"));
+                api.client
+                    .create_access_entry()
+                    .cluster_name(&eks.name)
+                    .principal_arn(&entry.principal_arn)
+                    .set_kubernetes_groups(Some(entry.kubernetes_groups.clone()))
+                    .send()
+                    .await
+                    .map_err(|e| Error::aws("creating the access entry", &what, e))?;
+            }
+            for policy in &entry.policies {
+                api.client
+                    .associate_access_policy()
+                    .cluster_name(&eks.name)
+                    .principal_arn(&entry.principal_arn)
+                    .policy_arn(policy)
+                    .access_scope(
+                        AccessScope::builder()
+                            .r#type(AccessScopeType::Cluster)
+                            .build(),
+                    )
+                    .send()
+                    .await
+                    .map_err(|e| Error::aws(format!("associating policy {policy}"), &what, e))?;
+            }
+            Ok(())
+        },
+    )
+    .await
+}
+
+/// Creates the add-ons the cluster lacks; an add-on it has is left as it is.
 async fn ensure_addons(api: &Api, eks: &Eks, ctx: &Context) -> Result<()> {
-    if eks.addons.is_empty() {
-        return Ok(());
-    }
-    let resource = eks.cluster_resource();
-    let existing: BTreeSet<String> = api
-        .client
-        .list_addons()
-        .cluster_name(&eks.name)
-        .into_paginator()
-        .items()
-        .send()
-        .collect::<Result<Vec<_>, _>>()
-        .await
-        .map_err(|e| Error::aws("listing add-ons", &resource, e))?
-        .into_iter()
-        .collect();
-    for addon in &eks.addons {
-        if existing.contains(&addon.name) {
-            continue;
-        }
-        let what = format!("add-on `{}` of {resource}", addon.name);
-        ctx.progress(format!("creating {what}"));
-        api.client
-            .create_addon()
-            .cluster_name(&eks.name)
-            .addon_name(&addon.name)
-            .set_addon_version(addon.version.clone())
-            .send()
-            .await
-            .map_err(|e| Error::aws("creating the add-on", &what, e))?;
-    }
-    Ok(())
+    reconcile(
+        eks,
+        &eks.addons,
+        "listing add-ons",
+        || {
+            api.client
+                .list_addons()
+                .cluster_name(&eks.name)
+                .into_paginator()
+                .items()
+                .send()
+                .collect()
+        },
+        |addon| &addon.name,
+        |addon, exists| async move {
+            if exists {
+                return Ok(());
+            }
+            let what = format!("add-on `{}` of {}", addon.name, eks.cluster_resource());
+            ctx.progress(format!("creating {what}"));
+            api.client
+                .create_addon()
+                .cluster_name(&eks.name)
+                .addon_name(&addon.name)
+                .set_addon_version(addon.version.clone())
+                .send()
+                .await
+                .map_err(|e| Error::aws("creating the add-on", &what, e))?;
+            Ok(())
+        },
+    )
+    .await
 }
 
 fn group_resource(eks: &Eks, group: &str) -> String {

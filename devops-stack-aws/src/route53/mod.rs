@@ -9,8 +9,9 @@
 //! | [`HostedZone::aws`], [`HostedZone::region`], [`HostedZone::endpoint_url`] | the SDK's chain |
 //!
 //! Output: [`Route53Zone`], which implements
-//! [`DnsZoneProvider`]: `handle.dns_zone()` gives a component the [`DnsZone`] (the zone id for
-//! cert-manager's Route 53 solver, the policy its service account needs, and the records).
+//! [`DnsZoneProvider`]: `handle.dns_zone()` gives a component the [`DnsZone`] (cert-manager's
+//! Route 53 solver block, [`dns01_solver`]; the policy its service account needs; and the
+//! records, which show in a plan as `aws route53:RecordSet <name>`).
 //!
 //! **Preflight** (before any module of the stack is applied) looks the zone up with
 //! `ListHostedZonesByName`: a missing zone is [`Error::HostedZoneNotFound`] naming the domain,
@@ -100,14 +101,29 @@ impl DnsZoneProvider for Route53Zone {
     fn dns_zone(&self) -> DnsZone {
         DnsZone {
             domain: self.domain.clone(),
-            solver: Dns01Solver::Route53 {
-                region: self.region.clone(),
-                hosted_zone_id: self.hosted_zone_id.clone(),
-            },
+            solver: dns01_solver(&self.region, &self.hosted_zone_id),
             change_policy: change_policy(&self.region, &self.hosted_zone_id),
             records: self.records.clone(),
         }
     }
+}
+
+/// cert-manager's Route 53 DNS-01 solver for zone `hosted_zone_id`: its `dns01.route53` block,
+/// `{region, hostedZoneID}`. The credentials are the workload role's (IRSA), so the block names
+/// none.
+///
+/// ```
+/// let solver = devops_stack_aws::route53::dns01_solver("eu-west-1", "Z123");
+/// assert_eq!(
+///     solver.cert_manager_dns01(),
+///     serde_json::json!({"route53": {"region": "eu-west-1", "hostedZoneID": "Z123"}})
+/// );
+/// ```
+pub fn dns01_solver(region: &str, hosted_zone_id: &str) -> Dns01Solver {
+    Dns01Solver::new(
+        "route53",
+        json!({"region": region, "hostedZoneID": hosted_zone_id}),
+    )
 }
 
 /// What cert-manager's Route 53 DNS-01 solver needs in zone `hosted_zone_id`, and nothing more:
@@ -273,10 +289,11 @@ impl Module for HostedZone {
             .aws
             .region_name()
             .map_or_else(|| unknown(id, "region"), ToOwned::to_owned);
+        let hosted_zone_id = unknown(id, "hosted_zone_id");
         let output = Route53Zone {
-            records: Arc::new(Route53Records::planned(&domain)),
+            records: Arc::new(Route53Records::planned(&domain, &hosted_zone_id)),
             domain: domain.clone(),
-            hosted_zone_id: unknown(id, "hosted_zone_id"),
+            hosted_zone_id,
             region,
             private: self.private,
         };
@@ -319,7 +336,7 @@ impl Module for HostedZone {
                 Ok(Some(Route53Zone {
                     records: Arc::new(Route53Records::gone(&domain, self.private)),
                     domain,
-                    hosted_zone_id: "(gone)".into(),
+                    hosted_zone_id: records::GONE_ZONE_ID.into(),
                     region: region_of(&sdk),
                     private: self.private,
                 }))

@@ -4,13 +4,17 @@ use aws_sdk_route53::Client;
 use aws_sdk_route53::types::{
     Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType,
 };
-use devops_stack_core::BoxError;
 use devops_stack_core::interfaces::{DnsRecord, DnsRecords, RecordKind, RoleOwner};
+use devops_stack_core::{BoxError, Resource};
 use futures::future::BoxFuture;
+use serde_json::json;
 
 use super::normalize;
 use crate::config::AwsConfig;
 use crate::error::{Error, Result};
+
+/// The id a zone found gone shows in place of its own.
+pub(crate) const GONE_ZONE_ID: &str = "(gone)";
 
 /// The first label of every ownership TXT record.
 const OWNER_LABEL: &str = "_devops-stack-owner";
@@ -79,13 +83,15 @@ fn rr_type(kind: RecordKind) -> Result<RrType> {
 #[derive(Debug, Clone)]
 pub struct Route53Records {
     domain: String,
+    /// The zone's id; a placeholder in a planned zone or one that is gone.
+    zone_id: String,
     zone: ZoneState,
 }
 
 #[derive(Debug, Clone)]
 enum ZoneState {
     Planned,
-    Live { zone_id: String, aws: AwsConfig },
+    Live { aws: AwsConfig },
     Gone { private: bool },
 }
 
@@ -129,10 +135,13 @@ fn record_set(name: &str, kind: RrType, ttl: i64, value: String) -> ResourceReco
 }
 
 impl Route53Records {
-    /// The records of a zone known only from a plan: every call fails, asking to apply first.
-    pub fn planned(domain: &str) -> Self {
+    /// The records of a zone known only from a plan, its id the placeholder `zone_id` (see
+    /// [`unknown`](devops_stack_core::plan::unknown)): every call fails, asking to apply first;
+    /// their plan resources show that placeholder.
+    pub fn planned(domain: &str, zone_id: &str) -> Self {
         Route53Records {
             domain: normalize(domain),
+            zone_id: zone_id.to_owned(),
             zone: ZoneState::Planned,
         }
     }
@@ -141,6 +150,7 @@ impl Route53Records {
     pub(crate) fn gone(domain: &str, private: bool) -> Self {
         Route53Records {
             domain: normalize(domain),
+            zone_id: GONE_ZONE_ID.into(),
             zone: ZoneState::Gone { private },
         }
     }
@@ -149,10 +159,8 @@ impl Route53Records {
     pub fn live(domain: &str, zone_id: &str, aws: AwsConfig) -> Self {
         Route53Records {
             domain: normalize(domain),
-            zone: ZoneState::Live {
-                zone_id: zone_id.to_owned(),
-                aws,
-            },
+            zone_id: zone_id.to_owned(),
+            zone: ZoneState::Live { aws },
         }
     }
 
@@ -168,7 +176,7 @@ impl Route53Records {
     /// A client and the zone id, or `None` when the zone is gone.
     async fn client(&self, name: &str) -> Result<Option<(Client, &str)>> {
         let (zone_id, aws) = match &self.zone {
-            ZoneState::Live { zone_id, aws } => (zone_id, aws),
+            ZoneState::Live { aws } => (&self.zone_id, aws),
             ZoneState::Gone { .. } => return Ok(None),
             ZoneState::Planned => {
                 return Err(Error::Config {
@@ -468,5 +476,21 @@ impl DnsRecords for Route53Records {
         kind: RecordKind,
     ) -> BoxFuture<'a, Result<(), BoxError>> {
         Box::pin(async move { self.delete(owner, name, kind).await.map_err(Into::into) })
+    }
+
+    /// `aws route53:RecordSet <name>`, with the zone's id and domain beside the record.
+    fn planned_record(&self, record: &DnsRecord) -> Resource {
+        Resource::cloud(
+            "aws",
+            "route53:RecordSet",
+            record.name.clone(),
+            json!({
+                "hosted_zone_id": self.zone_id,
+                "zone": self.domain,
+                "type": record.kind,
+                "target": record.target,
+                "ttl": record.ttl,
+            }),
+        )
     }
 }

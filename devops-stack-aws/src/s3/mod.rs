@@ -62,7 +62,9 @@ mod apply;
 
 use std::net::Ipv4Addr;
 
-use devops_stack_core::interfaces::{ObjectStore, ObjectStoreProvider, Statement};
+use devops_stack_core::interfaces::{
+    ObjectStore, ObjectStoreKind, ObjectStoreProvider, PolicyDocument, Statement,
+};
 use devops_stack_core::plan::unknown;
 use devops_stack_core::{Context, Module, ModuleResult, Planned, Resource, Validation};
 use serde::Serialize;
@@ -77,6 +79,39 @@ pub const DEFAULT_RETENTION_DAYS: u32 = 31;
 
 /// The id of the lifecycle rule the module manages.
 pub const LIFECYCLE_RULE_ID: &str = "devops-stack-retention";
+
+/// The S3 bucket `bucket` in `region` as an [`ObjectStore`], with the access a workload needs
+/// to keep data in it, and nothing more: list the bucket, read, write and delete its objects
+/// (ARNs of the region's partition: China and GovCloud have their own). For a bucket the stack
+/// does not make; the output of [`S3Bucket`] gives its own store, endpoint and KMS key included.
+///
+/// ```
+/// use devops_stack_core::interfaces::ObjectStoreKind;
+/// let store = devops_stack_aws::s3::object_store("prod-loki", "eu-west-1");
+/// assert_eq!(store.kind, ObjectStoreKind::S3);
+/// assert_eq!(store.access.statements[1].resources, ["arn:aws:s3:::prod-loki/*"]);
+/// assert!(store.access.unscoped_statements().is_empty());
+/// let china = devops_stack_aws::s3::object_store("logs", "cn-north-1");
+/// assert_eq!(china.access.statements[0].resources, ["arn:aws-cn:s3:::logs"]);
+/// ```
+pub fn object_store(bucket: &str, region: &str) -> ObjectStore {
+    let arn = bucket_arn(bucket, region);
+    let access = PolicyDocument::new()
+        .statement(Statement::allow(
+            ["s3:ListBucket", "s3:GetBucketLocation"],
+            [arn.clone()],
+        ))
+        .statement(Statement::allow(
+            ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+            [format!("{arn}/*")],
+        ));
+    ObjectStore::new(ObjectStoreKind::S3, bucket, region, access)
+}
+
+/// The ARN of bucket `bucket` of `region`'s partition.
+fn bucket_arn(bucket: &str, region: &str) -> String {
+    format!("arn:{}:s3:::{bucket}", crate::iam::partition(region))
+}
 
 /// What destroy does with the bucket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
@@ -135,7 +170,7 @@ impl ObjectStoreProvider for Bucket {
     /// The store; with a KMS key, its access also allows the key's use for the bucket's
     /// objects (S3 calls KMS on the workload's behalf).
     fn object_store(&self) -> ObjectStore {
-        let mut store = ObjectStore::s3(&self.name, &self.region);
+        let mut store = object_store(&self.name, &self.region);
         if let Some(url) = &self.endpoint {
             store = store.endpoint(url);
         }
@@ -206,7 +241,7 @@ impl S3Bucket {
 
     fn output(&self, region: String, endpoint: Option<String>) -> Bucket {
         Bucket {
-            arn: format!("arn:{}:s3:::{}", crate::iam::partition(&region), self.name),
+            arn: bucket_arn(&self.name, &region),
             name: self.name.clone(),
             region,
             endpoint,

@@ -7,9 +7,12 @@ use std::collections::BTreeMap;
 
 use aws_sdk_ec2::Client;
 use aws_sdk_ec2::types::{
-    AttributeBooleanValue, DomainType, Filter, NatGateway, NatGatewayState, ResourceType,
-    RouteTable, Subnet, Tag, TagSpecification,
+    Address, AttributeBooleanValue, DomainType, Filter, InternetGateway, NatGateway,
+    NatGatewayState, ResourceType, RouteTable, Subnet, Tag, TagSpecification,
 };
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use devops_stack_core::Context;
 
 use super::cidr::Cidr;
@@ -794,7 +797,6 @@ pub(super) async fn destroy(vpc: &Vpc, ctx: &Context) -> Result<()> {
         return Ok(());
     }
     let api = api(vpc, ctx).await?;
-    let resource = vpc.vpc_resource();
 
     // NAT gateways first: they hold the Elastic IPs and ENIs in the public subnets.
     let nats = live_nat_gateways(&api, None).await?;
@@ -832,121 +834,138 @@ pub(super) async fn destroy(vpc: &Vpc, ctx: &Context) -> Result<()> {
         .await?;
     }
 
-    let addresses = api
-        .client
-        .describe_addresses()
-        .set_filters(Some(api.owned(None)))
-        .send()
-        .await
-        .map_err(|e| Error::aws("listing Elastic IPs", &resource, e))?
-        .addresses
-        .unwrap_or_default();
-    for address in addresses.iter().filter(|a| api.is_ours(a.tags(), None)) {
-        let id = address.allocation_id().unwrap_or_default();
-        ctx.progress(format!("releasing Elastic IP {id}"));
-        deleted(
-            api.client.release_address().allocation_id(id).send().await,
-            "releasing the Elastic IP",
-            id,
-        )?;
-    }
-
-    let gateways = api
-        .client
-        .describe_internet_gateways()
-        .set_filters(Some(api.owned(None)))
-        .send()
-        .await
-        .map_err(|e| Error::aws("listing internet gateways", &resource, e))?
-        .internet_gateways
-        .unwrap_or_default();
-    for igw in gateways.iter().filter(|g| api.is_ours(g.tags(), None)) {
-        let id = igw.internet_gateway_id().unwrap_or_default();
-        for attachment in igw.attachments() {
-            if let Some(vpc_id) = attachment.vpc_id() {
-                deleted(
-                    api.client
-                        .detach_internet_gateway()
-                        .internet_gateway_id(id)
-                        .vpc_id(vpc_id)
-                        .send()
-                        .await,
-                    "detaching the internet gateway",
-                    id,
-                )?;
-            }
-        }
-        ctx.progress(format!("deleting internet gateway {id}"));
-        deleted(
+    let api = &api;
+    delete_owned(
+        api,
+        "listing Elastic IPs",
+        |filters| {
             api.client
-                .delete_internet_gateway()
-                .internet_gateway_id(id)
+                .describe_addresses()
+                .set_filters(Some(filters))
                 .send()
-                .await,
-            "deleting the internet gateway",
-            id,
-        )?;
-    }
+        },
+        |out| out.addresses.unwrap_or_default(),
+        Address::tags,
+        |address| async move {
+            let id = address.allocation_id().unwrap_or_default();
+            ctx.progress(format!("releasing Elastic IP {id}"));
+            deleted(
+                api.client.release_address().allocation_id(id).send().await,
+                "releasing the Elastic IP",
+                id,
+            )
+        },
+    )
+    .await?;
 
-    let subnets = api
-        .client
-        .describe_subnets()
-        .set_filters(Some(api.owned(None)))
-        .send()
-        .await
-        .map_err(|e| Error::aws("listing subnets", &resource, e))?
-        .subnets
-        .unwrap_or_default();
-    for subnet in subnets.iter().filter(|s| api.is_ours(s.tags(), None)) {
-        let id = subnet.subnet_id().unwrap_or_default();
-        ctx.progress(format!("deleting subnet {id}"));
-        deleted(
-            api.client.delete_subnet().subnet_id(id).send().await,
-            "deleting the subnet",
-            id,
-        )?;
-    }
-
-    let tables = api
-        .client
-        .describe_route_tables()
-        .set_filters(Some(api.owned(None)))
-        .send()
-        .await
-        .map_err(|e| Error::aws("listing route tables", &resource, e))?
-        .route_tables
-        .unwrap_or_default();
-    for table in tables.iter().filter(|t| api.is_ours(t.tags(), None)) {
-        let id = table.route_table_id().unwrap_or_default();
-        for association in table.associations() {
-            if association.main() == Some(true) {
-                continue;
-            }
-            if let Some(assoc) = association.route_table_association_id() {
-                deleted(
-                    api.client
-                        .disassociate_route_table()
-                        .association_id(assoc)
-                        .send()
-                        .await,
-                    "disassociating the route table",
-                    id,
-                )?;
-            }
-        }
-        ctx.progress(format!("deleting route table {id}"));
-        deleted(
+    delete_owned(
+        api,
+        "listing internet gateways",
+        |filters| {
             api.client
-                .delete_route_table()
-                .route_table_id(id)
+                .describe_internet_gateways()
+                .set_filters(Some(filters))
                 .send()
-                .await,
-            "deleting the route table",
-            id,
-        )?;
-    }
+        },
+        |out| out.internet_gateways.unwrap_or_default(),
+        InternetGateway::tags,
+        |igw| async move {
+            let id = igw.internet_gateway_id().unwrap_or_default();
+            for attachment in igw.attachments() {
+                if let Some(vpc_id) = attachment.vpc_id() {
+                    deleted(
+                        api.client
+                            .detach_internet_gateway()
+                            .internet_gateway_id(id)
+                            .vpc_id(vpc_id)
+                            .send()
+                            .await,
+                        "detaching the internet gateway",
+                        id,
+                    )?;
+                }
+            }
+            ctx.progress(format!("deleting internet gateway {id}"));
+            deleted(
+                api.client
+                    .delete_internet_gateway()
+                    .internet_gateway_id(id)
+                    .send()
+                    .await,
+                "deleting the internet gateway",
+                id,
+            )
+        },
+    )
+    .await?;
 
-    if let Some(live) = find_vpc(&api).await? {
+    delete_owned(
+        api,
+        "listing subnets",
+        |filters| {
+            api.client
+                .describe_subnets()
+                .set_filters(Some(filters))
+                .send()
+        },
+        |out| out.subnets.unwrap_or_default(),
+        Subnet::tags,
+        |subnet| async move {
+            let id = subnet.subnet_id().unwrap_or_default();
+            ctx.progress(format!("deleting subnet {id}"));
+            deleted(
+                api.client.delete_subnet().subnet_id(id).send().await,
+                "deleting the subnet",
+                id,
+            )
+        },
+    )
+    .await?;
+
+    delete_owned(
+        api,
+        "listing route tables",
+        |filters| {
+            api.client
+                .describe_route_tables()
+                .set_filters(Some(filters))
+                .send()
+        },
+        |out| out.route_tables.unwrap_or_default(),
+        RouteTable::tags,
+        |table| async move {
+            let id = table.route_table_id().unwrap_or_default();
+            for association in table.associations() {
+                if association.main() == Some(true) {
+                    continue;
+                }
+                if let Some(assoc) = association.route_table_association_id() {
+                    deleted(
+                        api.client
+                            .disassociate_route_table()
+                            .association_id(assoc)
+                            .send()
+                            .await,
+                        "disassociating the route table",
+                        id,
+                    )?;
+                }
+            }
+            ctx.progress(format!("deleting route table {id}"));
+            deleted(
+                api.client
+                    .delete_route_table()
+                    .route_table_id(id)
+                    .send()
+                    .await,
+                "deleting the route table",
+                id,
+            )
+        },
+    )
+    .await?;
+
+    if let Some(live) = find_vpc(api).await? {
         let id = live.vpc_id().unwrap_or_default();
         ctx.progress(format!("deleting VPC {id}"));
         deleted(
@@ -954,6 +973,36 @@ pub(super) async fn destroy(vpc: &Vpc, ctx: &Context) -> Result<()> {
             "deleting the VPC",
             id,
         )?;
+    }
+    Ok(())
+}
+
+/// Deletes this module's resources of one kind: `list` lists them with the ownership filters
+/// (`listing` names that call in its error) and `found` takes them out of its answer; those whose
+/// tags (read by `tags`) are not this module's are skipped, since not every EC2 implementation
+/// filters by tag; `delete` deletes each of the others in turn, stopping at the first error.
+async fn delete_owned<O, T, E, L, LF, D, DF>(
+    api: &Api<'_>,
+    listing: &str,
+    list: L,
+    found: fn(O) -> Vec<T>,
+    tags: fn(&T) -> &[Tag],
+    delete: D,
+) -> Result<()>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    L: FnOnce(Vec<Filter>) -> LF,
+    LF: Future<Output = std::result::Result<O, SdkError<E, HttpResponse>>>,
+    D: Fn(T) -> DF,
+    DF: Future<Output = Result<()>>,
+{
+    let out = list(api.owned(None))
+        .await
+        .map_err(|e| Error::aws(listing, api.vpc.vpc_resource(), e))?;
+    for item in found(out) {
+        if api.is_ours(tags(&item), None) {
+            delete(item).await?;
+        }
     }
     Ok(())
 }

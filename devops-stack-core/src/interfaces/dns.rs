@@ -3,15 +3,22 @@
 //!
 //! A zone module (Route 53 in `devops-stack-aws`) outputs a [`DnsZone`]: the zone, how
 //! cert-manager solves DNS-01 in it ([`Dns01Solver`]), the policy a workload needs to change its
-//! records, and [`DnsRecords`], through which a module creates and deletes the records it owns.
-//! Records carry no tags, so an implementation keeps ownership beside them (a TXT record) and never
-//! changes or deletes a record it did not create.
+//! records, and [`DnsRecords`], through which a module creates and deletes the records it owns
+//! and which says how they show in an offline plan. Records carry no tags, so an implementation
+//! keeps ownership beside them (a TXT record) and never changes or deletes a record it did not
+//! create.
+//!
+//! Nothing here names a cloud: the zone's provider writes cert-manager's solver block and its
+//! records' plan resources, so a second cloud touches neither core nor the components.
 //!
 //! ```
-//! use devops_stack_core::interfaces::{DnsRecord, RecordKind};
+//! use devops_stack_core::interfaces::{Dns01Solver, DnsRecord, RecordKind};
 //! let record = DnsRecord::cname("*.apps.prod.example.com", "nlb-1.elb.eu-west-1.amazonaws.com");
 //! assert_eq!(record.kind, RecordKind::Cname);
 //! assert_eq!(record.ttl, 300);
+//!
+//! let solver = Dns01Solver::new("cloudDNS", serde_json::json!({"project": "prod-dns"}));
+//! assert_eq!(solver.cert_manager_dns01(), serde_json::json!({"cloudDNS": {"project": "prod-dns"}}));
 //! ```
 
 use std::fmt;
@@ -19,23 +26,48 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use serde::Serialize;
+use serde_json::Value;
 
 use super::{PolicyDocument, RoleOwner};
 use crate::error::BoxError;
 use crate::plan::Resource;
 
-/// How cert-manager solves an ACME DNS-01 challenge in a zone.
+/// How cert-manager solves an ACME DNS-01 challenge in a zone: one provider block of its
+/// `dns01` solver, written by the zone's provider. Components embed it as given and never look
+/// inside, so a new cloud's zone needs no change to them.
+///
+/// ```
+/// use devops_stack_core::interfaces::Dns01Solver;
+/// use serde_json::json;
+/// let solver = Dns01Solver::new("route53", json!({"region": "eu-west-1", "hostedZoneID": "Z1"}));
+/// assert_eq!(solver.provider, "route53");
+/// assert_eq!(solver.cert_manager_dns01()["route53"]["hostedZoneID"], "Z1");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "provider", rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum Dns01Solver {
-    /// Amazon Route 53.
-    Route53 {
-        /// The zone's region (Route 53 is global; the SDK still needs one).
-        region: String,
-        /// The hosted zone's id (`Z0123456789ABCDEFGHIJ`).
-        hosted_zone_id: String,
-    },
+pub struct Dns01Solver {
+    /// cert-manager's name of the provider, the key of its block under `dns01` (`route53`,
+    /// `cloudDNS`, `azureDNS`...).
+    pub provider: String,
+    /// The provider's block, as cert-manager's `dns01.<provider>` takes it. It names the zone
+    /// and, where the provider needs one, a Secret by reference: never a secret value.
+    pub config: Value,
+}
+
+impl Dns01Solver {
+    /// The solver of cert-manager provider `provider`, configured by `config`.
+    pub fn new(provider: impl Into<String>, config: Value) -> Self {
+        Dns01Solver {
+            provider: provider.into(),
+            config,
+        }
+    }
+
+    /// cert-manager's `dns01` block: `{"<provider>": <config>}`.
+    pub fn cert_manager_dns01(&self) -> Value {
+        let mut block = serde_json::Map::new();
+        block.insert(self.provider.clone(), self.config.clone());
+        Value::Object(block)
+    }
 }
 
 /// The type of a DNS record.
@@ -90,6 +122,10 @@ pub trait DnsRecords: Send + Sync + fmt::Debug + 'static {
         name: &'a str,
         kind: RecordKind,
     ) -> BoxFuture<'a, Result<(), BoxError>>;
+
+    /// `record` as a resource of the offline plan, named as this provider names it (Route 53:
+    /// `aws route53:RecordSet <name>`, with the zone's id among its properties).
+    fn planned_record(&self, record: &DnsRecord) -> Resource;
 }
 
 /// A hosted DNS zone the stack may write to.
@@ -125,8 +161,9 @@ impl DnsZone {
     /// # impl DnsRecords for R {
     /// #   fn ensure_record<'a>(&'a self, _: &'a devops_stack_core::interfaces::RoleOwner, _: &'a devops_stack_core::interfaces::DnsRecord) -> futures::future::BoxFuture<'a, Result<(), devops_stack_core::BoxError>> { Box::pin(async { Ok(()) }) }
     /// #   fn delete_record<'a>(&'a self, _: &'a devops_stack_core::interfaces::RoleOwner, _: &'a str, _: devops_stack_core::interfaces::RecordKind) -> futures::future::BoxFuture<'a, Result<(), devops_stack_core::BoxError>> { Box::pin(async { Ok(()) }) }
+    /// #   fn planned_record(&self, r: &devops_stack_core::interfaces::DnsRecord) -> devops_stack_core::Resource { devops_stack_core::Resource::cloud("example", "dns:Record", r.name.clone(), serde_json::json!({})) }
     /// # }
-    /// # let zone = DnsZone { domain: "example.com".into(), solver: Dns01Solver::Route53 { region: "eu-west-1".into(), hosted_zone_id: "Z1".into() }, change_policy: PolicyDocument::new(), records: std::sync::Arc::new(R) };
+    /// # let zone = DnsZone { domain: "example.com".into(), solver: Dns01Solver::new("example", serde_json::json!({})), change_policy: PolicyDocument::new(), records: std::sync::Arc::new(R) };
     /// assert!(zone.contains("*.apps.prod.example.com"));
     /// assert!(!zone.contains("badexample.com"));
     /// ```
@@ -135,22 +172,10 @@ impl DnsZone {
         name == self.domain || name.ends_with(&format!(".{}", self.domain))
     }
 
-    /// `record` as a resource of the offline plan (`aws route53:RecordSet <name>`).
+    /// `record` as a resource of the offline plan, as the zone's provider writes it
+    /// ([`DnsRecords::planned_record`]).
     pub fn planned_record(&self, record: &DnsRecord) -> Resource {
-        match &self.solver {
-            Dns01Solver::Route53 { hosted_zone_id, .. } => Resource::cloud(
-                "aws",
-                "route53:RecordSet",
-                record.name.clone(),
-                serde_json::json!({
-                    "hosted_zone_id": hosted_zone_id,
-                    "zone": self.domain,
-                    "type": record.kind,
-                    "target": record.target,
-                    "ttl": record.ttl,
-                }),
-            ),
-        }
+        self.records.planned_record(record)
     }
 }
 

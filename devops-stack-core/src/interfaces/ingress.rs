@@ -7,6 +7,9 @@ use super::ClusterIssuer;
 /// What modules need to publish an ingress through the stack's ingress controller.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Ingress {
+    /// The controller's namespace: where its traffic comes from, for NetworkPolicies that let
+    /// it in.
+    pub namespace: String,
     /// The `ingressClassName` to use.
     pub class_name: String,
     /// The controller (`traefik.io/ingress-controller`, `k8s.io/ingress-nginx`).

@@ -7,20 +7,22 @@
 //! is an [`ObjectStore`]: where it is and what a workload needs to use it; the component asks its
 //! workload identity for a role with [`ObjectStore::access`] for its own service account.
 //!
+//! The store's provider writes that access policy (`devops_stack_aws::s3::object_store` for an
+//! S3 bucket, with its ARNs): core builds no cloud's resource names.
+//!
 //! ```
-//! use devops_stack_core::interfaces::{ObjectStore, ObjectStoreKind, StorageClass};
+//! use devops_stack_core::interfaces::{ObjectStore, ObjectStoreKind, PolicyDocument, StorageClass};
 //! let gp3 = StorageClass::new("gp3", "ebs.csi.aws.com").default_class(true);
 //! assert_eq!(gp3.name, "gp3");
-//! let store = ObjectStore::s3("prod-loki", "eu-west-1");
-//! assert_eq!(store.kind, ObjectStoreKind::S3);
-//! assert!(store.access.unscoped_statements().is_empty());
-//! let china = ObjectStore::s3("logs", "cn-north-1");
-//! assert_eq!(china.access.statements[0].resources, ["arn:aws-cn:s3:::logs"]);
+//! let store = ObjectStore::new(ObjectStoreKind::S3, "logs", "garage", PolicyDocument::new())
+//!     .endpoint("https://s3.garage.internal");
+//! assert_eq!(store.bucket, "logs");
+//! assert_eq!(store.endpoint.as_deref(), Some("https://s3.garage.internal"));
 //! ```
 
 use serde::Serialize;
 
-use super::{PolicyDocument, Statement};
+use super::PolicyDocument;
 
 /// A Kubernetes `StorageClass` that volume claims can name.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -62,7 +64,8 @@ pub trait StorageClassProvider {
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum ObjectStoreKind {
-    /// Amazon S3 (or an S3-compatible endpoint).
+    /// The S3 API: Amazon S3, or any store that speaks it (MinIO, Ceph RGW, Garage, and most
+    /// clouds' S3-compatible endpoints).
     S3,
 }
 
@@ -83,31 +86,19 @@ pub struct ObjectStore {
 }
 
 impl ObjectStore {
-    /// The S3 bucket `bucket` in `region`, with the access a workload needs to keep data in it.
-    pub fn s3(bucket: impl Into<String>, region: impl Into<String>) -> Self {
-        let bucket = bucket.into();
-        let region = region.into();
-        // the ARN partition of the region: China and GovCloud have their own
-        let partition = if region.starts_with("cn-") {
-            "aws-cn"
-        } else if region.starts_with("us-gov-") {
-            "aws-us-gov"
-        } else {
-            "aws"
-        };
-        let access = PolicyDocument::new()
-            .statement(Statement::allow(
-                ["s3:ListBucket", "s3:GetBucketLocation"],
-                [format!("arn:{partition}:s3:::{bucket}")],
-            ))
-            .statement(Statement::allow(
-                ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
-                [format!("arn:{partition}:s3:::{bucket}/*")],
-            ));
+    /// The bucket `bucket` in `region`, spoken to through `kind`, that a workload uses with
+    /// `access` (written by the store's provider: read, write, list and delete its objects, and
+    /// nothing more).
+    pub fn new(
+        kind: ObjectStoreKind,
+        bucket: impl Into<String>,
+        region: impl Into<String>,
+        access: PolicyDocument,
+    ) -> Self {
         ObjectStore {
-            kind: ObjectStoreKind::S3,
-            bucket,
-            region,
+            kind,
+            bucket: bucket.into(),
+            region: region.into(),
             endpoint: None,
             access,
         }

@@ -27,7 +27,9 @@
 //! cluster, which Let's Encrypt must reach. [`AcmeChallenge::Dns01`] answers them with TXT
 //! records in a DNS zone (a Route 53 hosted zone on AWS): needed for wildcard certificates and
 //! for clusters not reachable from the internet. The Let's Encrypt issuers then get the solver
-//! `{dns01: {route53: {region, hostedZoneID}}, selector: {dnsZones: [<zone>]}}`, and cert-manager's
+//! `{dns01: <the zone's solver block>, selector: {dnsZones: [<zone>]}}`, the block written by the
+//! zone's provider ([`Dns01Solver`](devops_stack_core::interfaces::Dns01Solver); for Route 53
+//! `{route53: {region, hostedZoneID}}`) and embedded as given, and cert-manager's
 //! service account (`serviceAccount.name`, the chart's default name for the release) gets a
 //! workload role with the zone's `change_policy` (changing records of that zone only), made before
 //! the Application and deleted after it on destroy. Its annotations go on the chart's
@@ -47,8 +49,8 @@
 //! the Application's values.
 
 use devops_stack_core::interfaces::{
-    ArgoCdTarget, ClusterIssuer, ClusterRef, Dns01Solver, DnsZone, Ingress, IssuerKind,
-    IssuerProvider, RoleRequest, ServiceAccount, WorkloadIdentityRef,
+    ArgoCdTarget, ClusterIssuer, ClusterRef, DnsZone, Ingress, IssuerKind, IssuerProvider,
+    RoleRequest, ServiceAccount, WorkloadIdentityRef,
 };
 use devops_stack_core::validate::email;
 use devops_stack_core::{Context, Input, Interface, Needs, Validation};
@@ -391,23 +393,7 @@ impl Component for CertManager {
         let solver = match self.dns01() {
             Some((zone, _)) => {
                 let zone = ctx.get(zone)?;
-                let route53 = match &zone.solver {
-                    Dns01Solver::Route53 {
-                        region,
-                        hosted_zone_id,
-                    } => json!({"region": region, "hostedZoneID": hosted_zone_id}),
-                    other => {
-                        return Err(Error::input(
-                            "acme_challenge",
-                            format!(
-                                "the zone `{}` has a DNS-01 solver this module does not know: {other:?}",
-                                zone.domain
-                            ),
-                            "use a Route 53 zone, or a newer devops-stack-modules",
-                        ));
-                    }
-                };
-                json!({"dns01": {"route53": route53}, "selector": {"dnsZones": [zone.domain]}})
+                json!({"dns01": zone.solver.cert_manager_dns01(), "selector": {"dnsZones": [zone.domain]}})
             }
             None => {
                 let mut ingress = serde_json::Map::new();

@@ -32,8 +32,9 @@
 //!   published through the stack's ingress controller with TLS from its issuer.
 //!
 //! # Inputs
-//! The cluster and Argo CD, in [`Team::new`]; the ingress controller and issuer for published
-//! apps ([`Team::ingress`], [`Team::issuer`]); the bootstrap Argo CD for a CI token.
+//! The cluster and Argo CD, in [`Team::new`]; the ingress (any ingress controller's
+//! `Input<Ingress>`, which names its class and namespace) and issuer for published apps
+//! ([`Team::ingress`], [`Team::issuer`]); the bootstrap Argo CD for a CI token.
 //!
 //! # Outputs
 //! [`TeamOutput`]: the project, the namespaces, the published URLs and the CI token.
@@ -64,7 +65,7 @@ use std::collections::BTreeMap;
 
 use devops_stack_core::argocd::{AppProject, AppProjectSpec, ApplicationDestination};
 use devops_stack_core::interfaces::{
-    ArgoCdTarget, ClusterIssuer, ClusterOidc, ClusterRef, Hostnames, IdentityGroup,
+    ArgoCdTarget, ClusterIssuer, ClusterOidc, ClusterRef, Hostnames, IdentityGroup, Ingress,
 };
 use devops_stack_core::k8s::{Deployer, ownership_labels};
 use devops_stack_core::plan::unknown;
@@ -83,7 +84,6 @@ pub use repository::{CREDENTIALS_SCOPE, RepoAccess, Repository, SecretSource};
 
 use crate::argocd::{ArgoCdOutput, TokenIssuer};
 use crate::error::Result;
-use crate::ingress_controller::IngressController;
 use delivery::Target;
 
 /// The label every object of a team carries, with the team's name.
@@ -125,7 +125,7 @@ pub struct Team {
     sync_windows: Vec<SyncWindow>,
     apps: Vec<App>,
     app_sets: Vec<AppSet>,
-    ingress: Option<Input<IngressController>>,
+    ingress: Option<Input<Ingress>>,
     issuer: Option<Input<ClusterIssuer>>,
     ci: Option<(AccessRole, Input<ArgoCdOutput>)>,
     destination_server: Option<String>,
@@ -231,11 +231,11 @@ impl Team {
         self
     }
 
-    /// Publishes apps through this ingress controller (and lets its namespace through the
-    /// baseline NetworkPolicy).
+    /// Publishes apps through this ingress (an ingress controller's handle, like `&traefik`),
+    /// and lets its controller's namespace through the baseline NetworkPolicy.
     #[must_use]
-    pub fn ingress(mut self, controller: &Handle<IngressController>) -> Self {
-        self.ingress = Some(controller.input());
+    pub fn ingress(mut self, ingress: impl Into<Input<Ingress>>) -> Self {
+        self.ingress = Some(ingress.into());
         self
     }
 
@@ -514,10 +514,7 @@ impl Team {
     fn ingress_object(&self, env: &TeamEnv, app: &App, p: &Publish) -> Value {
         let host = env.hostnames.host(&p.host);
         let (class, annotations) = match &env.ingress {
-            Some(c) => {
-                let i = devops_stack_core::interfaces::IngressProvider::ingress(c);
-                (i.class_name.clone(), i.annotations_for(env.issuer.as_ref()))
-            }
+            Some(i) => (i.class_name.clone(), i.annotations_for(env.issuer.as_ref())),
             None => (String::new(), BTreeMap::new()),
         };
         let tls = if env.issuer.is_some() {
@@ -599,7 +596,7 @@ impl Team {
 struct TeamEnv {
     cluster: ClusterRef,
     argocd: ArgoCdTarget,
-    ingress: Option<IngressController>,
+    ingress: Option<Ingress>,
     issuer: Option<ClusterIssuer>,
     hostnames: Hostnames,
     server: String,

@@ -7,8 +7,8 @@
 //!   ServiceMonitor from the first run, with the chart's dedicated metrics Service it scrapes.
 //!
 //! # Outputs
-//! An [`IngressController`]: its namespace and the [`Ingress`](devops_stack_core::interfaces::Ingress)
-//! every other module's ingresses use (class `traefik`, TLS ingresses annotated
+//! An [`IngressController`]: the [`Ingress`](devops_stack_core::interfaces::Ingress) every other
+//! module's ingresses use, with the controller's namespace (class `traefik`, TLS ingresses annotated
 //! `traefik.ingress.kubernetes.io/router.tls: "true"`). It implements `IngressProvider`.
 //!
 //! # On a cloud

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use devops_stack_core::interfaces::{
     Cluster, Dns01Solver, DnsRecord, DnsRecords, DnsZone, LoadBalancerScheme, ObjectStore,
-    PolicyDocument, RecordKind, RoleOwner, RoleRequest, ServiceAccount, Statement,
+    ObjectStoreKind, PolicyDocument, RecordKind, RoleOwner, RoleRequest, ServiceAccount, Statement,
     WorkloadIdentity, WorkloadIdentityRef, WorkloadRole,
 };
 use devops_stack_core::{BoxError, Context, Input, Module, ModuleResult, Planned, Resource};
@@ -208,18 +208,50 @@ impl RecordingRecords {
     }
 }
 
-impl DnsRecords for RecordingRecords {
+/// The Route 53 zone `domain` (id `Z0TEST`), its records in `records`.
+pub fn zone(domain: &str, records: &Arc<RecordingRecords>) -> DnsZone {
+    DnsZone {
+        domain: domain.into(),
+        solver: Dns01Solver::new(
+            "route53",
+            serde_json::json!({"region": "eu-west-1", "hostedZoneID": "Z0TEST"}),
+        ),
+        change_policy: PolicyDocument::new().statement(Statement::allow(
+            [
+                "route53:ChangeResourceRecordSets",
+                "route53:ListResourceRecordSets",
+            ],
+            ["arn:aws:route53:::hostedzone/Z0TEST"],
+        )),
+        records: Arc::new(ZoneRecords {
+            domain: domain.into(),
+            hosted_zone_id: "Z0TEST".into(),
+            store: Arc::clone(records),
+        }),
+    }
+}
+
+/// The records of one zone, kept in a [`RecordingRecords`] (which may serve several zones), and
+/// planned as Route 53's are.
+#[derive(Debug)]
+struct ZoneRecords {
+    domain: String,
+    hosted_zone_id: String,
+    store: Arc<RecordingRecords>,
+}
+
+impl DnsRecords for ZoneRecords {
     fn ensure_record<'a>(
         &'a self,
         owner: &'a RoleOwner,
         record: &'a DnsRecord,
     ) -> BoxFuture<'a, Result<(), BoxError>> {
         Box::pin(async move {
-            self.calls.lock().unwrap().push(format!(
+            self.store.calls.lock().unwrap().push(format!(
                 "ensure {}/{} {} -> {}",
                 owner.stack, owner.module, record.name, record.target
             ));
-            let mut records = self.records.lock().unwrap();
+            let mut records = self.store.records.lock().unwrap();
             let key = (record.name.clone(), record.kind);
             if let Some((o, _)) = records.get(&key)
                 && o != owner
@@ -238,11 +270,12 @@ impl DnsRecords for RecordingRecords {
         kind: RecordKind,
     ) -> BoxFuture<'a, Result<(), BoxError>> {
         Box::pin(async move {
-            self.calls
+            self.store
+                .calls
                 .lock()
                 .unwrap()
                 .push(format!("delete {}/{} {name}", owner.stack, owner.module));
-            let mut records = self.records.lock().unwrap();
+            let mut records = self.store.records.lock().unwrap();
             let key = (name.to_owned(), kind);
             if records.get(&key).is_some_and(|(o, _)| o == owner) {
                 records.remove(&key);
@@ -250,28 +283,33 @@ impl DnsRecords for RecordingRecords {
             Ok(())
         })
     }
-}
 
-/// The Route 53 zone `domain` (id `Z0TEST`), its records in `records`.
-pub fn zone(domain: &str, records: &Arc<RecordingRecords>) -> DnsZone {
-    DnsZone {
-        domain: domain.into(),
-        solver: Dns01Solver::Route53 {
-            region: "eu-west-1".into(),
-            hosted_zone_id: "Z0TEST".into(),
-        },
-        change_policy: PolicyDocument::new().statement(Statement::allow(
-            [
-                "route53:ChangeResourceRecordSets",
-                "route53:ListResourceRecordSets",
-            ],
-            ["arn:aws:route53:::hostedzone/Z0TEST"],
-        )),
-        records: Arc::clone(records) as Arc<dyn DnsRecords>,
+    fn planned_record(&self, record: &DnsRecord) -> Resource {
+        Resource::cloud(
+            "aws",
+            "route53:RecordSet",
+            record.name.clone(),
+            serde_json::json!({
+                "hosted_zone_id": self.hosted_zone_id,
+                "zone": self.domain,
+                "type": record.kind,
+                "target": record.target,
+                "ttl": record.ttl,
+            }),
+        )
     }
 }
 
 /// The S3 bucket `prod-loki` in `eu-west-1`.
 pub fn bucket() -> ObjectStore {
-    ObjectStore::s3("prod-loki", "eu-west-1")
+    let access = PolicyDocument::new()
+        .statement(Statement::allow(
+            ["s3:ListBucket", "s3:GetBucketLocation"],
+            ["arn:aws:s3:::prod-loki"],
+        ))
+        .statement(Statement::allow(
+            ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+            ["arn:aws:s3:::prod-loki/*"],
+        ));
+    ObjectStore::new(ObjectStoreKind::S3, "prod-loki", "eu-west-1", access)
 }
