@@ -12,12 +12,8 @@
 //! minutes of waiting on Argo CD, so this is a plain timed loop (as the live part of
 //! `benches/kube_apply.rs`), not a criterion benchmark.
 
-#[path = "../devops-stack-modules/tests/support/fixture_charts.rs"]
-mod fixture_charts;
-#[path = "../devops-stack-core/tests/support/live.rs"]
-mod live;
-#[path = "../devops-stack-modules/tests/support/platform.rs"]
-mod platform;
+use devops_stack_test::live;
+use devops_stack_test::platform;
 
 use std::sync::Arc;
 use std::time::Instant;

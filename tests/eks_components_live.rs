@@ -12,12 +12,9 @@
 //!   cargo test -p devops-stack --test eks_components_live -- --nocapture
 //! ```
 
-#[path = "../devops-stack-core/tests/support/argocd_standin.rs"]
-mod argocd_standin;
-#[path = "../devops-stack-aws/tests/common/mod.rs"]
-mod common;
-#[path = "../devops-stack-core/tests/support/live.rs"]
-mod live;
+use devops_stack_test::argocd_standin;
+use devops_stack_test::aws as common;
+use devops_stack_test::live;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,19 +1,16 @@
 //! The seven-module stack of `tests/full_stack.rs` on a real API server (the cluster whose
 //! kubeconfig path is in `DEVOPS_STACK_TEST_KUBECONFIG`; each test is skipped, saying so, when
 //! it is unset): applied, re-applied with zero writes, and destroyed with nothing labelled left,
-//! with the Argo CD stand-in of `devops-stack-core/tests/support/argocd_standin.rs` playing
+//! with the Argo CD stand-in of `devops_stack_test::argocd_standin` playing
 //! Argo CD. Each phase's time is printed (the benchmark of record is `benches/kube_apply.rs`).
 //!
 //! ```text
 //! DEVOPS_STACK_TEST_KUBECONFIG=~/.kube/config cargo test -p devops-stack --test full_stack_live -- --nocapture --test-threads=1
 //! ```
 
-#[path = "../devops-stack-core/tests/support/argocd_standin.rs"]
-mod argocd_standin;
-#[path = "../devops-stack-core/tests/support/live.rs"]
-mod live;
-#[path = "support/seven_modules.rs"]
-mod seven_modules;
+use devops_stack_test::argocd_standin;
+use devops_stack_test::live;
+use devops_stack_test::seven_modules;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

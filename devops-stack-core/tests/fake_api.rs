@@ -1,10 +1,9 @@
-//! Tests of the in-memory API server in `support/fake_api.rs` against documented Kubernetes
+//! Tests of the in-memory API server in `devops_stack_test::fake_api` against documented Kubernetes
 //! behaviour, through kube-rs's own calls only. `matches_the_real_api_server` replays one
 //! scenario on the fake and on the cluster of `DEVOPS_STACK_TEST_KUBECONFIG` (skipped, saying
 //! so, when unset) and compares the answers.
 
-#[path = "support/fake_api.rs"]
-mod fake_api;
+use devops_stack_test::fake_api;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! `DEVOPS_STACK_TEST_KUBECONFIG` (each test is skipped, saying so, when it is unset).
 //!
 //! They need only an API server with etcd and kube-controller-manager: no nodes and no Argo CD.
-//! Argo CD's part is played by the stand-in of `tests/support/argocd_standin.rs`: it installs
+//! Argo CD's part is played by the stand-in of `devops_stack_test::argocd_standin`: it installs
 //! Argo CD's CRDs only where absent (no status subresource, as Argo CD's own), writes
 //! Applications' status into the main object as Argo CD's controller does, and removes their
 //! resources finalizer on deletion, unless told that Argo CD is gone. Tests that need a real
@@ -16,10 +16,8 @@
 //! DEVOPS_STACK_TEST_ARGOCD_CRDS=preexisting DEVOPS_STACK_TEST_KUBECONFIG=... cargo test ...
 //! ```
 
-#[path = "support/argocd_standin.rs"]
-mod argocd_standin;
-#[path = "support/live.rs"]
-mod live;
+use devops_stack_test::argocd_standin;
+use devops_stack_test::live;
 
 use std::sync::Arc;
 use std::time::Duration;

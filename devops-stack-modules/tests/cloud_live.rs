@@ -5,17 +5,15 @@
 //! `tests/support/cloud.rs` stand for IAM and Route 53, and the test itself plays Argo CD
 //! deploying the controller's Service and the cloud's load balancer controller giving it a
 //! hostname. Argo CD's Applications are marked Synced/Healthy by the stand-in of
-//! `devops-stack-core/tests/support/argocd_standin.rs`. Every test uses its own stack name and
+//! `devops_stack_test::argocd_standin`. Every test uses its own stack name and
 //! namespaces, and cleans up even when it fails.
 //!
 //! ```text
 //! DEVOPS_STACK_TEST_KUBECONFIG=~/.kube/config cargo test -p devops-stack-modules --test cloud_live
 //! ```
 
-#[path = "../../devops-stack-core/tests/support/argocd_standin.rs"]
-mod argocd_standin;
-#[path = "../../devops-stack-core/tests/support/live.rs"]
-mod live;
+use devops_stack_test::argocd_standin;
+use devops_stack_test::live;
 mod support;
 
 use std::sync::{Arc, Mutex};

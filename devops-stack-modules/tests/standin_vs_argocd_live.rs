@@ -1,6 +1,6 @@
 //! The stand-in cannot drift from Argo CD: the same scenario (a Traefik module applied, then
 //! destroyed) runs against the fast tier's Argo CD stand-in
-//! (`devops-stack-core/tests/support/argocd_standin.rs`) and against the real Argo CD of the
+//! (`devops_stack_test::argocd_standin`) and against the real Argo CD of the
 //! test environment, and the test compares what the engine observes on each: the status fields
 //! it reads, the finalizer it relies on, how deletion ends, and the timings.
 //!
@@ -8,12 +8,9 @@
 //! without Argo CD, where the stand-in plays it) and `DEVOPS_STACK_TEST_ARGOCD_*` (the cluster
 //! running the real Argo CD, with its chart repository).
 
-#[path = "../../devops-stack-core/tests/support/argocd_standin.rs"]
-mod argocd_standin;
-#[path = "support/fixture_charts.rs"]
-mod fixture_charts;
-#[path = "support/real_argocd.rs"]
-mod real_argocd;
+use devops_stack_test::argocd_standin;
+use devops_stack_test::fixture_charts;
+use devops_stack_test::real_argocd;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;

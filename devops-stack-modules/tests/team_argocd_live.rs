@@ -11,8 +11,7 @@
 //! cargo test -p devops-stack-modules --test team_argocd_live
 //! ```
 
-#[path = "support/real_argocd.rs"]
-mod real_argocd;
+use devops_stack_test::real_argocd;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

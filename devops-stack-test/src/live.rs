@@ -3,9 +3,8 @@
 //! of every served kind for objects carrying a label, and clean-up that runs even when a test's
 //! assertions fail.
 //!
-//! Included with `#[path]` by the live tests of `devops-stack-core` and of the root crate, and by
-//! `benches/kube_apply.rs`; each uses part of it.
-#![allow(dead_code, unreachable_pub)]
+//! Used by the live tests of `devops-stack-core`, `devops-stack-modules` and the root crate, and
+//! by the live benchmarks; each uses part of it.
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -133,11 +132,13 @@ impl Counts {
 /// A cluster whose client counts the requests it sends, by [`Verb`], and logs the writes.
 #[derive(Clone)]
 pub struct Counting {
+    /// The counting client.
     pub client: kube::Client,
     counts: Arc<Mutex<(Counts, Vec<String>)>>,
 }
 
 impl Counting {
+    /// A counting client for the cluster of the kubeconfig file `path`.
     pub async fn new(path: PathBuf) -> Counting {
         let config = local(path).config().await.expect("the test kubeconfig");
         let counts: Arc<Mutex<(Counts, Vec<String>)>> = Arc::default();
