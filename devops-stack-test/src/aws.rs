@@ -18,17 +18,19 @@ pub const REGION: &str = "us-east-1";
 /// Resets are global to moto: the tests of one binary take this lock in turn.
 pub static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// moto's endpoint, or `None` (with a printed message) when the tests must skip.
-pub fn endpoint(test: &str) -> Option<String> {
-    match std::env::var(ENDPOINT_VAR) {
-        Ok(url) if !url.is_empty() => Some(url.trim_end_matches('/').to_owned()),
-        _ => {
-            eprintln!(
-                "skipping {test}: {ENDPOINT_VAR} is not set (scripts/test.sh starts moto and sets it)"
-            );
-            None
-        }
-    }
+/// moto's endpoint (`DEVOPS_STACK_TEST_AWS_ENDPOINT`).
+///
+/// # Panics
+/// When the variable is unset, saying how to set it (see [`crate::live::required_var`]).
+pub fn endpoint() -> String {
+    crate::live::required_var(
+        ENDPOINT_VAR,
+        "scripts/test.sh starts moto and sets it; or start moto \
+         (`MOTO_IAM_LOAD_MANAGED_POLICIES=true target/moto-venv/bin/moto_server -H 127.0.0.1 -p 5124`) \
+         and set it to http://127.0.0.1:5124",
+    )
+    .trim_end_matches('/')
+    .to_owned()
 }
 
 /// Dummy credentials and the endpoint, without touching the process environment.

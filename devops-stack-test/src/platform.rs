@@ -50,27 +50,23 @@ pub struct TestEnv {
 
 impl TestEnv {
     /// The platform tier's variables (`DEVOPS_STACK_TEST_PLATFORM_*`).
-    pub fn get() -> Option<TestEnv> {
-        let var = |k: &str| {
-            std::env::var(format!("DEVOPS_STACK_TEST_PLATFORM_{k}"))
-                .ok()
-                .filter(|v| !v.is_empty())
-        };
-        let Some(kubeconfig) = var("KUBECONFIG") else {
-            println!(
-                "skipped: DEVOPS_STACK_TEST_PLATFORM_KUBECONFIG is not set (no cluster of the platform tier)"
-            );
-            return None;
-        };
+    ///
+    /// # Panics
+    /// When one is unset, saying how to set it (see [`crate::live::required_var`]).
+    pub fn get() -> TestEnv {
         let need = |k: &str| {
-            var(k).unwrap_or_else(|| {
-                panic!("DEVOPS_STACK_TEST_PLATFORM_{k} is not set: eval \"$(scripts/testenv.sh env --name platform --prefix PLATFORM)\"")
-            })
+            crate::live::required_var(
+                &format!("DEVOPS_STACK_TEST_PLATFORM_{k}"),
+                "scripts/test.sh starts the platform tier when the test environment is built; or \
+                 `bash scripts/testenv.sh start --name platform --load-balancers` and \
+                 `eval \"$(bash scripts/testenv.sh env --name platform --prefix PLATFORM)\"`",
+            )
         };
+        let kubeconfig = need("KUBECONFIG");
         let upstream = std::env::var("DEVOPS_STACK_TEST_PLATFORM_UPSTREAM")
             .is_ok_and(|v| v == "1")
             .then(|| need("UPSTREAM_CHARTS"));
-        Some(TestEnv {
+        TestEnv {
             kubeconfig: kubeconfig.into(),
             argocd_server: need("ARGOCD_SERVER"),
             helm: need("HELM").into(),
@@ -80,7 +76,7 @@ impl TestEnv {
             git_root: need("GIT_ROOT").into(),
             crds: need("CRD_DIR").into(),
             upstream,
-        })
+        }
     }
 
     /// The chart repository of this run: the upstream charts, or freshly published fixtures.
