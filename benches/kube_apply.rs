@@ -13,7 +13,7 @@
 //!   raw server-side apply (kube-rs `Api::patch` with `Patch::Apply`, 32 requests in flight), and
 //!   with a `Deployer` (requests counted by verb: single-object GETs, LISTs, writes);
 //! - the seven-module stack of `tests/full_stack.rs` applied, re-applied and destroyed, with the
-//!   Argo CD stand-in of `devops-stack-core/tests/support/argocd_standin.rs` playing Argo CD.
+//!   Argo CD stand-in of `devops_stack_test::argocd_standin` playing Argo CD.
 //!
 //! Every namespace is deleted (and waited for) between rounds, so that each round starts from
 //! the same empty cluster.
@@ -21,12 +21,9 @@
 //! Run: `DEVOPS_STACK_TEST_KUBECONFIG=<kubeconfig> cargo bench --bench kube_apply -- live`
 //! (`-- live` filters out the offline benchmarks).
 
-#[path = "../devops-stack-core/tests/support/argocd_standin.rs"]
-mod argocd_standin;
-#[path = "../devops-stack-core/tests/support/live.rs"]
-mod live;
-#[path = "../tests/support/seven_modules.rs"]
-mod seven_modules;
+use devops_stack_test::argocd_standin;
+use devops_stack_test::live;
+use devops_stack_test::seven_modules;
 
 use devops_stack_core::k8s::KubeEngine;
 use std::path::{Path, PathBuf};

@@ -8,16 +8,12 @@
 //! cargo bench --bench platform
 //! ```
 //!
-//! Without `DEVOPS_STACK_TEST_PLATFORM_KUBECONFIG` it says so and measures nothing. A round is
+//! Without `DEVOPS_STACK_TEST_PLATFORM_KUBECONFIG` it fails, saying how to set it. A round is
 //! minutes of waiting on Argo CD, so this is a plain timed loop (as the live part of
 //! `benches/kube_apply.rs`), not a criterion benchmark.
 
-#[path = "../devops-stack-modules/tests/support/fixture_charts.rs"]
-mod fixture_charts;
-#[path = "../devops-stack-core/tests/support/live.rs"]
-mod live;
-#[path = "../devops-stack-modules/tests/support/platform.rs"]
-mod platform;
+use devops_stack_test::live;
+use devops_stack_test::platform;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -29,9 +25,7 @@ use platform::{TestEnv, options, platform, play_cert_manager, shop_repository, s
 
 #[tokio::main]
 async fn main() {
-    let Some(env) = TestEnv::get() else {
-        return;
-    };
+    let env = TestEnv::get();
     let runs: usize = std::env::var("DEVOPS_STACK_BENCH_RUNS")
         .ok()
         .and_then(|v| v.parse().ok())

@@ -10,8 +10,7 @@
 //! No other controller runs, so the apply does not wait for readiness (`KubeOptions::wait` is
 //! false).
 
-#[path = "../devops-stack-core/tests/support/fake_api.rs"]
-mod fake_api;
+use devops_stack_test::fake_api;
 
 use devops_stack::k8s::KubeEngine;
 use std::future::Future;

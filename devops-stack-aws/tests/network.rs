@@ -342,11 +342,9 @@ fn last(ops: &[String], operation: &str) -> usize {
 }
 
 #[tokio::test]
+#[ignore = "needs moto (DEVOPS_STACK_TEST_AWS_ENDPOINT): scripts/test.sh starts it"]
 async fn from_zero_apply_then_destroy_leaves_nothing_tagged_in_order() {
-    let Some(ep) = common::endpoint("from_zero_apply_then_destroy_leaves_nothing_tagged_in_order")
-    else {
-        return;
-    };
+    let ep = common::endpoint();
     let _guard = common::LOCK.lock().await;
     common::reset(&ep);
     let recorder = Recorder::new();
@@ -548,11 +546,9 @@ async fn resume_child() {
 }
 
 #[tokio::test]
+#[ignore = "needs moto (DEVOPS_STACK_TEST_AWS_ENDPOINT): scripts/test.sh starts it"]
 async fn an_apply_killed_after_the_vpc_resumes_without_duplicates() {
-    let Some(ep) = common::endpoint("an_apply_killed_after_the_vpc_resumes_without_duplicates")
-    else {
-        return;
-    };
+    let ep = common::endpoint();
     let _guard = common::LOCK.lock().await;
     common::reset(&ep);
     let sdk = common::sdk(&ep).await;
@@ -620,10 +616,9 @@ async fn an_apply_killed_after_the_vpc_resumes_without_duplicates() {
 }
 
 #[tokio::test]
+#[ignore = "needs moto (DEVOPS_STACK_TEST_AWS_ENDPOINT): scripts/test.sh starts it"]
 async fn untagged_look_alikes_and_adopted_clusters_survive() {
-    let Some(ep) = common::endpoint("untagged_look_alikes_and_adopted_clusters_survive") else {
-        return;
-    };
+    let ep = common::endpoint();
     let _guard = common::LOCK.lock().await;
     common::reset(&ep);
     let sdk = common::sdk(&ep).await;
@@ -751,11 +746,9 @@ async fn irsa_cluster(ep: &str) -> (BuiltStack, std::sync::Arc<EksCluster>, SdkC
 }
 
 #[tokio::test]
+#[ignore = "needs moto (DEVOPS_STACK_TEST_AWS_ENDPOINT): scripts/test.sh starts it"]
 async fn workload_identity_roles_trust_exactly_one_service_account() {
-    let Some(ep) = common::endpoint("workload_identity_roles_trust_exactly_one_service_account")
-    else {
-        return;
-    };
+    let ep = common::endpoint();
     let _guard = common::LOCK.lock().await;
     let (stack, cluster, sdk) = irsa_cluster(&ep).await;
     let identity = cluster.workload_identity();
@@ -842,13 +835,10 @@ async fn workload_identity_roles_trust_exactly_one_service_account() {
 }
 
 #[tokio::test]
+#[ignore = "needs moto (DEVOPS_STACK_TEST_AWS_ENDPOINT): scripts/test.sh starts it"]
 async fn a_role_of_a_predefined_policy_only_has_it_attached_and_no_inline_policy() {
     // the EBS CSI driver's controller: AWS maintains its permissions as AmazonEBSCSIDriverPolicy
-    let Some(ep) =
-        common::endpoint("a_role_of_a_predefined_policy_only_has_it_attached_and_no_inline_policy")
-    else {
-        return;
-    };
+    let ep = common::endpoint();
     let _guard = common::LOCK.lock().await;
     let (stack, cluster, sdk) = irsa_cluster(&ep).await;
     let identity = cluster.workload_identity();
@@ -907,10 +897,9 @@ async fn a_role_of_a_predefined_policy_only_has_it_attached_and_no_inline_policy
 }
 
 #[tokio::test]
+#[ignore = "needs moto (DEVOPS_STACK_TEST_AWS_ENDPOINT): scripts/test.sh starts it"]
 async fn shared_nat_gateway_routes_every_zone() {
-    let Some(ep) = common::endpoint("shared_nat_gateway_routes_every_zone") else {
-        return;
-    };
+    let ep = common::endpoint();
     let _guard = common::LOCK.lock().await;
     common::reset(&ep);
     let sdk = common::sdk(&ep).await;
@@ -991,12 +980,9 @@ async fn shared_nat_gateway_routes_every_zone() {
 }
 
 #[tokio::test]
+#[ignore = "needs moto (DEVOPS_STACK_TEST_AWS_ENDPOINT): scripts/test.sh starts it"]
 async fn a_destroy_that_died_after_the_cluster_finishes_on_the_next_run() {
-    let Some(ep) =
-        common::endpoint("a_destroy_that_died_after_the_cluster_finishes_on_the_next_run")
-    else {
-        return;
-    };
+    let ep = common::endpoint();
     let _guard = common::LOCK.lock().await;
     common::reset(&ep);
     let sdk = common::sdk(&ep).await;
@@ -1024,10 +1010,9 @@ async fn a_destroy_that_died_after_the_cluster_finishes_on_the_next_run() {
 }
 
 #[tokio::test]
+#[ignore = "needs moto (DEVOPS_STACK_TEST_AWS_ENDPOINT): scripts/test.sh starts it"]
 async fn an_adopted_vpc_is_read_and_never_deleted() {
-    let Some(ep) = common::endpoint("an_adopted_vpc_is_read_and_never_deleted") else {
-        return;
-    };
+    let ep = common::endpoint();
     let _guard = common::LOCK.lock().await;
     common::reset(&ep);
     let sdk = common::sdk(&ep).await;
@@ -1117,13 +1102,12 @@ async fn an_adopted_vpc_is_read_and_never_deleted() {
 /// The sweep sees a bucket and a record of the stack, and a destroy (the bucket module's, and
 /// the record's owner deleting it) leaves neither.
 #[tokio::test]
+#[ignore = "needs moto (DEVOPS_STACK_TEST_AWS_ENDPOINT): scripts/test.sh starts it"]
 async fn sweep_covers_buckets_and_records_and_destroy_leaves_neither() {
     use devops_stack_aws::route53::HostedZone;
     use devops_stack_aws::s3::S3Bucket;
     use devops_stack_core::interfaces::{DnsRecord, DnsZoneProvider, RecordKind};
-    let Some(ep) = common::endpoint("sweep_covers_buckets_and_records") else {
-        return;
-    };
+    let ep = common::endpoint();
     let _guard = common::LOCK.lock().await;
     common::reset(&ep);
     let aws = common::aws(&ep);

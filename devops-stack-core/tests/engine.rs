@@ -1,10 +1,9 @@
 //! Request-level tests of the Kubernetes engine's ownership, convergence, speed and destroy
 //! rules, against `FakeApi`, an in-memory API server that models server-side apply, field
 //! ownership (`managedFields`), preconditions, finalizers and namespace deletion as a
-//! kube-apiserver 1.28 does (see `support/fake_api.rs`).
+//! kube-apiserver 1.28 does (see `devops_stack_test::fake_api`).
 
-#[path = "support/fake_api.rs"]
-mod fake_api;
+use devops_stack_test::fake_api;
 
 use devops_stack_core::k8s::KubeEngine;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! `DEVOPS_STACK_TEST_KUBECONFIG` (each test is skipped, saying so, when it is unset).
 //!
 //! They need only an API server with etcd and kube-controller-manager: no nodes and no Argo CD.
-//! Argo CD's part is played by the stand-in of `tests/support/argocd_standin.rs`: it installs
+//! Argo CD's part is played by the stand-in of `devops_stack_test::argocd_standin`: it installs
 //! Argo CD's CRDs only where absent (no status subresource, as Argo CD's own), writes
 //! Applications' status into the main object as Argo CD's controller does, and removes their
 //! resources finalizer on deletion, unless told that Argo CD is gone. Tests that need a real
@@ -16,10 +16,8 @@
 //! DEVOPS_STACK_TEST_ARGOCD_CRDS=preexisting DEVOPS_STACK_TEST_KUBECONFIG=... cargo test ...
 //! ```
 
-#[path = "support/argocd_standin.rs"]
-mod argocd_standin;
-#[path = "support/live.rs"]
-mod live;
+use devops_stack_test::argocd_standin;
+use devops_stack_test::live;
 
 use devops_stack_core::k8s::KubeEngine;
 use std::sync::Arc;
@@ -247,8 +245,9 @@ fn the_request_counter_tells_gets_from_lists_and_discovery() {
 }
 
 #[tokio::test]
+#[ignore = "needs a cluster (DEVOPS_STACK_TEST_KUBECONFIG): scripts/test.sh starts it"]
 async fn a_stack_applies_reapplies_without_writes_diffs_prunes_and_destroys() {
-    let Some(path) = kubeconfig() else { return };
+    let path = kubeconfig();
     let cluster = Counting::new(path.clone()).await;
     let helper = helper_client(path).await;
     let id = unique("dst");
@@ -351,8 +350,9 @@ fn drift_bundle(ns: &str, revision: &str, with_image: bool) -> Vec<Value> {
 }
 
 #[tokio::test]
+#[ignore = "needs a cluster (DEVOPS_STACK_TEST_KUBECONFIG): scripts/test.sh starts it"]
 async fn a_hand_edited_managed_field_is_put_back_by_a_reapply() {
-    let Some(path) = kubeconfig() else { return };
+    let path = kubeconfig();
     let cluster = Counting::new(path.clone()).await;
     let helper = helper_client(path).await;
     let id = unique("dst-drift");
@@ -405,8 +405,9 @@ async fn a_hand_edited_managed_field_is_put_back_by_a_reapply() {
 }
 
 #[tokio::test]
+#[ignore = "needs a cluster (DEVOPS_STACK_TEST_KUBECONFIG): scripts/test.sh starts it"]
 async fn diff_shows_a_hand_edit_and_names_its_manager() {
-    let Some(path) = kubeconfig() else { return };
+    let path = kubeconfig();
     let cluster = Counting::new(path.clone()).await;
     let helper = helper_client(path).await;
     let id = unique("dst-ddiff");
@@ -454,8 +455,9 @@ async fn diff_shows_a_hand_edit_and_names_its_manager() {
 }
 
 #[tokio::test]
+#[ignore = "needs a cluster (DEVOPS_STACK_TEST_KUBECONFIG): scripts/test.sh starts it"]
 async fn fields_of_other_managers_are_kept_and_dropped_fields_are_removed() {
-    let Some(path) = kubeconfig() else { return };
+    let path = kubeconfig();
     let cluster = Counting::new(path.clone()).await;
     let helper = helper_client(path).await;
     let id = unique("dst-keep");
@@ -521,8 +523,9 @@ async fn fields_of_other_managers_are_kept_and_dropped_fields_are_removed() {
 }
 
 #[tokio::test]
+#[ignore = "needs a cluster (DEVOPS_STACK_TEST_KUBECONFIG): scripts/test.sh starts it"]
 async fn nothing_drifted_means_zero_writes_despite_argocd_status() {
-    let Some(path) = kubeconfig() else { return };
+    let path = kubeconfig();
     let cluster = Counting::new(path.clone()).await;
     let helper = helper_client(path).await;
     let id = unique("dst-noop");
@@ -567,8 +570,9 @@ async fn nothing_drifted_means_zero_writes_despite_argocd_status() {
 }
 
 #[tokio::test]
+#[ignore = "needs a cluster (DEVOPS_STACK_TEST_KUBECONFIG): scripts/test.sh starts it"]
 async fn a_pre_existing_namespace_and_its_contents_survive_apply_and_destroy() {
-    let Some(path) = kubeconfig() else { return };
+    let path = kubeconfig();
     let cluster = Counting::new(path.clone()).await;
     let helper = helper_client(path).await;
     let id = unique("dst-userns");
@@ -621,8 +625,9 @@ async fn a_pre_existing_namespace_and_its_contents_survive_apply_and_destroy() {
 }
 
 #[tokio::test]
+#[ignore = "needs a cluster (DEVOPS_STACK_TEST_KUBECONFIG): scripts/test.sh starts it"]
 async fn a_colliding_stack_fails_before_any_write_and_names_the_owner() {
-    let Some(path) = kubeconfig() else { return };
+    let path = kubeconfig();
     let cluster_a = Counting::new(path.clone()).await;
     let cluster_b = Counting::new(path.clone()).await;
     let helper = helper_client(path).await;
@@ -690,8 +695,9 @@ async fn a_colliding_stack_fails_before_any_write_and_names_the_owner() {
 }
 
 #[tokio::test]
+#[ignore = "needs a cluster (DEVOPS_STACK_TEST_KUBECONFIG): scripts/test.sh starts it"]
 async fn an_explicitly_adopted_object_moves_to_the_adopting_stack() {
-    let Some(path) = kubeconfig() else { return };
+    let path = kubeconfig();
     let cluster_a = Counting::new(path.clone()).await;
     let cluster_b = Counting::new(path.clone()).await;
     let helper = helper_client(path).await;
@@ -737,8 +743,9 @@ async fn an_explicitly_adopted_object_moves_to_the_adopting_stack() {
 }
 
 #[tokio::test]
+#[ignore = "needs a cluster (DEVOPS_STACK_TEST_KUBECONFIG): scripts/test.sh starts it"]
 async fn an_object_relabelled_by_hand_survives_prune_and_destroy() {
-    let Some(path) = kubeconfig() else { return };
+    let path = kubeconfig();
     let cluster = Counting::new(path.clone()).await;
     let helper = helper_client(path).await;
     let id = unique("dst-relabel");
@@ -801,8 +808,9 @@ async fn an_object_relabelled_by_hand_survives_prune_and_destroy() {
 
 /// Applies an Application, then stops the stand-in ("Argo CD is gone") and destroys.
 #[tokio::test]
+#[ignore = "needs a cluster (DEVOPS_STACK_TEST_KUBECONFIG): scripts/test.sh starts it"]
 async fn destroy_with_argocd_gone_fails_naming_the_application_and_its_finalizer() {
-    let Some(path) = kubeconfig() else { return };
+    let path = kubeconfig();
     let cluster = Counting::new(path.clone()).await;
     let helper = helper_client(path).await;
     let id = unique("dst-gone");
@@ -843,8 +851,9 @@ async fn destroy_with_argocd_gone_fails_naming_the_application_and_its_finalizer
 }
 
 #[tokio::test]
+#[ignore = "needs a cluster (DEVOPS_STACK_TEST_KUBECONFIG): scripts/test.sh starts it"]
 async fn destroy_with_argocd_gone_can_orphan_the_application() {
-    let Some(path) = kubeconfig() else { return };
+    let path = kubeconfig();
     let cluster = Counting::new(path.clone()).await;
     let helper = helper_client(path).await;
     let id = unique("dst-orphan");
@@ -906,8 +915,9 @@ async fn destroy_with_argocd_gone_can_orphan_the_application() {
 /// resourceVersion and field managers do not change, and the Application CRD stays without a
 /// status subresource when the tests created it.
 #[tokio::test]
+#[ignore = "needs a cluster (DEVOPS_STACK_TEST_KUBECONFIG): scripts/test.sh starts it"]
 async fn argocd_crds_that_exist_are_left_alone() {
-    let Some(path) = kubeconfig() else { return };
+    let path = kubeconfig();
     let helper = helper_client(path).await;
     let first = ensure_argocd_crds(&helper, CrdSetup::from_env()).await;
     let crds: Api<DynamicObject> = Api::all_with(helper.clone(), &crd_resource());
@@ -956,8 +966,9 @@ async fn argocd_crds_that_exist_are_left_alone() {
 }
 
 #[tokio::test]
+#[ignore = "needs a cluster (DEVOPS_STACK_TEST_KUBECONFIG): scripts/test.sh starts it"]
 async fn the_lock_refuses_a_second_concurrent_apply() {
-    let Some(path) = kubeconfig() else { return };
+    let path = kubeconfig();
     let cluster = Counting::new(path).await;
     let id = unique("dst-lock");
     let state_ns = format!("{id}-state");
@@ -1005,12 +1016,15 @@ async fn the_lock_refuses_a_second_concurrent_apply() {
 /// Needs a real Argo CD (and nodes): an Application of a small chart is synced and healthy,
 /// and destroying it deletes what Argo CD deployed.
 #[tokio::test]
+#[ignore = "needs a real Argo CD with nodes and the internet on the cluster (DEVOPS_STACK_TEST_ARGOCD=1): run by hand"]
 async fn argocd_syncs_and_deletes_an_application() {
-    let Some(path) = kubeconfig() else { return };
-    if std::env::var("DEVOPS_STACK_TEST_ARGOCD").as_deref() != Ok("1") {
-        println!("skipped: DEVOPS_STACK_TEST_ARGOCD is not 1 (this test needs a real Argo CD)");
-        return;
-    }
+    let path = kubeconfig();
+    assert_eq!(
+        std::env::var("DEVOPS_STACK_TEST_ARGOCD").as_deref(),
+        Ok("1"),
+        "DEVOPS_STACK_TEST_ARGOCD is not 1: this test needs a real Argo CD with nodes and the \
+         internet on the cluster of DEVOPS_STACK_TEST_KUBECONFIG; set it to 1 when it has them"
+    );
     let cluster = Counting::new(path).await;
     let id = unique("dst-argo");
     let opts = options(&format!("{id}-state"));

@@ -1,6 +1,6 @@
 //! Request-level tests of the Kubernetes engine.
 //!
-//! Most run against `FakeApi` (`support/fake_api.rs`), an in-memory API server that models
+//! Most run against `FakeApi` (`devops_stack_test::fake_api`), an in-memory API server that models
 //! server-side apply, field ownership (`managedFields`), preconditions, finalizers and namespace
 //! deletion as a kube-apiserver 1.28 does. The engine reads and writes in parallel, so these
 //! tests check what its requests did, and the order of requests only where the engine promises
@@ -9,8 +9,7 @@
 //! an in-memory server does not play: a lock held by another run, retried transient faults, and
 //! waits that time out or are cancelled.
 
-#[path = "support/fake_api.rs"]
-mod fake_api;
+use devops_stack_test::fake_api;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

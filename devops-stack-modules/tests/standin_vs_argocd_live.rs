@@ -1,6 +1,6 @@
 //! The stand-in cannot drift from Argo CD: the same scenario (a Traefik module applied, then
 //! destroyed) runs against the fast tier's Argo CD stand-in
-//! (`devops-stack-core/tests/support/argocd_standin.rs`) and against the real Argo CD of the
+//! (`devops_stack_test::argocd_standin`) and against the real Argo CD of the
 //! test environment, and the test compares what the engine observes on each: the status fields
 //! it reads, the finalizer it relies on, how deletion ends, and the timings.
 //!
@@ -8,12 +8,9 @@
 //! without Argo CD, where the stand-in plays it) and `DEVOPS_STACK_TEST_ARGOCD_*` (the cluster
 //! running the real Argo CD, with its chart repository).
 
-#[path = "../../devops-stack-core/tests/support/argocd_standin.rs"]
-mod argocd_standin;
-#[path = "support/fixture_charts.rs"]
-mod fixture_charts;
-#[path = "support/real_argocd.rs"]
-mod real_argocd;
+use devops_stack_test::argocd_standin;
+use devops_stack_test::fixture_charts;
+use devops_stack_test::real_argocd;
 
 use devops_stack_core::k8s::KubeEngine;
 use std::collections::BTreeSet;
@@ -133,18 +130,21 @@ async fn scenario(cluster: LocalCluster, argocd_ns: &str, repo: &str, id: &str) 
 }
 
 #[tokio::test]
+#[ignore = "needs a cluster and the test environment's real Argo CD (DEVOPS_STACK_TEST_KUBECONFIG, DEVOPS_STACK_TEST_ARGOCD_*): scripts/test.sh starts them"]
 async fn the_stand_in_and_the_real_argo_cd_look_the_same_to_the_engine() {
-    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    let (Some(fast), Some(real)) = (
-        var("DEVOPS_STACK_TEST_KUBECONFIG"),
-        var("DEVOPS_STACK_TEST_ARGOCD_KUBECONFIG"),
-    ) else {
-        println!(
-            "skipped: needs DEVOPS_STACK_TEST_KUBECONFIG (stand-in) and DEVOPS_STACK_TEST_ARGOCD_KUBECONFIG (real Argo CD)"
-        );
-        return;
+    let need = |k: &str| {
+        devops_stack_test::live::required_var(
+            k,
+            "scripts/test.sh starts the fast and the real Argo CD tiers when the test environment \
+             is built; or `eval \"$(bash scripts/testenv.sh env --name NAME)\"` for a cluster \
+             without Argo CD and `eval \"$(bash scripts/testenv.sh env --name OTHER --argocd)\"` \
+             for one with",
+        )
     };
-    let need = |k: &str| var(k).unwrap_or_else(|| panic!("{k} is not set"));
+    let (fast, real) = (
+        need("DEVOPS_STACK_TEST_KUBECONFIG"),
+        need("DEVOPS_STACK_TEST_ARGOCD_KUBECONFIG"),
+    );
     let crds = PathBuf::from(need("DEVOPS_STACK_TEST_ARGOCD_CRD_DIR"));
     let repo = fixture_charts::publish(
         &PathBuf::from(need("DEVOPS_STACK_TEST_ARGOCD_HELM")),

@@ -23,6 +23,7 @@ use devops_stack_core::interfaces::{ArgoCdTarget, Cluster, ClusterRef, IN_CLUSTE
 use devops_stack_core::k8s::{KubeOptions, diff_stack, state_name};
 use devops_stack_core::{BoxError, Input, RunOptions, Secret, Stack};
 use devops_stack_modules::team::*;
+use devops_stack_test::live::{kubeconfig, required_var};
 use http::Request;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret as KubeSecret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -35,16 +36,6 @@ use tokio_util::sync::CancellationToken;
 
 const TOKEN: &str = "live-token-do-not-print";
 const SSH_KEY: &str = "live-ssh-key-do-not-print";
-
-fn kubeconfig() -> Option<PathBuf> {
-    match std::env::var_os("DEVOPS_STACK_TEST_KUBECONFIG") {
-        Some(p) if !p.is_empty() => Some(p.into()),
-        _ => {
-            println!("skipped: DEVOPS_STACK_TEST_KUBECONFIG is not set");
-            None
-        }
-    }
-}
 
 fn local(path: PathBuf) -> LocalCluster {
     LocalCluster {
@@ -232,8 +223,9 @@ fn kind<K: kube::Resource<DynamicType = ()>>() -> ApiResource {
 }
 
 #[tokio::test]
+#[ignore = "needs a cluster (DEVOPS_STACK_TEST_KUBECONFIG): scripts/test.sh starts it"]
 async fn a_team_is_created_as_rendered_reapplied_without_writes_and_destroyed_alone() {
-    let Some(path) = kubeconfig() else { return };
+    let path = kubeconfig();
     let cluster = Counting::new(path.clone()).await;
     let helper = local(path).connect().await.unwrap();
     for (k, p) in [
@@ -578,8 +570,9 @@ async fn a_team_is_created_as_rendered_reapplied_without_writes_and_destroyed_al
 }
 
 #[tokio::test]
+#[ignore = "needs a cluster (DEVOPS_STACK_TEST_KUBECONFIG): scripts/test.sh starts it"]
 async fn a_missing_credential_secret_stops_the_team_before_anything_is_written() {
-    let Some(path) = kubeconfig() else { return };
+    let path = kubeconfig();
     let cluster = Counting::new(path.clone()).await;
     let helper = local(path).connect().await.unwrap();
     ensure_argo_crd(&helper, "AppProject", "appprojects").await;
@@ -662,17 +655,12 @@ async fn client_with_token(path: PathBuf, token: &str) -> kube::Client {
 }
 
 #[tokio::test]
+#[ignore = "needs a cluster whose API server trusts the test OIDC issuer (DEVOPS_STACK_TEST_KUBECONFIG, DEVOPS_STACK_TEST_OIDC_*): scripts/test.sh starts it with the test environment"]
 async fn the_api_server_s_oidc_authenticator_lets_the_deployer_group_deploy_and_guards_the_quota() {
-    let Some(path) = kubeconfig() else { return };
-    let (Some(issuer), Some(ca)) = (
-        std::env::var("DEVOPS_STACK_TEST_OIDC_ISSUER").ok(),
-        std::env::var("DEVOPS_STACK_TEST_OIDC_CA").ok(),
-    ) else {
-        println!(
-            "skipped: the test cluster's API server trusts no OIDC issuer (DEVOPS_STACK_TEST_OIDC_ISSUER)"
-        );
-        return;
-    };
+    let path = kubeconfig();
+    let how = "the test environment's clusters trust its OIDC issuer: `eval \"$(bash scripts/testenv.sh env --name NAME)\"`";
+    let issuer = required_var("DEVOPS_STACK_TEST_OIDC_ISSUER", how);
+    let ca = required_var("DEVOPS_STACK_TEST_OIDC_CA", how);
     let helper = local(path.clone()).connect().await.unwrap();
     ensure_argo_crd(&helper, "AppProject", "appprojects").await;
     let team = unique("o");

@@ -4,13 +4,11 @@
 //! answers them as a kube-apiserver 1.28 does, closely enough that an engine reading live state
 //! with LISTs, detecting drift through `managedFields` and deleting with preconditions can be
 //! tested against it. The behaviours below were checked against a real kube-apiserver 1.28
-//! (`tests/fake_api.rs` holds a test that replays a scenario on both and compares the answers).
+//! (`devops-stack-core/tests/fake_api_live.rs` holds a test that replays a scenario on both and compares the answers).
 //!
 //! # Use
 //! ```ignore
-//! #[path = "support/fake_api.rs"]
-//! mod fake_api;
-//! use fake_api::{FakeApi, NamespaceDeletion, count, writes};
+//! use devops_stack_test::fake_api::{FakeApi, NamespaceDeletion, count, writes};
 //!
 //! let fake = FakeApi::new().with_argocd_crds().namespace_deletion(NamespaceDeletion::Manual);
 //! fake.insert(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "a"}}));
@@ -103,7 +101,6 @@
 //! No controllers run but the fake's own (namespace, garbage collector, CRD establishment, and
 //! Argo CD's when asked): Deployments never become ready unless a test says so
 //! ([`FakeApi::set_status`]).
-#![allow(dead_code, unreachable_pub)]
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::hash::BuildHasher;
@@ -677,11 +674,17 @@ const MERGE: &str = "application/merge-patch+json";
 /// A served kind.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Kind {
+    /// The API group (empty for the core group).
     pub group: String,
+    /// The served version.
     pub version: String,
+    /// The kind, as in `kind:`.
     pub kind: String,
+    /// The resource name in URLs.
     pub plural: String,
+    /// Whether objects of the kind live in a namespace.
     pub namespaced: bool,
+    /// Whether `status` is written through the `/status` subresource only.
     pub status_subresource: bool,
     /// Whether objects carry `metadata.generation`.
     pub generation: bool,
@@ -693,6 +696,7 @@ pub struct Kind {
 }
 
 impl Kind {
+    /// `group/version`, or `version` for the core group.
     pub fn api_version(&self) -> String {
         if self.group.is_empty() {
             self.version.clone()

@@ -2,7 +2,6 @@
 //! environment (`platform_argocd_live` and `benches/platform.rs`): the environment's variables
 //! (`DEVOPS_STACK_TEST_PLATFORM_*`), the team's git repository, the stack, and what plays the
 //! controllers no container runs for on kwok's nodes (cert-manager's).
-#![allow(dead_code, unreachable_pub)]
 
 use devops_stack_core::k8s::KubeEngine;
 use std::collections::BTreeMap;
@@ -21,46 +20,54 @@ use kube::api::{Api, DynamicObject, GroupVersionKind, ListParams, Patch, PatchPa
 use kube::discovery::ApiResource;
 use serde_json::{Value, json};
 
-use super::fixture_charts;
+use crate::fixture_charts;
 
+/// The namespace of the platform's Argo CD.
 pub const ARGOCD_NS: &str = "argocd";
+/// The platform's stack name.
 pub const STACK: &str = "platform";
 
 /// What the test environment gives for this tier.
 pub struct TestEnv {
+    /// The cluster's kubeconfig file.
     pub kubeconfig: PathBuf,
+    /// Argo CD's API server, `host:port`.
     pub argocd_server: String,
+    /// The `helm` binary.
     pub helm: PathBuf,
+    /// The directory the chart repository serves.
     pub helm_root: PathBuf,
+    /// The chart repository's URL.
     pub helm_repo: String,
+    /// The git server's HTTPS URL.
     pub git_url: String,
+    /// The directory of the git server's repositories.
     pub git_root: PathBuf,
+    /// Argo CD's CRDs of the pinned version.
     pub crds: PathBuf,
+    /// The upstream charts' repository, when the run uses them.
     pub upstream: Option<String>,
 }
 
 impl TestEnv {
-    pub fn get() -> Option<TestEnv> {
-        let var = |k: &str| {
-            std::env::var(format!("DEVOPS_STACK_TEST_PLATFORM_{k}"))
-                .ok()
-                .filter(|v| !v.is_empty())
-        };
-        let Some(kubeconfig) = var("KUBECONFIG") else {
-            println!(
-                "skipped: DEVOPS_STACK_TEST_PLATFORM_KUBECONFIG is not set (no cluster of the platform tier)"
-            );
-            return None;
-        };
+    /// The platform tier's variables (`DEVOPS_STACK_TEST_PLATFORM_*`).
+    ///
+    /// # Panics
+    /// When one is unset, saying how to set it (see [`crate::live::required_var`]).
+    pub fn get() -> TestEnv {
         let need = |k: &str| {
-            var(k).unwrap_or_else(|| {
-                panic!("DEVOPS_STACK_TEST_PLATFORM_{k} is not set: eval \"$(scripts/testenv.sh env --name platform --prefix PLATFORM)\"")
-            })
+            crate::live::required_var(
+                &format!("DEVOPS_STACK_TEST_PLATFORM_{k}"),
+                "scripts/test.sh starts the platform tier when the test environment is built; or \
+                 `bash scripts/testenv.sh start --name platform --load-balancers` and \
+                 `eval \"$(bash scripts/testenv.sh env --name platform --prefix PLATFORM)\"`",
+            )
         };
+        let kubeconfig = need("KUBECONFIG");
         let upstream = std::env::var("DEVOPS_STACK_TEST_PLATFORM_UPSTREAM")
             .is_ok_and(|v| v == "1")
             .then(|| need("UPSTREAM_CHARTS"));
-        Some(TestEnv {
+        TestEnv {
             kubeconfig: kubeconfig.into(),
             argocd_server: need("ARGOCD_SERVER"),
             helm: need("HELM").into(),
@@ -70,7 +77,7 @@ impl TestEnv {
             git_root: need("GIT_ROOT").into(),
             crds: need("CRD_DIR").into(),
             upstream,
-        })
+        }
     }
 
     /// The chart repository of this run: the upstream charts, or freshly published fixtures.
@@ -90,7 +97,7 @@ impl TestEnv {
 
 fn git(dir: &Path, args: &[&str]) {
     let ca = std::env::var_os("DEVOPS_STACK_TEST_PLATFORM_OIDC_CA").map(PathBuf::from);
-    devops_stack_test::git::run(dir, args, ca.as_deref());
+    crate::git::run(dir, args, ca.as_deref());
 }
 
 /// A public repository of the environment's git server holding `files`; its URL.
@@ -118,10 +125,12 @@ pub fn repository(env: &TestEnv, name: &str, files: &[(&str, String)]) -> String
     url
 }
 
+/// A ConfigMap `name`, as YAML.
 pub fn config_map(name: &str) -> String {
     format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  k: v\n")
 }
 
+/// A Deployment and Service `web`, as YAML.
 pub fn web() -> String {
     "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 1\n  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: web}\n    spec:\n      containers:\n      - name: web\n        image: registry.invalid/web:1\n        ports:\n        - {name: http, containerPort: 8080}\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  selector: {app: web}\n  ports:\n  - {name: http, port: 80, targetPort: http}\n".into()
 }
@@ -133,8 +142,11 @@ fn quick_argocd() -> Value {
 
 /// The built platform and the handles the test reads outputs of.
 pub struct Platform {
+    /// The stack.
     pub stack: devops_stack_core::BuiltStack,
+    /// Argo CD's output.
     pub argocd: Handle<ArgoCdOutput>,
+    /// Keycloak's OIDC client for Argo CD (absent with `bootstrap_only`).
     pub sso: Option<Handle<KeycloakOidc>>,
 }
 
@@ -249,6 +261,7 @@ pub fn platform(
     }
 }
 
+/// The run options of the platform tier: a long wait, its own state namespace.
 pub fn options() -> RunOptions {
     RunOptions::new().engine(KubeEngine::new(KubeOptions {
         wait_timeout: Duration::from_secs(240),
@@ -264,6 +277,7 @@ fn application_resource() -> ApiResource {
     )
 }
 
+/// The Applications of Argo CD's namespace.
 pub fn applications(client: &kube::Client) -> Api<DynamicObject> {
     Api::namespaced_with(client.clone(), ARGOCD_NS, &application_resource())
 }

@@ -10,7 +10,6 @@
 //! `configs.secret.createSecret` is false, the CRDs of the pinned version) and the Deployments and
 //! StatefulSet named as the upstream chart names them. `traefik` carries a `values.schema.json`
 //! (a small part of upstream's), so that schema refusals can be tested.
-#![allow(dead_code, unreachable_pub)]
 
 use std::path::Path;
 use std::process::Command;

@@ -6,14 +6,13 @@
 //! The cluster is shared, so each module that owns a namespace gets one named after the stack
 //! (`<stack>-traefik`, ...); the CRDs' Application goes to `default` and metrics-server to
 //! `kube-system`, which no module creates nor deletes.
-#![allow(dead_code, unreachable_pub)]
 
-use devops_stack::interfaces::{ArgoCdTarget, ClusterRef, IN_CLUSTER, IssuerKind};
-use devops_stack::modules::{
+use devops_stack_core::interfaces::{ArgoCdTarget, ClusterRef, IN_CLUSTER, IssuerKind};
+use devops_stack_core::{BuiltStack, Input, Stack};
+use devops_stack_modules::{
     CertManager, Keycloak, KubePrometheusStack, Loki, MetricsServer, PrometheusOperatorCrds,
     Traefik,
 };
-use devops_stack::{BuiltStack, Input, Stack};
 
 /// The namespace of the stack's Argo CD (where its Applications go).
 pub fn argocd_namespace(stack: &str) -> String {

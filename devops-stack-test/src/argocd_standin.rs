@@ -17,7 +17,6 @@
 //!   apply), and removes the `resources-finalizer.argocd.argoproj.io` finalizer of an
 //!   Application being deleted (it deploys nothing, so there is nothing to delete first).
 //!   [`ArgoCdStandIn::stop_acting`] plays "Argo CD is gone": the finalizers then stay.
-#![allow(dead_code, unreachable_pub)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,7 +1,6 @@
 //! Argo CD's install for tests that run against the test environment's real Argo CD without
 //! the stack's bootstrap: the CRDs of the pinned version, the namespace, and the ConfigMaps and
 //! Secret its processes read.
-#![allow(dead_code, unreachable_pub)]
 
 use std::path::Path;
 use std::time::Duration;

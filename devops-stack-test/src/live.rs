@@ -3,9 +3,8 @@
 //! of every served kind for objects carrying a label, and clean-up that runs even when a test's
 //! assertions fail.
 //!
-//! Included with `#[path]` by the live tests of `devops-stack-core` and of the root crate, and by
-//! `benches/kube_apply.rs`; each uses part of it.
-#![allow(dead_code, unreachable_pub)]
+//! Used by the live tests of `devops-stack-core`, `devops-stack-modules` and the root crate, and
+//! by the live benchmarks; each uses part of it.
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -23,15 +22,31 @@ use kube::client::{Body, ClientBuilder};
 use kube::discovery::{ApiResource, Discovery, Scope, verbs};
 use serde_json::json;
 
-/// The test cluster's kubeconfig, or `None` after printing why the test is skipped.
-pub fn kubeconfig() -> Option<PathBuf> {
-    match std::env::var_os("DEVOPS_STACK_TEST_KUBECONFIG") {
-        Some(p) if !p.is_empty() => Some(p.into()),
-        _ => {
-            println!("skipped: DEVOPS_STACK_TEST_KUBECONFIG is not set");
-            None
-        }
+/// The value of the environment variable `var`, which `scripts/test.sh` sets when it has started
+/// what a live test needs.
+///
+/// # Panics
+/// When `var` is unset or empty, naming it and `how` to set it: a live test is marked
+/// `#[ignore = "needs ..."]`, so that `cargo test` reports it ignored; run anyway
+/// (`--include-ignored`) without what it needs, it fails instead of passing having done nothing.
+pub fn required_var(var: &str, how: &str) -> String {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => v,
+        _ => panic!("{var} is not set: {how}"),
     }
+}
+
+/// The test cluster's kubeconfig (`DEVOPS_STACK_TEST_KUBECONFIG`).
+///
+/// # Panics
+/// When the variable is unset, saying how to set it (see [`required_var`]).
+pub fn kubeconfig() -> PathBuf {
+    required_var(
+        "DEVOPS_STACK_TEST_KUBECONFIG",
+        "scripts/test.sh starts a cluster and sets it; or `bash scripts/testenv.sh start --name NAME --no-argocd` \
+         and `eval \"$(bash scripts/testenv.sh env --name NAME)\"`, or point it at a kubeconfig",
+    )
+    .into()
 }
 
 /// `prefix-xxxxxxxx`: a name no other run uses (the cluster is shared).
@@ -133,11 +148,13 @@ impl Counts {
 /// A cluster whose client counts the requests it sends, by [`Verb`], and logs the writes.
 #[derive(Clone)]
 pub struct Counting {
+    /// The counting client.
     pub client: kube::Client,
     counts: Arc<Mutex<(Counts, Vec<String>)>>,
 }
 
 impl Counting {
+    /// A counting client for the cluster of the kubeconfig file `path`.
     pub async fn new(path: PathBuf) -> Counting {
         let config = local(path).config().await.expect("the test kubeconfig");
         let counts: Arc<Mutex<(Counts, Vec<String>)>> = Arc::default();
