@@ -7,12 +7,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use devops_stack::aws::AwsConfig;
 use devops_stack::aws::lock::S3Lock;
 use devops_stack::cli::{Built, Cli, Outcome};
 use devops_stack::clusters::LocalCluster;
 use devops_stack::run_lock::RunLock;
 use devops_stack::{Context, Error, Module, ModuleResult, Planned, RunOptions, Stack};
+use devops_stack_test::aws::{aws, endpoint, s3, sdk};
 
 /// A module whose apply takes a while and counts how often it ran.
 struct Slow(Arc<AtomicUsize>);
@@ -38,13 +38,6 @@ impl Module for Slow {
     }
 }
 
-fn aws(endpoint: &str) -> AwsConfig {
-    AwsConfig::new()
-        .region("us-east-1")
-        .endpoint_url(endpoint)
-        .static_credentials("testing", "testing", None)
-}
-
 fn cli(stack: &str, runs: &Arc<AtomicUsize>, lock: &S3Lock, holder: &str) -> Cli<LocalCluster> {
     let (stack, runs) = (stack.to_owned(), runs.clone());
     Cli::new(move |_| {
@@ -60,14 +53,8 @@ fn cli(stack: &str, runs: &Arc<AtomicUsize>, lock: &S3Lock, holder: &str) -> Cli
 #[tokio::test]
 #[ignore = "needs moto: scripts/test.sh starts it (DEVOPS_STACK_TEST_AWS_ENDPOINT)"]
 async fn two_first_applies_at_once_the_second_is_refused_naming_the_holder() {
-    let endpoint = std::env::var("DEVOPS_STACK_TEST_AWS_ENDPOINT")
-        .expect("DEVOPS_STACK_TEST_AWS_ENDPOINT: run through scripts/test.sh, which starts moto");
-    let sdk = aws(&endpoint).load().await.unwrap();
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&sdk)
-            .force_path_style(true)
-            .build(),
-    );
+    let endpoint = endpoint();
+    let s3 = s3(&sdk(&endpoint).await);
     let _ = s3.create_bucket().bucket("cli-state").send().await;
     let lock = S3Lock::new("cli-state").aws(aws(&endpoint));
     let stack = format!("cli-{}", std::process::id());

@@ -1,5 +1,5 @@
 //! The core of devops-stack: the [`Module`] trait, the typed [`Stack`] builder, the DAG
-//! [`executor`], offline [`plan`]s and the [`interfaces`] modules exchange.
+//! executor, offline [`plan`]s and the [`interfaces`] modules exchange.
 //!
 //! A stack is a set of modules. Adding a module returns a typed [`Handle`] to its future output;
 //! passing that handle to another module's constructor is what makes the dependency edge, so a

@@ -9,10 +9,10 @@
 //!   without Argo CD.
 //! - [`fake_api`]: an in-memory Kubernetes API server behind a `kube::Client`.
 //! - [`real_argocd`]: Argo CD's install for the tests on the test environment's real Argo CD.
-//! - [`fixture_charts`], [`platform`], [`seven_modules`] (feature `modules`): fixture Helm
+//! - `fixture_charts`, `platform`, `seven_modules` (feature `modules`): fixture Helm
 //!   charts, the platform tier's stack and the seven-module stack, built from the component
 //!   modules.
-//! - [`aws`] (feature `aws`): moto's side of the AWS tests.
+//! - `aws` (feature `aws`): moto's side of the AWS tests.
 //! - [`git`]: `git` as the live tests run it against the test environment's git server.
 //! - [`stats`]: medians for the live benchmarks.
 //! - [`tls`]: a TLS server on 127.0.0.1 whose certificate a certificate authority made in the
