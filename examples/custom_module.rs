@@ -1,9 +1,8 @@
-//! An application team onboarded onto a stack of built-in modules, through the team layer.
-//!
-//! The `shop` team deploys its storefront from Git as an Argo CD Application in its own
-//! project and namespace (with a quota, container limits and a baseline NetworkPolicy made by
-//! the platform), published through whichever ingress controller the stack has, with TLS from
-//! the stack's cluster issuer; its deployers log in to Argo CD through the stack's Keycloak.
+//! An in-house Helm chart wrapped as a typed module with the public chart layer
+//! (`devops_stack_modules::chart::HelmChart`), published through the stack's ingress with TLS.
+//! Its settings are a typed struct, deep-merged with value overrides; the Application, the
+//! waits, plan, diff and ownership come with it. (An application team onboarded through the team
+//! layer is `examples/team.rs`.)
 //!
 //! ```sh
 //! cargo run --example custom_module   # prints the offline plan; no cluster is contacted
@@ -12,61 +11,40 @@
 use devops_stack_core::Stack;
 use devops_stack_core::clusters::Kind;
 use devops_stack_core::interfaces::IssuerKind;
-use devops_stack_modules::team::{AccessRole, App, RepoAccess, Repository, TeamNamespace};
-use devops_stack_modules::{
-    ArgoCd, ArgoCdFinal, CertManager, Keycloak, KubePrometheusStack, MetricsServer,
-    PrometheusOperatorCrds, Team, Traefik,
-};
+use devops_stack_modules::{ArgoCd, CertManager, ChartSource, HelmChart, Traefik};
+use serde::Serialize;
+
+/// The chart's settings, named as its `values.yaml` names them.
+#[derive(Serialize, Clone)]
+#[serde(rename_all = "camelCase")]
+struct Billing {
+    replica_count: u32,
+    currency: String,
+    image: Image,
+}
+
+#[derive(Serialize, Clone)]
+struct Image {
+    repository: String,
+    tag: String,
+}
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut stack = Stack::new("shop");
     let cluster = stack.add(Kind::new("shop"));
     let argocd = stack.add(ArgoCd::new(&cluster));
-    let crds = stack.add(PrometheusOperatorCrds::new(&cluster, &argocd));
-    // one line to swap for `IngressNginx::new(&cluster, &argocd)`
-    let ingress = stack.add(
-        Traefik::new(&cluster, &argocd)
-            .service_type("NodePort") // kind has no load balancer
-            .service_monitors(&crds),
-    );
-    let certs = stack.add(CertManager::new(&cluster, &argocd).service_monitors(&crds));
-    let tls = certs.issuer(IssuerKind::SelfSignedCa);
-    let sso = stack.add(
-        Keycloak::new(&cluster, &argocd, &ingress)
-            .issuer(tls.clone())
-            .user("jane", "jane@example.com"),
-    );
-    let monitoring = stack.add(
-        KubePrometheusStack::new(&cluster, &argocd, &ingress)
-            .oidc(&sso)
-            .issuer(tls.clone())
-            .service_monitors(&crds),
-    );
-    stack.add(MetricsServer::new(&cluster, &argocd).kubelet_insecure_tls(true));
+    let traefik = stack.add(Traefik::new(&cluster, &argocd).service_type("NodePort"));
+    let tls = stack.add(CertManager::new(&cluster, &argocd)).issuer(IssuerKind::SelfSignedCa);
 
-    // The team: its namespace, its deployers, its repository and its app.
-    let repo = "https://git.example.com/shop/storefront.git";
+    let image = Image { repository: "registry.example.com/billing".into(), tag: "2.3.1".into() };
+    let settings = Billing { replica_count: 2, currency: "EUR".into(), image };
+    let chart = ChartSource::new("https://charts.example.com", "billing", "1.4.2");
     stack.add(
-        Team::new("shop", &cluster, &argocd)
-            .namespace(TeamNamespace::new("storefront"))
-            .access(AccessRole::Deployer, sso.group("storefront-deployers"))
-            .repository(Repository::new(repo, RepoAccess::Public))
-            .app(
-                App::new("storefront", repo, "storefront").path("deploy").revision("main").publish(
-                    "shop",
-                    "storefront",
-                    "http",
-                ),
-            )
-            .ingress(&ingress)
-            .issuer(tls.clone()),
-    );
-
-    stack.add(
-        ArgoCdFinal::new(&cluster, &argocd, &ingress, sso.oidc("argocd"))
-            .issuer(tls)
-            .monitoring(&monitoring),
+        HelmChart::new("billing", &cluster, &argocd, chart, settings)
+            .publish(&traefik, "billing", tls) // https://billing.apps.shop.<domain>
+            .values(serde_json::json!({"podAnnotations": {"team": "payments"}}))
+            .self_heal(true),
     );
 
     let plan = stack.build()?.plan().await?;

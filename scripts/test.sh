@@ -160,11 +160,11 @@ echo "==> tests needing moto: run; needing a cluster: $([ -n "$cluster_up" ] && 
 rc=0
 run_groups() { # extra arguments for the Argo CD group (the platform test's --skip)
   # shellcheck disable=SC2086 # the target lists are words
-  cargo test --workspace --lib --bins --examples $moto_targets -- "${moto_args[@]}" || rc=$?
+  cargo test --no-fail-fast --workspace --lib --bins --examples $moto_targets -- "${moto_args[@]}" || rc=$?
   # shellcheck disable=SC2086
-  cargo test --workspace $cluster_targets -- "${cluster_args[@]}" || rc=$?
+  cargo test --no-fail-fast --workspace $cluster_targets -- "${cluster_args[@]}" || rc=$?
   # shellcheck disable=SC2086
-  cargo test --workspace $argocd_targets -- "${argocd_args[@]}" "$@" || rc=$?
+  cargo test --no-fail-fast --workspace $argocd_targets -- "${argocd_args[@]}" "$@" || rc=$?
 }
 
 # The platform tier's one test mostly waits on Argo CD (a quiet minute included): with no extra

@@ -485,7 +485,7 @@ async fn from_zero_apply_then_destroy_leaves_nothing_tagged_in_order() {
         .destroy(&RunOptions::new())
         .await
         .expect_err("unreachable cluster");
-    let text = format!("{err:?}");
+    let text = format!("{err}");
     assert!(text.contains("abandon_in_cluster()"), "{text}");
     assert_eq!(
         sweep(&sdk)
@@ -661,7 +661,7 @@ async fn untagged_look_alikes_and_adopted_clusters_survive() {
         .apply(&RunOptions::new())
         .await
         .expect_err("the role is not ours");
-    let text = format!("{err:?}");
+    let text = format!("{err}");
     assert!(
         text.contains("IAM role `owned-eks-node` exists and is not this module's (tags: none)"),
         "{text}"

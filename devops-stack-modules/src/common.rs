@@ -836,8 +836,8 @@ pub(crate) fn crds_input(h: &Handle<ServiceMonitorCrds>) -> Input<ServiceMonitor
 
 /// Implements `Module` for a [`Component`].
 macro_rules! component_module {
-    ($t:ty, $out:ty) => {
-        impl devops_stack_core::Module for $t {
+    ([$($generics:tt)*] $t:ty, $out:ty) => {
+        impl<$($generics)*> devops_stack_core::Module for $t {
             type Output = $out;
 
             fn id(&self) -> &str {
@@ -885,6 +885,9 @@ macro_rules! component_module {
             }
         }
     };
+    ($t:ty, $out:ty) => {
+        $crate::common::component_module!([] $t, $out);
+    };
 }
 
 /// The setters of modules with a [`Sizing`] (their struct has a `sizing` field).
@@ -910,8 +913,8 @@ macro_rules! sizing_setters {
 
 /// The setters every chart-based module shares (its struct has a `common: Common` field).
 macro_rules! common_setters {
-    ($t:ty) => {
-        impl $t {
+    ([$($generics:tt)*] $t:ty) => {
+        impl<$($generics)*> $t {
             /// Another module id (also the Argo CD Application's name).
             #[must_use]
             pub fn id(mut self, id: impl Into<String>) -> Self {
@@ -1016,6 +1019,9 @@ macro_rules! common_setters {
                 self
             }
         }
+    };
+    ($t:ty) => {
+        $crate::common::common_setters!([] $t);
     };
 }
 

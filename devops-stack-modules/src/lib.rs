@@ -99,6 +99,7 @@ mod mock;
 
 pub mod argocd;
 pub mod cert_manager;
+pub mod chart;
 pub mod ebs_csi;
 pub mod ingress_nginx;
 pub mod keycloak;
@@ -111,6 +112,7 @@ pub mod traefik;
 
 pub use argocd::{ArgoCd, ArgoCdFinal, ArgoCdOutput, InstallMethod, SelfManagedArgoCd};
 pub use cert_manager::{AcmeChallenge, CertManager, ClusterIssuers};
+pub use chart::{ChartRelease, HelmChart};
 pub use common::{ChartSource, Resources, SyncSettings, merge_values};
 pub use ebs_csi::{EbsCsi, EbsCsiDriver};
 pub use error::{Error, Result};
