@@ -369,7 +369,7 @@ async fn a_bucket_the_module_did_not_create_is_refused_and_survives_destroy() {
 
     let (stack, _) = built(module(&aws, "buckets-theirs"));
     let err = stack.apply(&RunOptions::new()).await.expect_err("not ours");
-    let text = format!("{err:?}");
+    let text = format!("{err}");
     assert!(
         text.contains("S3 bucket `buckets-theirs` exists and is not this module's (tags: none)"),
         "{text}"

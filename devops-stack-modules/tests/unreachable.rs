@@ -41,7 +41,12 @@ async fn argocd_through_a_kubeconfig_of_another_ca_fails_at_once_naming_the_unkn
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(failure);
     let mut unreachable = false;
     while let Some(c) = cause {
-        unreachable |= matches!(c.downcast_ref::<Error>(), Some(Error::Unreachable { .. }));
+        // the engine's error, as it is or as the module's error carries it
+        unreachable |= matches!(c.downcast_ref::<Error>(), Some(Error::Unreachable { .. }))
+            || matches!(
+                c.downcast_ref::<devops_stack_modules::Error>(),
+                Some(devops_stack_modules::Error::Core(Error::Unreachable { .. }))
+            );
         cause = c.source();
     }
     assert!(
