@@ -64,12 +64,15 @@
 
 pub(crate) mod cause;
 pub(crate) mod conflict;
+mod deploy_destroy;
+mod deploy_diff;
 mod diff;
 mod discovery;
 mod fields;
 mod live;
 mod lock;
 mod object;
+mod options;
 mod ownership;
 mod reach;
 mod remove;
@@ -92,6 +95,7 @@ pub use cause::UnreachableCause;
 pub use diff::{Diff, DiffAction, FieldChange, ObjectDiff};
 pub use lock::{LockBuilder, StackLock, lock_name};
 pub use object::{HASH_ANNOTATION, ObjectRef, content_hash};
+pub use options::{KubeOptions, RemovedModules, StuckApplications};
 pub use ownership::{Adopt, OwnershipConflict};
 pub use reach::unreachable_cause;
 pub use remove::DestroyReport;
@@ -118,131 +122,6 @@ use wait::{Readiness, Waited};
 pub const STACK_LABEL: &str = "devops-stack.io/stack";
 /// The label naming the module that owns an object.
 pub const MODULE_LABEL: &str = "devops-stack.io/module";
-
-/// What to do with an Argo CD Application that is not gone when the time to wait for it runs
-/// out: Argo CD deletes an Application that has its resources finalizer only after deleting
-/// what it deployed, so when Argo CD is gone or broken, the Application stays.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum StuckApplications {
-    /// Fail after [`KubeOptions::wait_timeout`], naming the Application and its finalizer (the
-    /// default: nothing is left behind without the user knowing).
-    #[default]
-    Fail,
-    /// After this long, say what the Application deployed (from its status), remove Argo CD's
-    /// resources finalizer and delete the Application without cascading: what it deployed stays
-    /// in place (a namespace the module owns still goes with the namespace). The orphaned
-    /// Applications are listed in the [`DestroyReport`].
-    OrphanAfter(Duration),
-}
-
-/// What an apply does with modules the stack's state records but the stack no longer has.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum RemovedModules {
-    /// Destroy their objects after every remaining module has applied, and drop their state
-    /// entries (the default, as Terraform plans the removal of a module taken out of the code).
-    #[default]
-    Destroy,
-    /// Leave their objects and state entries in place (orphan them on purpose).
-    Orphan,
-}
-
-/// The Kubernetes engine's settings for a run, given with [`KubeEngine::new`].
-///
-/// ```
-/// use std::time::Duration;
-/// use devops_stack_core::k8s::{Adopt, KubeOptions, StuckApplications};
-/// let options = KubeOptions::default()
-///     .max_in_flight(16)
-///     .adopt(Adopt::module("legacy"))
-///     .stuck_applications(StuckApplications::OrphanAfter(Duration::from_secs(60)));
-/// assert_eq!(options.max_in_flight, 16);
-/// ```
-#[derive(Debug, Clone)]
-pub struct KubeOptions {
-    /// The server-side apply field manager (default `devops-stack`).
-    pub field_manager: String,
-    /// Take over fields another manager owns instead of reporting the conflict (default false).
-    /// This is about fields of objects the module owns; taking over objects is [`Adopt`].
-    pub force_conflicts: bool,
-    /// How long to wait for objects to become ready (default 10 minutes). Also bounds a
-    /// destroy's waits for deletions.
-    pub wait_timeout: Duration,
-    /// Whether to wait for readiness at all (default true). CRDs are waited for regardless,
-    /// since the objects after them need them.
-    pub wait: bool,
-    /// The namespace of the stack's state and lock (default `devops-stack-system`).
-    pub state_namespace: String,
-    /// How many requests one module's apply, diff or destroy has in flight at once (default 32).
-    pub max_in_flight: usize,
-    /// Existing objects to take over explicitly (default none).
-    pub adopt: Vec<Adopt>,
-    /// What a destroy does with an Application Argo CD does not delete (default: fail).
-    pub stuck_applications: StuckApplications,
-    /// What an apply does with modules the state records and the stack no longer has.
-    pub removed_modules: RemovedModules,
-}
-
-impl Default for KubeOptions {
-    fn default() -> Self {
-        KubeOptions {
-            field_manager: "devops-stack".into(),
-            force_conflicts: false,
-            wait_timeout: Duration::from_secs(600),
-            wait: true,
-            state_namespace: "devops-stack-system".into(),
-            max_in_flight: 32,
-            adopt: Vec::new(),
-            stuck_applications: StuckApplications::Fail,
-            removed_modules: RemovedModules::Destroy,
-        }
-    }
-}
-
-impl KubeOptions {
-    /// Takes over the existing objects `rule` covers (see [`Adopt`]).
-    #[must_use]
-    pub fn adopt(mut self, rule: Adopt) -> Self {
-        self.adopt.push(rule);
-        self
-    }
-
-    /// At most `n` requests in flight per module (at least 1).
-    #[must_use]
-    pub fn max_in_flight(mut self, n: usize) -> Self {
-        self.max_in_flight = n.max(1);
-        self
-    }
-
-    /// What a destroy does with an Application Argo CD does not delete.
-    #[must_use]
-    pub fn stuck_applications(mut self, policy: StuckApplications) -> Self {
-        self.stuck_applications = policy;
-        self
-    }
-
-    /// What an apply does with modules the state records and the stack no longer has.
-    #[must_use]
-    pub fn removed_modules(mut self, policy: RemovedModules) -> Self {
-        self.removed_modules = policy;
-        self
-    }
-
-    /// How long to wait for readiness and deletions.
-    #[must_use]
-    pub fn wait_timeout(mut self, timeout: Duration) -> Self {
-        self.wait_timeout = timeout;
-        self
-    }
-
-    /// Whether to wait for readiness at all.
-    #[must_use]
-    pub fn wait(mut self, wait: bool) -> Self {
-        self.wait = wait;
-        self
-    }
-}
 
 /// What an apply did. Objects are named `Kind namespace/name`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -1041,188 +920,6 @@ impl Deployer {
                 last_status: wait::describe(last.as_deref()),
             }),
         }
-    }
-
-    /// What [`Deployer::apply`] would do, object by object and field by field. Objects that
-    /// would be written are compared through a server-side dry-run apply (`dryRun=All`);
-    /// managed objects unchanged since the module applied them need no request; objects that do
-    /// not exist are shown whole; objects another manager changed show each changed field with
-    /// the manager that changed it (the apply will put them back); objects that belong to
-    /// someone else are shown as conflicts, adoptions or (namespaces) as not managed; objects
-    /// that would be pruned are listed. Secret values are redacted. Writes nothing, and never
-    /// fails because of the drift or the conflicts it shows.
-    ///
-    /// # Errors
-    /// API errors, and [`Error::UnknownKind`].
-    pub async fn diff(&self, objects: Vec<Value>) -> Result<Diff> {
-        let desired = self.render(objects)?;
-        let survey = self.survey(&desired, Depth::Full).await?;
-        let manager = &self.options.field_manager;
-        let compares = survey.items.iter().map(|item| async move {
-            let body = scoped_body(item.desired, &item.id);
-            let (Some(live), Some(r)) = (&item.live, &item.resolved) else {
-                return ObjectDiff::between(None, &body);
-            };
-            let mut note = None;
-            let force = match item.action {
-                Action::Unchanged { .. } => {
-                    return ObjectDiff::between(Some(&to_json(live)?), &to_json(live)?);
-                }
-                Action::NotManaged | Action::Conflict => {
-                    let mut d = ObjectDiff::between(Some(&to_json(live)?), &to_json(live)?)?;
-                    d.action = if item.action == Action::Conflict {
-                        DiffAction::Conflict
-                    } else {
-                        DiffAction::NotManaged
-                    };
-                    d.note = Some(if item.action == Action::Conflict {
-                        format!(
-                            "{}; apply will fail: adopt it with `Adopt::object(\"{}\", ..)` or rename it",
-                            OwnershipConflict::new(&item.id, &live.metadata).owner,
-                            self.module
-                        )
-                    } else {
-                        "exists, not managed by this stack".into()
-                    });
-                    return Ok(d);
-                }
-                Action::Adopt => true,
-                Action::Update { force } => force,
-                Action::Create => false,
-            };
-            let api = self.resolver_api(r, &item.id);
-            let dry_run = |force: bool| {
-                let api = api.clone();
-                let body = &body;
-                async move {
-                    let mut params = PatchParams::apply(manager).dry_run();
-                    params.force = force;
-                    let patch = Patch::Apply(body);
-                    self.retry
-                        .run(true, "dry-run apply", || api.patch(&item.id.name, &params, &patch))
-                        .await
-                }
-            };
-            let after = match dry_run(force).await {
-                Ok(after) => after,
-                Err(e) if code(&e) == Some(409) => {
-                    // A field another manager owns: show the change all the same, and say it.
-                    let conflict = apply_error(e, &item.id, "dry-run applying");
-                    note = Some(format!("{conflict}"));
-                    dry_run(true)
-                        .await
-                        .map_err(|e| self.api_error(format!("dry-run applying {}", item.id), e))?
-                }
-                Err(e) => return Err(self.reach(apply_error(e, &item.id, "dry-run applying"))),
-            };
-            let mut d = ObjectDiff::between(Some(&to_json(live)?), &to_json(&after)?)?;
-            for c in &mut d.changes {
-                c.changed_by = fields::owners(&live.metadata, &c.path, manager);
-            }
-            if item.action == Action::Adopt {
-                d.action = DiffAction::Adopt;
-                note = Some(OwnershipConflict::new(&item.id, &live.metadata).owner);
-            }
-            d.note = note;
-            Ok(d)
-        });
-        let mut objects: Vec<ObjectDiff> = stream::iter(compares)
-            .buffered(self.options.max_in_flight.max(1))
-            .try_collect()
-            .await?;
-        for (id, _, live) in &survey.stale {
-            let Some(live) = live else { continue };
-            if ownership::owner(&live.metadata, &self.stack, &self.module) == Owner::This {
-                objects.push(ObjectDiff {
-                    object: id.clone(),
-                    action: DiffAction::Delete,
-                    changes: Vec::new(),
-                    note: None,
-                });
-            }
-        }
-        Ok(Diff { objects })
-    }
-
-    /// Deletes the module's objects, each only if it still carries the module's labels: Argo CD
-    /// Applications first, with Argo CD's resources finalizer, waited for until gone; then the
-    /// rest in parallel; namespaces and CRDs finish terminating in the background when this is
-    /// part of a stack run (the run waits for them; see [`settle`]), and are waited for here
-    /// otherwise. All within [`KubeOptions::wait_timeout`]. Then removes the module's entry from
-    /// the state. Objects already gone are fine, so it is safe to run again. In a stack run, the
-    /// first destroy on a cluster first destroys the modules the state records and the stack no
-    /// longer has.
-    ///
-    /// # Errors
-    /// API errors, [`Error::NotDeleted`] for an Application that stays (naming
-    /// [`StuckApplications`]), [`Error::NamespaceStuck`] naming namespaces stuck in finalizers,
-    /// [`Error::LockHeld`], [`Error::Unreachable`].
-    pub async fn destroy(&self) -> Result<DestroyReport> {
-        let abandon = |reason: String| {
-            if let Some(run) = &self.run {
-                run.tracker.forget(&self.target.cluster);
-            }
-            self.progress(&format!(
-                "abandoning the objects of module `{}` in cluster `{}` (AbandonInCluster): {reason}",
-                self.module, self.target.cluster
-            ));
-            Ok(DestroyReport {
-                abandoned: Some(reason),
-                ..DestroyReport::default()
-            })
-        };
-        if let Some(reason) = &self.abandoned {
-            return abandon(reason.clone());
-        }
-        match self.guard().await {
-            Err(e) if self.abandons(&e) => return abandon(e.to_string()),
-            other => other?,
-        }
-        if let Some(RunLink {
-            ctx: Some(ctx),
-            tracker,
-            ..
-        }) = &self.run
-        {
-            tracker
-                .destroy_removed(&self.target.cluster, &self.client, ctx)
-                .await?;
-        }
-        let store = self.store();
-        let previous = match store.read().await.map_err(|e| self.reach(e)) {
-            Err(e) if self.abandons(&e) => return abandon(e.to_string()),
-            other => other?,
-        };
-        let Some(previous) = previous else {
-            return Ok(DestroyReport::default());
-        };
-        let mut resolver = self.resolver();
-        let mut doomed: Vec<(ObjectRef, Resolved)> = Vec::new();
-        for e in &previous.objects {
-            // A kind no longer served took its objects with it.
-            if let Some(r) = resolver
-                .lookup(&e.object)
-                .await
-                .map_err(|e| self.reach(e))?
-            {
-                let id = resolver.scoped(&r, &e.object);
-                if !doomed.iter().any(|(d, _)| d == &id) {
-                    doomed.push((id, r));
-                }
-            }
-        }
-        let mut live = live::read(self, &resolver, &doomed, Depth::Metadata).await?;
-        let targets = doomed
-            .into_iter()
-            .map(|(id, r)| {
-                let l = live.remove(&id);
-                (id, r, l)
-            })
-            .collect();
-        let deadline = Instant::now() + self.options.wait_timeout;
-        let report = self.remove(targets, deadline).await?;
-        store.write(None).await?;
-        Ok(report)
     }
 
     async fn get(&self, api: &Api<DynamicObject>, id: &ObjectRef) -> Result<Option<DynamicObject>> {
