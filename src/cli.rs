@@ -302,7 +302,7 @@ impl<C: ClusterProvider + Send + Sync + 'static> Cli<C> {
     }
 
     /// The live cluster of `built`, when it has a cluster module whose cluster exists.
-    async fn live_cluster(&self, built: &Built<C>, live: &Report) -> Option<ClusterRef> {
+    fn live_cluster(&self, built: &Built<C>, live: &Report) -> Option<ClusterRef> {
         let handle = built.cluster.as_ref()?;
         live.output(handle).map(|c| c.cluster())
     }
@@ -317,7 +317,7 @@ impl<C: ClusterProvider + Send + Sync + 'static> Cli<C> {
 
     async fn diff(&self, built: &Built<C>) -> Result<Outcome, Error> {
         let live = built.stack.read(&built.options).await?;
-        let clusters: Vec<ClusterRef> = self.live_cluster(built, &live).await.into_iter().collect();
+        let clusters: Vec<ClusterRef> = self.live_cluster(built, &live).into_iter().collect();
         if clusters.is_empty() {
             println!("The cluster does not exist yet: an apply creates everything in the plan.\n");
         }
@@ -332,7 +332,7 @@ impl<C: ClusterProvider + Send + Sync + 'static> Cli<C> {
 
     async fn state(&self, built: &Built<C>) -> Result<Outcome, Error> {
         let live = built.stack.read(&built.options).await?;
-        let Some(cluster) = self.live_cluster(built, &live).await else {
+        let Some(cluster) = self.live_cluster(built, &live) else {
             println!(
                 "stack `{}` has no state: its cluster does not exist",
                 built.stack.name()
@@ -387,7 +387,7 @@ impl<C: ClusterProvider + Send + Sync + 'static> Cli<C> {
         }
         let live = built.stack.read(&built.options).await;
         if let Ok(live) = live
-            && let Some(cluster) = self.live_cluster(built, &live).await
+            && let Some(cluster) = self.live_cluster(built, &live)
         {
             let client = Self::client(&cluster).await?;
             broke.extend(StackLock::unlock(&client, stack, &self.kube, force).await?);
@@ -434,7 +434,7 @@ impl<C: ClusterProvider + Send + Sync + 'static> Cli<C> {
 
     async fn apply(&self, built: &Built<C>) -> Result<Outcome, Error> {
         let live = built.stack.read(&built.options).await?;
-        let cluster = self.live_cluster(built, &live).await;
+        let cluster = self.live_cluster(built, &live);
         if let Some(cluster) = &cluster {
             // Every module's objects checked for ownership before the first module writes.
             preflight_stack(
@@ -451,7 +451,7 @@ impl<C: ClusterProvider + Send + Sync + 'static> Cli<C> {
 
     async fn destroy(&self, built: &Built<C>, abandon: bool) -> Result<Outcome, Error> {
         let live = built.stack.read(&built.options).await?;
-        let cluster = self.live_cluster(built, &live).await;
+        let cluster = self.live_cluster(built, &live);
         let unreachable = match &cluster {
             Some(cluster) => probe(cluster).await,
             None => None,
@@ -605,7 +605,7 @@ impl Unanswered {
     }
 }
 
-/// `stack `x` was locked by `h` (s3://..., taken 3 minutes ago, last renewed 2 minutes ago); the lock is broken`.
+/// What `unlock` says of a lock it broke: where, whose, how old.
 fn describe_broken(info: &LockInfo) -> String {
     format!(
         "broke the lock {} held by `{}` (taken {} s ago, last renewed {} s ago{})",

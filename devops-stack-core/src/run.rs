@@ -98,11 +98,8 @@ impl EngineRuns {
     /// The run's state of the engine `R`, started with its defaults when no caller configured one.
     pub(crate) fn get_or_default<R: EngineRun + Default>(&self) -> Arc<R> {
         let mut runs = self.0.lock().expect("not poisoned");
-        for run in runs.iter() {
-            let any: Arc<dyn Any + Send + Sync> = run.clone();
-            if let Ok(r) = any.downcast::<R>() {
-                return r;
-            }
+        if let Some(r) = find::<R>(&runs) {
+            return r;
         }
         let r = Arc::new(R::default());
         runs.push(r.clone());
@@ -111,16 +108,20 @@ impl EngineRuns {
 
     /// The run's state of the engine `R`, if one was started.
     pub(crate) fn get<R: EngineRun>(&self) -> Option<Arc<R>> {
-        let runs = self.0.lock().expect("not poisoned");
-        runs.iter().find_map(|run| {
-            let any: Arc<dyn Any + Send + Sync> = run.clone();
-            any.downcast::<R>().ok()
-        })
+        find(&self.0.lock().expect("not poisoned"))
     }
 
     pub(crate) fn all(&self) -> Vec<Arc<dyn EngineRun>> {
         self.0.lock().expect("not poisoned").clone()
     }
+}
+
+/// The started engine of type `R` among `runs`.
+fn find<R: EngineRun>(runs: &[Arc<dyn EngineRun>]) -> Option<Arc<R>> {
+    runs.iter().find_map(|run| {
+        let any: Arc<dyn Any + Send + Sync> = run.clone();
+        any.downcast::<R>().ok()
+    })
 }
 
 /// What every module step of one run shares.

@@ -259,31 +259,22 @@ impl CloudCleanup {
             .into_iter()
             .filter_map(|lb| lb.load_balancer_arn)
             .collect();
-        let mut found = Vec::new();
-        for chunk in arns.chunks(20) {
-            let mut descriptions = Vec::new();
-            // a load balancer listed a moment ago may be gone (its controller deleting it): the
-            // whole call then fails, so read that chunk's tags one by one and skip the gone ones
-            let mut asks = vec![chunk.to_vec()];
-            while let Some(ask) = asks.pop() {
-                let single = ask.len() == 1;
-                match elb
-                    .describe_tags()
-                    .set_resource_arns(Some(ask.clone()))
+        let descriptions = tags_skipping_gone(
+            &arns,
+            |ask| async {
+                elb.describe_tags()
+                    .set_resource_arns(Some(ask))
                     .send()
                     .await
-                {
-                    Ok(tags) => descriptions.extend(tags.tag_descriptions.unwrap_or_default()),
-                    Err(e) if gone_v2(&e) && !single => {
-                        asks.extend(ask.into_iter().map(|arn| vec![arn]));
-                    }
-                    Err(e) if gone_v2(&e) => {}
-                    Err(e) => {
-                        return Err(Error::aws("reading load balancer tags", &self.cluster, e));
-                    }
-                }
-            }
-            found.extend(descriptions.iter().filter_map(|d| {
+                    .map(|t| t.tag_descriptions.unwrap_or_default())
+            },
+            gone_v2,
+        )
+        .await
+        .map_err(|e| Error::aws("reading load balancer tags", &self.cluster, e))?;
+        let found = descriptions
+            .iter()
+            .filter_map(|d| {
                 self.made_for_cluster(
                     "load balancer",
                     d.resource_arn().unwrap_or_default(),
@@ -291,8 +282,8 @@ impl CloudCleanup {
                         .iter()
                         .map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())),
                 )
-            }));
-        }
+            })
+            .collect();
         Ok(found)
     }
 
@@ -311,34 +302,22 @@ impl CloudCleanup {
             .into_iter()
             .filter_map(|lb| lb.load_balancer_name)
             .collect();
-        let mut found = Vec::new();
-        for chunk in names.chunks(20) {
-            let mut descriptions = Vec::new();
-            // as for ELBv2: one gone since the listing fails the whole call
-            let mut asks = vec![chunk.to_vec()];
-            while let Some(ask) = asks.pop() {
-                let single = ask.len() == 1;
-                match elb
-                    .describe_tags()
-                    .set_load_balancer_names(Some(ask.clone()))
+        let descriptions = tags_skipping_gone(
+            &names,
+            |ask| async {
+                elb.describe_tags()
+                    .set_load_balancer_names(Some(ask))
                     .send()
                     .await
-                {
-                    Ok(tags) => descriptions.extend(tags.tag_descriptions.unwrap_or_default()),
-                    Err(e) if gone_classic(&e) && !single => {
-                        asks.extend(ask.into_iter().map(|name| vec![name]));
-                    }
-                    Err(e) if gone_classic(&e) => {}
-                    Err(e) => {
-                        return Err(Error::aws(
-                            "reading classic load balancer tags",
-                            &self.cluster,
-                            e,
-                        ));
-                    }
-                }
-            }
-            found.extend(descriptions.iter().filter_map(|d| {
+                    .map(|t| t.tag_descriptions.unwrap_or_default())
+            },
+            gone_classic,
+        )
+        .await
+        .map_err(|e| Error::aws("reading classic load balancer tags", &self.cluster, e))?;
+        let found = descriptions
+            .iter()
+            .filter_map(|d| {
                 self.made_for_cluster(
                     "classic load balancer",
                     d.load_balancer_name().unwrap_or_default(),
@@ -346,8 +325,8 @@ impl CloudCleanup {
                         .iter()
                         .map(|t| (t.key(), t.value().unwrap_or_default())),
                 )
-            }));
-        }
+            })
+            .collect();
         Ok(found)
     }
 
@@ -499,6 +478,33 @@ where
         Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(()),
         Err(e) => Err(Error::kubernetes(format!("deleting {what}"), e)),
     }
+}
+
+/// The tag descriptions of the load balancers `ids`, read 20 at a time with `read`. One listed a
+/// moment ago may be gone (its controller deleting it): the whole call then fails (`gone` says
+/// so), and that chunk is read again one by one, skipping the gone ones.
+async fn tags_skipping_gone<D, E, Fut>(
+    ids: &[String],
+    read: impl Fn(Vec<String>) -> Fut,
+    gone: impl Fn(&E) -> bool,
+) -> std::result::Result<Vec<D>, E>
+where
+    Fut: std::future::Future<Output = std::result::Result<Vec<D>, E>>,
+{
+    let mut descriptions = Vec::new();
+    for chunk in ids.chunks(20) {
+        let mut asks = vec![chunk.to_vec()];
+        while let Some(ask) = asks.pop() {
+            let single = ask.len() == 1;
+            match read(ask.clone()).await {
+                Ok(found) => descriptions.extend(found),
+                Err(e) if gone(&e) && !single => asks.extend(ask.into_iter().map(|id| vec![id])),
+                Err(e) if gone(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(descriptions)
 }
 
 /// Whether reading ELBv2 tags failed because a load balancer asked about no longer exists.

@@ -395,6 +395,17 @@ impl StackLock {
         stack: &str,
         options: &KubeOptions,
     ) -> Result<Option<LockInfo>> {
+        Ok(Self::read_lease(client, stack, options)
+            .await?
+            .and_then(|(_, info)| info))
+    }
+
+    /// The Lease of `stack` and what it says of its holder.
+    async fn read_lease(
+        client: &kube::Client,
+        stack: &str,
+        options: &KubeOptions,
+    ) -> Result<Option<(Lease, Option<LockInfo>)>> {
         let ns = &options.state_namespace;
         let api: Api<Lease> = Api::namespaced(client.clone(), ns);
         let name = lock_name(stack);
@@ -402,11 +413,16 @@ impl StackLock {
             .run(false, "reading the stack lock", || api.get_opt(&name))
             .await
             .map_err(|e| Error::kube(format!("reading Lease {ns}/{name}"), e))?;
-        Ok(lease.and_then(|l| lease_info(&l, &format!("Lease {ns}/{name}"))))
+        Ok(lease.map(|l| {
+            let info = lease_info(&l, &format!("Lease {ns}/{name}"));
+            (l, info)
+        }))
     }
 
     /// Breaks the lock of `stack`: deletes its Lease and returns who held it. A holder that
     /// renewed within its lease (a live run) is refused with [`Error::LockHeld`] unless `force`.
+    /// Unforced, the Lease is deleted only as it was read: a holder that renewed in between is
+    /// refused too, as live.
     ///
     /// # Errors
     /// [`Error::LockHeld`]; API errors.
@@ -416,7 +432,7 @@ impl StackLock {
         options: &KubeOptions,
         force: bool,
     ) -> Result<Option<LockInfo>> {
-        let Some(info) = Self::inspect(client, stack, options).await? else {
+        let Some((lease, Some(info))) = Self::read_lease(client, stack, options).await? else {
             return Ok(None);
         };
         if info.is_live() && !force {
@@ -425,13 +441,27 @@ impl StackLock {
         let ns = &options.state_namespace;
         let api: Api<Lease> = Api::namespaced(client.clone(), ns);
         let name = lock_name(stack);
-        let dp = DeleteParams::default();
+        let dp = DeleteParams {
+            preconditions: (!force).then_some(Preconditions {
+                resource_version: lease.metadata.resource_version,
+                uid: None,
+            }),
+            ..DeleteParams::default()
+        };
         match Retry::default()
             .run(true, "breaking the stack lock", || api.delete(&name, &dp))
             .await
         {
             Ok(_) => Ok(Some(info)),
             Err(e) if code(&e) == Some(404) => Ok(Some(info)),
+            // renewed since it was read: live
+            Err(e) if code(&e) == Some(409) => {
+                let renewed = LockInfo {
+                    renewed_ago: std::time::Duration::ZERO,
+                    ..info
+                };
+                Err(renewed.held_error(stack))
+            }
             Err(e) => Err(Error::kube(format!("deleting Lease {ns}/{name}"), e)),
         }
     }
