@@ -71,9 +71,10 @@ mod step;
 pub mod validate;
 
 pub use context::Context;
-pub use error::{ApplicationRefusal, BoxError, ConfigError, Error, Result};
+pub use error::{BoxError, ConfigError, Error, Result};
 pub use events::Event;
 pub use handle::{AsDependencies, Dependency, Handle, Input, Needs};
+pub use k8s::ApplicationRefusal;
 pub use module::{Module, ModuleResult, Phase, Planned, Step};
 pub use plan::{Plan, Resource};
 pub use report::{Failure, ModuleReport, Report, Status};

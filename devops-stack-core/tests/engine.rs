@@ -5,7 +5,7 @@
 
 use devops_stack_test::fake_api;
 
-use devops_stack_core::k8s::KubeEngine;
+use devops_stack_core::k8s::{KubeEngine, KubeError};
 use std::time::Duration;
 
 use devops_stack_core::interfaces::{Cluster, ClusterRef};
@@ -14,8 +14,7 @@ use devops_stack_core::k8s::{
     StuckApplications, diff_stack,
 };
 use devops_stack_core::{
-    BoxError, Context, Error, Input, Module, ModuleResult, Needs, Planned, Resource, RunOptions,
-    Stack,
+    BoxError, Context, Input, Module, ModuleResult, Needs, Planned, Resource, RunOptions, Stack,
 };
 use fake_api::{FakeApi, NamespaceDeletion, writes};
 use futures::future::BoxFuture;
@@ -211,7 +210,7 @@ async fn a_field_the_module_stops_rendering_is_removed_and_a_changed_field_of_an
     objects[1]["data"] = json!({"a": "1", "z": "mine"});
     let err = d.apply(objects).await.unwrap_err();
     assert!(
-        matches!(&err, Error::FieldConflict { managers, .. } if managers == &["helm"]),
+        matches!(err.kubernetes(), Some(KubeError::FieldConflict { managers, .. }) if managers == &["helm"]),
         "{err}"
     );
 }
@@ -270,7 +269,7 @@ async fn a_second_stack_fails_before_any_write_naming_the_first_as_owner() {
         Vec::<String>::new(),
         "no write at all"
     );
-    let Error::NotOwned { module, objects } = &err else {
+    let Some(KubeError::NotOwned { module, objects }) = err.kubernetes() else {
         panic!("{err}")
     };
     assert_eq!(module, "traefik");
@@ -432,7 +431,10 @@ async fn without_argo_cd_destroy_names_the_finalizer_and_the_option_that_orphans
     d.apply(objects.clone()).await.unwrap_err(); // not Healthy: no Argo CD
     let err = d.destroy().await.unwrap_err();
     let text = err.to_string();
-    assert!(matches!(err, Error::NotDeleted { .. }), "{text}");
+    assert!(
+        matches!(err.kubernetes(), Some(KubeError::NotDeleted { .. })),
+        "{text}"
+    );
     assert!(text.contains("Application argocd/web"), "{text}");
     assert!(
         text.contains("resources-finalizer.argocd.argoproj.io"),

@@ -18,7 +18,8 @@ use std::time::Duration;
 use devops_stack_core::Error;
 use devops_stack_core::argocd::RESOURCES_FINALIZER;
 use devops_stack_core::k8s::{
-    Deployer, DiffAction, HASH_ANNOTATION, KubeOptions, MODULE_LABEL, Retry, STACK_LABEL, StackLock,
+    Deployer, DiffAction, HASH_ANNOTATION, KubeError, KubeOptions, MODULE_LABEL, Retry,
+    STACK_LABEL, StackLock,
 };
 use fake_api::{FakeApi, NamespaceDeletion, writes};
 use http::{Request, Response};
@@ -343,7 +344,10 @@ async fn a_wait_timeout_names_the_object_and_its_last_status() {
     let dep = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "demo"}, "spec": {"replicas": 1}});
     let e = d.apply(vec![dep]).await.unwrap_err();
     let text = e.to_string();
-    assert!(matches!(e, Error::NotReady { .. }), "{e:?}");
+    assert!(
+        matches!(e.kubernetes(), Some(KubeError::NotReady { .. })),
+        "{e:?}"
+    );
     assert!(
         text.starts_with("apps/v1 Deployment demo/web was not ready after 300ms"),
         "{text}"
@@ -737,12 +741,12 @@ async fn a_field_manager_conflict_is_a_typed_error_unless_forced() {
         .apply(cm("v2"))
         .await
         .unwrap_err();
-    match &e {
-        Error::FieldConflict {
+    match e.kubernetes() {
+        Some(KubeError::FieldConflict {
             object,
             managers,
             detail,
-        } => {
+        }) => {
             assert_eq!(object, "v1 ConfigMap demo/cm");
             assert_eq!(managers, &["kubectl-edit"]);
             assert!(detail.contains(".data.k"), "{detail}");
@@ -908,8 +912,8 @@ async fn a_namespace_stuck_in_finalizers_is_reported_by_name() {
     );
     let e = d.destroy().await.unwrap_err();
     controller.await.unwrap();
-    match &e {
-        Error::NamespaceStuck { namespaces, .. } => {
+    match e.kubernetes() {
+        Some(KubeError::NamespaceStuck { namespaces, .. }) => {
             assert_eq!(namespaces.len(), 1, "{e}");
             assert_eq!(namespaces[0].0, "demo");
             assert!(

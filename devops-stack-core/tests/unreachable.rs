@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use devops_stack_core::clusters::{Kubeconfig, LocalCluster};
 use devops_stack_core::interfaces::ClusterRef;
-use devops_stack_core::k8s::{Deployer, UnreachableCause, unreachable_cause};
+use devops_stack_core::k8s::{Deployer, KubeError, UnreachableCause, unreachable_cause};
 use devops_stack_core::{Context, Error, Input, Module, ModuleResult, Planned, RunOptions, Stack};
 use devops_stack_test::tls::{TestCa, TlsServer, kubeconfig};
 use serde_json::json;
@@ -286,14 +286,14 @@ async fn the_unreachable_error_is_typed_with_its_cause_kubeconfig_and_context() 
     assert_eq!(cause, UnreachableCause::UnknownAuthority);
     assert!(cause.is_tls());
     let err = Error::unreachable(&cluster, cause, Box::new(e));
-    let Error::Unreachable {
+    let Some(KubeError::Unreachable {
         cluster: name,
         server: url,
         kubeconfig,
         context,
         cause,
         ..
-    } = &err
+    }) = err.kubernetes()
     else {
         panic!("{err}")
     };
@@ -319,7 +319,7 @@ async fn the_unreachable_error_is_typed_with_its_cause_kubeconfig_and_context() 
         .unwrap_err();
     let err = Error::unreachable(&current, unreachable_cause(&e).unwrap(), Box::new(e));
     assert!(
-        matches!(&err, Error::Unreachable { context: Some(c), .. } if c == "other"),
+        matches!(err.kubernetes(), Some(KubeError::Unreachable { context: Some(c), .. }) if c == "other"),
         "{err}"
     );
 

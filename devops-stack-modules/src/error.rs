@@ -169,7 +169,7 @@ impl Error {
 #[cfg(test)]
 mod tests {
     use devops_stack_core::clusters::LocalCluster;
-    use devops_stack_core::k8s::UnreachableCause;
+    use devops_stack_core::k8s::{KubeError, UnreachableCause};
     use devops_stack_test::tls::{TestCa, kubeconfig};
 
     use super::*;
@@ -202,13 +202,16 @@ mod tests {
             .await
             .unwrap_err();
         let err = Error::kube("reading Secret argocd/x", e).reach(&cluster);
-        let Error::Core(devops_stack_core::Error::Unreachable {
+        let Error::Core(core) = &err else {
+            panic!("{err}")
+        };
+        let Some(KubeError::Unreachable {
             cluster: name,
             kubeconfig,
             context,
             cause,
             ..
-        }) = &err
+        }) = core.kubernetes()
         else {
             panic!("{err}")
         };

@@ -7,6 +7,7 @@
 use std::time::{Duration, Instant};
 
 use devops_stack_core::clusters::Kubeconfig;
+use devops_stack_core::k8s::KubeError;
 use devops_stack_core::{Error, RunOptions, Stack, Status};
 use devops_stack_modules::ArgoCd;
 use devops_stack_test::tls::{TestCa, TlsServer, kubeconfig};
@@ -42,11 +43,14 @@ async fn argocd_through_a_kubeconfig_of_another_ca_fails_at_once_naming_the_unkn
     let mut unreachable = false;
     while let Some(c) = cause {
         // the engine's error, as it is or as the module's error carries it
-        unreachable |= matches!(c.downcast_ref::<Error>(), Some(Error::Unreachable { .. }))
-            || matches!(
-                c.downcast_ref::<devops_stack_modules::Error>(),
-                Some(devops_stack_modules::Error::Core(Error::Unreachable { .. }))
-            );
+        let core = c.downcast_ref::<Error>().or(match c.downcast_ref() {
+            Some(devops_stack_modules::Error::Core(core)) => Some(core),
+            _ => None,
+        });
+        unreachable |= matches!(
+            core.and_then(Error::kubernetes),
+            Some(KubeError::Unreachable { .. })
+        );
         cause = c.source();
     }
     assert!(

@@ -301,8 +301,10 @@ impl Module for Kind {
         }
         let config = self.config_file();
         if let Some(yaml) = &self.config {
-            std::fs::write(&config, yaml).map_err(|e| {
-                Error::Kubernetes(format!("cannot write {}: {e}", config.display()))
+            std::fs::write(&config, yaml).map_err(|source| Error::Io {
+                action: "write the kind configuration".into(),
+                path: config.clone(),
+                source,
             })?;
             args.extend([OsStr::new("--config"), config.as_os_str()]);
         }

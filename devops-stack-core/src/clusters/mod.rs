@@ -26,6 +26,7 @@ pub use kubeconfig::Kubeconfig;
 
 use crate::error::{BoxError, Error, Result};
 use crate::interfaces::{Cluster, KubeconfigSource};
+use crate::k8s::KubeError;
 
 /// A cluster reached through a kubeconfig file: the output of [`Kubeconfig`] and [`Kind`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -44,11 +45,13 @@ impl LocalCluster {
     /// The client configuration from the kubeconfig, without contacting the cluster.
     ///
     /// # Errors
-    /// [`Error::Kubeconfig`] when the file cannot be read or has no such context.
+    /// [`KubeError::Kubeconfig`] when the file cannot be read or has no such context.
     pub async fn config(&self) -> Result<kube::Config> {
-        let fail = |reason: String| Error::Kubeconfig {
-            path: self.kubeconfig.display().to_string(),
-            reason,
+        let fail = |reason: String| {
+            Error::from(KubeError::Kubeconfig {
+                path: self.kubeconfig.display().to_string(),
+                reason,
+            })
         };
         let file = KubeconfigFile::read_from(&self.kubeconfig).map_err(|e| fail(e.to_string()))?;
         let options = KubeConfigOptions {
@@ -67,9 +70,11 @@ impl LocalCluster {
     pub async fn connect(&self) -> Result<kube::Client> {
         let config = self.config().await?;
         crate::k8s::install_tls_provider();
-        kube::Client::try_from(config).map_err(|e| Error::Kubeconfig {
-            path: self.kubeconfig.display().to_string(),
-            reason: e.to_string(),
+        kube::Client::try_from(config).map_err(|e| {
+            Error::from(KubeError::Kubeconfig {
+                path: self.kubeconfig.display().to_string(),
+                reason: e.to_string(),
+            })
         })
     }
 }

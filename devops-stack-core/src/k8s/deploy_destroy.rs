@@ -13,9 +13,9 @@ impl Deployer {
     /// longer has.
     ///
     /// # Errors
-    /// API errors, [`Error::NotDeleted`] for an Application that stays (naming
-    /// [`StuckApplications`]), [`Error::NamespaceStuck`] naming namespaces stuck in finalizers,
-    /// [`Error::LockHeld`], [`Error::Unreachable`].
+    /// API errors, [`KubeError::NotDeleted`] for an Application that stays (naming
+    /// [`StuckApplications`]), [`KubeError::NamespaceStuck`] naming namespaces stuck in finalizers,
+    /// [`Error::LockHeld`], [`KubeError::Unreachable`].
     pub async fn destroy(&self) -> Result<DestroyReport> {
         let abandon = |reason: String| {
             if let Some(run) = &self.run {

@@ -13,7 +13,7 @@ impl Deployer {
     /// fails because of the drift or the conflicts it shows.
     ///
     /// # Errors
-    /// API errors, and [`Error::UnknownKind`].
+    /// API errors, and [`KubeError::UnknownKind`].
     pub async fn diff(&self, objects: Vec<Value>) -> Result<Diff> {
         let desired = self.render(objects)?;
         let survey = self.survey(&desired, Depth::Full).await?;

@@ -8,6 +8,7 @@ use kube::api::{Api, DynamicObject};
 use kube::core::GroupVersion;
 use kube::discovery::{self, ApiResource, Scope};
 
+use super::KubeError;
 use super::object::ObjectRef;
 use super::retry::{Retry, code};
 use crate::error::{Error, Result};
@@ -75,10 +76,14 @@ impl Resolver {
         // Not cached, or a kind the cached group version did not have yet: ask again.
         self.groups.remove(&id.api_version);
         if !self.groups.contains_key(&id.api_version) {
-            let gv: GroupVersion = id
-                .api_version
-                .parse()
-                .map_err(|e| Error::Kubernetes(format!("{id}: invalid apiVersion: {e}")))?;
+            let gv: GroupVersion =
+                id.api_version
+                    .parse()
+                    .map_err(|e| KubeError::InvalidObject {
+                        what: id.to_string(),
+                        problem: format!("invalid apiVersion: {e}"),
+                        fix: "write `apiVersion` as `group/version` (or `v1`)".into(),
+                    })?;
             let found = self
                 .retry
                 .run(false, "API discovery", || {
@@ -120,10 +125,12 @@ impl Resolver {
 
     /// Like [`Resolver::lookup`], with an unserved kind as an error naming the object.
     pub(crate) async fn resolve(&mut self, id: &ObjectRef) -> Result<Resolved> {
-        self.lookup(id).await?.ok_or_else(|| Error::UnknownKind {
-            object: id.to_string(),
-            api_version: id.api_version.clone(),
-            kind: id.kind.clone(),
+        self.lookup(id).await?.ok_or_else(|| {
+            Error::from(KubeError::UnknownKind {
+                object: id.to_string(),
+                api_version: id.api_version.clone(),
+                kind: id.kind.clone(),
+            })
         })
     }
 

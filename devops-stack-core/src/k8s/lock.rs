@@ -9,6 +9,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, ObjectMeta, PostParams, Preconditions};
 use tokio_util::sync::CancellationToken;
 
+use super::KubeError;
 use super::KubeOptions;
 use super::retry::{Retry, code};
 use super::state::ensure_namespace;
@@ -229,9 +230,12 @@ impl LockBuilder {
                 Err(e) => return Err(Error::kube(format!("taking {what}"), e)),
             }
         }
-        Err(Error::Kubernetes(format!(
-            "could not take {what}: other runs keep changing it; try again"
-        )))
+        Err(KubeError::KeptChanging {
+            object: what,
+            action: "the lock was being taken".into(),
+            fix: "other runs keep changing it; try again".into(),
+        }
+        .into())
     }
 
     fn spec(&self, now: Timestamp, transitions: i32) -> LeaseSpec {

@@ -11,7 +11,7 @@
 //!    [`KubeOptions::max_in_flight`] requests at a time, together with the objects the module's
 //!    inventory recorded last time.
 //! 3. **Ownership.** An object that exists and does not carry this stack's and this module's
-//!    labels is not taken over: the apply fails with [`Error::NotOwned`] naming each such object
+//!    labels is not taken over: the apply fails with [`KubeError::NotOwned`] naming each such object
 //!    and its owner, **before anything is written**, unless an [`Adopt`] rule in
 //!    [`KubeOptions::adopt`] covers it. A Namespace that exists and is not the module's is used as
 //!    it is: not labelled, not recorded, never deleted.
@@ -24,7 +24,7 @@
 //!    the module's after its last apply of the same content. Fields other managers own (Argo CD's
 //!    `status`, controllers' defaults, other tools' labels) are never part of that entry. A
 //!    changed object is applied without `force`: a field another manager owns is an
-//!    [`Error::FieldConflict`] unless [`KubeOptions::force_conflicts`].
+//!    [`KubeError::FieldConflict`] unless [`KubeOptions::force_conflicts`].
 //! 5. Writes go CRDs first (then waited for until `Established`, after which their kinds are
 //!    discovered again), then Namespaces, then the rest, each group in parallel with at most
 //!    [`KubeOptions::max_in_flight`] requests in flight.
@@ -45,7 +45,7 @@
 //! at its end (or before its cluster is deleted, see [`settle`]).
 //!
 //! A refused connection, a name that does not resolve or a TLS failure is not retried: it fails
-//! at once with [`Error::Unreachable`], which names the cluster, its server, the kubeconfig file
+//! at once with [`KubeError::Unreachable`], which names the cluster, its server, the kubeconfig file
 //! and context, the cause in plain words ([`UnreachableCause`]) and its fix. 429, 5xx and
 //! connection resets are retried (see [`Retry`]); a run's [`StackLock`] keeps two runs of a stack
 //! from writing at once.
@@ -68,6 +68,7 @@ mod deploy_destroy;
 mod deploy_diff;
 mod diff;
 mod discovery;
+pub(crate) mod error;
 mod fields;
 mod live;
 mod lock;
@@ -93,6 +94,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use cause::UnreachableCause;
 pub use diff::{Diff, DiffAction, FieldChange, ObjectDiff};
+pub use error::{ApplicationRefusal, Error as KubeError};
 pub use lock::{LockBuilder, StackLock, lock_name};
 pub use object::{HASH_ANNOTATION, ObjectRef, content_hash};
 pub use options::{KubeOptions, RemovedModules, StuckApplications};
@@ -255,16 +257,13 @@ impl Deployer {
                     cluster.name()
                 )),
             ),
-            Err(e) => {
-                return Err(Error::Kubernetes(format!(
-                    "cannot connect to cluster `{}`: {e}{}",
-                    cluster.name(),
-                    if destroying {
-                        format!("; {}", AbandonInCluster::HINT)
-                    } else {
-                        String::new()
-                    }
-                )));
+            Err(source) => {
+                return Err(KubeError::Client {
+                    cluster: cluster.name().to_owned(),
+                    hint: destroying.then(|| AbandonInCluster::HINT.to_owned()),
+                    source,
+                }
+                .into());
             }
         };
         let engine = ctx.engine::<KubeRun>();
@@ -321,7 +320,7 @@ impl Deployer {
     /// Whether an error means the cluster's API cannot be reached and the run abandons its
     /// objects.
     fn abandons(&self, e: &Error) -> bool {
-        matches!(e, Error::Unreachable { .. })
+        matches!(e.kubernetes(), Some(KubeError::Unreachable { .. }))
             && self
                 .run
                 .as_ref()
@@ -400,12 +399,15 @@ impl Deployer {
     }
 
     /// Turns a Kubernetes error that says the API server cannot be reached into
-    /// [`Error::Unreachable`], naming this deployer's cluster, server and kubeconfig.
+    /// [`KubeError::Unreachable`](crate::k8s::KubeError::Unreachable), naming this deployer's cluster, server and kubeconfig.
     fn reach(&self, e: Error) -> Error {
         match e {
-            Error::Kube { action, source } => match unreachable_cause(&source) {
-                Some(cause) => self.target.unreachable(cause, source),
-                None => Error::Kube { action, source },
+            Error::Kubernetes(k) => match *k {
+                KubeError::Api { action, source } => match unreachable_cause(&source) {
+                    Some(cause) => self.target.unreachable(cause, source),
+                    None => KubeError::Api { action, source }.into(),
+                },
+                k => Error::Kubernetes(Box::new(k)),
             },
             e => e,
         }
@@ -488,8 +490,8 @@ impl Deployer {
     /// waits for readiness. See the [module documentation](self) for the steps.
     ///
     /// # Errors
-    /// [`Error::NotOwned`] before any write, API errors, [`Error::Unreachable`],
-    /// [`Error::FieldConflict`], [`Error::UnknownKind`], [`Error::NotReady`] naming the object,
+    /// [`KubeError::NotOwned`] before any write, API errors, [`KubeError::Unreachable`],
+    /// [`KubeError::FieldConflict`], [`KubeError::UnknownKind`], [`KubeError::NotReady`] naming the object,
     /// [`Error::LockHeld`], and [`Error::Cancelled`].
     pub async fn apply(&self, objects: Vec<Value>) -> Result<ApplyReport> {
         self.guard().await?;
@@ -497,10 +499,10 @@ impl Deployer {
         let mut survey = self.survey(&desired, Depth::Metadata).await?;
         let conflicts = survey.conflicts();
         if !conflicts.is_empty() {
-            return Err(Error::NotOwned {
+            return Err(Error::from(KubeError::NotOwned {
                 module: self.module.clone(),
                 objects: conflicts,
-            });
+            }));
         }
         let store = self.store();
         self.widen(&store, &survey).await?;
@@ -570,7 +572,7 @@ impl Deployer {
     /// kind and namespace).
     ///
     /// # Errors
-    /// API errors, [`Error::Unreachable`], and [`Error::UnknownKind`].
+    /// API errors, [`KubeError::Unreachable`], and [`KubeError::UnknownKind`].
     pub async fn conflicts(&self, objects: Vec<Value>) -> Result<Vec<OwnershipConflict>> {
         let desired = self.render(objects)?;
         Ok(self.survey(&desired, Depth::Metadata).await?.conflicts())
@@ -614,18 +616,20 @@ impl Deployer {
                     (d.id.clone(), None)
                 }
                 None => {
-                    return Err(Error::UnknownKind {
+                    return Err(Error::from(KubeError::UnknownKind {
                         object: d.id.to_string(),
                         api_version: d.id.api_version.clone(),
                         kind: d.id.kind.clone(),
-                    });
+                    }));
                 }
             };
             if !seen.insert(id.clone()) {
-                return Err(Error::Kubernetes(format!(
-                    "{id} is rendered twice by module `{}`; fix: render each object once",
-                    self.module
-                )));
+                return Err(KubeError::InvalidObject {
+                    what: id.to_string(),
+                    problem: format!("it is rendered twice by module `{}`", self.module),
+                    fix: "render each object once".into(),
+                }
+                .into());
             }
             items.push(Item {
                 desired: d,
@@ -901,8 +905,8 @@ impl Deployer {
         }
         .map_err(|e| self.reach(e))?;
         if let Some(r) = refused.into_inner().expect("not poisoned") {
-            return Err(Error::ApplicationRefused(Box::new(
-                crate::error::ApplicationRefusal {
+            return Err(Error::from(KubeError::ApplicationRefused(Box::new(
+                ApplicationRefusal {
                     module: self.module.clone(),
                     application: id.to_string(),
                     chart: r.chart,
@@ -910,15 +914,15 @@ impl Deployer {
                     message: r.message,
                     fix: r.fix,
                 },
-            )));
+            ))));
         }
         match waited {
             Waited::Met => Ok(()),
-            Waited::TimedOut(last) => Err(Error::NotReady {
+            Waited::TimedOut(last) => Err(Error::from(KubeError::NotReady {
                 object: id.to_string(),
                 timeout: self.options.wait_timeout,
                 last_status: wait::describe(last.as_deref()),
-            }),
+            })),
         }
     }
 
@@ -977,7 +981,7 @@ fn to_json(o: &DynamicObject) -> Result<Value> {
     })
 }
 
-/// Turns a 409 of a server-side apply into [`Error::FieldConflict`] naming the other managers.
+/// Turns a 409 of a server-side apply into [`KubeError::FieldConflict`](crate::k8s::KubeError::FieldConflict) naming the other managers.
 fn apply_error(e: kube::Error, id: &ObjectRef, action: &str) -> Error {
     match &e {
         kube::Error::Api(s) if s.code == 409 => {
@@ -993,11 +997,11 @@ fn apply_error(e: kube::Error, id: &ObjectRef, action: &str) -> Error {
                 .collect();
             managers.sort();
             managers.dedup();
-            Error::FieldConflict {
+            Error::from(KubeError::FieldConflict {
                 object: id.to_string(),
                 managers,
                 detail: s.message.clone(),
-            }
+            })
         }
         _ => Error::kube(format!("{action} {id}"), e),
     }
@@ -1032,13 +1036,16 @@ pub fn ownership_labels(stack: &str, module: &str) -> BTreeMap<String, String> {
 /// documents and flattening `List` kinds.
 ///
 /// # Errors
-/// [`Error::Kubernetes`] naming the document that is not valid YAML or not an object.
+/// [`KubeError::InvalidObject`] naming the document that is not valid YAML or not an object.
 pub fn parse_bundle(yaml: &str) -> Result<Vec<Value>> {
     use serde::Deserialize as _;
     let mut out = Vec::new();
     for (i, doc) in serde_yaml_ng::Deserializer::from_str(yaml).enumerate() {
-        let v = Value::deserialize(doc)
-            .map_err(|e| Error::Kubernetes(format!("YAML document #{} is invalid: {e}", i + 1)))?;
+        let v = Value::deserialize(doc).map_err(|e| KubeError::InvalidObject {
+            what: format!("YAML document #{}", i + 1),
+            problem: format!("it is not valid YAML: {e}"),
+            fix: "correct the manifest".into(),
+        })?;
         match v {
             Value::Null => {}
             Value::Object(ref m) if m.get("kind").and_then(Value::as_str) == Some("List") => {
@@ -1051,10 +1058,12 @@ pub fn parse_bundle(yaml: &str) -> Result<Vec<Value>> {
             }
             Value::Object(_) => out.push(v),
             other => {
-                return Err(Error::Kubernetes(format!(
-                    "YAML document #{} is not a Kubernetes object but {other}",
-                    i + 1
-                )));
+                return Err(KubeError::InvalidObject {
+                    what: format!("YAML document #{}", i + 1),
+                    problem: format!("it is not a Kubernetes object but {other}"),
+                    fix: "each document must be one object (or a `List`)".into(),
+                }
+                .into());
             }
         }
     }

@@ -9,7 +9,8 @@ use sha2::{Digest, Sha256};
 
 use base64::Engine as _;
 
-use crate::error::{Error, Result};
+use super::KubeError;
+use crate::error::Result;
 
 /// The annotation holding the hash of an object's rendered content, written with the object so
 /// that a later run (or one resuming after a crash) can tell it is already applied.
@@ -49,11 +50,16 @@ impl ObjectRef {
                 namespace: text(&object["metadata"]["namespace"]),
                 name,
             }),
-            _ => Err(Error::Kubernetes(format!(
-                "an object has no apiVersion, kind or metadata.name (apiVersion `{}`, kind `{}`); fix: render complete objects",
-                object["apiVersion"].as_str().unwrap_or(""),
-                object["kind"].as_str().unwrap_or("")
-            ))),
+            _ => Err(KubeError::InvalidObject {
+                what: format!(
+                    "an object (apiVersion `{}`, kind `{}`)",
+                    object["apiVersion"].as_str().unwrap_or(""),
+                    object["kind"].as_str().unwrap_or("")
+                ),
+                problem: "it has no apiVersion, kind or metadata.name".into(),
+                fix: "render complete objects".into(),
+            }
+            .into()),
         }
     }
 

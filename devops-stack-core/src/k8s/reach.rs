@@ -4,13 +4,14 @@
 //! A refused connection, a name that does not resolve, a connect timeout or a TLS failure (a
 //! certificate authority the client does not trust, an expired certificate, a certificate for
 //! another name) will not go away by retrying: the engine fails at once with
-//! [`Error::Unreachable`], naming the cluster, its server, the kubeconfig file and context it was
+//! [`KubeError::Unreachable`](crate::k8s::KubeError::Unreachable), naming the cluster, its server, the kubeconfig file and context it was
 //! reached through, the cause ([`UnreachableCause`]) and the fix for that cause. Modules that call
 //! the API themselves classify their errors with [`unreachable_cause`] and build the same error
 //! with [`Error::unreachable`].
 
 use std::time::Duration;
 
+use super::KubeError;
 use super::cause::UnreachableCause;
 use crate::error::Error;
 use crate::interfaces::{Cluster, KubeconfigSource};
@@ -175,25 +176,25 @@ impl Target {
         }
     }
 
-    /// [`Error::Unreachable`] for this cluster.
+    /// [`KubeError::Unreachable`](crate::k8s::KubeError::Unreachable) for this cluster.
     pub(crate) fn unreachable(&self, cause: UnreachableCause, source: Box<kube::Error>) -> Error {
         let (kubeconfig, context) = match &self.kubeconfig {
             Some(k) => (Some(k.path.clone()), k.context.clone()),
             None => (None, None),
         };
-        Error::Unreachable {
+        Error::from(KubeError::Unreachable {
             cluster: self.cluster.clone(),
             server: self.server.clone(),
             kubeconfig,
             context,
             cause: Box::new(cause),
             source,
-        }
+        })
     }
 }
 
 impl Error {
-    /// [`Error::Unreachable`] for `cluster`, naming its server and the kubeconfig file and
+    /// [`KubeError::Unreachable`] for `cluster`, naming its server and the kubeconfig file and
     /// context it tells, from a client error `source` that [`unreachable_cause`] found to be
     /// `cause`. For modules that call the cluster's API themselves:
     ///

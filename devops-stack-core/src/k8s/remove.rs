@@ -8,6 +8,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::KubeError;
 use super::discovery::Resolved;
 use super::object::{Class, ObjectRef};
 use super::ownership::{self, Owner};
@@ -185,9 +186,12 @@ impl Deployer {
                 Err(e) => return Err(self.api_error(format!("deleting {id}"), e)),
             }
         }
-        Err(Error::Kubernetes(format!(
-            "{id} kept changing while it was being deleted; fix: run the destroy again"
-        )))
+        Err(KubeError::KeptChanging {
+            object: id.to_string(),
+            action: "it was being deleted".into(),
+            fix: "run the destroy again".into(),
+        }
+        .into())
     }
 
     /// Deletes an Application with Argo CD's resources finalizer and waits until Argo CD has
@@ -221,11 +225,11 @@ impl Deployer {
             Waited::TimedOut(last) => last,
         };
         let Some(after) = orphan_after else {
-            return Err(Error::NotDeleted {
+            return Err(Error::from(KubeError::NotDeleted {
                 object: id.to_string(),
                 timeout: self.options.wait_timeout,
                 last_status: wait::describe(last.as_deref()),
-            });
+            }));
         };
         let deployed = deployed_resources(last.as_deref());
         self.progress(&format!(
@@ -237,11 +241,11 @@ impl Deployer {
                 Removed::Deleted,
                 Some(format!("{} (left in place: {deployed})", id.title())),
             )),
-            Waited::TimedOut(last) => Err(Error::NotDeleted {
+            Waited::TimedOut(last) => Err(Error::from(KubeError::NotDeleted {
                 object: id.to_string(),
                 timeout: self.options.wait_timeout,
                 last_status: wait::describe(last.as_deref()),
-            }),
+            })),
         }
     }
 
@@ -386,19 +390,19 @@ pub(crate) async fn await_all_gone(
             if p.id.class() == Class::Namespace {
                 stuck.push((p.id.name.clone(), namespace_blockers(last.as_deref())));
             } else {
-                return Err(Error::NotDeleted {
+                return Err(Error::from(KubeError::NotDeleted {
                     object: p.id.to_string(),
                     timeout,
                     last_status: wait::describe(last.as_deref()),
-                });
+                }));
             }
         }
     }
     if !stuck.is_empty() {
-        return Err(Error::NamespaceStuck {
+        return Err(Error::from(KubeError::NamespaceStuck {
             namespaces: stuck,
             timeout,
-        });
+        }));
     }
     Ok(())
 }

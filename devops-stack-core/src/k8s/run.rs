@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::KubeError;
 use super::discovery::SharedDiscovery;
 use super::remove::{Pending, await_all_gone};
 use super::state::read_all;
@@ -340,10 +341,9 @@ async fn destroy_removed(
             if let Some(lock) = run.lock {
                 d = d.lock(lock.clone());
             }
-            let report = d.destroy().await.map_err(|e| {
-                Error::Kubernetes(format!(
-                    "destroying module `{m}`, which the stack no longer has, failed: {e}"
-                ))
+            let report = d.destroy().await.map_err(|e| KubeError::RemovedModule {
+                module: m.clone(),
+                source: Box::new(e),
             })?;
             (run.progress)(
                 m,
@@ -369,7 +369,7 @@ async fn destroy_removed(
 /// stack run, or in a run whose modules deployed nothing to Kubernetes, it does nothing.
 ///
 /// # Errors
-/// [`Error::NamespaceStuck`] naming what blocks each namespace, and [`Error::NotDeleted`], when
+/// [`KubeError::NamespaceStuck`](crate::k8s::KubeError::NamespaceStuck) naming what blocks each namespace, and [`KubeError::NotDeleted`](crate::k8s::KubeError::NotDeleted), when
 /// [`KubeOptions::wait_timeout`] passes.
 pub async fn settle(ctx: &Context, cluster: &str) -> Result<()> {
     let Some(engine) = ctx.started_engine::<KubeRun>() else {

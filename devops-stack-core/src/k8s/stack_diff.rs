@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::KubeError;
 use super::{Deployer, Diff, DiffAction, KubeOptions, Retry};
 use crate::error::{Error, Result};
 use crate::interfaces::ClusterRef;
@@ -191,7 +192,7 @@ pub async fn diff_stack(
 /// first module runs.
 ///
 /// # Errors
-/// [`Error::NotOwnedInStack`] listing every such object with its module and owner; a plan that
+/// [`KubeError::NotOwnedInStack`](crate::k8s::KubeError::NotOwnedInStack) listing every such object with its module and owner; a plan that
 /// fails; API errors.
 pub async fn preflight_stack(
     stack: &BuiltStack,
@@ -218,11 +219,11 @@ pub async fn preflight_stack(
     if objects.is_empty() {
         Ok(())
     } else {
-        Err(Error::NotOwnedInStack {
+        Err(Error::from(KubeError::NotOwnedInStack {
             stack: stack.name().to_owned(),
             modules,
             objects,
-        })
+        }))
     }
 }
 
@@ -244,8 +245,10 @@ async fn planned(
     let plan = stack.plan_live(live).await?;
     let mut clients = BTreeMap::new();
     for c in clusters {
-        let client = c.client().await.map_err(|e| {
-            Error::Kubernetes(format!("cannot connect to cluster `{}`: {e}", c.name()))
+        let client = c.client().await.map_err(|source| KubeError::Client {
+            cluster: c.name().to_owned(),
+            hint: None,
+            source,
         })?;
         clients.insert(c.name().to_owned(), client);
     }

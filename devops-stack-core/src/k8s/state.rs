@@ -9,6 +9,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::KubeError;
 use super::STACK_LABEL;
 use super::object::ObjectRef;
 use super::retry::{Retry, code};
@@ -158,20 +159,29 @@ async fn read_data(
     let Some(cm) = cm else { return Ok(None) };
     let label = cm.metadata.labels.as_ref().and_then(|l| l.get(STACK_LABEL));
     if label.map(String::as_str) != Some(stack) {
-        return Err(Error::Kubernetes(format!(
-            "ConfigMap {namespace}/{name} exists but is not the state of stack `{stack}` (its `{STACK_LABEL}` label is {}); fix: rename or remove that ConfigMap, or keep the state in another namespace with `KubeOptions::state_namespace`",
-            label.map_or_else(|| "missing".to_owned(), |l| format!("`{l}`"))
-        )));
+        return Err(KubeError::State {
+            config_map: format!("{namespace}/{name}"),
+            problem: format!(
+                "exists but is not the state of stack `{stack}` (its `{STACK_LABEL}` label is {})",
+                label.map_or_else(|| "missing".to_owned(), |l| format!("`{l}`"))
+            ),
+            fix: "rename or remove that ConfigMap, or keep the state in another namespace with `KubeOptions::state_namespace`".into(),
+            source: None,
+        }
+        .into());
     }
     Ok(Some(cm.data.unwrap_or_default()))
 }
 
 fn parse_entry(namespace: &str, stack: &str, module: &str, text: &str) -> Result<ModuleState> {
     serde_json::from_str(text).map_err(|e| {
-        Error::Kubernetes(format!(
-            "state ConfigMap {namespace}/{} has an invalid entry `{module}`: {e}; fix: delete that key and apply again",
-            state_name(stack)
-        ))
+        KubeError::State {
+            config_map: format!("{namespace}/{}", state_name(stack)),
+            problem: format!("the entry `{module}` is invalid"),
+            fix: "delete that key and apply again".into(),
+            source: Some(e),
+        }
+        .into()
     })
 }
 

@@ -9,6 +9,7 @@ use kube::runtime::watcher;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::KubeError;
 use super::object::ObjectRef;
 use crate::argocd::ApplicationStatus;
 use crate::error::{Error, Result};
@@ -297,7 +298,12 @@ pub(crate) async fn until(
                     _ => false,
                 };
                 if !transient {
-                    return Err(Error::Kubernetes(format!("watching `{name}` failed: {e}")));
+                    return Err(KubeError::Watch {
+                        object: format!("`{name}`"),
+                        reason: e.to_string(),
+                        source: Some(Box::new(e)),
+                    }
+                    .into());
                 }
                 tracing::warn!("watching `{name}` failed, retrying in {backoff:?}: {e}");
                 tokio::select! {
@@ -307,9 +313,12 @@ pub(crate) async fn until(
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
             None => {
-                return Err(Error::Kubernetes(format!(
-                    "the watch of `{name}` ended unexpectedly"
-                )));
+                return Err(KubeError::Watch {
+                    object: format!("`{name}`"),
+                    reason: "the watch ended unexpectedly".into(),
+                    source: None,
+                }
+                .into());
             }
         }
     }
