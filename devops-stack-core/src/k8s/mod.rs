@@ -62,10 +62,14 @@
 //! # }
 //! ```
 
+mod bundle;
 pub(crate) mod cause;
 pub(crate) mod conflict;
+mod deploy_apply;
 mod deploy_destroy;
 mod deploy_diff;
+mod deploy_survey;
+mod deploy_wait;
 mod diff;
 mod discovery;
 pub(crate) mod error;
@@ -92,6 +96,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+pub use bundle::parse_bundle;
 pub use cause::UnreachableCause;
 pub use diff::{Diff, DiffAction, FieldChange, ObjectDiff};
 pub use error::{ApplicationRefusal, Error as KubeError};
@@ -111,6 +116,8 @@ pub use state::{InventoryEntry, ModuleState, read_state, state_name};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::interfaces::{AbandonInCluster, ClusterRef};
+use deploy_apply::{apply_error, scoped_body, secret_values_live};
+use deploy_survey::{Action, Item, Survey};
 use discovery::{Resolved, Resolver};
 use live::{Depth, LiveObjects};
 use object::{Class, Desired, live_hash};
@@ -180,60 +187,6 @@ impl std::fmt::Debug for Deployer {
             .field("module", &self.module)
             .field("cluster", &self.target.cluster)
             .finish_non_exhaustive()
-    }
-}
-
-/// One object of an apply, surveyed: where it goes, what is live, and what to do.
-struct Item<'a> {
-    desired: &'a Desired,
-    id: ObjectRef,
-    /// `None` while its kind's CRD (in the same bundle) is not established yet.
-    resolved: Option<Resolved>,
-    live: Option<DynamicObject>,
-    action: Action,
-}
-
-/// What an apply does with one object.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Action {
-    Create,
-    /// Re-apply; `force` when the module applied this very content last time, so that every
-    /// field of it was the module's (drift is put back).
-    Update {
-        force: bool,
-    },
-    Adopt,
-    /// Managed and as rendered; the fingerprint of the module's fields.
-    Unchanged {
-        fields: String,
-    },
-    /// A namespace that exists and is not the module's.
-    NotManaged,
-    /// Exists and is someone else's.
-    Conflict,
-}
-
-/// The survey of an apply or diff.
-struct Survey<'a> {
-    resolver: Resolver,
-    previous: ModuleState,
-    items: Vec<Item<'a>>,
-    /// Objects of the previous inventory the module no longer renders, with what is live.
-    stale: Vec<(ObjectRef, Resolved, Option<DynamicObject>)>,
-}
-
-impl Survey<'_> {
-    /// The objects that exist and are someone else's.
-    fn conflicts(&self) -> Vec<OwnershipConflict> {
-        self.items
-            .iter()
-            .filter(|i| i.action == Action::Conflict)
-            .filter_map(|i| {
-                i.live
-                    .as_ref()
-                    .map(|l| OwnershipConflict::new(&i.id, &l.metadata))
-            })
-            .collect()
     }
 }
 
@@ -484,89 +437,6 @@ impl Deployer {
         store.write(Some(&entry)).await
     }
 
-    /// Applies `objects`: surveys what is live, refuses to take over what is not the module's,
-    /// writes what changed or drifted (CRDs first and waited for, then namespaces, then the
-    /// rest, in parallel), records the module's inventory, prunes what it no longer renders and
-    /// waits for readiness. See the [module documentation](self) for the steps.
-    ///
-    /// # Errors
-    /// [`KubeError::NotOwned`] before any write, API errors, [`KubeError::Unreachable`],
-    /// [`KubeError::FieldConflict`], [`KubeError::UnknownKind`], [`KubeError::NotReady`] naming the object,
-    /// [`Error::LockHeld`], and [`Error::Cancelled`].
-    pub async fn apply(&self, objects: Vec<Value>) -> Result<ApplyReport> {
-        self.guard().await?;
-        let desired = self.render(objects)?;
-        let mut survey = self.survey(&desired, Depth::Metadata).await?;
-        let conflicts = survey.conflicts();
-        if !conflicts.is_empty() {
-            return Err(Error::from(KubeError::NotOwned {
-                module: self.module.clone(),
-                objects: conflicts,
-            }));
-        }
-        let store = self.store();
-        self.widen(&store, &survey).await?;
-        let mut report = ApplyReport::default();
-        let mut applied: HashMap<ObjectRef, Option<String>> = HashMap::new();
-        let deadline = Instant::now() + self.options.wait_timeout;
-
-        // CRDs, then their kinds are served; then namespaces; then the rest.
-        let crds = survey.items.partition_point(|i| i.id.class() == Class::Crd);
-        self.write_all(&survey.items[..crds], &mut report, &mut applied)
-            .await?;
-        if crds > 0 {
-            self.wait_crds(&survey.resolver, &survey.items[..crds], deadline)
-                .await?;
-            for item in &survey.items[..crds] {
-                if let Some(group) = item.desired.body["spec"]["group"].as_str() {
-                    survey.resolver.forget_group(group);
-                }
-            }
-            for item in &mut survey.items[crds..] {
-                if item.resolved.is_none() {
-                    item.resolved = Some(
-                        self.await_served(&mut survey.resolver, &item.desired.id, deadline)
-                            .await?,
-                    );
-                }
-            }
-        }
-        let namespaces =
-            crds + survey.items[crds..].partition_point(|i| i.id.class() == Class::Namespace);
-        self.write_all(&survey.items[crds..namespaces], &mut report, &mut applied)
-            .await?;
-        self.write_all(&survey.items[namespaces..], &mut report, &mut applied)
-            .await?;
-
-        // Prune what the module no longer renders, if it is still the module's.
-        let stale = std::mem::take(&mut survey.stale);
-        let removal = self.remove(stale, deadline).await?;
-        report.pruned = removal.deleted;
-        report.left_alone = removal.left_alone;
-
-        let entry = ModuleState {
-            objects: survey
-                .items
-                .iter()
-                .filter(|i| i.action != Action::NotManaged)
-                .map(|i| InventoryEntry {
-                    object: i.id.clone(),
-                    hash: Some(i.desired.hash.clone()),
-                    fields: applied.get(&i.id).cloned().flatten(),
-                })
-                .collect(),
-            output: survey.previous.output.clone(),
-            needs: self.needs(),
-        };
-        if entry != survey.previous {
-            store.write(Some(&entry)).await?;
-        }
-        if self.options.wait {
-            self.wait_ready(&survey.items, deadline).await?;
-        }
-        Ok(report)
-    }
-
     /// The objects among `objects` that exist and are not this module's, and that no
     /// [`Adopt`] rule covers: what [`Deployer::apply`] would refuse. Reads only (one LIST per
     /// kind and namespace).
@@ -576,354 +446,6 @@ impl Deployer {
     pub async fn conflicts(&self, objects: Vec<Value>) -> Result<Vec<OwnershipConflict>> {
         let desired = self.render(objects)?;
         Ok(self.survey(&desired, Depth::Metadata).await?.conflicts())
-    }
-
-    fn needs(&self) -> Vec<String> {
-        self.run
-            .as_ref()
-            .map(|r| r.needs.clone())
-            .unwrap_or_default()
-    }
-
-    /// Resolves kinds, reads what is live and decides what to do with each object. Writes
-    /// nothing.
-    async fn survey<'a>(&self, desired: &'a [Desired], depth: Depth) -> Result<Survey<'a>> {
-        let previous = self
-            .store()
-            .read()
-            .await
-            .map_err(|e| self.reach(e))?
-            .unwrap_or_default();
-        let mut resolver = self.resolver();
-        // Kinds the bundle's own CRDs define are not served yet: such objects cannot exist.
-        let bundle_kinds: HashSet<(String, String)> = desired
-            .iter()
-            .filter(|d| d.id.class() == Class::Crd)
-            .filter_map(|d| {
-                let spec = &d.body["spec"];
-                Some((
-                    spec["group"].as_str()?.to_owned(),
-                    spec["names"]["kind"].as_str()?.to_owned(),
-                ))
-            })
-            .collect();
-        let mut items = Vec::with_capacity(desired.len());
-        let mut seen = HashSet::new();
-        for d in desired {
-            let (id, resolved) = match resolver.lookup(&d.id).await.map_err(|e| self.reach(e))? {
-                Some(r) => (resolver.scoped(&r, &d.id), Some(r)),
-                None if bundle_kinds.contains(&(d.id.group().to_owned(), d.id.kind.clone())) => {
-                    (d.id.clone(), None)
-                }
-                None => {
-                    return Err(Error::from(KubeError::UnknownKind {
-                        object: d.id.to_string(),
-                        api_version: d.id.api_version.clone(),
-                        kind: d.id.kind.clone(),
-                    }));
-                }
-            };
-            if !seen.insert(id.clone()) {
-                return Err(KubeError::InvalidObject {
-                    what: id.to_string(),
-                    problem: format!("it is rendered twice by module `{}`", self.module),
-                    fix: "render each object once".into(),
-                }
-                .into());
-            }
-            items.push(Item {
-                desired: d,
-                id,
-                resolved,
-                live: None,
-                action: Action::Create,
-            });
-        }
-        let mut stale = Vec::new();
-        for e in &previous.objects {
-            // A kind no longer served took its objects with it.
-            let Some(r) = resolver
-                .lookup(&e.object)
-                .await
-                .map_err(|e| self.reach(e))?
-            else {
-                continue;
-            };
-            let id = resolver.scoped(&r, &e.object);
-            if !seen.contains(&id) && !stale.iter().any(|(s, _, _)| s == &id) {
-                stale.push((id, r, None));
-            }
-        }
-        let wanted: Vec<(ObjectRef, Resolved)> = items
-            .iter()
-            .filter_map(|i| Some((i.id.clone(), i.resolved.clone()?)))
-            .chain(stale.iter().map(|(id, r, _)| (id.clone(), r.clone())))
-            .collect();
-        let mut live: LiveObjects = live::read(self, &resolver, &wanted, depth).await?;
-        let recorded: HashMap<&ObjectRef, &InventoryEntry> =
-            previous.objects.iter().map(|e| (&e.object, e)).collect();
-        for item in &mut items {
-            item.live = live.remove(&item.id);
-            item.action = self.classify(item, recorded.get(&item.id).copied());
-        }
-        for (id, _, l) in &mut stale {
-            *l = live.remove(id);
-        }
-        Ok(Survey {
-            resolver,
-            previous,
-            items,
-            stale,
-        })
-    }
-
-    fn classify(&self, item: &Item<'_>, recorded: Option<&InventoryEntry>) -> Action {
-        let Some(live) = &item.live else {
-            return Action::Create;
-        };
-        let d = item.desired;
-        match ownership::owner(&live.metadata, &self.stack, &self.module) {
-            Owner::This => {
-                let applied_same = recorded.and_then(|e| e.hash.as_deref()) == Some(&d.hash);
-                let fields = fields::fingerprint(&live.metadata, &self.options.field_manager);
-                match fields {
-                    Some(fields)
-                        if applied_same
-                            && live_hash(&live.metadata) == Some(d.hash.as_str())
-                            && recorded.and_then(|e| e.fields.as_deref()) == Some(&fields)
-                            && secret_values_live(d, live) =>
-                    {
-                        Action::Unchanged { fields }
-                    }
-                    _ => Action::Update {
-                        force: applied_same || self.options.force_conflicts,
-                    },
-                }
-            }
-            Owner::Other
-                if self
-                    .options
-                    .adopt
-                    .iter()
-                    .any(|a| a.covers(&self.module, &item.id)) =>
-            {
-                Action::Adopt
-            }
-            Owner::Other if item.id.class() == Class::Namespace => Action::NotManaged,
-            Owner::Other => Action::Conflict,
-        }
-    }
-
-    /// Before the first write, records the new objects in the inventory (without hashes), so
-    /// that a crash in the middle leaves no object the state does not know of.
-    async fn widen(&self, store: &StateStore, survey: &Survey<'_>) -> Result<()> {
-        let mut entry = survey.previous.clone();
-        for i in &survey.items {
-            let writes = !matches!(i.action, Action::Unchanged { .. } | Action::NotManaged);
-            if writes && !entry.objects.iter().any(|e| e.object == i.id) {
-                entry.objects.push(InventoryEntry {
-                    object: i.id.clone(),
-                    hash: None,
-                    fields: None,
-                });
-            }
-        }
-        if entry != survey.previous {
-            store.write(Some(&entry)).await?;
-        }
-        Ok(())
-    }
-
-    /// Writes the items that need it, in parallel; records each one's field fingerprint.
-    async fn write_all(
-        &self,
-        items: &[Item<'_>],
-        report: &mut ApplyReport,
-        applied: &mut HashMap<ObjectRef, Option<String>>,
-    ) -> Result<()> {
-        let writes = items.iter().filter_map(|item| {
-            let force = match item.action {
-                Action::Unchanged { ref fields } => {
-                    report.unchanged.push(item.id.title());
-                    applied.insert(item.id.clone(), Some(fields.clone()));
-                    return None;
-                }
-                Action::NotManaged => {
-                    report.not_managed.push(item.id.title());
-                    return None;
-                }
-                Action::Conflict => return None,
-                Action::Create => self.options.force_conflicts,
-                Action::Update { force } => force,
-                Action::Adopt => true,
-            };
-            Some(async move {
-                self.check_cancelled()?;
-                let r = item
-                    .resolved
-                    .as_ref()
-                    .expect("kinds are resolved before writes");
-                let api = self.resolver_api(r, &item.id);
-                let body = scoped_body(item.desired, &item.id);
-                let mut params = PatchParams::apply(&self.options.field_manager);
-                params.force = force;
-                let patch = Patch::Apply(&body);
-                let written = self
-                    .retry
-                    .run(true, "applying", || {
-                        api.patch(&item.id.name, &params, &patch)
-                    })
-                    .await
-                    .map_err(|e| self.reach(apply_error(e, &item.id, "applying")))?;
-                self.progress(&format!("applied {}", item.id));
-                let fields = fields::fingerprint(&written.metadata, &self.options.field_manager);
-                Ok::<_, Error>((item, fields))
-            })
-        });
-        let done: Vec<(&Item<'_>, Option<String>)> = stream::iter(writes.collect::<Vec<_>>())
-            .buffer_unordered(self.options.max_in_flight.max(1))
-            .try_collect()
-            .await?;
-        for (item, fields) in done {
-            let title = item.id.title();
-            match item.action {
-                Action::Update { force: true } if !self.options.force_conflicts => {
-                    report.reverted.push(title.clone())
-                }
-                Action::Adopt => report.adopted.push(title.clone()),
-                _ => {}
-            }
-            report.changed.push(title);
-            applied.insert(item.id.clone(), fields);
-        }
-        Ok(())
-    }
-
-    fn resolver_api(&self, r: &Resolved, id: &ObjectRef) -> Api<DynamicObject> {
-        discovery::api_for(&self.client, r, id)
-    }
-
-    /// Resolves a kind a CRD of the bundle defines: API discovery may serve it a moment after
-    /// the CRD reports `Established`, so it is asked again until then (bounded by `deadline`).
-    async fn await_served(
-        &self,
-        resolver: &mut Resolver,
-        id: &ObjectRef,
-        deadline: Instant,
-    ) -> Result<Resolved> {
-        let mut pause = Duration::from_millis(50);
-        loop {
-            if let Some(r) = resolver.lookup(id).await.map_err(|e| self.reach(e))? {
-                return Ok(r);
-            }
-            if Instant::now() + pause > deadline {
-                return resolver.resolve(id).await;
-            }
-            self.check_cancelled()?;
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_secs(1));
-        }
-    }
-
-    /// Waits for the CRDs until `Established`.
-    async fn wait_crds(
-        &self,
-        resolver: &Resolver,
-        crds: &[Item<'_>],
-        deadline: Instant,
-    ) -> Result<()> {
-        let waits = crds
-            .iter()
-            .filter(|i| i.action != Action::Conflict)
-            .map(|i| {
-                let r = i.resolved.as_ref().expect("CRDs are a served kind");
-                self.await_ready(resolver.api(r, &i.id), &i.id, Readiness::Crd, deadline)
-            });
-        futures::future::try_join_all(waits).await.map(drop)
-    }
-
-    /// Waits for Deployments and Applications to be ready, all at once.
-    async fn wait_ready(&self, items: &[Item<'_>], deadline: Instant) -> Result<()> {
-        let waits = items.iter().filter_map(|i| {
-            let readiness @ (Readiness::Deployment | Readiness::Application) =
-                Readiness::of(&i.id)?
-            else {
-                return None;
-            };
-            if i.action == Action::NotManaged {
-                return None;
-            }
-            let r = i.resolved.as_ref()?;
-            Some(async move {
-                self.progress(&format!("waiting for {} to be ready", i.id));
-                self.await_ready(self.resolver_api(r, &i.id), &i.id, readiness, deadline)
-                    .await
-            })
-        });
-        futures::future::try_join_all(waits).await.map(drop)
-    }
-
-    /// Watches `id` until it is ready, or fails naming it with the last status seen.
-    async fn await_ready(
-        &self,
-        api: Api<DynamicObject>,
-        id: &ObjectRef,
-        readiness: Readiness,
-        deadline: Instant,
-    ) -> Result<()> {
-        // An Application Argo CD refuses for good ends the wait at once, with the reason.
-        let refused = std::sync::Mutex::new(None);
-        let ready = |o: Option<&DynamicObject>| {
-            let Some(o) = o else { return false };
-            if readiness == Readiness::Application
-                && let Some(r) = wait::refusal(o)
-            {
-                *refused.lock().expect("not poisoned") = Some(r);
-                return true;
-            }
-            readiness.is_ready(o)
-        };
-        let watch = wait::until(
-            api.clone(),
-            &id.name,
-            deadline,
-            &self.cancel,
-            &self.module,
-            ready,
-        );
-        let waited = if readiness == Readiness::Application {
-            // Argo CD 3 ignores status-only updates of the resources it watches unless it sees
-            // their health change, so an Application can stay Progressing after what it
-            // deployed is ready, until its next periodic refresh (up to 3 minutes): ask for a
-            // refresh while it waits there.
-            tokio::select! {
-                waited = watch => waited,
-                () = wait::nudge_refresh(&api, &id.name) => unreachable!("the nudge never ends"),
-            }
-        } else {
-            watch.await
-        }
-        .map_err(|e| self.reach(e))?;
-        if let Some(r) = refused.into_inner().expect("not poisoned") {
-            return Err(Error::from(KubeError::ApplicationRefused(Box::new(
-                ApplicationRefusal {
-                    module: self.module.clone(),
-                    application: id.to_string(),
-                    chart: r.chart,
-                    condition: r.condition,
-                    message: r.message,
-                    fix: r.fix,
-                },
-            ))));
-        }
-        match waited {
-            Waited::Met => Ok(()),
-            Waited::TimedOut(last) => Err(Error::from(KubeError::NotReady {
-                object: id.to_string(),
-                timeout: self.options.wait_timeout,
-                last_status: wait::describe(last.as_deref()),
-            })),
-        }
     }
 
     async fn get(&self, api: &Api<DynamicObject>, id: &ObjectRef) -> Result<Option<DynamicObject>> {
@@ -951,60 +473,11 @@ fn closed_client() -> kube::Client {
     kube::Client::new(service, "default")
 }
 
-/// Whether every value a rendered Secret sets is live (always true for other kinds).
-fn secret_values_live(d: &Desired, live: &DynamicObject) -> bool {
-    d.secret_data.as_ref().is_none_or(|data| {
-        data.iter()
-            .all(|(k, v)| live.data["data"][k].as_str() == Some(v.as_str()))
-    })
-}
-
-/// The rendered body with its namespace set to match its kind's scope.
-fn scoped_body(d: &Desired, id: &ObjectRef) -> Value {
-    let mut body = d.body.clone();
-    let meta = &mut body["metadata"];
-    match &id.namespace {
-        Some(ns) => meta["namespace"] = Value::String(ns.clone()),
-        None => {
-            if let Some(m) = meta.as_object_mut() {
-                m.remove("namespace");
-            }
-        }
-    }
-    body
-}
-
 fn to_json(o: &DynamicObject) -> Result<Value> {
     serde_json::to_value(o).map_err(|source| Error::Serialize {
         what: "a live object".into(),
         source,
     })
-}
-
-/// Turns a 409 of a server-side apply into [`KubeError::FieldConflict`](crate::k8s::KubeError::FieldConflict) naming the other managers.
-fn apply_error(e: kube::Error, id: &ObjectRef, action: &str) -> Error {
-    match &e {
-        kube::Error::Api(s) if s.code == 409 => {
-            let mut text = s.message.clone();
-            for c in s.details.iter().flat_map(|d| &d.causes) {
-                text.push('\n');
-                text.push_str(&c.message);
-            }
-            let mut managers: Vec<String> = text
-                .split("with \"")
-                .skip(1)
-                .filter_map(|rest| rest.split_once('"').map(|(m, _)| m.to_owned()))
-                .collect();
-            managers.sort();
-            managers.dedup();
-            Error::from(KubeError::FieldConflict {
-                object: id.to_string(),
-                managers,
-                detail: s.message.clone(),
-            })
-        }
-        _ => Error::kube(format!("{action} {id}"), e),
-    }
 }
 
 /// Installs `ring` as rustls's process-wide crypto provider unless one is installed already.
@@ -1030,60 +503,4 @@ pub fn ownership_labels(stack: &str, module: &str) -> BTreeMap<String, String> {
             "devops-stack".to_owned(),
         ),
     ])
-}
-
-/// Parses a multi-document YAML bundle (an install manifest) into objects, skipping empty
-/// documents and flattening `List` kinds.
-///
-/// # Errors
-/// [`KubeError::InvalidObject`] naming the document that is not valid YAML or not an object.
-pub fn parse_bundle(yaml: &str) -> Result<Vec<Value>> {
-    use serde::Deserialize as _;
-    let mut out = Vec::new();
-    for (i, doc) in serde_yaml_ng::Deserializer::from_str(yaml).enumerate() {
-        let v = Value::deserialize(doc).map_err(|e| KubeError::InvalidObject {
-            what: format!("YAML document #{}", i + 1),
-            problem: format!("it is not valid YAML: {e}"),
-            fix: "correct the manifest".into(),
-        })?;
-        match v {
-            Value::Null => {}
-            Value::Object(ref m) if m.get("kind").and_then(Value::as_str) == Some("List") => {
-                out.extend(
-                    m.get("items")
-                        .and_then(Value::as_array)
-                        .cloned()
-                        .unwrap_or_default(),
-                );
-            }
-            Value::Object(_) => out.push(v),
-            other => {
-                return Err(KubeError::InvalidObject {
-                    what: format!("YAML document #{}", i + 1),
-                    problem: format!("it is not a Kubernetes object but {other}"),
-                    fix: "each document must be one object (or a `List`)".into(),
-                }
-                .into());
-            }
-        }
-    }
-    Ok(out)
-}
-
-#[cfg(test)]
-mod bundle_tests {
-    use super::*;
-
-    #[test]
-    fn parses_multi_document_bundles() {
-        let objs = parse_bundle("---\napiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\n---\napiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: ConfigMap, metadata: {name: b}}\n").unwrap();
-        assert_eq!(objs.len(), 2);
-        assert_eq!(objs[1]["kind"], "ConfigMap");
-        assert!(
-            parse_bundle("- 1\n")
-                .unwrap_err()
-                .to_string()
-                .contains("#1")
-        );
-    }
 }
