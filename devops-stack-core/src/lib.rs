@@ -65,6 +65,7 @@ pub mod plan;
 mod report;
 mod run;
 pub mod run_lock;
+mod scope;
 mod secret;
 mod stack;
 mod step;
@@ -80,7 +81,7 @@ pub use plan::{Plan, Resource};
 pub use report::{Failure, ModuleReport, Report, Status};
 pub use run::{Engine, EngineRun, RunEnd, RunOptions};
 pub use secret::{REDACTED, Secret};
-pub use stack::{BuiltStack, Stack};
+pub use stack::{BuiltStack, Scope, Stack};
 pub use validate::{Capability, Interface, NamespaceOwner, Validation};
 
 pub use tokio_util::sync::CancellationToken;

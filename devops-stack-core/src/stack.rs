@@ -14,6 +14,7 @@ use crate::plan::{ModulePlan, Plan};
 use crate::report::Failure;
 use crate::report::{Report, Status};
 use crate::run::{RunEnd, RunOptions, refuse};
+use crate::scope::Scoped;
 use crate::validate::{Capability, Interface, NamespaceOwner, Validation, dns_label};
 
 /// Builds a stack: add modules, wire them with the handles `add` returns, then [`build`](Stack::build).
@@ -47,7 +48,20 @@ pub struct Stack {
     id: StackId,
     name: String,
     modules: Vec<Arc<dyn ErasedModule>>,
+    /// The scope of each module (see [`Stack::scope`]).
+    scopes: Vec<Option<Arc<str>>>,
     order: Vec<(Dependency, Dependency)>,
+    /// Outputs only some modules may use (see [`Stack::reserve`]).
+    reserved: Vec<Reserved>,
+    /// Problems builders found while adding modules (see [`Stack::report`]).
+    reported: Vec<ConfigError>,
+}
+
+/// An output only `users` may use, and what to do instead.
+struct Reserved {
+    output: Dependency,
+    users: Vec<Dependency>,
+    fix: String,
 }
 
 impl std::fmt::Debug for Stack {
@@ -67,6 +81,48 @@ impl std::fmt::Debug for Stack {
 }
 
 impl Stack {
+    /// Why module `i` may not use `d` (another scope's output, or one reserved for others).
+    fn misuse(&self, i: usize, d: &Dependency) -> Option<ConfigError> {
+        let id = self.modules[i].id();
+        let (mine, theirs) = (self.scopes[i].as_deref(), self.scopes[d.index].as_deref());
+        if let (Some(mine), Some(theirs)) = (mine, theirs)
+            && mine != theirs
+        {
+            return Some(ConfigError::new(
+                Some(id),
+                "needs",
+                format!(
+                    "module `{id}` of `{mine}` uses the output of `{}` of `{theirs}`",
+                    d.module
+                ),
+                format!(
+                    "give it the handles of `{mine}` (what the fleet's function was given for `{mine}`)"
+                ),
+            ));
+        }
+        let me = &self.modules[i];
+        self.reserved
+            .iter()
+            .find(|r| r.output == *d && !r.users.iter().any(|u| u.index == i))
+            .map(|r| {
+                ConfigError::new(
+                    Some(me.id()),
+                    "needs",
+                    format!(
+                        "module `{}` uses `{}`, which only {} may use",
+                        me.id(),
+                        d.module,
+                        r.users
+                            .iter()
+                            .map(|u| format!("`{}`", u.module))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                    r.fix.clone(),
+                )
+            })
+    }
+
     /// A new, empty stack. The name labels every object the stack creates and keys its state; it
     /// must be a DNS-1123 label (checked by [`build`](Stack::build)).
     pub fn new(name: impl Into<String>) -> Self {
@@ -74,19 +130,67 @@ impl Stack {
             id: StackId::next(),
             name: name.into(),
             modules: Vec::new(),
+            scopes: Vec::new(),
             order: Vec::new(),
+            reserved: Vec::new(),
+            reported: Vec::new(),
         }
     }
 
     /// Adds a module and returns the typed handle to its future output.
     pub fn add<M: Module>(&mut self, module: M) -> Handle<M::Output> {
+        self.push(module, None)
+    }
+
+    /// Adds modules under the scope `name` (one spoke of a fleet): their ids become
+    /// `<name>-<id>`, and [`build`](Stack::build) refuses one that uses the output of a module
+    /// of another scope. See [`Scope`].
+    pub fn scope(&mut self, name: &str) -> Scope<'_> {
+        Scope {
+            stack: self,
+            name: Arc::from(name),
+        }
+    }
+
+    fn push<M: Module>(&mut self, module: M, scope: Option<Arc<str>>) -> Handle<M::Output> {
         let dep = Dependency {
             stack: self.id,
             index: self.modules.len(),
             module: Arc::from(module.id()),
         };
         self.modules.push(Arc::new(module));
+        self.scopes.push(scope);
         Handle::new(dep)
+    }
+
+    /// Only the modules of `users` may use `output`; [`build`](Stack::build) refuses any other
+    /// module that holds it, with `fix`. A fleet reserves a spoke's own cluster for the module
+    /// that registers it, so that everything else reaches the spoke through its registration.
+    pub fn reserve(
+        &mut self,
+        output: &impl AsDependencies,
+        users: &impl AsDependencies,
+        fix: impl Into<String>,
+    ) -> &mut Self {
+        let (mut outputs, mut allowed) = (Vec::new(), Vec::new());
+        output.push_to(&mut outputs);
+        users.push_to(&mut allowed);
+        let fix = fix.into();
+        for output in outputs {
+            self.reserved.push(Reserved {
+                output,
+                users: allowed.clone(),
+                fix: fix.clone(),
+            });
+        }
+        self
+    }
+
+    /// Records a problem a builder found while adding modules (a fleet's spoke named twice):
+    /// [`build`](Stack::build) returns it with the others, before anything runs.
+    pub fn report(&mut self, problem: ConfigError) -> &mut Self {
+        self.reported.push(problem);
+        self
     }
 
     /// Runs the modules of `after` only once those of `before` are done, without passing data.
@@ -111,8 +215,8 @@ impl Stack {
     ///
     /// # Errors
     /// [`Error::Invalid`] with every configuration problem found, or [`Error::Cycle`].
-    pub fn build(self) -> Result<BuiltStack> {
-        let mut errors = Vec::new();
+    pub fn build(mut self) -> Result<BuiltStack> {
+        let mut errors = std::mem::take(&mut self.reported);
         if let Err(problem) = dns_label(&self.name) {
             errors.push(ConfigError::new(
                 None,
@@ -124,9 +228,10 @@ impl Stack {
         let names: Arc<[Arc<str>]> = self.modules.iter().map(|m| Arc::from(m.id())).collect();
         let mut seen: HashMap<&str, usize> = HashMap::new();
         let mut data: Vec<Vec<usize>> = Vec::with_capacity(self.modules.len());
-        let mut defaults: Vec<(&str, String)> = Vec::new();
-        let mut classes: HashMap<String, &str> = HashMap::new();
-        let mut namespaces: HashMap<&str, (&str, &NamespaceOwner)> = HashMap::new();
+        let mut defaults: Vec<(Option<&str>, &str, String)> = Vec::new();
+        // ingress classes and namespaces are per cluster: per scope
+        let mut classes: HashMap<(Option<&str>, String), &str> = HashMap::new();
+        let mut namespaces: HashMap<(Option<&str>, &str), (&str, &NamespaceOwner)> = HashMap::new();
         let mut argocd_names: HashMap<(&str, &str), &str> = HashMap::new();
         let mut groups: Vec<std::collections::BTreeSet<String>> =
             vec![Default::default(); self.modules.len()];
@@ -168,6 +273,9 @@ impl Stack {
                         ),
                     ));
                 } else {
+                    if let Some(problem) = self.misuse(i, &d) {
+                        errors.push(problem);
+                    }
                     deps.push(d.index);
                 }
             }
@@ -176,13 +284,14 @@ impl Stack {
             m.validate(&mut v);
             validations.push(v);
         }
-        for (m, v) in self.modules.iter().zip(&validations) {
+        for ((m, v), scope) in self.modules.iter().zip(&validations).zip(&self.scopes) {
+            let scope = scope.as_deref();
             errors.extend(v.errors.iter().cloned());
             for cap in &v.provides {
                 match cap {
                     Capability::IngressClass { name, default } => {
                         provided.insert(Interface::Ingress, ());
-                        if let Some(other) = classes.insert(name.clone(), m.id()) {
+                        if let Some(other) = classes.insert((scope, name.clone()), m.id()) {
                             errors.push(ConfigError::new(
                                 Some(m.id()),
                                 "ingress_class",
@@ -191,7 +300,7 @@ impl Stack {
                             ));
                         }
                         if *default {
-                            defaults.push((m.id(), name.clone()));
+                            defaults.push((scope, m.id(), name.clone()));
                         }
                     }
                     Capability::Interface(i) => {
@@ -219,7 +328,7 @@ impl Stack {
                     }
                     Capability::Namespace { name, owner } => {
                         let claim = (m.id(), owner);
-                        match namespaces.insert(name, claim) {
+                        match namespaces.insert((scope, name), claim) {
                             Some((other, first))
                                 if other != m.id()
                                     && (matches!(first, NamespaceOwner::Team(_))
@@ -233,7 +342,7 @@ impl Stack {
                                 ));
                                 // keep the team's claim, so that a third claim is reported too
                                 if matches!(first, NamespaceOwner::Team(_)) {
-                                    namespaces.insert(name, (other, first));
+                                    namespaces.insert((scope, name), (other, first));
                                 }
                             }
                             _ => {}
@@ -250,7 +359,13 @@ impl Stack {
                 }
             }
         }
-        if defaults.len() > 1 {
+        let mut by_scope: HashMap<Option<&str>, Vec<(&str, String)>> = HashMap::new();
+        for (scope, m, class) in defaults {
+            by_scope.entry(scope).or_default().push((m, class));
+        }
+        let mut by_scope: Vec<_> = by_scope.into_values().filter(|d| d.len() > 1).collect();
+        by_scope.sort();
+        for defaults in by_scope {
             let list: Vec<String> = defaults
                 .iter()
                 .map(|(m, c)| format!("`{m}` ({c})"))
@@ -258,7 +373,7 @@ impl Stack {
             errors.push(ConfigError::new(
                 Some(defaults[1].0),
                 "default_class",
-                format!("{} ingress controllers claim the default ingress class: {}", defaults.len(), list.join(", ")),
+                format!("{} ingress controllers of one cluster claim the default ingress class: {}", defaults.len(), list.join(", ")),
                 "keep `default_class(true)` on one controller and set `default_class(false)` on the others",
             ));
         }
@@ -306,6 +421,53 @@ impl Stack {
                     .collect(),
             },
         })
+    }
+}
+
+/// Scopes: the modules of one part of a stack (one spoke cluster of a fleet) added under a
+/// common name. A scoped module's id is `<scope>-<id>`, so that the same definition added for
+/// two spokes gives two sets of modules (and two sets of Argo CD Applications) that never
+/// collide; and [`Stack::build`] refuses a module that uses the output of
+/// another scope's module, so that the ingress, issuer or OIDC of spoke A never reach spoke B.
+///
+/// ```
+/// use devops_stack_core::{Context, Module, ModuleResult, Planned, Stack};
+/// # struct Echo(&'static str, Vec<devops_stack_core::Input<String>>);
+/// # impl Module for Echo {
+/// #     type Output = String;
+/// #     fn id(&self) -> &str { self.0 }
+/// #     fn kind(&self) -> &'static str { "echo" }
+/// #     fn needs(&self, n: &mut devops_stack_core::Needs) { for i in &self.1 { n.add(i); } }
+/// #     async fn plan(&self, ctx: &Context) -> ModuleResult<Planned<String>> {
+/// #         Ok(Planned::new(ctx.module_id().to_owned()))
+/// #     }
+/// #     async fn apply(&self, ctx: &Context) -> ModuleResult<String> { Ok(ctx.module_id().to_owned()) }
+/// #     async fn destroy(&self, _: &Context) -> ModuleResult<()> { Ok(()) }
+/// # }
+/// let mut stack = Stack::new("fleet");
+/// let a = stack.scope("a").add(Echo("ingress", vec![]));
+/// // spoke b's module given spoke a's ingress: refused when the stack is built
+/// stack.scope("b").add(Echo("app", vec![a.input()]));
+/// let err = stack.build().unwrap_err();
+/// assert_eq!(err.config_errors()[0].module.as_deref(), Some("b-app"));
+/// assert!(err.config_errors()[0].problem.contains("`a-ingress` of `a`"));
+/// ```
+pub struct Scope<'a> {
+    pub(crate) stack: &'a mut Stack,
+    pub(crate) name: Arc<str>,
+}
+
+impl Scope<'_> {
+    /// The scope's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Adds `module` with the id `<scope>-<its id>` and returns the handle to its output.
+    pub fn add<M: Module>(&mut self, module: M) -> Handle<M::Output> {
+        let id = format!("{}-{}", self.name, module.id());
+        self.stack
+            .push(Scoped { id, inner: module }, Some(self.name.clone()))
     }
 }
 
