@@ -51,17 +51,10 @@ pub struct Stack {
     /// The scope of each module (see [`Stack::scope`]).
     scopes: Vec<Option<Arc<str>>>,
     order: Vec<(Dependency, Dependency)>,
-    /// Outputs only some modules may use (see [`Stack::reserve`]).
-    reserved: Vec<Reserved>,
+    /// Unscoped clusters each scope may use (see [`Scope::allow`]).
+    allowed: Vec<(Arc<str>, Dependency)>,
     /// Problems builders found while adding modules (see [`Stack::report`]).
     reported: Vec<ConfigError>,
-}
-
-/// An output only `users` may use, and what to do instead.
-struct Reserved {
-    output: Dependency,
-    users: Vec<Dependency>,
-    fix: String,
 }
 
 impl std::fmt::Debug for Stack {
@@ -100,27 +93,28 @@ impl Stack {
                 ),
             ));
         }
-        let me = &self.modules[i];
-        self.reserved
-            .iter()
-            .find(|r| r.output == *d && !r.users.iter().any(|u| u.index == i))
-            .map(|r| {
-                ConfigError::new(
-                    Some(me.id()),
-                    "needs",
-                    format!(
-                        "module `{}` uses `{}`, which only {} may use",
-                        me.id(),
-                        d.module,
-                        r.users
-                            .iter()
-                            .map(|u| format!("`{}`", u.module))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                    r.fix.clone(),
-                )
-            })
+        None
+    }
+
+    /// Why scoped module `i` may not use the unscoped cluster `d`: a spoke's modules reach
+    /// clusters only through their scope (a spoke's registration, or what [`Scope::allow`]s).
+    fn outside_cluster(&self, i: usize, d: usize) -> Option<ConfigError> {
+        let scope = self.scopes[i].as_ref()?;
+        if self.scopes[d].is_some() || self.allowed.iter().any(|(s, a)| s == scope && a.index == d)
+        {
+            return None;
+        }
+        let (id, cluster) = (self.modules[i].id(), self.modules[d].id());
+        Some(ConfigError::new(
+            Some(id),
+            "needs",
+            format!(
+                "module `{id}` of `{scope}` targets the cluster of `{cluster}`, which is not registered as `{scope}`'s cluster"
+            ),
+            format!(
+                "register `{cluster}` as a spoke of the fleet and give the module that spoke's handle, or give it `{scope}`'s cluster"
+            ),
+        ))
     }
 
     /// A new, empty stack. The name labels every object the stack creates and keys its state; it
@@ -132,7 +126,7 @@ impl Stack {
             modules: Vec::new(),
             scopes: Vec::new(),
             order: Vec::new(),
-            reserved: Vec::new(),
+            allowed: Vec::new(),
             reported: Vec::new(),
         }
     }
@@ -161,29 +155,6 @@ impl Stack {
         self.modules.push(Arc::new(module));
         self.scopes.push(scope);
         Handle::new(dep)
-    }
-
-    /// Only the modules of `users` may use `output`; [`build`](Stack::build) refuses any other
-    /// module that holds it, with `fix`. A fleet reserves a spoke's own cluster for the module
-    /// that registers it, so that everything else reaches the spoke through its registration.
-    pub fn reserve(
-        &mut self,
-        output: &impl AsDependencies,
-        users: &impl AsDependencies,
-        fix: impl Into<String>,
-    ) -> &mut Self {
-        let (mut outputs, mut allowed) = (Vec::new(), Vec::new());
-        output.push_to(&mut outputs);
-        users.push_to(&mut allowed);
-        let fix = fix.into();
-        for output in outputs {
-            self.reserved.push(Reserved {
-                output,
-                users: allowed.clone(),
-                fix: fix.clone(),
-            });
-        }
-        self
     }
 
     /// Records a problem a builder found while adding modules (a fleet's spoke named twice):
@@ -359,6 +330,16 @@ impl Stack {
                 }
             }
         }
+        for (i, deps) in data.iter().enumerate() {
+            for &d in deps {
+                let cluster = validations[d]
+                    .provides
+                    .contains(&Capability::Interface(Interface::Cluster));
+                if cluster && let Some(problem) = self.outside_cluster(i, d) {
+                    errors.push(problem);
+                }
+            }
+        }
         let mut by_scope: HashMap<Option<&str>, Vec<(&str, String)>> = HashMap::new();
         for (scope, m, class) in defaults {
             by_scope.entry(scope).or_default().push((m, class));
@@ -461,6 +442,33 @@ impl Scope<'_> {
     /// The scope's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Puts the module of `cluster` (added to the stack before) in this scope: the spoke's own
+    /// cluster, which then only this scope's modules may use.
+    pub fn include<T: Send + Sync + 'static>(&mut self, cluster: &Handle<T>) -> &mut Self {
+        let scope = &mut self.stack.scopes[cluster.dep.index];
+        if let Some(other) = scope.as_ref().filter(|s| **s != self.name) {
+            let problem = ConfigError::new(
+                Some(&cluster.dep.module),
+                "scope",
+                format!("is in `{other}` and `{}`", self.name),
+                "give each spoke a cluster of its own",
+            );
+            self.stack.reported.push(problem);
+        } else {
+            *scope = Some(self.name.clone());
+        }
+        self
+    }
+
+    /// Lets this scope's modules use the unscoped cluster of `cluster` (the hub, where a spoke
+    /// is registered).
+    pub fn allow<T: Send + Sync + 'static>(&mut self, cluster: &Handle<T>) -> &mut Self {
+        self.stack
+            .allowed
+            .push((self.name.clone(), cluster.dep.clone()));
+        self
     }
 
     /// Adds `module` with the id `<scope>-<its id>` and returns the handle to its output.

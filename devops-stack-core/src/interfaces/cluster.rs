@@ -117,6 +117,14 @@ pub trait Cluster: Send + Sync + fmt::Debug + 'static {
         None
     }
 
+    /// The cluster whose Argo CD deploys to this one, when it is another one: a spoke of a
+    /// fleet, registered to the hub. A module's Argo CD objects (Applications, ApplicationSets)
+    /// then go to the hub, and its other objects here. `None` (the default) for a cluster with
+    /// its own Argo CD.
+    fn hub(&self) -> Option<ClusterRef> {
+        None
+    }
+
     /// A client for the cluster's API. Never called while planning offline.
     fn client(&self) -> BoxFuture<'_, Result<kube::Client, BoxError>>;
 }
