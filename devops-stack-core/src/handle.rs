@@ -244,6 +244,12 @@ pub trait AsDependencies {
     fn push_to(&self, out: &mut Vec<Dependency>);
 }
 
+impl AsDependencies for Dependency {
+    fn push_to(&self, out: &mut Vec<Dependency>) {
+        out.push(self.clone());
+    }
+}
+
 impl<T: Send + Sync + 'static> AsDependencies for Handle<T> {
     fn push_to(&self, out: &mut Vec<Dependency>) {
         out.push(self.dep.clone());

@@ -344,9 +344,9 @@ impl Stack {
         for (scope, m, class) in defaults {
             by_scope.entry(scope).or_default().push((m, class));
         }
-        let mut by_scope: Vec<_> = by_scope.into_values().filter(|d| d.len() > 1).collect();
+        let mut by_scope: Vec<_> = by_scope.into_iter().filter(|(_, d)| d.len() > 1).collect();
         by_scope.sort();
-        for defaults in by_scope {
+        for (scope, defaults) in by_scope {
             let list: Vec<String> = defaults
                 .iter()
                 .map(|(m, c)| format!("`{m}` ({c})"))
@@ -354,7 +354,12 @@ impl Stack {
             errors.push(ConfigError::new(
                 Some(defaults[1].0),
                 "default_class",
-                format!("{} ingress controllers of one cluster claim the default ingress class: {}", defaults.len(), list.join(", ")),
+                format!(
+                    "{} ingress controllers claim the default ingress class{}: {}",
+                    defaults.len(),
+                    scope.map(|s| format!(" of `{s}`")).unwrap_or_default(),
+                    list.join(", ")
+                ),
                 "keep `default_class(true)` on one controller and set `default_class(false)` on the others",
             ));
         }
@@ -446,28 +451,37 @@ impl Scope<'_> {
 
     /// Puts the module of `cluster` (added to the stack before) in this scope: the spoke's own
     /// cluster, which then only this scope's modules may use.
-    pub fn include<T: Send + Sync + 'static>(&mut self, cluster: &Handle<T>) -> &mut Self {
-        let scope = &mut self.stack.scopes[cluster.dep.index];
-        if let Some(other) = scope.as_ref().filter(|s| **s != self.name) {
-            let problem = ConfigError::new(
-                Some(&cluster.dep.module),
-                "scope",
-                format!("is in `{other}` and `{}`", self.name),
-                "give each spoke a cluster of its own",
-            );
-            self.stack.reported.push(problem);
-        } else {
-            *scope = Some(self.name.clone());
+    pub fn include(&mut self, cluster: &impl AsDependencies) -> &mut Self {
+        let mut deps = Vec::new();
+        cluster.push_to(&mut deps);
+        for d in deps {
+            let Some(scope) = self.stack.scopes.get_mut(d.index) else {
+                continue;
+            };
+            match scope {
+                Some(other) if *other != self.name => {
+                    let problem = ConfigError::new(
+                        Some(&d.module),
+                        "scope",
+                        format!("is the cluster of `{other}` and of `{}`", self.name),
+                        "give each spoke a cluster of its own",
+                    );
+                    self.stack.reported.push(problem);
+                }
+                _ => *scope = Some(self.name.clone()),
+            }
         }
         self
     }
 
     /// Lets this scope's modules use the unscoped cluster of `cluster` (the hub, where a spoke
     /// is registered).
-    pub fn allow<T: Send + Sync + 'static>(&mut self, cluster: &Handle<T>) -> &mut Self {
-        self.stack
-            .allowed
-            .push((self.name.clone(), cluster.dep.clone()));
+    pub fn allow(&mut self, cluster: &impl AsDependencies) -> &mut Self {
+        let mut deps = Vec::new();
+        cluster.push_to(&mut deps);
+        for d in deps {
+            self.stack.allowed.push((self.name.clone(), d));
+        }
         self
     }
 

@@ -17,7 +17,7 @@ use devops_stack_core::interfaces::{
     ArgoCdTarget, ClusterIssuer, ClusterRef, Hostnames, Ingress, RoleOwner, RoleRequest,
     ServiceAccount, WorkloadIdentityRef, WorkloadRole,
 };
-use devops_stack_core::k8s::{Deployer, ownership_labels};
+use devops_stack_core::k8s::ownership_labels;
 use devops_stack_core::plan::unknown;
 use devops_stack_core::validate::SYSTEM_NAMESPACES;
 use devops_stack_core::{
@@ -188,6 +188,9 @@ pub(crate) struct Common {
     pub(crate) cascade: bool,
     /// Whether the module creates (and on destroy deletes) its target namespace.
     pub(crate) owns_namespace: bool,
+    /// The Application's name when it is not the module's id (Argo CD's final phase takes over
+    /// the bootstrap's release under its name).
+    pub(crate) application: Option<String>,
 }
 
 impl Common {
@@ -213,6 +216,7 @@ impl Common {
             service_monitors: None,
             cascade: true,
             owns_namespace: true,
+            application: None,
         }
     }
 
@@ -230,8 +234,9 @@ impl Common {
             name: self.namespace.clone(),
             owner: NamespaceOwner::Platform,
         });
+        // named by the module's id as the stack has it (`<spoke>-<id>` in a fleet)
         v.provides(Capability::Application {
-            name: self.id.clone(),
+            name: v.module().to_owned(),
         });
         v.dns_label("release_name", &self.release_name);
         if let Some(p) = &self.project {
@@ -286,6 +291,7 @@ impl Common {
             None => None,
         };
         Ok(Env {
+            module: ctx.module_id().to_owned(),
             labels: ownership_labels(ctx.stack_name(), ctx.module_id()),
             hostnames: self.hostnames(&cluster),
             cluster,
@@ -323,7 +329,8 @@ impl Common {
 
     /// The module's Argo CD Application deploying the chart with `values` (already merged).
     pub(crate) fn application(&self, env: &Env, values: Value) -> Value {
-        self.application_of(env, &self.id, &self.chart, &self.release_name, values)
+        let name = self.application.as_deref().unwrap_or(&env.module);
+        self.application_of(env, name, &self.chart, &self.release_name, values)
     }
 
     /// Another Application of the module, named `name`, deploying `chart` as `release` into the
@@ -434,6 +441,9 @@ pub(crate) fn to_json(object: &impl Serialize) -> Value {
 /// A module's resolved inputs during one step.
 #[derive(Debug, Clone)]
 pub(crate) struct Env {
+    /// The module's id as the stack has it (`<spoke>-<id>` in a fleet): it names the module's
+    /// Argo CD Applications, which share the Argo CD namespace with every spoke's.
+    pub(crate) module: String,
     pub(crate) cluster: ClusterRef,
     pub(crate) argocd: ArgoCdTarget,
     /// The ownership labels of the module's objects.
@@ -777,7 +787,7 @@ pub(crate) async fn apply<C: Component>(c: &C, ctx: &Context) -> ModuleResult<C:
 async fn apply_with<C: Component>(c: &C, ctx: &Context, mut env: Env) -> Result<C::Output> {
     c.check(ctx, &env)?;
     let wanted = c.workload_roles(ctx)?;
-    let deployer = Deployer::for_module(ctx, &env.cluster).await?;
+    let deployer = crate::fleet::Deployers::for_module(ctx, &env.cluster).await?;
     let secrets = Secrets::load(deployer.client(), &c.generated_secrets(&env)).await?;
     let owner = RoleOwner::of(ctx);
     for w in &wanted {
@@ -812,7 +822,7 @@ pub(crate) async fn destroy<C: Component>(c: &C, ctx: &Context) -> ModuleResult<
 /// [`destroy`] on the module's cluster.
 async fn destroy_on<C: Component>(c: &C, ctx: &Context, cluster: &ClusterRef) -> Result<()> {
     let wanted = c.workload_roles(ctx)?;
-    let deployer = Deployer::for_module(ctx, cluster).await?;
+    let deployer = crate::fleet::Deployers::for_module(ctx, cluster).await?;
     c.release(ctx, cluster).await?;
     if deployer.abandoned().is_none() {
         c.before_destroy(ctx, deployer.client()).await?;

@@ -101,6 +101,7 @@ pub mod argocd;
 pub mod cert_manager;
 pub mod chart;
 pub mod ebs_csi;
+pub mod fleet;
 pub mod ingress_nginx;
 pub mod keycloak;
 pub mod kube_prometheus_stack;

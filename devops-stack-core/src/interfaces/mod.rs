@@ -14,6 +14,7 @@ mod ingress;
 mod issuer;
 mod monitoring;
 mod oidc;
+mod spoke;
 mod storage;
 mod workload_identity;
 
@@ -27,6 +28,7 @@ pub use monitoring::{Monitoring, MonitoringProvider};
 pub use oidc::{
     App, ClusterOidc, ClusterOidcProvider, IdentityGroup, Oidc, OidcClient, OidcProvider,
 };
+pub use spoke::{SpokeAuth, SpokeAuthRef, SpokeCredentials};
 pub use storage::{
     ObjectStore, ObjectStoreKind, ObjectStoreProvider, StorageClass, StorageClassProvider,
 };

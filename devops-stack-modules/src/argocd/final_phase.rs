@@ -260,7 +260,7 @@ impl Component for ArgoCdFinal {
         // the same chart, release and namespace as the bootstrap: the Application takes over
         // the objects the bootstrap applied
         let mut common = self.common.clone();
-        common.id = boot.release_name.clone();
+        common.application = Some(boot.release_name.clone());
         common.chart = boot.chart.clone();
         common.release_name = boot.release_name.clone();
         common.namespace = boot.target.namespace.clone();

@@ -1089,6 +1089,7 @@ mod api_tests {
 
     fn env() -> Env {
         Env {
+            module: "argocd".into(),
             cluster: Arc::new(Offline),
             argocd: ArgoCdTarget {
                 namespace: "argocd".into(),

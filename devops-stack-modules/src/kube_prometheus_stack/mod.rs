@@ -399,7 +399,7 @@ impl KubePrometheusStack {
         });
         self.common.application_of(
             env,
-            &format!("{}-{app}-proxy", self.common.id),
+            &format!("{}-{app}-proxy", env.module),
             &self.oauth2_proxy_chart,
             &format!("{app}-oauth2-proxy"),
             values,

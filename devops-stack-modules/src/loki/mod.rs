@@ -359,7 +359,7 @@ impl Component for Loki {
         }
         objects.push(self.common.application_of(
             env,
-            &format!("{}-alloy", self.common.id),
+            &format!("{}-alloy", env.module),
             &self.alloy_chart,
             "alloy",
             alloy,

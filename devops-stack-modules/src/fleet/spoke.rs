@@ -1,0 +1,333 @@
+//! A spoke's registration: Argo CD's cluster Secret in the hub's Argo CD namespace, with the
+//! spoke's typed metadata and the credentials its [`SpokeAuth`] makes on the spoke.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use devops_stack_core::interfaces::{
+    ArgoCdTarget, Cluster, ClusterRef, Hostnames, KubeconfigSource, LoadBalancerScheme,
+    SpokeAuthRef,
+};
+use devops_stack_core::k8s::{Deployer, ownership_labels};
+use devops_stack_core::plan::unknown;
+use devops_stack_core::{
+    BoxError, Capability, Context, Input, Interface, Module, ModuleResult, Needs, Planned,
+    Resource, Validation,
+};
+use futures::future::BoxFuture;
+use kube::api::{Api, DynamicObject, ListParams};
+use kube::discovery::ApiResource;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::error::{Error, Result};
+
+/// The label Argo CD finds its cluster Secrets by.
+pub const SECRET_TYPE_LABEL: &str = "argocd.argoproj.io/secret-type";
+/// The label naming a spoke's rollout wave on its cluster Secret.
+pub const WAVE_LABEL: &str = "devops-stack.io/wave";
+/// The prefix of the annotations that carry a spoke's values.
+pub const VALUE_PREFIX: &str = "values.devops-stack.io/";
+
+/// A spoke as the modules deployed to it see it: a cluster whose Argo CD is the hub's.
+/// [`argocd_server`](Cluster::argocd_server) is the spoke's API server as the hub's Argo CD
+/// reaches it; Applications go to [`hub`](Cluster::hub), other objects to the spoke itself.
+#[derive(Debug, Clone, Serialize)]
+pub struct Spoke {
+    /// The spoke's name (Argo CD's cluster name).
+    pub name: String,
+    /// Its API server, as registered.
+    pub server: String,
+    /// Its rollout wave, if the fleet has waves.
+    pub wave: Option<String>,
+    /// The labels of its cluster Secret (what generators select on).
+    pub labels: BTreeMap<String, String>,
+    /// Its values, as the annotations of its cluster Secret carry them.
+    pub values: BTreeMap<String, String>,
+    /// How the hub authenticates.
+    pub auth: String,
+    #[serde(skip)]
+    cluster: ClusterRef,
+    #[serde(skip)]
+    hub: ClusterRef,
+}
+
+/// The spoke's own cluster, with Argo CD's view of it: the same cluster to the engine (its
+/// name, client and hostnames are the cluster's), deployed to by the hub's Argo CD.
+impl Cluster for Spoke {
+    fn name(&self) -> &str {
+        self.cluster.name()
+    }
+    fn base_domain(&self) -> &str {
+        self.cluster.base_domain()
+    }
+    fn hostnames(&self) -> Hostnames {
+        self.cluster.hostnames()
+    }
+    fn oidc_issuer_url(&self) -> Option<&str> {
+        self.cluster.oidc_issuer_url()
+    }
+    fn argocd_server(&self) -> &str {
+        &self.server
+    }
+    fn load_balancer_annotations(&self, scheme: LoadBalancerScheme) -> BTreeMap<String, String> {
+        self.cluster.load_balancer_annotations(scheme)
+    }
+    fn server(&self) -> Option<String> {
+        self.cluster.server()
+    }
+    fn kubeconfig(&self) -> Option<KubeconfigSource> {
+        self.cluster.kubeconfig()
+    }
+    fn hub(&self) -> Option<ClusterRef> {
+        Some(self.hub.clone())
+    }
+    fn client(&self) -> BoxFuture<'_, std::result::Result<kube::Client, BoxError>> {
+        self.cluster.client()
+    }
+}
+
+/// Registers one spoke with the hub's Argo CD; added by [`Fleet`](super::Fleet).
+#[derive(Debug)]
+pub(crate) struct Registration {
+    pub(crate) name: String,
+    pub(crate) hub: Input<ClusterRef>,
+    pub(crate) argocd: Input<ArgoCdTarget>,
+    pub(crate) spoke: Input<ClusterRef>,
+    pub(crate) auth: SpokeAuthRef,
+    pub(crate) server: Option<String>,
+    pub(crate) wave: Option<String>,
+    pub(crate) labels: BTreeMap<String, String>,
+    pub(crate) values: BTreeMap<String, String>,
+    pub(crate) wait: Duration,
+}
+
+impl Registration {
+    fn output(&self, ctx: &Context, server: String) -> Result<Spoke> {
+        Ok(Spoke {
+            name: self.name.clone(),
+            server,
+            wave: self.wave.clone(),
+            labels: self.labels.clone(),
+            values: self.values.clone(),
+            auth: self.auth.describe(),
+            cluster: ctx.get(&self.spoke)?,
+            hub: ctx.get(&self.hub)?,
+        })
+    }
+
+    /// The server Argo CD reaches the spoke at: as given, else as the spoke's client tells.
+    fn server(&self, spoke: &ClusterRef) -> Option<String> {
+        self.server.clone().or_else(|| spoke.server())
+    }
+
+    /// The cluster Secret, with `config` (redacted in plans).
+    fn secret(&self, ctx: &Context, server: &str, config: Value, fleet: bool) -> Value {
+        let mut labels = ownership_labels(ctx.stack_name(), ctx.module_id());
+        labels.insert(SECRET_TYPE_LABEL.into(), "cluster".into());
+        if fleet {
+            labels.extend(self.labels.clone());
+            if let Some(w) = &self.wave {
+                labels.insert(WAVE_LABEL.into(), w.clone());
+            }
+        }
+        let annotations: BTreeMap<String, String> = self
+            .values
+            .iter()
+            .map(|(k, v)| (format!("{VALUE_PREFIX}{k}"), v.clone()))
+            .collect();
+        json!({
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "Opaque",
+            "metadata": {
+                "name": secret_name(&self.name),
+                "namespace": ctx.get(&self.argocd).map(|a| a.namespace).unwrap_or_default(),
+                "labels": labels,
+                "annotations": annotations,
+            },
+            "stringData": {
+                "name": self.name,
+                "server": server,
+                "config": config.to_string(),
+            },
+        })
+    }
+
+    /// Waits until no Application of the hub deploys to the spoke any more (the ApplicationSets
+    /// that selected it have deleted theirs), within the registration's wait.
+    async fn await_no_applications(&self, hub: &kube::Client, server: &str) -> Result<()> {
+        let resource = ApiResource {
+            group: "argoproj.io".into(),
+            version: "v1alpha1".into(),
+            api_version: "argoproj.io/v1alpha1".into(),
+            kind: "Application".into(),
+            plural: "applications".into(),
+        };
+        let api: Api<DynamicObject> = Api::all_with(hub.clone(), &resource);
+        let deadline = tokio::time::Instant::now() + self.wait;
+        loop {
+            let left: Vec<String> = api
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| Error::kube("listing the hub's Applications", e))?
+                .items
+                .into_iter()
+                .filter(|a| {
+                    let d = &a.data["spec"]["destination"];
+                    d["server"] == server || d["name"] == self.name.as_str()
+                })
+                .map(|a| {
+                    format!(
+                        "Application {}/{}",
+                        a.metadata.namespace.unwrap_or_default(),
+                        a.metadata.name.unwrap_or_default()
+                    )
+                })
+                .collect();
+            if left.is_empty() {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::NotRemoved {
+                    what: format!("unregistering spoke `{}`", self.name),
+                    left,
+                    fix: "delete the ApplicationSets or Applications that still deploy to it (its registration is kept until they are gone), then destroy again".into(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}
+
+impl Registration {
+    /// The `config` of the live cluster Secret, when it is there.
+    async fn live_config(&self, ctx: &Context, hub: &kube::Client) -> Result<Option<Value>> {
+        let namespace = ctx.get(&self.argocd)?.namespace;
+        let api: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(hub.clone(), &namespace);
+        let name = secret_name(&self.name);
+        let Some(secret) = api
+            .get_opt(&name)
+            .await
+            .map_err(|e| Error::kube(format!("reading Secret {namespace}/{name}"), e))?
+        else {
+            return Ok(None);
+        };
+        let config = secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get("config"))
+            .and_then(|c| serde_json::from_slice(&c.0).ok());
+        Ok(config)
+    }
+}
+
+/// The name of a spoke's cluster Secret.
+pub(crate) fn secret_name(spoke: &str) -> String {
+    format!("cluster-{spoke}")
+}
+
+impl Module for Registration {
+    type Output = Spoke;
+
+    fn id(&self) -> &str {
+        "spoke"
+    }
+
+    fn kind(&self) -> &'static str {
+        "spoke"
+    }
+
+    fn needs(&self, n: &mut Needs) {
+        n.add(&self.hub).add(&self.argocd).add(&self.spoke);
+        self.auth.needs(n);
+    }
+
+    fn validate(&self, v: &mut Validation) {
+        v.provides(Capability::Interface(Interface::Cluster));
+    }
+
+    async fn plan(&self, ctx: &Context) -> ModuleResult<Planned<Spoke>> {
+        let spoke = ctx.get(&self.spoke)?;
+        let hub = ctx.get(&self.hub)?;
+        let server = self
+            .server(&spoke)
+            .unwrap_or_else(|| unknown(ctx.module_id(), "server"));
+        let secret = self.secret(
+            ctx,
+            &server,
+            json!(format!("({}: made when registered)", self.auth.describe())),
+            true,
+        );
+        let mut resources = vec![Resource::kubernetes(hub.name(), &secret)];
+        resources.extend(self.auth.planned_resources(ctx, &spoke));
+        Ok(Planned::new(self.output(ctx, server)?).with_resources(resources))
+    }
+
+    async fn apply(&self, ctx: &Context) -> ModuleResult<Spoke> {
+        let spoke = ctx.get(&self.spoke)?;
+        let hub = ctx.get(&self.hub)?;
+        let server = self.server(&spoke).ok_or_else(|| {
+            Error::input(
+                "server",
+                format!("the API server of spoke `{}` is not known", self.name),
+                "give it with `SpokeSpec::server`",
+            )
+        })?;
+        ctx.progress(format!(
+            "making the hub's credentials on spoke `{}`",
+            self.name
+        ));
+        let credentials =
+            self.auth.credentials(ctx, &spoke).await.map_err(|e| {
+                Error::cloud(format!("making credentials on spoke `{}`", self.name), e)
+            })?;
+        let secret = self.secret(ctx, &server, credentials.argocd_config(), true);
+        Deployer::for_module(ctx, &hub)
+            .await?
+            .apply(vec![secret])
+            .await?;
+        Ok(self.output(ctx, server)?)
+    }
+
+    async fn read(&self, ctx: &Context) -> ModuleResult<Option<Spoke>> {
+        let spoke = ctx.get(&self.spoke)?;
+        let server = self
+            .server(&spoke)
+            .unwrap_or_else(|| unknown(ctx.module_id(), "server"));
+        Ok(Some(self.output(ctx, server)?))
+    }
+
+    /// Unregisters in order: the Secret loses its fleet labels (no generator selects the
+    /// spoke any more); the Applications that deploy to it are awaited until gone (Argo CD,
+    /// still able to reach the spoke, deletes what they deployed); then the Secret goes, and
+    /// what the authentication made on the spoke.
+    async fn destroy(&self, ctx: &Context) -> ModuleResult<()> {
+        let spoke = ctx.get(&self.spoke)?;
+        let hub = ctx.get(&self.hub)?;
+        let deployer = Deployer::for_module(ctx, &hub).await?;
+        if deployer.abandoned().is_none()
+            && let Some(server) = self.server(&spoke)
+            && let Some(config) = self.live_config(ctx, deployer.client()).await?
+        {
+            ctx.progress(format!(
+                "unregistering spoke `{}`: no generator selects it any more",
+                self.name
+            ));
+            // the credentials kept, the labels generators select on dropped
+            let secret = self.secret(ctx, &server, config, false);
+            deployer.apply(vec![secret]).await?;
+            ctx.progress(format!(
+                "unregistering spoke `{}`: waiting for the Applications that deploy to it",
+                self.name
+            ));
+            self.await_no_applications(deployer.client(), &server)
+                .await?;
+        }
+        deployer.destroy().await?;
+        self.auth.revoke(ctx, &spoke).await.map_err(|e| {
+            Error::cloud(format!("revoking the hub's access to `{}`", self.name), e)
+        })?;
+        Ok(())
+    }
+}
