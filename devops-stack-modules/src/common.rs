@@ -763,11 +763,10 @@ pub(crate) async fn plan<C: Component>(c: &C, ctx: &Context) -> ModuleResult<Pla
     }
     let secrets = Secrets::placeholders(ctx.module_id(), &c.generated_secrets(&env));
     let r = c.render(ctx, &env, &secrets)?;
-    let cluster = env.cluster.name().to_owned();
     resources.extend(
         r.objects
             .iter()
-            .map(|o| Resource::kubernetes(cluster.clone(), o)),
+            .map(|o| Resource::kubernetes(crate::fleet::cluster_of(&env.cluster, o), o)),
     );
     resources.extend(c.planned_cloud(ctx, &env)?);
     Ok(Planned::new(r.output).with_resources(resources))

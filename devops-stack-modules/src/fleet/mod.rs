@@ -66,7 +66,7 @@ pub use spoke::{SECRET_TYPE_LABEL, Spoke, VALUE_PREFIX, WAVE_LABEL};
 pub use token::ServiceAccountToken;
 pub use wave::WaveReport;
 
-pub(crate) use route::Deployers;
+pub(crate) use route::{Deployers, cluster_of};
 use spoke::Registration;
 use wave::WaveGate;
 

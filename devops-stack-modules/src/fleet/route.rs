@@ -65,6 +65,14 @@ impl Deployers {
     }
 }
 
+/// The name of the cluster `object` of a module on `cluster` goes to.
+pub(crate) fn cluster_of(cluster: &ClusterRef, object: &Value) -> String {
+    match cluster.hub() {
+        Some(hub) if is_argocd_object(object) => hub.name().to_owned(),
+        _ => cluster.name().to_owned(),
+    }
+}
+
 /// Whether `object` is Argo CD's (it goes to the hub when the module's cluster is a spoke).
 fn is_argocd_object(object: &Value) -> bool {
     object["apiVersion"]
