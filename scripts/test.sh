@@ -74,6 +74,11 @@ if [ "${DEVOPS_STACK_LIVE:-auto}" != off ] && testenv_built; then
   eval "$(bash "$testenv" env --name ci-argocd --argocd)"
   fresh_cluster ci-platform --load-balancers || { echo "cluster ci-platform did not start (target/testenv-ci-platform.log)"; exit 1; }
   eval "$(bash "$testenv" env --name ci-platform --prefix PLATFORM)"
+  # the fleet's two spokes: clusters of their own, without Argo CD (ci-argocd's is their hub)
+  for spoke in a b; do
+    fresh_cluster "ci-spoke-$spoke" --no-argocd --load-balancers || { echo "cluster ci-spoke-$spoke did not start (target/testenv-ci-spoke-$spoke.log)"; exit 1; }
+    eval "$(bash "$testenv" env --name "ci-spoke-$spoke" --prefix "SPOKE_${spoke^^}")"
+  done
   echo "==> fast tier: $DEVOPS_STACK_TEST_KUBECONFIG; real Argo CD tier: $DEVOPS_STACK_TEST_ARGOCD_KUBECONFIG (Argo CD at $DEVOPS_STACK_TEST_ARGOCD_SERVER); platform tier: $DEVOPS_STACK_TEST_PLATFORM_KUBECONFIG"
 else
   echo "==> the project's test environment is not built on this machine (scripts/testenv.sh build):"
@@ -123,7 +128,7 @@ PY
 # `cargo test` reports it ignored, and one run with --include-ignored without what it needs
 # fails, naming the variable. What a test target needs is in its name:
 # - `*_argocd_live`: the test environment's real Argo CD tiers (DEVOPS_STACK_TEST_ARGOCD_*,
-#   DEVOPS_STACK_TEST_PLATFORM_*);
+#   DEVOPS_STACK_TEST_PLATFORM_*, and the fleet's spokes DEVOPS_STACK_TEST_SPOKE_{A,B}_*);
 # - any other `*_live`, and `fake_api` (whose one live test replays a scenario on the fake and on
 #   the cluster): a Kubernetes cluster (DEVOPS_STACK_TEST_KUBECONFIG), and moto where they use it;
 # - everything else: at most moto, which this script always starts.
@@ -142,7 +147,8 @@ for g in ("moto", "cluster", "argocd"):
 ')
 { read -r moto_targets; read -r cluster_targets; read -r argocd_targets; } <<< "$groups"
 cluster_up=; [ -n "${DEVOPS_STACK_TEST_KUBECONFIG:-}" ] && cluster_up=1
-argocd_up=; [ -n "${DEVOPS_STACK_TEST_ARGOCD_KUBECONFIG:-}" ] && [ -n "${DEVOPS_STACK_TEST_PLATFORM_KUBECONFIG:-}" ] && argocd_up=1
+argocd_up=; [ -n "${DEVOPS_STACK_TEST_ARGOCD_KUBECONFIG:-}" ] && [ -n "${DEVOPS_STACK_TEST_PLATFORM_KUBECONFIG:-}" ] \
+  && [ -n "${DEVOPS_STACK_TEST_SPOKE_A_KUBECONFIG:-}" ] && [ -n "${DEVOPS_STACK_TEST_SPOKE_B_KUBECONFIG:-}" ] && argocd_up=1
 moto_args=(--include-ignored --skip resume_child)
 cluster_args=()
 if [ -n "$cluster_up" ]; then

@@ -90,18 +90,6 @@ impl ServiceAccountToken {
         let api: Api<KubeSecret> = Api::namespaced(deployer.client().clone(), &self.namespace);
         let deadline = tokio::time::Instant::now() + self.wait;
         loop {
-            let secret = api
-                .get_opt(&name)
-                .await
-                .map_err(|e| Error::kube(format!("reading Secret {}/{name}", self.namespace), e))?;
-            let data = secret.as_ref().and_then(|s| s.data.as_ref());
-            if let Some(token) = data.and_then(|d| d.get("token")) {
-                let token = String::from_utf8_lossy(&token.0).into_owned();
-                let ca = data
-                    .and_then(|d| d.get("ca.crt"))
-                    .map(|c| base64::engine::general_purpose::STANDARD.encode(&c.0));
-                return Ok(SpokeCredentials::bearer(Secret::new(token), ca));
-            }
             if tokio::time::Instant::now() >= deadline {
                 return Err(Error::Wait {
                     object: format!("Secret {}/{name} on spoke `{}`", self.namespace, spoke.name()),
@@ -110,6 +98,26 @@ impl ServiceAccountToken {
                     state: "no `token` in its data".into(),
                     fix: "check that the spoke's kube-controller-manager runs its token controller (`--service-account-private-key-file`)".into(),
                 });
+            }
+            let secret = api
+                .get_opt(&name)
+                .await
+                .map_err(|e| Error::kube(format!("reading Secret {}/{name}", self.namespace), e))?;
+            if secret.is_none() {
+                // the token controller deletes a token Secret that came before its
+                // ServiceAccount (the objects are applied in parallel): the ServiceAccount is
+                // there now, so the Secret is made again
+                deployer.apply(self.objects(ctx)).await?;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+            let data = secret.as_ref().and_then(|s| s.data.as_ref());
+            if let Some(token) = data.and_then(|d| d.get("token")) {
+                let token = String::from_utf8_lossy(&token.0).into_owned();
+                let ca = data
+                    .and_then(|d| d.get("ca.crt"))
+                    .map(|c| base64::engine::general_purpose::STANDARD.encode(&c.0));
+                return Ok(SpokeCredentials::bearer(Secret::new(token), ca));
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
