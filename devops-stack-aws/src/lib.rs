@@ -7,8 +7,10 @@
 //!
 //! Every resource created carries the [`tags::STACK_TAG`] and [`tags::MODULE_TAG`] tags; nothing
 //! without them is ever updated or deleted, and a destroy removes what they mark, in the order AWS
-//! needs. The cluster's output also gives modules workload identity (IRSA,
-//! [`iam::EksWorkloadIdentity`]) through the core `WorkloadIdentity` interface.
+//! needs. The cluster's output also gives modules workload identity through the core
+//! `WorkloadIdentity` interface: IRSA ([`iam::EksWorkloadIdentity`], the default) or EKS Pod
+//! Identity ([`iam::EksPodIdentity`]), one setting of the cluster apart
+//! ([`Eks::workload_identity`](eks::Eks::workload_identity)).
 //!
 //! Both read their AWS configuration from the SDK's standard chain (environment, profiles, SSO,
 //! instance roles) unless told otherwise with [`AwsConfig`]; an endpoint override

@@ -13,6 +13,11 @@ pub const MODULE_TAG: &str = "devops-stack.io/module";
 /// how a re-run finds what an earlier, interrupted run created.
 pub const PART_TAG: &str = "devops-stack.io/part";
 
+/// The prefix of the tags an EKS Pod Identity role carries, one per cluster whose pod identity
+/// association uses it (`devops-stack.io/pod-identity/<region>/<cluster>`, the value
+/// `<region>/<cluster>`): the role goes when the last of them does.
+pub const POD_IDENTITY_USE_TAG_PREFIX: &str = "devops-stack.io/pod-identity/";
+
 /// The ownership tags of `module` of `stack`.
 pub(crate) fn ownership(stack: &str, module: &str) -> BTreeMap<String, String> {
     BTreeMap::from([

@@ -17,7 +17,10 @@ use devops_stack_core::Context;
 
 use super::cleanup::CloudCleanup;
 use super::token::TokenSource;
-use super::{Eks, EksCluster, NODE_POLICIES, NodeGroup, Taint, TaintEffect, parse_version};
+use super::{
+    Eks, EksCluster, NODE_POLICIES, NodeGroup, POD_IDENTITY_AGENT, Taint, TaintEffect,
+    parse_version,
+};
 use crate::config::region_of;
 use crate::error::{Error, Result, is_not_found};
 use crate::iam::{Iam, RoleSpec, partition, service_trust};
@@ -92,6 +95,7 @@ async fn cluster_role(api: &Api, eks: &Eks, ctx: &Context) -> Result<String> {
             managed: vec![policy],
             inline: None,
             description: "EKS control plane role made by devops-stack",
+            tags: BTreeMap::new(),
         })
         .await
 }
@@ -113,6 +117,7 @@ async fn node_role(api: &Api, eks: &Eks, ctx: &Context) -> Result<Option<String>
                 .collect(),
             inline: None,
             description: "EKS node role made by devops-stack",
+            tags: BTreeMap::new(),
         })
         .await
         .map(Some)
@@ -157,6 +162,7 @@ fn output(
             .map(str::to_owned),
         version: c.version().unwrap_or_default().to_owned(),
         oidc_provider_arn,
+        workload_identity_mode: eks.workload_identity,
         tokens: Some(TokenSource::new(&api.sdk, &eks.name)?),
         aws: Some(eks.aws.clone()),
     })
@@ -264,7 +270,7 @@ pub(super) async fn apply(eks: &Eks, ctx: &Context, subnets: Vec<String>) -> Res
         wait_node_group(&api, eks, ctx, &group.name, false).await?;
     }
     // Waited for after the node groups: some add-ons (coredns) are degraded until nodes exist.
-    for addon in &eks.addons {
+    for addon in &eks.wanted_addons() {
         wait_addon_active(&api, eks, ctx, &addon.name).await?;
     }
     let oidc = match (
@@ -645,11 +651,12 @@ async fn ensure_access_entries(api: &Api, eks: &Eks, ctx: &Context) -> Result<()
     .await
 }
 
-/// Creates the add-ons the cluster lacks; an add-on it has is left as it is.
+/// Creates the add-ons the cluster lacks, with the cluster's tags; an add-on it has is left as
+/// it is.
 async fn ensure_addons(api: &Api, eks: &Eks, ctx: &Context) -> Result<()> {
     reconcile(
         eks,
-        &eks.addons,
+        &eks.wanted_addons(),
         "listing add-ons",
         || {
             api.client
@@ -672,6 +679,7 @@ async fn ensure_addons(api: &Api, eks: &Eks, ctx: &Context) -> Result<()> {
                 .cluster_name(&eks.name)
                 .addon_name(&addon.name)
                 .set_addon_version(addon.version.clone())
+                .set_tags(Some(cluster_tags(eks, ctx).into_iter().collect()))
                 .send()
                 .await
                 .map_err(|e| Error::aws("creating the add-on", &what, e))?;
@@ -1104,6 +1112,28 @@ async fn wait_addon_active(api: &Api, eks: &Eks, ctx: &Context, name: &str) -> R
     }
 }
 
+/// Whether the add-on exists with this module's tags.
+async fn addon_owned(api: &Api, eks: &Eks, ctx: &Context, name: &str, what: &str) -> Result<bool> {
+    match api
+        .client
+        .describe_addon()
+        .cluster_name(&eks.name)
+        .addon_name(name)
+        .send()
+        .await
+    {
+        Ok(out) => Ok(out.addon.and_then(|a| a.tags).is_some_and(|t| {
+            owned_by(
+                t.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+                ctx.stack_name(),
+                ctx.module_id(),
+            )
+        })),
+        Err(e) if is_not_found(&e) => Ok(false),
+        Err(e) => Err(Error::aws("reading the add-on", what, e)),
+    }
+}
+
 async fn remove_addons_and_access_entries(api: &Api, eks: &Eks, ctx: &Context) -> Result<()> {
     let resource = eks.cluster_resource();
     for entry in &eks.access_entries {
@@ -1122,8 +1152,16 @@ async fn remove_addons_and_access_entries(api: &Api, eks: &Eks, ctx: &Context) -
             Err(e) => return Err(Error::aws("deleting the access entry", what, e)),
         }
     }
-    for addon in &eks.addons {
+    for addon in &eks.wanted_addons() {
         let what = format!("add-on `{}` of {resource}", addon.name);
+        if addon.name == POD_IDENTITY_AGENT
+            && eks.adds_pod_identity_agent()
+            && !addon_owned(api, eks, ctx, &addon.name, &what).await?
+        {
+            // the agent the cluster had before: other workloads may use it
+            ctx.progress(format!("{what} was not made by this module: left alone"));
+            continue;
+        }
         ctx.progress(format!("deleting {what}"));
         match api
             .client

@@ -13,10 +13,11 @@ use devops_stack_core::{BoxError, Secret};
 use futures::future::BoxFuture;
 use serde::Serialize;
 
+use super::WorkloadIdentityMode;
 use super::token::{EksAuthLayer, TokenSource};
 use crate::config::AwsConfig;
 use crate::error::{Error, Result};
-use crate::iam::EksWorkloadIdentity;
+use crate::iam::{EksPodIdentity, EksWorkloadIdentity};
 
 /// A live (or planned) EKS cluster: what the [`Eks`](super::Eks) module outputs.
 ///
@@ -43,6 +44,8 @@ pub struct EksCluster {
     pub version: String,
     /// The ARN of the cluster's IAM OIDC provider (for IRSA), once it exists.
     pub oidc_provider_arn: Option<String>,
+    /// How [`workload_identity`](WorkloadIdentityProvider::workload_identity) gives roles.
+    pub workload_identity_mode: WorkloadIdentityMode,
     #[serde(skip)]
     pub(crate) tokens: Option<TokenSource>,
     #[serde(skip)]
@@ -58,6 +61,7 @@ impl fmt::Debug for EksCluster {
             .field("arn", &self.arn)
             .field("oidc_issuer_url", &self.oidc_issuer_url)
             .field("version", &self.version)
+            .field("workload_identity_mode", &self.workload_identity_mode)
             .finish_non_exhaustive()
     }
 }
@@ -113,10 +117,22 @@ impl EksCluster {
 }
 
 impl WorkloadIdentityProvider for EksCluster {
-    /// IRSA through the cluster's OIDC provider; for a planned cluster, one that names roles
-    /// but cannot create them.
+    /// The cluster's [`WorkloadIdentityMode`]: IRSA through the cluster's OIDC provider
+    /// ([`EksWorkloadIdentity`]), or EKS Pod Identity ([`EksPodIdentity`]); for a planned
+    /// cluster, one that names roles but cannot create them.
     fn workload_identity(&self) -> WorkloadIdentityRef {
         let account = self.arn.split(':').nth(4).unwrap_or_default();
+        if self.workload_identity_mode == WorkloadIdentityMode::PodIdentity {
+            return match &self.aws {
+                Some(aws) if !account.is_empty() => Arc::new(EksPodIdentity::live(
+                    &self.name,
+                    &self.region,
+                    account,
+                    aws.clone(),
+                )),
+                _ => Arc::new(EksPodIdentity::planned(&self.name, &self.region)),
+            };
+        }
         match (&self.oidc_provider_arn, &self.oidc_issuer_url, &self.aws) {
             (Some(provider), Some(issuer), Some(aws)) if !account.is_empty() => {
                 Arc::new(EksWorkloadIdentity::live(
@@ -267,6 +283,7 @@ mod tests {
             oidc_issuer_url: None,
             version: "1.33".into(),
             oidc_provider_arn: None,
+            workload_identity_mode: WorkloadIdentityMode::Irsa,
             aws: None,
             tokens: Some(TokenSource::new(&sdk, "prod").unwrap()),
         };
@@ -310,10 +327,42 @@ mod tests {
             oidc_issuer_url: None,
             version: "1.33".into(),
             oidc_provider_arn: None,
+            workload_identity_mode: WorkloadIdentityMode::Irsa,
             tokens: None,
             aws: None,
         };
         let err = cluster.kube_client().err().expect("no client").to_string();
         assert!(err.contains("offline plan"), "{err}");
+
+        // The mode chooses the workload identity: IRSA annotates, Pod Identity does not.
+        use devops_stack_core::interfaces::{
+            PolicyDocument, RoleOwner, RoleRequest, ServiceAccount,
+        };
+        let owner = RoleOwner {
+            stack: "prod".into(),
+            module: "loki".into(),
+        };
+        let request = RoleRequest::new(ServiceAccount::new("loki", "loki"), PolicyDocument::new());
+        let irsa = cluster.workload_identity().planned_role(&owner, &request);
+        assert!(
+            irsa.id.ends_with(":role/prod-irsa-loki-loki"),
+            "{}",
+            irsa.id
+        );
+        assert!(
+            irsa.annotations
+                .contains_key(crate::iam::ROLE_ARN_ANNOTATION)
+        );
+        let pods = EksCluster {
+            workload_identity_mode: WorkloadIdentityMode::PodIdentity,
+            ..cluster
+        };
+        let role = pods.workload_identity().planned_role(&owner, &request);
+        assert!(
+            role.id.ends_with(":role/prod-loki-loki-loki"),
+            "{}",
+            role.id
+        );
+        assert!(role.annotations.is_empty());
     }
 }

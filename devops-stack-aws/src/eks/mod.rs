@@ -8,6 +8,7 @@
 //! | [`Eks::version`] | [`DEFAULT_VERSION`] |
 //! | [`Eks::public_access_cidrs`] | `0.0.0.0/0` |
 //! | [`Eks::security_groups`], [`Eks::tag`], [`Eks::access_entry`], [`Eks::addon`], [`Eks::node_group`] | none |
+//! | [`Eks::workload_identity`] | [`WorkloadIdentityMode::Irsa`] |
 //! | [`Eks::aws`], [`Eks::region`], [`Eks::endpoint_url`] | the SDK's standard chain |
 //!
 //! The API endpoint of a created cluster is reachable both from the VPC (private access) and
@@ -24,6 +25,16 @@
 //! which [`EksCluster`]'s workload identity (IRSA) needs. All of them carry the stack's and
 //! module's tags; a role of the same name without them stops the apply
 //! ([`Error::NotOwned`]) and is never deleted.
+//!
+//! **Workload identity.** `eks_handle.workload_identity()` gives the modules deploying into the
+//! cluster their cloud roles, in the mode chosen with [`Eks::workload_identity`]: IRSA
+//! ([`EksWorkloadIdentity`](crate::iam::EksWorkloadIdentity), the default) or EKS Pod Identity
+//! ([`EksPodIdentity`](crate::iam::EksPodIdentity), one role per module shared by the clusters
+//! it runs on). With Pod Identity, the module also installs the [`POD_IDENTITY_AGENT`] add-on
+//! (unless declared with [`Eks::addon`], then as declared), which goes with the cluster; on an
+//! adopted cluster, a destroy removes it only when this module created it. The IAM OIDC
+//! provider is made in both modes: IRSA roles of a stack switching to Pod Identity keep working
+//! through it until their modules delete them.
 //!
 //! **Destroy** first checks that the cluster's API answers: objects in it (load balancers,
 //! volumes) hold cloud resources that would outlive the cluster. When it does not answer, the
@@ -92,6 +103,36 @@ pub const NODE_POLICIES: [&str; 3] = [
 /// support ends on 2026-11-26, so 1.32 is the oldest; 1.36 is the newest upstream minor.
 pub const SUPPORTED_MINORS: std::ops::RangeInclusive<u32> = 32..=36;
 
+/// The EKS add-on that serves EKS Pod Identity credentials to pods, installed by
+/// [`WorkloadIdentityMode::PodIdentity`].
+pub const POD_IDENTITY_AGENT: &str = "eks-pod-identity-agent";
+
+/// How the cluster gives the modules deploying into it their cloud roles (what
+/// `eks_handle.workload_identity()` returns). Switching a live stack from IRSA to Pod Identity
+/// is this one setting; see [`EksPodIdentity`](crate::iam::EksPodIdentity) for what happens to
+/// the IRSA roles.
+///
+/// ```
+/// use devops_stack_aws::eks::{Eks, WorkloadIdentityMode};
+/// let eks = Eks::new("eks", "prod", "example.com")
+///     .subnets(["subnet-a", "subnet-b"])
+///     .workload_identity(WorkloadIdentityMode::PodIdentity);
+/// # let _ = eks;
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum WorkloadIdentityMode {
+    /// IAM roles for service accounts: one role per cluster and service account, trusting the
+    /// cluster's OIDC provider; the ServiceAccount carries the role's ARN as an annotation.
+    #[default]
+    Irsa,
+    /// EKS Pod Identity: one role per module and service account, trusting
+    /// `pods.eks.amazonaws.com`, shared by every cluster the module runs on; each cluster binds
+    /// it with a pod identity association; no annotation. Installs [`POD_IDENTITY_AGENT`].
+    PodIdentity,
+}
+
 /// The policy [`AccessEntry::admin`] associates.
 pub const CLUSTER_ADMIN_POLICY: &str =
     "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy";
@@ -127,6 +168,7 @@ pub struct Eks {
     access_entries: Vec<AccessEntry>,
     addons: Vec<Addon>,
     node_groups: Vec<NodeGroup>,
+    workload_identity: WorkloadIdentityMode,
     aws: AwsConfig,
     polling: Polling,
     cleanup_timeout: std::time::Duration,
@@ -157,6 +199,7 @@ impl Eks {
             access_entries: Vec::new(),
             addons: Vec::new(),
             node_groups: Vec::new(),
+            workload_identity: WorkloadIdentityMode::default(),
             aws: AwsConfig::new(),
             polling: Polling::default(),
             cleanup_timeout: std::time::Duration::from_secs(15 * 60),
@@ -251,6 +294,14 @@ impl Eks {
         self
     }
 
+    /// How the cluster gives workloads their cloud roles (default [`WorkloadIdentityMode::Irsa`]).
+    /// Modules given `eks_handle.workload_identity()` need no change either way.
+    #[must_use]
+    pub fn workload_identity(mut self, mode: WorkloadIdentityMode) -> Self {
+        self.workload_identity = mode;
+        self
+    }
+
     /// How to wait for EKS (default: 5 s doubling to 30 s, at most 40 minutes).
     #[must_use]
     pub fn polling(mut self, polling: Polling) -> Self {
@@ -282,6 +333,22 @@ impl Eks {
         crate::iam::role_name(&format!("{}-eks-node", self.name))
     }
 
+    /// The add-ons the cluster gets: those declared, and [`POD_IDENTITY_AGENT`] with
+    /// [`WorkloadIdentityMode::PodIdentity`] unless declared.
+    fn wanted_addons(&self) -> Vec<Addon> {
+        let mut addons = self.addons.clone();
+        if self.adds_pod_identity_agent() {
+            addons.push(Addon::new(POD_IDENTITY_AGENT));
+        }
+        addons
+    }
+
+    /// Whether the module adds [`POD_IDENTITY_AGENT`] itself (not declared by the user).
+    fn adds_pod_identity_agent(&self) -> bool {
+        self.workload_identity == WorkloadIdentityMode::PodIdentity
+            && !self.addons.iter().any(|a| a.name == POD_IDENTITY_AGENT)
+    }
+
     fn cluster_resource(&self) -> String {
         format!("EKS cluster `{}`", self.name)
     }
@@ -305,6 +372,7 @@ impl Eks {
                 self.version.clone()
             },
             oidc_provider_arn: Some(unknown(id, "oidc_provider_arn")),
+            workload_identity_mode: self.workload_identity,
             tokens: None,
             aws: None,
         }
@@ -801,7 +869,8 @@ impl Module for Eks {
                 "public_access_cidrs": self.public_access_cidrs,
                 "tags": self.tags,
                 "access_entries": self.access_entries,
-                "addons": self.addons,
+                "addons": self.wanted_addons(),
+                "workload_identity": self.workload_identity,
                 "aws": self.aws.plan_properties(),
             }),
         ));

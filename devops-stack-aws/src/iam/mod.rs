@@ -1,14 +1,22 @@
-//! IAM: the roles and the OIDC provider of an EKS cluster, and workload identity (IRSA).
+//! IAM: the roles and the OIDC provider of an EKS cluster, and workload identity, with IRSA or
+//! with EKS Pod Identity.
 //!
 //! Every role and OIDC provider created here carries the stack's and the module's tags; one of
 //! the same name without them is never changed or deleted ([`Error::NotOwned`]).
 //!
-//! [`EksWorkloadIdentity`] implements the core
-//! `WorkloadIdentity` interface with IRSA: a
-//! module asks for a role for `namespace/serviceaccount` with a typed policy; the role's trust
-//! allows `sts:AssumeRoleWithWebIdentity` from exactly that service account through the
-//! cluster's OIDC provider; the module puts the returned `eks.amazonaws.com/role-arn`
-//! annotation on the ServiceAccount, and deletes the role in its destroy.
+//! Both workload identities implement the core `WorkloadIdentity` interface: a module asks for
+//! a role for `namespace/serviceaccount` with a typed policy, gets it at apply, and deletes it in
+//! its destroy. Which one a cluster gives is chosen on its [`Eks`](crate::eks::Eks) module
+//! ([`Eks::workload_identity`](crate::eks::Eks::workload_identity)); modules never see the
+//! difference.
+//!
+//! - [`EksWorkloadIdentity`] (IRSA, the default): one role per cluster and service account,
+//!   trusting exactly that service account through the cluster's OIDC provider; the module puts
+//!   the returned `eks.amazonaws.com/role-arn` annotation on the ServiceAccount.
+//! - [`EksPodIdentity`] (EKS Pod Identity): one role per module and service account, trusting
+//!   the service `pods.eks.amazonaws.com`, shared by every cluster the module runs on; each
+//!   cluster binds it to the service account with a pod identity association. The
+//!   ServiceAccount carries no annotation.
 //!
 //! ```
 //! use devops_stack_aws::iam::EksWorkloadIdentity;
@@ -27,24 +35,19 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use aws_sdk_iam::Client;
-use aws_sdk_iam::types::Tag;
-use devops_stack_core::BoxError;
-use devops_stack_core::interfaces::{
-    Effect, PolicyDocument, RoleOwner, RoleRequest, ServiceAccount, WorkloadIdentity, WorkloadRole,
-};
-use devops_stack_core::plan::Resource;
-use futures::future::BoxFuture;
+use aws_sdk_iam::types::{Role, Tag};
+use devops_stack_core::interfaces::{Effect, PolicyDocument, RoleOwner, RoleRequest};
 use serde_json::{Value, json};
 
 use crate::config::AwsConfig;
 use crate::error::{Error, Result, deleted, is_not_found};
 use crate::tags::{MODULE_TAG, STACK_TAG, owned_by, owner_text};
 
-/// The ServiceAccount annotation IRSA reads.
-pub const ROLE_ARN_ANNOTATION: &str = "eks.amazonaws.com/role-arn";
+mod irsa;
+mod pod_identity;
 
-/// The audience of the tokens EKS projects for IRSA.
-pub const STS_AUDIENCE: &str = "sts.amazonaws.com";
+pub use irsa::{EksWorkloadIdentity, ROLE_ARN_ANNOTATION, STS_AUDIENCE};
+pub use pod_identity::{EksPodIdentity, PODS_SERVICE_PRINCIPAL};
 
 /// The AWS partition of a region (`aws`, `aws-cn`, `aws-us-gov`).
 pub(crate) fn partition(region: &str) -> &'static str {
@@ -57,16 +60,24 @@ pub(crate) fn partition(region: &str) -> &'static str {
     }
 }
 
-/// A role name of at most 64 characters: `base` cut, with a stable hash of the whole when cut.
-pub(crate) fn role_name(base: &str) -> String {
-    if base.len() <= 64 {
+/// `base` in at most `max` characters (at least 10): cut, with a stable hash of the whole when
+/// cut, so that two long names sharing a beginning stay apart.
+pub(crate) fn cut(base: &str, max: usize) -> String {
+    if base.len() <= max {
         return base.to_owned();
     }
     // FNV-1a: stable across runs and platforms.
     let hash = base.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
     });
-    format!("{}-{:08x}", &base[..55], hash as u32)
+    // the names cut here are ASCII (DNS labels, regions), so any byte is a boundary
+    let keep = base.floor_char_boundary(max - 9);
+    format!("{}-{:08x}", &base[..keep], hash as u32)
+}
+
+/// A role name of at most 64 characters: `base` [`cut`].
+pub(crate) fn role_name(base: &str) -> String {
+    cut(base, 64)
 }
 
 /// A trust policy letting `service` (`eks.amazonaws.com`) assume the role.
@@ -75,19 +86,6 @@ pub(crate) fn service_trust(service: &str) -> Value {
         "Effect": "Allow",
         "Principal": {"Service": service},
         "Action": "sts:AssumeRole"
-    }]})
-}
-
-/// A trust policy letting exactly `sa` assume the role with a token of the OIDC provider.
-pub(crate) fn irsa_trust(provider_arn: &str, issuer_host: &str, sa: &ServiceAccount) -> Value {
-    json!({"Version": "2012-10-17", "Statement": [{
-        "Effect": "Allow",
-        "Principal": {"Federated": provider_arn},
-        "Action": "sts:AssumeRoleWithWebIdentity",
-        "Condition": {"StringEquals": {
-            format!("{issuer_host}:sub"): format!("system:serviceaccount:{}:{}", sa.namespace, sa.name),
-            format!("{issuer_host}:aud"): STS_AUDIENCE,
-        }}
     }]})
 }
 
@@ -107,17 +105,60 @@ pub(crate) fn policy_json(policy: &PolicyDocument) -> Value {
     json!({"Version": "2012-10-17", "Statement": statements})
 }
 
-/// A role the stack manages: its name, trust, managed policies and inline policy.
+/// A role the stack manages: its name, trust, managed policies, inline policy, and tags beyond
+/// the ownership ones.
 pub(crate) struct RoleSpec<'a> {
     pub(crate) name: String,
     pub(crate) trust: Value,
     pub(crate) managed: Vec<String>,
     pub(crate) inline: Option<Value>,
     pub(crate) description: &'a str,
+    /// Set at creation, and added to an existing role that lacks them; never removed here.
+    pub(crate) tags: BTreeMap<String, String>,
+}
+
+/// Whether the policy document IAM returns (URL-encoded JSON) says what `wanted` says.
+fn same_document(live: Option<&str>, wanted: &Value) -> bool {
+    live.map(percent_decode)
+        .and_then(|text| serde_json::from_str::<Value>(&text).ok())
+        .is_some_and(|live| &live == wanted)
+}
+
+/// `%XX` escapes decoded (IAM returns policy documents URL-encoded).
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The name of the inline policy of the roles made here.
 const INLINE_POLICY: &str = "devops-stack";
+
+/// An IAM tag.
+fn tag(key: &str, value: &str) -> Tag {
+    Tag::builder()
+        .key(key)
+        .value(value)
+        .build()
+        .expect("key and value set")
+}
 
 /// IAM calls on behalf of `module` of `stack`.
 pub(crate) struct Iam {
@@ -143,24 +184,14 @@ impl Iam {
     fn tags(&self) -> Vec<Tag> {
         [(STACK_TAG, &self.stack), (MODULE_TAG, &self.module)]
             .into_iter()
-            .map(|(k, v)| {
-                Tag::builder()
-                    .key(k)
-                    .value(v)
-                    .build()
-                    .expect("key and value set")
-            })
+            .map(|(k, v)| tag(k, v))
             .collect()
     }
 
-    /// The role's tags, or `None` when it does not exist.
-    async fn role_tags(&self, name: &str) -> Result<Option<Vec<Tag>>> {
+    /// The role, or `None` when it does not exist.
+    async fn role(&self, name: &str) -> Result<Option<Role>> {
         match self.client.get_role().role_name(name).send().await {
-            Ok(out) => Ok(Some(
-                out.role
-                    .map(|r| r.tags.unwrap_or_default())
-                    .unwrap_or_default(),
-            )),
+            Ok(out) => Ok(out.role),
             Err(e) if is_not_found(&e) => Ok(None),
             Err(e) => Err(Error::aws(
                 "reading the role",
@@ -170,12 +201,31 @@ impl Iam {
         }
     }
 
+    /// The role's tags, or `None` when it does not exist.
+    pub(crate) async fn role_tags(&self, name: &str) -> Result<Option<Vec<Tag>>> {
+        Ok(self.role(name).await?.map(|r| r.tags.unwrap_or_default()))
+    }
+
+    /// Removes the tags `keys` from the role `name` (a role or tag that is gone is no error).
+    pub(crate) async fn untag_role(&self, name: &str, keys: &[String]) -> Result<()> {
+        deleted(
+            self.client
+                .untag_role()
+                .role_name(name)
+                .set_tag_keys(Some(keys.to_vec()))
+                .send()
+                .await,
+            "untagging the role",
+            &format!("IAM role `{name}`"),
+        )
+    }
+
     /// Whether a role `name` exists with this module's tags.
     pub(crate) async fn owns_role(&self, name: &str) -> Result<bool> {
         Ok(self.role_tags(name).await?.is_some_and(|t| self.owns(&t)))
     }
 
-    fn owns(&self, tags: &[Tag]) -> bool {
+    pub(crate) fn owns(&self, tags: &[Tag]) -> bool {
         owned_by(
             tags.iter().map(|t| (t.key(), t.value())),
             &self.stack,
@@ -183,42 +233,56 @@ impl Iam {
         )
     }
 
-    /// Creates the role, or brings this module's existing one to `spec`; returns its ARN.
+    /// Creates the role, or brings this module's existing one to `spec`; returns its ARN. The
+    /// trust policy of an existing role is rewritten only when it differs from `spec`'s.
     ///
     /// # Errors
     /// [`Error::NotOwned`] when a role of that name exists without this module's tags.
     pub(crate) async fn ensure_role(&self, spec: &RoleSpec<'_>) -> Result<String> {
         let what = format!("IAM role `{}`", spec.name);
         let trust = spec.trust.to_string();
-        let arn = match self.role_tags(&spec.name).await? {
-            Some(tags) if !self.owns(&tags) => {
+        let arn = match self.role(&spec.name).await? {
+            Some(role) if !self.owns(role.tags()) => {
                 return Err(Error::NotOwned {
                     resource: what,
-                    owner: owner_text(tags.iter().map(|t| (t.key(), t.value()))),
+                    owner: owner_text(role.tags().iter().map(|t| (t.key(), t.value()))),
                     fix: format!(
                         "delete or rename that role, or give this module the ARN of a role to use instead of creating `{}`",
                         spec.name
                     ),
                 });
             }
-            Some(_) => {
-                // Trust and policies are set again each run: both calls are idempotent.
-                self.client
-                    .update_assume_role_policy()
-                    .role_name(&spec.name)
-                    .policy_document(&trust)
-                    .send()
-                    .await
-                    .map_err(|e| Error::aws("updating the role's trust policy", &what, e))?;
-                self.client
-                    .get_role()
-                    .role_name(&spec.name)
-                    .send()
-                    .await
-                    .map_err(|e| Error::aws("reading the role", &what, e))?
-                    .role
-                    .map(|r| r.arn)
-                    .unwrap_or_default()
+            Some(role) => {
+                if !same_document(role.assume_role_policy_document(), &spec.trust) {
+                    self.client
+                        .update_assume_role_policy()
+                        .role_name(&spec.name)
+                        .policy_document(&trust)
+                        .send()
+                        .await
+                        .map_err(|e| Error::aws("updating the role's trust policy", &what, e))?;
+                }
+                let missing: Vec<Tag> = spec
+                    .tags
+                    .iter()
+                    .filter(|(k, v)| {
+                        !role
+                            .tags()
+                            .iter()
+                            .any(|t| t.key() == k.as_str() && t.value() == v.as_str())
+                    })
+                    .map(|(k, v)| tag(k, v))
+                    .collect();
+                if !missing.is_empty() {
+                    self.client
+                        .tag_role()
+                        .role_name(&spec.name)
+                        .set_tags(Some(missing))
+                        .send()
+                        .await
+                        .map_err(|e| Error::aws("tagging the role", &what, e))?;
+                }
+                role.arn
             }
             None => self
                 .client
@@ -226,7 +290,12 @@ impl Iam {
                 .role_name(&spec.name)
                 .assume_role_policy_document(&trust)
                 .description(spec.description)
-                .set_tags(Some(self.tags()))
+                .set_tags(Some(
+                    self.tags()
+                        .into_iter()
+                        .chain(spec.tags.iter().map(|(k, v)| tag(k, v)))
+                        .collect(),
+                ))
                 .send()
                 .await
                 .map_err(|e| Error::aws("creating the role", &what, e))?
@@ -455,67 +524,39 @@ impl Iam {
     }
 }
 
-/// Workload identity with IRSA on one EKS cluster: the output side of
-/// [`Eks`](crate::eks::Eks), reached with `eks_handle.workload_identity()`.
+/// What both workload identities know of their cluster: its name, region and account, and how
+/// to reach AWS (`None` for a cluster known only from a plan, which names roles but cannot make
+/// them).
 #[derive(Debug, Clone)]
-pub struct EksWorkloadIdentity {
-    cluster: String,
-    region: String,
-    account: String,
-    provider_arn: Option<String>,
-    issuer_host: Option<String>,
-    aws: Option<AwsConfig>,
+pub(crate) struct IdentityCluster {
+    pub(crate) name: String,
+    pub(crate) region: String,
+    pub(crate) account: String,
+    pub(crate) aws: Option<AwsConfig>,
 }
 
-impl EksWorkloadIdentity {
-    /// The identity of a cluster known only from a plan: it names roles but cannot create them.
-    pub fn planned(cluster: impl Into<String>, region: impl Into<String>) -> Self {
-        EksWorkloadIdentity {
-            cluster: cluster.into(),
-            region: region.into(),
+impl IdentityCluster {
+    /// A cluster of a plan: its account is not known yet.
+    pub(crate) fn planned(name: String, region: String) -> Self {
+        IdentityCluster {
+            name,
+            region,
             account: "(known after apply)".into(),
-            provider_arn: None,
-            issuer_host: None,
             aws: None,
         }
     }
 
-    pub(crate) fn live(
-        cluster: &str,
-        region: &str,
-        account: &str,
-        provider_arn: String,
-        issuer_host: String,
-        aws: AwsConfig,
-    ) -> Self {
-        EksWorkloadIdentity {
-            cluster: cluster.into(),
-            region: region.into(),
-            account: account.into(),
-            provider_arn: Some(provider_arn),
-            issuer_host: Some(issuer_host),
-            aws: Some(aws),
-        }
-    }
-
-    /// The role name of `sa` on this cluster: `<cluster>-irsa-<namespace>-<name>`, cut to 64.
-    pub fn role_name(&self, sa: &ServiceAccount) -> String {
-        role_name(&format!(
-            "{}-irsa-{}-{}",
-            self.cluster, sa.namespace, sa.name
-        ))
-    }
-
-    fn role(&self, sa: &ServiceAccount, arn: String) -> WorkloadRole {
-        WorkloadRole {
-            id: arn.clone(),
-            service_account: sa.clone(),
-            annotations: BTreeMap::from([(ROLE_ARN_ANNOTATION.to_owned(), arn)]),
-        }
+    /// The ARN of the role `name` in the cluster's account.
+    pub(crate) fn role_arn(&self, name: &str) -> String {
+        format!(
+            "arn:{}:iam::{}:role/{name}",
+            partition(&self.region),
+            self.account
+        )
     }
 
     /// The ARNs of the AWS managed policies `request` names.
-    fn managed_arns(&self, request: &RoleRequest) -> Vec<String> {
+    pub(crate) fn managed_arns(&self, request: &RoleRequest) -> Vec<String> {
         request
             .managed_policies
             .iter()
@@ -523,96 +564,51 @@ impl EksWorkloadIdentity {
             .collect()
     }
 
-    async fn iam(&self, owner: &RoleOwner) -> Result<Iam> {
+    /// The role `request` describes, named `name`, trusting what `trust` says.
+    pub(crate) fn role_spec<'a>(
+        &self,
+        request: &RoleRequest,
+        name: String,
+        trust: Value,
+        description: &'a str,
+        tags: BTreeMap<String, String>,
+    ) -> RoleSpec<'a> {
+        RoleSpec {
+            name,
+            trust,
+            managed: self.managed_arns(request),
+            // IAM refuses a policy without statements: a role of managed policies only has none
+            inline: (!request.policy.statements.is_empty()).then(|| policy_json(&request.policy)),
+            description,
+            tags,
+        }
+    }
+
+    /// Refuses a policy with a wildcard resource not said on purpose, or an empty statement.
+    pub(crate) fn check_policy(owner: &RoleOwner, request: &RoleRequest) -> Result<()> {
+        let bad = request.policy.unscoped_statements();
+        if bad.is_empty() {
+            return Ok(());
+        }
+        Err(Error::Config {
+            problem: format!(
+                "the policy asked by module `{}` for {} has statements {bad:?} with no action, no resource, or a wildcard resource",
+                owner.module, request.service_account
+            ),
+            fix: "scope each statement to resource ARNs; use `Statement::allow_unscoped` only for actions AWS cannot scope".into(),
+        })
+    }
+
+    /// The AWS configuration and the loaded SDK configuration.
+    ///
+    /// # Errors
+    /// [`Error::Client`] for a cluster of a plan.
+    pub(crate) async fn sdk(&self) -> Result<(&AwsConfig, aws_config::SdkConfig)> {
         let aws = self.aws.as_ref().ok_or_else(|| Error::Client {
-            cluster: self.cluster.clone(),
+            cluster: self.name.clone(),
             reason: "this cluster comes from an offline plan; apply the stack first".into(),
         })?;
-        let sdk = aws.load().await?;
-        Ok(Iam::new(aws, &sdk, &owner.stack, &owner.module))
-    }
-
-    async fn ensure(&self, owner: &RoleOwner, request: &RoleRequest) -> Result<WorkloadRole> {
-        let sa = &request.service_account;
-        let bad = request.policy.unscoped_statements();
-        if !bad.is_empty() {
-            return Err(Error::Config {
-                problem: format!(
-                    "the policy asked by module `{}` for {sa} has statements {bad:?} with no action, no resource, or a wildcard resource",
-                    owner.module
-                ),
-                fix: "scope each statement to resource ARNs; use `Statement::allow_unscoped` only for actions AWS cannot scope".into(),
-            });
-        }
-        let (Some(provider), Some(host)) = (&self.provider_arn, &self.issuer_host) else {
-            return Err(Error::Client {
-                cluster: self.cluster.clone(),
-                reason: "the cluster has no IAM OIDC provider yet; apply its Eks module first"
-                    .into(),
-            });
-        };
-        let iam = self.iam(owner).await?;
-        let arn = iam
-            .ensure_role(&RoleSpec {
-                name: self.role_name(sa),
-                trust: irsa_trust(provider, host, sa),
-                managed: self.managed_arns(request),
-                // IAM refuses a policy without statements: a role of managed policies only has none
-                inline: (!request.policy.statements.is_empty())
-                    .then(|| policy_json(&request.policy)),
-                description: "IRSA role made by devops-stack",
-            })
-            .await?;
-        Ok(self.role(sa, arn))
-    }
-}
-
-impl WorkloadIdentity for EksWorkloadIdentity {
-    fn planned_role(&self, _owner: &RoleOwner, request: &RoleRequest) -> WorkloadRole {
-        let sa = &request.service_account;
-        let arn = format!(
-            "arn:{}:iam::{}:role/{}",
-            partition(&self.region),
-            self.account,
-            self.role_name(sa)
-        );
-        self.role(sa, arn)
-    }
-
-    fn planned_resource(&self, owner: &RoleOwner, request: &RoleRequest) -> Resource {
-        let sa = &request.service_account;
-        Resource::cloud(
-            "aws",
-            "iam:Role",
-            self.role_name(sa),
-            serde_json::json!({
-                "arn": self.planned_role(owner, request).id,
-                "assumed_by": format!("system:serviceaccount:{}:{} (IRSA, cluster {})", sa.namespace, sa.name, self.cluster),
-                "policy": policy_json(&request.policy),
-                "managed_policies": self.managed_arns(request),
-            }),
-        )
-    }
-
-    fn ensure_role<'a>(
-        &'a self,
-        owner: &'a RoleOwner,
-        request: &'a RoleRequest,
-    ) -> BoxFuture<'a, Result<WorkloadRole, BoxError>> {
-        Box::pin(async move { self.ensure(owner, request).await.map_err(Into::into) })
-    }
-
-    fn delete_role<'a>(
-        &'a self,
-        owner: &'a RoleOwner,
-        service_account: &'a ServiceAccount,
-    ) -> BoxFuture<'a, Result<(), BoxError>> {
-        Box::pin(async move {
-            let iam = self.iam(owner).await?;
-            iam.delete_role(&self.role_name(service_account), &|m| tracing::info!("{m}"))
-                .await
-                .map_err(Into::into)
-        })
+        Ok((aws, aws.load().await?))
     }
 }
 
@@ -622,27 +618,28 @@ mod tests {
     use devops_stack_core::interfaces::Statement;
 
     #[test]
-    fn names_trusts_and_policies() {
+    fn names_documents_and_policies() {
         assert_eq!(role_name("prod-eks-node"), "prod-eks-node");
         let long = role_name(&"a".repeat(100));
         assert_eq!(long.len(), 64);
         assert_ne!(long, role_name(&format!("{}b", "a".repeat(99))));
-        let trust = irsa_trust(
-            "arn:aws:iam::1:oidc-provider/oidc.eks.eu-west-1.amazonaws.com/id/X",
-            "oidc.eks.eu-west-1.amazonaws.com/id/X",
-            &ServiceAccount::new("loki", "loki"),
-        );
-        let statement = &trust["Statement"][0];
-        assert_eq!(statement["Action"], "sts:AssumeRoleWithWebIdentity");
-        assert_eq!(
-            statement["Condition"]["StringEquals"]["oidc.eks.eu-west-1.amazonaws.com/id/X:sub"],
-            "system:serviceaccount:loki:loki"
-        );
+        assert_eq!(cut(&"a".repeat(200), 128).len(), 128);
         let policy = policy_json(
             &PolicyDocument::new()
                 .statement(Statement::allow(["s3:GetObject"], ["arn:aws:s3:::b/*"])),
         );
         assert_eq!(policy["Statement"][0]["Resource"][0], "arn:aws:s3:::b/*");
         assert_eq!(partition("cn-north-1"), "aws-cn");
+        // IAM returns documents URL-encoded; spacing and key order do not make them differ
+        let trust = service_trust("eks.amazonaws.com");
+        let encoded = "%7B%22Statement%22%3A%20%5B%7B%22Action%22%3A%22sts%3AAssumeRole%22%2C%22Effect%22%3A%22Allow%22%2C%22Principal%22%3A%7B%22Service%22%3A%22eks.amazonaws.com%22%7D%7D%5D%2C%22Version%22%3A%222012-10-17%22%7D";
+        assert!(same_document(Some(encoded), &trust));
+        assert!(same_document(Some(&trust.to_string()), &trust));
+        assert!(!same_document(
+            Some(encoded),
+            &service_trust("ec2.amazonaws.com")
+        ));
+        assert!(!same_document(None, &trust));
+        assert_eq!(percent_decode("100%"), "100%");
     }
 }

@@ -4,5 +4,6 @@
 
 pub use devops_stack_test::aws::*;
 
+pub mod eks_fake;
 pub mod recorder;
 pub mod replay;

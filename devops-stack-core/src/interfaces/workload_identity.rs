@@ -210,7 +210,8 @@ pub struct WorkloadRole {
     pub id: String,
     /// The service account that may assume it.
     pub service_account: ServiceAccount,
-    /// The annotations the ServiceAccount needs (`eks.amazonaws.com/role-arn` on EKS).
+    /// The annotations the ServiceAccount needs (`eks.amazonaws.com/role-arn` with IRSA on EKS);
+    /// empty when the implementation binds the role to the service account outside the cluster.
     pub annotations: BTreeMap<String, String>,
 }
 
@@ -225,6 +226,10 @@ pub trait WorkloadIdentity: Send + Sync + fmt::Debug + 'static {
 
     /// Creates the role, or brings an existing one of `owner` to `request` (idempotent). A role
     /// of the same name that `owner` does not own is an error, never taken over.
+    ///
+    /// Modules call it before they apply the objects that use the role. An implementation that
+    /// binds the role outside the cluster relies on that order: when a stack switches to it from
+    /// one that annotates the ServiceAccount, the binding exists before the annotation goes.
     fn ensure_role<'a>(
         &'a self,
         owner: &'a RoleOwner,
@@ -232,7 +237,8 @@ pub trait WorkloadIdentity: Send + Sync + fmt::Debug + 'static {
     ) -> BoxFuture<'a, Result<WorkloadRole, BoxError>>;
 
     /// Deletes the role of `service_account` if `owner` owns it; anything else is left alone.
-    /// Deleting a role that does not exist succeeds.
+    /// Deleting a role that does not exist succeeds. A role shared by several clusters loses
+    /// this cluster's binding, and goes with the last one.
     fn delete_role<'a>(
         &'a self,
         owner: &'a RoleOwner,
