@@ -9,6 +9,11 @@
 //! `<app>.<subdomain>.<cluster>.<base_domain>`; every ingress uses the stack's ingress controller
 //! and gets TLS from the chosen cluster issuer.
 //!
+//! The chart modules are one generic type, a [`Chart`](chart::Chart) of each component's spec
+//! (`Traefik` names `Chart<IngressControllerSpec<TraefikChart>>`): the settings and setters they
+//! share are written once, in the [`chart`] layer, which is public, so that a platform team's own
+//! chart ([`HelmChart`], or a [`ChartSpec`](chart::ChartSpec) of its own) gets them too.
+//!
 //! | module | component | output | implements |
 //! |---|---|---|---|
 //! | [`ArgoCd`] (bootstrap phase) | Argo CD, plain | [`ArgoCdOutput`] | `ArgoCdProvider` |
@@ -91,9 +96,7 @@
 //! # }).unwrap();
 //! ```
 
-mod common;
 mod error;
-mod ingress_controller;
 #[cfg(test)]
 mod mock;
 
@@ -102,6 +105,7 @@ pub mod cert_manager;
 pub mod chart;
 pub mod ebs_csi;
 pub mod fleet;
+pub mod ingress_controller;
 pub mod ingress_nginx;
 pub mod keycloak;
 pub mod kube_prometheus_stack;
@@ -113,8 +117,7 @@ pub mod traefik;
 
 pub use argocd::{ArgoCd, ArgoCdFinal, ArgoCdOutput, InstallMethod, SelfManagedArgoCd};
 pub use cert_manager::{AcmeChallenge, CertManager, ClusterIssuers};
-pub use chart::{ChartRelease, HelmChart};
-pub use common::{ChartSource, Resources, SyncSettings, merge_values};
+pub use chart::{ChartRelease, ChartSource, HelmChart, Resources, SyncSettings, merge_values};
 pub use ebs_csi::{EbsCsi, EbsCsiDriver};
 pub use error::{Error, Result};
 pub use ingress_controller::{DEFAULT_LOAD_BALANCER_TIMEOUT, IngressController};

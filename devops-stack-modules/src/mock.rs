@@ -1,8 +1,13 @@
 //! A scripted stand-in for the Kubernetes API server, for request-level unit tests.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
+use devops_stack_core::interfaces::{Cluster, ClusterRef};
+use devops_stack_core::{BoxError, Input};
 use http::{Request, Response};
 use kube::client::Body;
 use serde_json::{Value, json};
@@ -67,4 +72,25 @@ pub(crate) fn secret(ns: &str, name: &str, data: &[(&str, &str)]) -> Value {
 /// A 404 `Status`.
 pub(crate) fn not_found() -> Value {
     json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"})
+}
+
+/// A cluster no step reaches: its client cannot be made.
+#[derive(Debug)]
+pub(crate) struct Offline;
+
+impl Cluster for Offline {
+    fn name(&self) -> &str {
+        "c"
+    }
+    fn base_domain(&self) -> &str {
+        "example.com"
+    }
+    fn client(&self) -> Pin<Box<dyn Future<Output = Result<kube::Client, BoxError>> + Send + '_>> {
+        Box::pin(async { Err("offline".into()) })
+    }
+}
+
+/// [`Offline`] as a module's input.
+pub(crate) fn offline_cluster() -> Input<ClusterRef> {
+    Input::value(Arc::new(Offline) as ClusterRef)
 }

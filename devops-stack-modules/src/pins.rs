@@ -15,7 +15,7 @@
 //! assert!(PINS.iter().all(|p| p.released.len() == "2026-01-01".len()));
 //! ```
 
-use crate::common::ChartSource;
+use crate::chart::ChartSource;
 
 /// An upstream Helm chart at a pinned version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,11 +1,17 @@
 //! The public chart layer: an in-house chart's typed settings become its values, merged under
 //! overrides; publishing fills the chart's ingress block from the ingress controller's and the
-//! issuer's handles; settings that are not an object of values are refused at build.
+//! issuer's handles; settings that are not an object of values are refused at build; a spec of
+//! one's own gets the shared settings, setters and checks.
 
 use devops_stack_core::clusters::Kind;
 use devops_stack_core::interfaces::IssuerKind;
-use devops_stack_core::{Error, Stack};
-use devops_stack_modules::{ArgoCd, CertManager, ChartSource, HelmChart, IngressNginx};
+use devops_stack_core::{Context, Error, Stack, Validation};
+use devops_stack_modules::chart::{
+    Chart, ChartSpec, Common, Env, Rendered, Secrets, Sizable, Sizing,
+};
+use devops_stack_modules::{
+    ArgoCd, CertManager, ChartSource, HelmChart, IngressNginx, PrometheusOperatorCrds, Resources,
+};
 use serde::Serialize;
 use serde_json::json;
 
@@ -104,4 +110,106 @@ fn settings_that_are_not_an_object_of_values_are_refused() {
     assert_eq!(errors[0].field, "settings");
     assert_eq!(errors[0].module.as_deref(), Some("ledger"));
     assert!(errors[0].fix.contains("struct"), "{}", errors[0].fix);
+}
+
+/// A platform team's own chart spec: sized, with no output.
+#[derive(Debug, Clone)]
+struct Ledger {
+    sizing: Sizing,
+}
+
+impl ChartSpec for Ledger {
+    type Output = ();
+    const KIND: &'static str = "ledger";
+
+    fn validate_more(&self, _common: &Common, v: &mut Validation) {
+        self.sizing.validate(v);
+    }
+
+    fn render(
+        &self,
+        common: &Common,
+        _ctx: &Context,
+        env: &Env,
+        _secrets: &Secrets,
+    ) -> devops_stack_modules::Result<Rendered<()>> {
+        let defaults = json!({"replicaCount": self.sizing.replicas});
+        let values = common.values(
+            env,
+            defaults,
+            |crds| json!({"serviceMonitor": {"enabled": true, "labels": crds.labels}}),
+        );
+        Ok(Rendered {
+            output: (),
+            objects: common.chart_objects(env, values),
+        })
+    }
+}
+
+impl Sizable for Ledger {
+    fn sizing(&mut self) -> &mut Sizing {
+        &mut self.sizing
+    }
+}
+
+/// The chart `ledger` of [`Ledger`] with one replica.
+fn ledger(common: Common) -> Chart<Ledger> {
+    Chart::with_spec(
+        common,
+        Ledger {
+            sizing: Sizing::new(1, Resources::new()),
+        },
+    )
+}
+
+#[tokio::test]
+async fn an_own_spec_gets_the_shared_settings_and_setters() {
+    let mut stack = Stack::new("acme");
+    let cluster = stack.add(Kind::new("acme"));
+    let argocd = stack.add(ArgoCd::new(&cluster));
+    let crds = stack.add(PrometheusOperatorCrds::new(&cluster, &argocd));
+    let common = Common::new("ledger", &cluster, &argocd, chart(), "finance");
+    stack.add(
+        ledger(common)
+            .replicas(3)
+            .namespace("books")
+            .self_heal(false)
+            .service_monitors(&crds)
+            .values(json!({"extra": "x"})),
+    );
+    let plan = stack.build().unwrap().plan().await.unwrap();
+    let module = plan.module("ledger").expect("planned");
+    assert_eq!(module.kind, "ledger");
+    assert_eq!(module.needs, ["acme", "argocd", "prometheus-operator-crds"]);
+    let app = module
+        .resources
+        .iter()
+        .filter_map(|r| r.as_kubernetes())
+        .find(|o| o["kind"] == "Application")
+        .expect("an Application");
+    assert_eq!(app["spec"]["destination"]["namespace"], "books");
+    assert_eq!(app["spec"]["syncPolicy"]["automated"]["selfHeal"], false);
+    assert_eq!(
+        app["spec"]["source"]["helm"]["valuesObject"],
+        json!({
+            "replicaCount": 3,
+            "serviceMonitor": {"enabled": true, "labels": {"devops-stack.io/monitoring": "true"}},
+            "extra": "x",
+        })
+    );
+}
+
+#[test]
+fn an_own_spec_gets_the_shared_checks() {
+    let mut stack = Stack::new("acme");
+    let cluster = stack.add(Kind::new("acme"));
+    let argocd = stack.add(ArgoCd::new(&cluster));
+    let common = Common::new("ledger", &cluster, &argocd, chart(), "finance");
+    stack.add(ledger(common).replicas(0).chart_version("latest"));
+    let Err(Error::Invalid(errors)) = stack.build() else {
+        panic!("expected the settings refused")
+    };
+    let mut fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+    fields.sort_unstable();
+    assert_eq!(fields, ["chart_version", "replicas"], "{errors:?}");
 }

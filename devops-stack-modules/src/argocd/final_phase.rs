@@ -3,13 +3,15 @@
 use devops_stack_core::interfaces::{
     ArgoCdProvider, ArgoCdTarget, ClusterIssuer, ClusterRef, Ingress, Monitoring, Oidc,
 };
-use devops_stack_core::{Context, Handle, Input, Needs, Phase, Validation};
+use devops_stack_core::{
+    Context, Handle, Input, Module, ModuleResult, Needs, Phase, Planned, Validation,
+};
 use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::{ArgoCdOutput, CHART_REPOSITORY, CHART_VERSION};
-use crate::common::{
-    ChartSource, Common, Component, Env, Exposure, Rendered, Secrets, component_module,
+use crate::chart::{
+    Chart, ChartSource, ChartSpec, Common, Env, Exposure, Rendered, Secrets, SyncSettings,
     merge_values,
 };
 use crate::error::{Error, Result};
@@ -57,9 +59,15 @@ impl ArgoCdProvider for SelfManagedArgoCd {
 /// [`DEFAULT_ADMIN_GROUP`](crate::DEFAULT_ADMIN_GROUP). The
 /// Application has no resources finalizer, and destroy deletes it without one: Argo CD is
 /// orphaned, not deleted (the bootstrap's destroy removes it).
+///
+/// It deploys the bootstrap's chart, release and namespace, so it has only the shared setters
+/// it honours (id, subdomain, values, sync), not those of other charts.
 #[derive(Debug, Clone)]
-pub struct ArgoCdFinal {
-    common: Common,
+pub struct ArgoCdFinal(Chart<SelfManaged>);
+
+/// What the self-managed Argo CD has beyond the shared settings.
+#[derive(Debug, Clone)]
+struct SelfManaged {
     bootstrap: Input<ArgoCdOutput>,
     exposure: Exposure,
     oidc: Input<Oidc>,
@@ -78,7 +86,7 @@ impl ArgoCdFinal {
     ) -> Self {
         let mut common = Common::new(
             "argocd-final",
-            cluster.into(),
+            cluster,
             bootstrap.map(|b| b.argocd()),
             // replaced by the bootstrap's chart when rendering
             ChartSource::new(CHART_REPOSITORY, "argo-cd", CHART_VERSION),
@@ -86,91 +94,120 @@ impl ArgoCdFinal {
         );
         common.cascade = false;
         common.owns_namespace = false;
-        ArgoCdFinal {
+        ArgoCdFinal(Chart::with_spec(
             common,
-            bootstrap: bootstrap.input(),
-            exposure: Exposure::new(ingress.into()),
-            oidc,
-            monitoring: None,
-            hostname: None,
-            admin_group: crate::DEFAULT_ADMIN_GROUP.into(),
-        }
+            SelfManaged {
+                bootstrap: bootstrap.input(),
+                exposure: Exposure::new(ingress.into()),
+                oidc,
+                monitoring: None,
+                hostname: None,
+                admin_group: crate::DEFAULT_ADMIN_GROUP.into(),
+            },
+        ))
     }
 
     /// Another module id (default `argocd-final`).
     #[must_use]
-    pub fn id(mut self, id: impl Into<String>) -> Self {
-        self.common.id = id.into();
-        self
+    pub fn id(self, id: impl Into<String>) -> Self {
+        ArgoCdFinal(self.0.id(id))
     }
 
     /// TLS for the ingress from `issuer`.
     #[must_use]
     pub fn issuer(mut self, issuer: Input<ClusterIssuer>) -> Self {
-        self.exposure.issuer = Some(issuer);
+        self.0.spec.exposure.issuer = Some(issuer);
         self
     }
 
     /// Enables Argo CD's ServiceMonitors for this monitoring.
     #[must_use]
     pub fn monitoring(mut self, monitoring: impl Into<Input<Monitoring>>) -> Self {
-        self.monitoring = Some(monitoring.into());
+        self.0.spec.monitoring = Some(monitoring.into());
         self
     }
 
     /// Another hostname (default `argocd.<subdomain>.<cluster>.<base_domain>`).
     #[must_use]
     pub fn hostname(mut self, host: impl Into<String>) -> Self {
-        self.hostname = Some(host.into());
+        self.0.spec.hostname = Some(host.into());
         self
     }
 
     /// Another subdomain for the default hostname.
     #[must_use]
-    pub fn subdomain(mut self, subdomain: impl Into<String>) -> Self {
-        self.common.subdomain = Some(subdomain.into());
-        self
+    pub fn subdomain(self, subdomain: impl Into<String>) -> Self {
+        ArgoCdFinal(self.0.subdomain(subdomain))
     }
 
     /// The group whose members get `role:admin` (default [`DEFAULT_ADMIN_GROUP`](crate::DEFAULT_ADMIN_GROUP)).
     #[must_use]
     pub fn admin_group(mut self, group: impl Into<String>) -> Self {
-        self.admin_group = group.into();
+        self.0.spec.admin_group = group.into();
         self
     }
 
     /// Helm value overrides, merged last.
     #[must_use]
-    pub fn values(mut self, overrides: Value) -> Self {
-        self.common.values.push(overrides);
-        self
+    pub fn values(self, overrides: Value) -> Self {
+        ArgoCdFinal(self.0.values(overrides))
     }
 
     /// Other automated sync settings.
     #[must_use]
-    pub fn sync(mut self, sync: crate::SyncSettings) -> Self {
-        self.common.sync = sync;
-        self
+    pub fn sync(self, sync: SyncSettings) -> Self {
+        ArgoCdFinal(self.0.sync(sync))
     }
 }
 
-component_module!(ArgoCdFinal, SelfManagedArgoCd);
+/// The module of the chart it wraps.
+impl Module for ArgoCdFinal {
+    type Output = SelfManagedArgoCd;
 
-impl Component for ArgoCdFinal {
+    fn id(&self) -> &str {
+        Module::id(&self.0)
+    }
+
+    fn kind(&self) -> &'static str {
+        self.0.kind()
+    }
+
+    fn phase(&self) -> Phase {
+        self.0.phase()
+    }
+
+    fn needs(&self, n: &mut Needs) {
+        self.0.needs(n);
+    }
+
+    fn validate(&self, v: &mut Validation) {
+        self.0.validate(v);
+    }
+
+    async fn plan(&self, ctx: &Context) -> ModuleResult<Planned<SelfManagedArgoCd>> {
+        self.0.plan(ctx).await
+    }
+
+    async fn apply(&self, ctx: &Context) -> ModuleResult<SelfManagedArgoCd> {
+        self.0.apply(ctx).await
+    }
+
+    async fn destroy(&self, ctx: &Context) -> ModuleResult<()> {
+        self.0.destroy(ctx).await
+    }
+}
+
+impl ChartSpec for SelfManaged {
     type Output = SelfManagedArgoCd;
     const KIND: &'static str = "argocd-final";
     const PHASE: Phase = Phase::Final;
-
-    fn common(&self) -> &Common {
-        &self.common
-    }
 
     fn needs_more(&self, n: &mut Needs) {
         n.add(&self.bootstrap).add(&self.oidc).add(&self.monitoring);
         self.exposure.needs(n);
     }
 
-    fn validate_more(&self, v: &mut Validation) {
+    fn validate_more(&self, _common: &Common, v: &mut Validation) {
         if let Some(h) = &self.hostname {
             v.dns_subdomain("hostname", h);
         }
@@ -188,7 +225,12 @@ impl Component for ArgoCdFinal {
 
     /// The engine deletes Applications with the resources finalizer (cascading); Argo CD's own
     /// Application must orphan instead, so it is deleted here first, without finalizers.
-    async fn before_destroy(&self, ctx: &Context, client: &kube::Client) -> Result<()> {
+    async fn before_destroy(
+        &self,
+        _common: &Common,
+        ctx: &Context,
+        client: &kube::Client,
+    ) -> Result<()> {
         let boot = ctx.get(&self.bootstrap)?;
         ctx.progress("deleting Argo CD's own Application, orphaning Argo CD");
         orphan_application(client, &boot.target.namespace, &boot.release_name).await
@@ -196,6 +238,7 @@ impl Component for ArgoCdFinal {
 
     fn render(
         &self,
+        common: &Common,
         ctx: &Context,
         env: &Env,
         _secrets: &Secrets,
@@ -203,7 +246,7 @@ impl Component for ArgoCdFinal {
         let boot = ctx.get(&self.bootstrap)?;
         let oidc = ctx.get(&self.oidc)?;
         let ing = self.exposure.resolve(ctx)?;
-        let host = env.host("argocd", self.hostname.as_ref());
+        let host = env.host("argocd", self.hostname.as_deref());
         let url = ing.url(&host);
         let oidc_config = json!({
             "name": "SSO",
@@ -254,12 +297,12 @@ impl Component for ArgoCdFinal {
                 }),
             );
         }
-        for patch in &self.common.values {
+        for patch in &common.values {
             merge_values(&mut values, patch);
         }
         // the same chart, release and namespace as the bootstrap: the Application takes over
         // the objects the bootstrap applied
-        let mut common = self.common.clone();
+        let mut common = common.clone();
         common.application = Some(boot.release_name.clone());
         common.chart = boot.chart.clone();
         common.release_name = boot.release_name.clone();

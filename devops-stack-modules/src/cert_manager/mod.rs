@@ -2,13 +2,14 @@
 //! <https://charts.jetstack.io>.
 //!
 //! # Inputs
-//! - the cluster and Argo CD, in [`CertManager::new`];
+//! - the cluster and Argo CD, in [`CertManager::new`](CertManager#method.new);
 //! - optionally the ingress controller whose class the Let's Encrypt HTTP-01 solver uses
 //!   ([`CertManager::http01_ingress`]; without it the solver's ingress gets the cluster's
 //!   default class);
 //! - optionally the ServiceMonitor CRDs ([`CertManager::service_monitors`]);
-//! - with [`AcmeChallenge::Dns01`] ([`CertManager::acme_challenge`]), a DNS zone and a workload
-//!   identity.
+//! - with [`AcmeChallenge::Dns01`]
+//!   ([`CertManager::acme_challenge`](CertManager#method.acme_challenge)), a DNS zone and a
+//!   workload identity.
 //!
 //! # Outputs
 //! [`ClusterIssuers`], which implements `IssuerProvider`: `handle.issuer(IssuerKind::..)` is the
@@ -17,10 +18,10 @@
 //! # Defaults
 //! Chart `cert-manager` [`CHART_VERSION`] with its CRDs (kept on uninstall), namespace
 //! `cert-manager`, 1 replica of each component, Prometheus metrics on. Issuers: a self-signed CA
-//! (`self-signed-ca`: a selfSigned `ClusterIssuer` signs the CA `Certificate`, whose key pair
-//! backs the CA `ClusterIssuer`). With [`CertManager::letsencrypt`], also `letsencrypt-staging`
-//! and `letsencrypt-production` with the contact email (validated) and an HTTP-01 solver; the
-//! module then declares that it requires an ingress controller in the stack.
+//! (`self-signed-ca`: a selfSigned `ClusterIssuer` signs the CA `Certificate`, whose key pair backs
+//! the CA `ClusterIssuer`). With [`CertManager::letsencrypt`](CertManager#method.letsencrypt), also
+//! `letsencrypt-staging` and `letsencrypt-production` with the contact email (validated) and an
+//! HTTP-01 solver; the module then declares that it requires an ingress controller in the stack.
 //!
 //! # ACME challenges
 //! [`AcmeChallenge::Http01`] (the default) answers challenges through an ingress of the
@@ -57,9 +58,9 @@ use devops_stack_core::{Context, Input, Interface, Needs, Validation};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::common::{
-    ChartSource, Common, Component, Env, Rendered, Secrets, Sizing, ValueKind, WantedRole,
-    common_setters, component_module, helm_fullname, sizing_setters,
+use crate::chart::{
+    Chart, ChartSource, ChartSpec, Common, Env, Rendered, Secrets, Sizable, Sizing, ValueKind,
+    WantedRole, helm_fullname,
 };
 use crate::error::{Error, Result};
 use crate::merge_values;
@@ -133,6 +134,9 @@ impl IssuerProvider for ClusterIssuers {
 
 /// Deploys cert-manager and its cluster issuers.
 ///
+/// Its own setters are below; the shared ones (`namespace`, `values`, `sync`..., and
+/// `replicas`, `resources`) are on [`Chart`].
+///
 /// ```
 /// # use devops_stack_core::{Input, interfaces::{ArgoCdTarget, ClusterRef}};
 /// # fn f(cluster: Input<ClusterRef>, argocd: Input<ArgoCdTarget>) {
@@ -140,9 +144,11 @@ impl IssuerProvider for ClusterIssuers {
 /// let cm = CertManager::new(cluster, argocd).letsencrypt("ops@example.com");
 /// # }
 /// ```
+pub type CertManager = Chart<CertManagerSpec>;
+
+/// The spec of [`CertManager`]: its issuers, how they answer ACME challenges, its sizing.
 #[derive(Debug, Clone)]
-pub struct CertManager {
-    common: Common,
+pub struct CertManagerSpec {
     self_signed_ca: bool,
     letsencrypt_email: Option<String>,
     http01_ingress: Option<Input<Ingress>>,
@@ -157,49 +163,60 @@ impl CertManager {
         cluster: impl Into<Input<ClusterRef>>,
         argocd: impl Into<Input<ArgoCdTarget>>,
     ) -> Self {
-        CertManager {
-            common: Common::new(
+        Chart::with_spec(
+            Common::new(
                 "cert-manager",
-                cluster.into(),
-                argocd.into(),
+                cluster,
+                argocd,
                 ChartSource::new(CHART_REPOSITORY, "cert-manager", CHART_VERSION),
                 "cert-manager",
             ),
-            self_signed_ca: true,
-            letsencrypt_email: None,
-            http01_ingress: None,
-            challenge: AcmeChallenge::Http01,
-            sizing: Sizing::new(1, crate::Resources::small(64)),
-        }
+            CertManagerSpec {
+                self_signed_ca: true,
+                letsencrypt_email: None,
+                http01_ingress: None,
+                challenge: AcmeChallenge::Http01,
+                sizing: Sizing::new(1, crate::Resources::small(64)),
+            },
+        )
     }
 
     /// Enables the Let's Encrypt staging and production issuers, registered with `email`.
     #[must_use]
     pub fn letsencrypt(mut self, email: impl Into<String>) -> Self {
-        self.letsencrypt_email = Some(email.into());
+        self.spec.letsencrypt_email = Some(email.into());
         self
     }
 
     /// The ingress controller whose class the HTTP-01 solver uses.
     #[must_use]
     pub fn http01_ingress(mut self, ingress: impl Into<Input<Ingress>>) -> Self {
-        self.http01_ingress = Some(ingress.into());
+        self.spec.http01_ingress = Some(ingress.into());
         self
     }
 
     /// How the Let's Encrypt issuers answer challenges (default [`AcmeChallenge::Http01`]).
     #[must_use]
     pub fn acme_challenge(mut self, challenge: AcmeChallenge) -> Self {
-        self.challenge = challenge;
+        self.spec.challenge = challenge;
         self
     }
 
+    /// Whether to create the self-signed CA issuer (default true).
+    #[must_use]
+    pub fn self_signed_ca(mut self, on: bool) -> Self {
+        self.spec.self_signed_ca = on;
+        self
+    }
+}
+
+impl CertManagerSpec {
     /// cert-manager's service account: the chart's default name for the release, in its
     /// namespace.
-    fn service_account(&self) -> ServiceAccount {
+    fn service_account(common: &Common) -> ServiceAccount {
         ServiceAccount::new(
-            &self.common.namespace,
-            helm_fullname(&self.common.release_name, "cert-manager"),
+            &common.namespace,
+            helm_fullname(&common.release_name, "cert-manager"),
         )
     }
 
@@ -211,15 +228,7 @@ impl CertManager {
         }
     }
 
-    /// Whether to create the self-signed CA issuer (default true).
-    #[must_use]
-    pub fn self_signed_ca(mut self, on: bool) -> Self {
-        self.self_signed_ca = on;
-        self
-    }
-
-    fn issuer_objects(&self, solver: &Value) -> (Vec<ClusterIssuer>, Vec<Value>) {
-        let ns = &self.common.namespace;
+    fn issuer_objects(&self, ns: &str, solver: &Value) -> (Vec<ClusterIssuer>, Vec<Value>) {
         let wave = |w: &str| json!({"argocd.argoproj.io/sync-wave": w});
         let mut issuers = Vec::new();
         let mut objects = Vec::new();
@@ -285,17 +294,15 @@ impl CertManager {
     }
 }
 
-common_setters!(CertManager);
-sizing_setters!(CertManager);
-component_module!(CertManager, ClusterIssuers);
+impl Sizable for CertManagerSpec {
+    fn sizing(&mut self) -> &mut Sizing {
+        &mut self.sizing
+    }
+}
 
-impl Component for CertManager {
+impl ChartSpec for CertManagerSpec {
     type Output = ClusterIssuers;
     const KIND: &'static str = "cert-manager";
-
-    fn common(&self) -> &Common {
-        &self.common
-    }
 
     fn needs_more(&self, n: &mut Needs) {
         n.add(&self.http01_ingress);
@@ -304,17 +311,17 @@ impl Component for CertManager {
         }
     }
 
-    fn workload_roles(&self, ctx: &Context) -> Result<Vec<WantedRole>> {
+    fn workload_roles(&self, common: &Common, ctx: &Context) -> Result<Vec<WantedRole>> {
         match self.dns01() {
             Some((zone, identity)) => Ok(vec![WantedRole::new(
                 ctx.get(identity)?,
-                RoleRequest::new(self.service_account(), ctx.get(zone)?.change_policy),
+                RoleRequest::new(Self::service_account(common), ctx.get(zone)?.change_policy),
             )]),
             None => Ok(Vec::new()),
         }
     }
 
-    fn check(&self, ctx: &Context, env: &Env) -> Result<()> {
+    fn check(&self, _common: &Common, ctx: &Context, env: &Env) -> Result<()> {
         if let Some((zone, _)) = self.dns01() {
             let zone = ctx.get(zone)?;
             let wildcard = env.hostnames.host("*");
@@ -344,7 +351,7 @@ impl Component for CertManager {
         ]
     }
 
-    fn validate_more(&self, v: &mut Validation) {
+    fn validate_more(&self, _common: &Common, v: &mut Validation) {
         if let Some(e) = &self.letsencrypt_email {
             v.check(
                 "letsencrypt_email",
@@ -386,6 +393,7 @@ impl Component for CertManager {
 
     fn render(
         &self,
+        common: &Common,
         ctx: &Context,
         env: &Env,
         _secrets: &Secrets,
@@ -403,7 +411,7 @@ impl Component for CertManager {
                 json!({"http01": {"ingress": ingress}})
             }
         };
-        let (issuers, extra) = self.issuer_objects(&solver);
+        let (issuers, extra) = self.issuer_objects(&common.namespace, &solver);
         let extra: Vec<String> = extra
             .iter()
             .map(|o| serde_yaml_ng::to_string(o).expect("JSON values serialize to YAML"))
@@ -418,7 +426,7 @@ impl Component for CertManager {
             "extraObjects": extra,
         });
         if self.dns01().is_some() {
-            let sa = self.service_account();
+            let sa = Self::service_account(common);
             merge_values(
                 &mut defaults,
                 &json!({
@@ -427,15 +435,15 @@ impl Component for CertManager {
                 }),
             );
         }
-        let values = self.common.values(env, defaults, |crds| {
+        let values = common.values(env, defaults, |crds| {
             json!({"prometheus": {"servicemonitor": {"enabled": true, "labels": crds.labels}}})
         });
         Ok(Rendered {
             output: ClusterIssuers {
-                namespace: self.common.namespace.clone(),
+                namespace: common.namespace.clone(),
                 issuers,
             },
-            objects: self.common.chart_objects(env, values),
+            objects: common.chart_objects(env, values),
         })
     }
 }

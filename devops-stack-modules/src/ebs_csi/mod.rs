@@ -7,14 +7,14 @@
 //!
 //! # Inputs
 //! - the cluster and Argo CD, and the cluster's workload identity (IRSA on EKS), in
-//!   [`EbsCsiDriver::new`].
+//!   [`EbsCsiDriver::new`](EbsCsiDriver#method.new).
 //!
 //! # Outputs
 //! [`EbsCsi`]: the driver's namespace and the [`StorageClass`] it provisions. It implements
 //! `StorageClassProvider`: `handle.storage_class()` is the `Input<StorageClass>` that
-//! [`KubePrometheusStack::storage_class`](crate::KubePrometheusStack::storage_class) and
-//! [`Loki::storage_class`](crate::Loki::storage_class) take, so they run after the class exists
-//! and their volumes name it.
+//! [`KubePrometheusStack::storage_class`](crate::KubePrometheusStack#method.storage_class) and
+//! [`Loki::storage_class`](crate::Loki#method.storage_class) take, so they run after the class
+//! exists and their volumes name it.
 //!
 //! # Defaults
 //! Chart `aws-ebs-csi-driver` [`CHART_VERSION`] in `kube-system` (the module neither creates
@@ -27,21 +27,24 @@
 //! clean-up before a cluster is deleted finds them.
 //!
 //! The module itself (through the apply engine, not the chart) creates the StorageClass
-//! [`DEFAULT_STORAGE_CLASS`] (`gp3`, [`EbsCsiDriver::storage_class_name`]): provisioner
+//! [`DEFAULT_STORAGE_CLASS`] (`gp3`,
+//! [`EbsCsiDriver::storage_class_name`](EbsCsiDriver#method.storage_class_name)): provisioner
 //! `ebs.csi.aws.com`, parameters `type: gp3` and `encrypted: "true"` (with
-//! [`EbsCsiDriver::kms_key_id`], also `kmsKeyId`), `volumeBindingMode: WaitForFirstConsumer`,
-//! `allowVolumeExpansion: true`, `reclaimPolicy: Delete`, annotated
-//! `storageclass.kubernetes.io/is-default-class: "true"` ([`EbsCsiDriver::default_class`]).
-//! A StorageClass of that name that the stack did not create is an error, never taken over.
+//! [`EbsCsiDriver::kms_key_id`](EbsCsiDriver#method.kms_key_id), also `kmsKeyId`),
+//! `volumeBindingMode: WaitForFirstConsumer`, `allowVolumeExpansion: true`, `reclaimPolicy:
+//! Delete`, annotated `storageclass.kubernetes.io/is-default-class: "true"`
+//! ([`EbsCsiDriver::default_class`](EbsCsiDriver#method.default_class)). A StorageClass of that
+//! name that the stack did not create is an error, never taken over.
 //!
 //! # Destroy
 //! Volumes are deleted by the driver itself: once a claim is gone, the driver deletes the EBS
-//! volume of its `PersistentVolume` (reclaim policy `Delete`). So before its Application goes,
-//! the module waits (at most [`EbsCsiDriver::volume_release_timeout`], 10 minutes by default)
-//! until no volume of its class whose claim is gone or being deleted (the claims of the modules
-//! destroyed before it, kube-prometheus-stack and Loki) is left; an error names those still
-//! there. It deletes nothing itself: a volume whose claim is alive (a user's) is not waited
-//! for, and stays.
+//! volume of its `PersistentVolume` (reclaim policy `Delete`). So before its Application goes, the
+//! module waits (at most
+//! [`EbsCsiDriver::volume_release_timeout`](EbsCsiDriver#method.volume_release_timeout), 10 minutes
+//! by default) until no volume of its class whose claim is gone or being deleted (the claims of the
+//! modules destroyed before it, kube-prometheus-stack and Loki) is left; an error names those still
+//! there. It deletes nothing itself: a volume whose claim is alive (a user's) is not waited for,
+//! and stays.
 //!
 //! On EKS clusters made before 1.30 the in-tree class `gp2` is marked default too. The module
 //! leaves it alone (it is not the stack's): Kubernetes then gives claims without a class the
@@ -58,10 +61,7 @@ use devops_stack_core::{Context, Input, Needs, Validation};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::common::{
-    Common, Component, Env, Rendered, Secrets, ValueKind, WantedRole, common_setters,
-    component_module,
-};
+use crate::chart::{Chart, ChartSpec, Common, Env, Rendered, Secrets, ValueKind, WantedRole};
 use crate::error::{Error, Result};
 
 /// The pinned chart version ([`pins::AWS_EBS_CSI_DRIVER`](crate::pins::AWS_EBS_CSI_DRIVER)).
@@ -96,6 +96,9 @@ impl StorageClassProvider for EbsCsi {
 
 /// Deploys the Amazon EBS CSI driver and creates the stack's `gp3` StorageClass.
 ///
+/// Its own setters are below; the shared ones (`namespace`, `values`, `sync`...) are on
+/// [`Chart`].
+///
 /// ```
 /// # use devops_stack_core::{Input, interfaces::{ArgoCdTarget, ClusterRef, WorkloadIdentityRef}};
 /// # fn f(cluster: Input<ClusterRef>, argocd: Input<ArgoCdTarget>, identity: Input<WorkloadIdentityRef>) {
@@ -103,9 +106,12 @@ impl StorageClassProvider for EbsCsi {
 /// let ebs = EbsCsiDriver::new(cluster, argocd, identity).kms_key_id("alias/prod-volumes");
 /// # }
 /// ```
+pub type EbsCsiDriver = Chart<EbsCsiDriverSpec>;
+
+/// The spec of [`EbsCsiDriver`]: the workload identity of its controller, its StorageClass,
+/// how long destroy waits for released volumes.
 #[derive(Debug, Clone)]
-pub struct EbsCsiDriver {
-    common: Common,
+pub struct EbsCsiDriverSpec {
     identity: Input<WorkloadIdentityRef>,
     storage_class_name: String,
     default_class: bool,
@@ -123,41 +129,43 @@ impl EbsCsiDriver {
     ) -> Self {
         let mut common = Common::new(
             "aws-ebs-csi-driver",
-            cluster.into(),
-            argocd.into(),
+            cluster,
+            argocd,
             crate::pins::AWS_EBS_CSI_DRIVER.source(),
             "kube-system",
         );
         common.owns_namespace = false;
-        EbsCsiDriver {
+        Chart::with_spec(
             common,
-            identity: identity.into(),
-            storage_class_name: DEFAULT_STORAGE_CLASS.into(),
-            default_class: true,
-            kms_key_id: None,
-            volume_release_timeout: DEFAULT_VOLUME_RELEASE_TIMEOUT,
-        }
+            EbsCsiDriverSpec {
+                identity: identity.into(),
+                storage_class_name: DEFAULT_STORAGE_CLASS.into(),
+                default_class: true,
+                kms_key_id: None,
+                volume_release_timeout: DEFAULT_VOLUME_RELEASE_TIMEOUT,
+            },
+        )
     }
 
     /// How long destroy waits for the volumes of released claims to be deleted by the driver
     /// before removing it (default 10 minutes; see [the module documentation](self#destroy)).
     #[must_use]
     pub fn volume_release_timeout(mut self, timeout: Duration) -> Self {
-        self.volume_release_timeout = timeout;
+        self.spec.volume_release_timeout = timeout;
         self
     }
 
     /// Another name for the StorageClass (default `gp3`; a DNS-1123 subdomain).
     #[must_use]
     pub fn storage_class_name(mut self, name: impl Into<String>) -> Self {
-        self.storage_class_name = name.into();
+        self.spec.storage_class_name = name.into();
         self
     }
 
     /// Whether the StorageClass is marked as the cluster's default (default true).
     #[must_use]
     pub fn default_class(mut self, on: bool) -> Self {
-        self.default_class = on;
+        self.spec.default_class = on;
         self
     }
 
@@ -166,12 +174,15 @@ impl EbsCsiDriver {
     /// policy, or a grant).
     #[must_use]
     pub fn kms_key_id(mut self, key: impl Into<String>) -> Self {
-        self.kms_key_id = Some(key.into());
+        self.spec.kms_key_id = Some(key.into());
         self
     }
+}
 
-    fn service_account(&self) -> ServiceAccount {
-        ServiceAccount::new(&self.common.namespace, CONTROLLER_SERVICE_ACCOUNT)
+impl EbsCsiDriverSpec {
+    /// The controller's service account, in the module's namespace.
+    fn service_account(common: &Common) -> ServiceAccount {
+        ServiceAccount::new(&common.namespace, CONTROLLER_SERVICE_ACCOUNT)
     }
 
     fn class(&self) -> StorageClass {
@@ -201,9 +212,7 @@ impl EbsCsiDriver {
             "reclaimPolicy": "Delete",
         })
     }
-}
 
-impl EbsCsiDriver {
     /// The PersistentVolumes of the class that Kubernetes is to delete through the driver
     /// (reclaim policy `Delete`) and whose claim is gone or being deleted, as
     /// `name (claim namespace/name)`.
@@ -256,16 +265,9 @@ impl EbsCsiDriver {
     }
 }
 
-common_setters!(EbsCsiDriver);
-component_module!(EbsCsiDriver, EbsCsi);
-
-impl Component for EbsCsiDriver {
+impl ChartSpec for EbsCsiDriverSpec {
     type Output = EbsCsi;
     const KIND: &'static str = "aws-ebs-csi-driver";
-
-    fn common(&self) -> &Common {
-        &self.common
-    }
 
     fn needs_more(&self, n: &mut Needs) {
         n.add(&self.identity);
@@ -279,7 +281,7 @@ impl Component for EbsCsiDriver {
         ]
     }
 
-    fn validate_more(&self, v: &mut Validation) {
+    fn validate_more(&self, _common: &Common, v: &mut Validation) {
         v.check(
             "storage_class_name",
             dns_subdomain(&self.storage_class_name),
@@ -301,15 +303,20 @@ impl Component for EbsCsiDriver {
         }
     }
 
-    fn workload_roles(&self, ctx: &Context) -> Result<Vec<WantedRole>> {
+    fn workload_roles(&self, common: &Common, ctx: &Context) -> Result<Vec<WantedRole>> {
         Ok(vec![WantedRole::new(
             ctx.get(&self.identity)?,
-            RoleRequest::new(self.service_account(), PolicyDocument::new())
+            RoleRequest::new(Self::service_account(common), PolicyDocument::new())
                 .managed_policy(MANAGED_POLICY),
         )])
     }
 
-    async fn before_destroy(&self, ctx: &Context, client: &kube::Client) -> Result<()> {
+    async fn before_destroy(
+        &self,
+        _common: &Common,
+        ctx: &Context,
+        client: &kube::Client,
+    ) -> Result<()> {
         let deadline = tokio::time::Instant::now() + self.volume_release_timeout;
         let mut said = false;
         loop {
@@ -343,28 +350,34 @@ impl Component for EbsCsiDriver {
         }
     }
 
-    fn render(&self, _ctx: &Context, env: &Env, _secrets: &Secrets) -> Result<Rendered<EbsCsi>> {
+    fn render(
+        &self,
+        common: &Common,
+        _ctx: &Context,
+        env: &Env,
+        _secrets: &Secrets,
+    ) -> Result<Rendered<EbsCsi>> {
         let defaults = json!({
             "controller": {
                 "k8sTagClusterId": env.cluster.name(),
                 "serviceAccount": {
                     "create": true,
                     "name": CONTROLLER_SERVICE_ACCOUNT,
-                    "annotations": env.role_annotations(&self.service_account()),
+                    "annotations": env.role_annotations(&Self::service_account(common)),
                 },
             },
             // the module creates its StorageClass itself, with the stack's labels
             "storageClasses": [],
             "defaultStorageClass": {"enabled": false},
         });
-        let values = self.common.values(env, defaults, |crds| {
+        let values = common.values(env, defaults, |crds| {
             json!({"controller": {"enableMetrics": true, "serviceMonitor": {"forceEnable": true, "labels": crds.labels}}})
         });
-        let mut objects = self.common.chart_objects(env, values);
+        let mut objects = common.chart_objects(env, values);
         objects.push(self.storage_class_object(env));
         Ok(Rendered {
             output: EbsCsi {
-                namespace: self.common.namespace.clone(),
+                namespace: common.namespace.clone(),
                 storage_class: self.class(),
             },
             objects,

@@ -1,20 +1,21 @@
 //! ingress-nginx, the ingress controller, from the `ingress-nginx` chart of
 //! <https://kubernetes.github.io/ingress-nginx>.
 //!
-//! **The project is retired**: ingress-nginx made no releases and no security fixes after
-//! March 2026. The module stays for clusters that run it, pinned to the final release
-//! ([`CHART_VERSION`], controller 1.15.1); new platforms should use
-//! [`Traefik`](crate::Traefik), which outputs the same [`IngressController`] (so switching is
-//! a one-line change), or a Gateway API implementation.
+//! **The project is retired**: ingress-nginx made no releases and no security fixes after March
+//! 2026. The module stays for clusters that run it, pinned to the final release ([`CHART_VERSION`],
+//! controller 1.15.1); new platforms should use [`Traefik`](crate::Traefik), which outputs the same
+//! [`IngressController`](crate::IngressController) (so switching is a one-line change), or a
+//! Gateway API implementation.
 //!
 //! # Inputs
-//! - the cluster (`Input<ClusterRef>`) and Argo CD (`Input<ArgoCdTarget>`), in [`IngressNginx::new`];
+//! - the cluster (`Input<ClusterRef>`) and Argo CD (`Input<ArgoCdTarget>`), in
+//!   [`IngressNginx::new`](IngressNginx);
 //! - optionally a DNS zone (`Input<DnsZone>`, [`IngressNginx::dns_zone`]) for the wildcard record;
 //! - optionally the ServiceMonitor CRDs ([`IngressNginx::service_monitors`]).
 //!
 //! # Outputs
-//! An [`IngressController`] (the same type as Traefik's, so swapping is a one-line change): class
-//! `nginx`, controller `k8s.io/ingress-nginx`, TLS ingresses annotated
+//! An [`IngressController`](crate::IngressController) (the same type as Traefik's, so swapping is a
+//! one-line change): class `nginx`, controller `k8s.io/ingress-nginx`, TLS ingresses annotated
 //! `nginx.ingress.kubernetes.io/ssl-redirect: "true"`. It implements `IngressProvider`.
 //!
 //! # On a cloud
@@ -37,18 +38,12 @@
 //! sync with prune and self-heal.
 //! Declares `Capability::IngressClass`.
 
-use devops_stack_core::interfaces::{ArgoCdTarget, ClusterRef};
-use devops_stack_core::{Context, Input};
-use serde_json::json;
+use serde_json::{Value, json};
 
-use crate::common::{
-    ChartSource, Common, Component, Env, Rendered, Secrets, Sizing, ValueKind, common_setters,
-    component_module, helm_fullname, sizing_setters,
-};
-use crate::error::Result;
-use crate::ingress_controller::{
-    ControllerSettings, IngressController, controller_hooks, controller_setters,
-};
+use crate::chart::{Chart, ValueKind, helm_fullname};
+use crate::ingress_controller::{IngressChart, IngressControllerSpec, sealed};
+use crate::kube_prometheus_stack::ServiceMonitorCrds;
+use crate::pins::Pin;
 
 /// The pinned chart version.
 pub const CHART_VERSION: &str = crate::pins::INGRESS_NGINX.version;
@@ -59,111 +54,58 @@ pub const CHART_REPOSITORY: &str = crate::pins::INGRESS_NGINX.repository;
 ///
 /// ingress-nginx is retired (no releases or security fixes after March 2026): prefer
 /// [`Traefik`](crate::Traefik) for a new platform. See the [module documentation](self).
-#[derive(Debug, Clone)]
-pub struct IngressNginx {
-    common: Common,
-    controller: ControllerSettings,
-    sizing: Sizing,
-}
+///
+/// Its constructor and setters are on [`Chart`]: those of the ingress controllers (`new`,
+/// `class_name`, `dns_zone`...), and those every chart module has (`namespace`, `values`,
+/// `replicas`...).
+pub type IngressNginx = Chart<IngressControllerSpec<IngressNginxChart>>;
 
-impl IngressNginx {
-    /// ingress-nginx on `cluster`, deployed by `argocd`, with the id `ingress-nginx`.
-    pub fn new(
-        cluster: impl Into<Input<ClusterRef>>,
-        argocd: impl Into<Input<ArgoCdTarget>>,
-    ) -> Self {
-        IngressNginx {
-            common: Common::new(
-                "ingress-nginx",
-                cluster.into(),
-                argocd.into(),
-                ChartSource::new(CHART_REPOSITORY, "ingress-nginx", CHART_VERSION),
-                "ingress-nginx",
-            ),
-            controller: ControllerSettings::new("nginx"),
-            sizing: Sizing::new(2, crate::Resources::small(128)),
-        }
-    }
-}
+/// The names and values of the `ingress-nginx` chart ([`IngressChart`]).
+#[derive(Debug, Clone, Copy)]
+pub struct IngressNginxChart;
 
-impl IngressNginx {
-    /// The controller's Service, as the chart names it for the release.
-    fn service_name(&self) -> String {
-        format!(
-            "{}-controller",
-            helm_fullname(&self.common.release_name, "ingress-nginx")
-        )
-    }
-}
+impl sealed::Sealed for IngressNginxChart {}
 
-common_setters!(IngressNginx);
-sizing_setters!(IngressNginx);
-controller_setters!(IngressNginx);
-component_module!(IngressNginx, IngressController);
+impl IngressChart for IngressNginxChart {
+    const NAME: &'static str = "ingress-nginx";
+    const PIN: Pin = crate::pins::INGRESS_NGINX;
+    const CLASS_NAME: &'static str = "nginx";
+    const CONTROLLER: &'static str = "k8s.io/ingress-nginx";
+    const TLS_ANNOTATIONS: &'static [(&'static str, &'static str)] =
+        &[("nginx.ingress.kubernetes.io/ssl-redirect", "true")];
+    const TYPED_VALUES: &'static [(&'static str, ValueKind)] = &[
+        ("/controller/replicaCount", ValueKind::Integer),
+        ("/controller/resources", ValueKind::Object),
+        ("/controller/ingressClassResource/default", ValueKind::Bool),
+        ("/controller/ingressClassResource/name", ValueKind::String),
+        ("/controller/service/type", ValueKind::String),
+    ];
+    const SERVICE_VALUES: &'static str = "/controller/service";
 
-impl Component for IngressNginx {
-    type Output = IngressController;
-    const KIND: &'static str = "ingress-nginx";
-
-    fn common(&self) -> &Common {
-        &self.common
+    fn service_name(release: &str) -> String {
+        format!("{}-controller", helm_fullname(release, "ingress-nginx"))
     }
 
-    controller_hooks!();
-
-    fn typed_values(&self) -> &'static [(&'static str, ValueKind)] {
-        &[
-            ("/controller/replicaCount", ValueKind::Integer),
-            ("/controller/resources", ValueKind::Object),
-            ("/controller/ingressClassResource/default", ValueKind::Bool),
-            ("/controller/ingressClassResource/name", ValueKind::String),
-            ("/controller/service/type", ValueKind::String),
-        ]
-    }
-
-    fn validate_more(&self, v: &mut devops_stack_core::Validation) {
-        self.controller.validate(v);
-        self.sizing.validate(v);
-    }
-
-    fn render(
-        &self,
-        ctx: &Context,
-        env: &Env,
-        _secrets: &Secrets,
-    ) -> Result<Rendered<IngressController>> {
-        let c = &self.controller;
-        let mut defaults = json!({
+    fn values(c: &IngressControllerSpec<Self>) -> Value {
+        json!({
             "controller": {
-                "replicaCount": self.sizing.replicas,
-                "resources": self.sizing.resources.to_value(),
+                "replicaCount": c.sizing.replicas,
+                "resources": c.sizing.resources.to_value(),
                 "ingressClass": c.class_name,
                 "ingressClassResource": {
                     "enabled": true,
                     "name": c.class_name,
                     "default": c.default_class,
-                    "controllerValue": "k8s.io/ingress-nginx",
+                    "controllerValue": Self::CONTROLLER,
                 },
                 "watchIngressWithoutClass": c.default_class,
                 "service": {"type": c.service_type},
                 "metrics": {"enabled": true},
             },
-        });
-        let annotations = c.service_annotations(env);
-        if !annotations.is_empty() {
-            defaults["controller"]["service"]["annotations"] = json!(annotations);
-        }
-        let values = self.common.values(env, defaults, |crds| {
-            json!({"controller": {"metrics": {"serviceMonitor": {"enabled": true, "additionalLabels": crds.labels}}}})
-        });
-        Ok(Rendered {
-            output: c.output(
-                ctx,
-                &self.common.namespace,
-                "k8s.io/ingress-nginx",
-                &[("nginx.ingress.kubernetes.io/ssl-redirect", "true")],
-            ),
-            objects: self.common.chart_objects(env, values),
         })
+    }
+
+    fn service_monitor(crds: &ServiceMonitorCrds) -> Value {
+        json!({"controller": {"metrics": {"serviceMonitor": {"enabled": true, "additionalLabels": crds.labels}}}})
     }
 }

@@ -2,8 +2,8 @@
 //! <https://codecentric.github.io/helm-charts> (Keycloak's own Quarkus image).
 //!
 //! # Inputs
-//! - the cluster, Argo CD and the ingress controller, in [`Keycloak::new`];
-//! - optionally a cluster issuer for TLS ([`Keycloak::issuer`]).
+//! - the cluster, Argo CD and the ingress controller, in [`Keycloak::new`](Keycloak#method.new);
+//! - optionally a cluster issuer for TLS ([`Keycloak::issuer`](Keycloak#method.issuer)).
 //!
 //! # Outputs
 //! [`KeycloakOidc`], which implements `OidcProvider`: `handle.oidc("grafana")` is the
@@ -41,9 +41,9 @@ use devops_stack_core::{Context, Input, Needs, Validation};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::common::{
-    ChartSource, Common, Component, Env, Exposure, GeneratedSecret, Rendered, Secrets, Sizing,
-    ValueKind, common_setters, component_module, sizing_setters,
+use crate::chart::{
+    Chart, ChartSource, ChartSpec, Common, Env, Exposure, GeneratedSecret, Rendered, Secrets,
+    Sizable, Sizing, ValueKind,
 };
 use crate::error::Result;
 
@@ -92,9 +92,14 @@ impl OidcProvider for KeycloakOidc {
 }
 
 /// Deploys Keycloak with a realm, the stack's OIDC clients, an admin group and users.
+///
+/// Its own setters are below; the shared ones (`namespace`, `values`, `sync`..., and
+/// `replicas`, `resources`) are on [`Chart`].
+pub type Keycloak = Chart<KeycloakSpec>;
+
+/// The spec of [`Keycloak`]: where it is published, its realm, clients and users, its sizing.
 #[derive(Debug, Clone)]
-pub struct Keycloak {
-    common: Common,
+pub struct KeycloakSpec {
     exposure: Exposure,
     hostname: Option<String>,
     realm: String,
@@ -115,77 +120,79 @@ impl Keycloak {
     ) -> Self {
         let mut common = Common::new(
             "keycloak",
-            cluster.into(),
-            argocd.into(),
+            cluster,
+            argocd,
             ChartSource::new(CHART_REPOSITORY, "keycloakx", CHART_VERSION),
             "keycloak",
         );
         common.release_name = "keycloak".into();
-        Keycloak {
+        Chart::with_spec(
             common,
-            exposure: Exposure::new(ingress.into()),
-            hostname: None,
-            realm: "devops-stack".into(),
-            admin_group: crate::DEFAULT_ADMIN_GROUP.into(),
-            clients: None,
-            extra_clients: Vec::new(),
-            users: BTreeMap::new(),
-            sizing: Sizing::new(
-                1,
-                crate::Resources::new()
-                    .request("cpu", "250m")
-                    .request("memory", "768Mi")
-                    .limit("memory", "1Gi"),
-            ),
-        }
+            KeycloakSpec {
+                exposure: Exposure::new(ingress.into()),
+                hostname: None,
+                realm: "devops-stack".into(),
+                admin_group: crate::DEFAULT_ADMIN_GROUP.into(),
+                clients: None,
+                extra_clients: Vec::new(),
+                users: BTreeMap::new(),
+                sizing: Sizing::new(
+                    1,
+                    crate::Resources::new()
+                        .request("cpu", "250m")
+                        .request("memory", "768Mi")
+                        .limit("memory", "1Gi"),
+                ),
+            },
+        )
     }
 
     /// TLS for the ingress from `issuer`.
     #[must_use]
     pub fn issuer(mut self, issuer: Input<ClusterIssuer>) -> Self {
-        self.exposure.issuer = Some(issuer);
+        self.spec.exposure.issuer = Some(issuer);
         self
     }
 
     /// Another hostname (default `keycloak.<subdomain>.<cluster>.<base_domain>`).
     #[must_use]
     pub fn hostname(mut self, host: impl Into<String>) -> Self {
-        self.hostname = Some(host.into());
+        self.spec.hostname = Some(host.into());
         self
     }
 
     /// Another realm name (default `devops-stack`).
     #[must_use]
     pub fn realm(mut self, realm: impl Into<String>) -> Self {
-        self.realm = realm.into();
+        self.spec.realm = realm.into();
         self
     }
 
     /// Another admin group name.
     #[must_use]
     pub fn admin_group(mut self, group: impl Into<String>) -> Self {
-        self.admin_group = group.into();
+        self.spec.admin_group = group.into();
         self
     }
 
     /// Replaces the default clients (the built-in apps, from the hostnames).
     #[must_use]
     pub fn clients(mut self, clients: Vec<OidcClient>) -> Self {
-        self.clients = Some(clients);
+        self.spec.clients = Some(clients);
         self
     }
 
     /// Adds a client (an in-house app).
     #[must_use]
     pub fn client(mut self, client: OidcClient) -> Self {
-        self.extra_clients.push(client);
+        self.spec.extra_clients.push(client);
         self
     }
 
     /// Adds a user, member of the admin group.
     #[must_use]
     pub fn user(mut self, username: impl Into<String>, email: impl Into<String>) -> Self {
-        self.users.insert(
+        self.spec.users.insert(
             username.into(),
             KeycloakUser {
                 email: email.into(),
@@ -198,10 +205,12 @@ impl Keycloak {
     /// Adds users from a map of username to user.
     #[must_use]
     pub fn users(mut self, users: BTreeMap<String, KeycloakUser>) -> Self {
-        self.users.extend(users);
+        self.spec.users.extend(users);
         self
     }
+}
 
+impl KeycloakSpec {
     fn all_clients(&self, env: &Env) -> Vec<OidcClient> {
         let mut clients = self
             .clients
@@ -211,8 +220,9 @@ impl Keycloak {
         clients
     }
 
-    fn secrets_name(&self) -> String {
-        format!("{}-secrets", self.common.id)
+    /// The Secret of the generated values of the module `id`.
+    fn secrets_name(id: &str) -> String {
+        format!("{id}-secrets")
     }
 
     /// The realm's groups: the admin group, then the groups the stack's other modules name
@@ -221,8 +231,13 @@ impl Keycloak {
         ctx.groups_with(&self.admin_group)
     }
 
-    fn realm_json(&self, clients: &[OidcClient], groups: &[String], secrets: &Secrets) -> Value {
-        let store = self.secrets_name();
+    fn realm_json(
+        &self,
+        store: &str,
+        clients: &[OidcClient],
+        groups: &[String],
+        secrets: &Secrets,
+    ) -> Value {
         let groups_mapper = json!({
             "name": "groups",
             "protocol": "openid-connect",
@@ -245,7 +260,7 @@ impl Keycloak {
                     "protocol": "openid-connect",
                     "publicClient": false,
                     "clientAuthenticatorType": "client-secret",
-                    "secret": secrets.get(&store, &format!("client-{}", c.name)).expose(),
+                    "secret": secrets.get(store, &format!("client-{}", c.name)).expose(),
                     "standardFlowEnabled": true,
                     "directAccessGrantsEnabled": false,
                     "redirectUris": c.redirect_uris,
@@ -267,7 +282,7 @@ impl Keycloak {
                     "groups": if u.admin { vec![format!("/{}", self.admin_group)] } else { vec![] },
                     "credentials": [{
                         "type": "password",
-                        "value": secrets.get(&store, &format!("user-{name}")).expose(),
+                        "value": secrets.get(store, &format!("user-{name}")).expose(),
                         "temporary": true,
                     }],
                 })
@@ -284,17 +299,15 @@ impl Keycloak {
     }
 }
 
-common_setters!(Keycloak);
-sizing_setters!(Keycloak);
-component_module!(Keycloak, KeycloakOidc);
+impl Sizable for KeycloakSpec {
+    fn sizing(&mut self) -> &mut Sizing {
+        &mut self.sizing
+    }
+}
 
-impl Component for Keycloak {
+impl ChartSpec for KeycloakSpec {
     type Output = KeycloakOidc;
     const KIND: &'static str = "keycloak";
-
-    fn common(&self) -> &Common {
-        &self.common
-    }
 
     fn needs_more(&self, n: &mut Needs) {
         self.exposure.needs(n);
@@ -307,7 +320,7 @@ impl Component for Keycloak {
         ]
     }
 
-    fn validate_more(&self, v: &mut Validation) {
+    fn validate_more(&self, _common: &Common, v: &mut Validation) {
         if let Some(h) = &self.hostname {
             v.dns_subdomain("hostname", h);
         }
@@ -332,7 +345,7 @@ impl Component for Keycloak {
         self.sizing.validate(v);
     }
 
-    fn generated_secrets(&self, env: &Env) -> Vec<GeneratedSecret> {
+    fn generated_secrets(&self, common: &Common, env: &Env) -> Vec<GeneratedSecret> {
         let mut keys = vec!["admin-password".to_owned()];
         keys.extend(
             self.all_clients(env)
@@ -341,24 +354,25 @@ impl Component for Keycloak {
         );
         keys.extend(self.users.keys().map(|u| format!("user-{u}")));
         vec![GeneratedSecret {
-            name: self.secrets_name(),
-            namespace: self.common.namespace.clone(),
+            name: Self::secrets_name(&common.id),
+            namespace: common.namespace.clone(),
             keys,
         }]
     }
 
     fn render(
         &self,
+        common: &Common,
         ctx: &Context,
         env: &Env,
         secrets: &Secrets,
     ) -> Result<Rendered<KeycloakOidc>> {
         let ing = self.exposure.resolve(ctx)?;
-        let host = env.host("keycloak", self.hostname.as_ref());
+        let host = env.host("keycloak", self.hostname.as_deref());
         let base = ing.url(&host);
-        let ns = &self.common.namespace;
-        let store = self.secrets_name();
-        let realm_secret = format!("{}-realm", self.common.id);
+        let ns = &common.namespace;
+        let store = Self::secrets_name(&common.id);
+        let realm_secret = format!("{}-realm", common.id);
         let clients = self.all_clients(env);
 
         let extra_env = format!(
@@ -368,8 +382,9 @@ impl Component for Keycloak {
         );
         // the realm is imported at start: a changed realm (a new client or user) restarts Keycloak
         let groups = self.groups(ctx);
-        let realm = serde_json::to_string_pretty(&self.realm_json(&clients, &groups, secrets))
-            .expect("JSON serializes");
+        let realm =
+            serde_json::to_string_pretty(&self.realm_json(&store, &clients, &groups, secrets))
+                .expect("JSON serializes");
         let checksum = {
             use sha2::Digest as _;
             let digest = sha2::Sha256::digest(realm.as_bytes());
@@ -397,7 +412,7 @@ impl Component for Keycloak {
                 "tls": ing.tls_list("keycloak", &host),
             },
         });
-        let values = self.common.values(env, defaults, |crds| {
+        let values = common.values(env, defaults, |crds| {
             json!({"metrics": {"enabled": true}, "serviceMonitor": {"enabled": true, "labels": crds.labels}})
         });
 
@@ -446,7 +461,7 @@ impl Component for Keycloak {
             let k = format!("user-{u}");
             stored.push((k.clone(), secrets.get(&store, &k).expose().to_owned()));
         }
-        let mut objects = self.common.chart_objects(env, values);
+        let mut objects = common.chart_objects(env, values);
         objects.insert(
             1,
             env.secret(

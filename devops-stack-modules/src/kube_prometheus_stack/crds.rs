@@ -8,7 +8,7 @@ use devops_stack_core::{Context, Input, Phase};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::common::{ChartSource, Common, Component, Env, Rendered, Secrets, component_module};
+use crate::chart::{Chart, ChartSource, ChartSpec, Common, Env, Rendered, Secrets};
 use crate::error::Result;
 
 /// The pinned version of the `prometheus-operator-crds` chart.
@@ -26,6 +26,9 @@ pub struct ServiceMonitorCrds {
 
 /// Installs the Prometheus Operator's CRDs (`ServiceMonitor`, `PodMonitor`, `PrometheusRule`...)
 /// in the bootstrap phase, from the `prometheus-operator-crds` chart.
+///
+/// Its own setters are below; the shared ones (`namespace`, `values`, `sync`...) are on
+/// [`Chart`].
 ///
 /// # Why a module of its own
 /// Modules deployed before monitoring (ingress controllers, cert-manager) cannot create
@@ -49,9 +52,11 @@ pub struct ServiceMonitorCrds {
 /// Chart `prometheus-operator-crds` [`CRDS_CHART_VERSION`], id `prometheus-operator-crds`,
 /// labels `devops-stack.io/monitoring: "true"`, bootstrap phase, prune off (pruning a CRD
 /// deletes every object of its kind).
+pub type PrometheusOperatorCrds = Chart<PrometheusOperatorCrdsSpec>;
+
+/// The spec of [`PrometheusOperatorCrds`]: the labels of the stack's ServiceMonitors.
 #[derive(Debug, Clone)]
-pub struct PrometheusOperatorCrds {
-    common: Common,
+pub struct PrometheusOperatorCrdsSpec {
     labels: BTreeMap<String, String>,
 }
 
@@ -63,8 +68,8 @@ impl PrometheusOperatorCrds {
     ) -> Self {
         let mut common = Common::new(
             "prometheus-operator-crds",
-            cluster.into(),
-            argocd.into(),
+            cluster,
+            argocd,
             ChartSource::new(
                 PROMETHEUS_COMMUNITY,
                 "prometheus-operator-crds",
@@ -73,44 +78,43 @@ impl PrometheusOperatorCrds {
             "default",
         );
         common.sync.prune = false;
-        PrometheusOperatorCrds {
+        Chart::with_spec(
             common,
-            labels: BTreeMap::from([("devops-stack.io/monitoring".to_owned(), "true".to_owned())]),
-        }
+            PrometheusOperatorCrdsSpec {
+                labels: BTreeMap::from([(
+                    "devops-stack.io/monitoring".to_owned(),
+                    "true".to_owned(),
+                )]),
+            },
+        )
     }
 
     /// Other labels for the stack's ServiceMonitors (replaces the default).
     #[must_use]
     pub fn labels(mut self, labels: BTreeMap<String, String>) -> Self {
-        self.labels = labels;
+        self.spec.labels = labels;
         self
     }
 }
 
-crate::common::common_setters!(PrometheusOperatorCrds);
-component_module!(PrometheusOperatorCrds, ServiceMonitorCrds);
-
-impl Component for PrometheusOperatorCrds {
+impl ChartSpec for PrometheusOperatorCrdsSpec {
     type Output = ServiceMonitorCrds;
     const KIND: &'static str = "prometheus-operator-crds";
     const PHASE: Phase = Phase::Bootstrap;
 
-    fn common(&self) -> &Common {
-        &self.common
-    }
-
     fn render(
         &self,
+        common: &Common,
         _ctx: &Context,
         env: &Env,
         _secrets: &Secrets,
     ) -> Result<Rendered<ServiceMonitorCrds>> {
-        let values = self.common.values(env, json!({}), |_| json!({}));
+        let values = common.values(env, json!({}), |_| json!({}));
         Ok(Rendered {
             output: ServiceMonitorCrds {
                 labels: self.labels.clone(),
             },
-            objects: self.common.chart_objects(env, values),
+            objects: common.chart_objects(env, values),
         })
     }
 }

@@ -3,13 +3,15 @@
 //! the Prometheus Operator's CRDs as a module of their own ([`PrometheusOperatorCrds`]).
 //!
 //! # Inputs
-//! - the cluster, Argo CD and the ingress controller, in [`KubePrometheusStack::new`];
-//! - optionally an OIDC provider ([`KubePrometheusStack::oidc`]: its clients `grafana`,
-//!   `prometheus` and `alertmanager`), a cluster issuer for TLS ([`KubePrometheusStack::issuer`]),
-//!   and the CRDs module ([`KubePrometheusStack::service_monitors`]: the chart then skips its own
-//!   copy of the CRDs);
-//! - optionally a storage class ([`KubePrometheusStack::storage_class`], the EBS CSI driver's on
-//!   EKS) that the volumes name.
+//! - the cluster, Argo CD and the ingress controller, in
+//!   [`KubePrometheusStack::new`](KubePrometheusStack#method.new);
+//! - optionally an OIDC provider ([`KubePrometheusStack::oidc`](KubePrometheusStack#method.oidc):
+//!   its clients `grafana`, `prometheus` and `alertmanager`), a cluster issuer for TLS
+//!   ([`KubePrometheusStack::issuer`](KubePrometheusStack#method.issuer)), and the CRDs module
+//!   ([`KubePrometheusStack::service_monitors`]: the chart then skips its own copy of the CRDs);
+//! - optionally a storage class
+//!   ([`KubePrometheusStack::storage_class`](KubePrometheusStack#method.storage_class), the EBS CSI
+//!   driver's on EKS) that the volumes name.
 //!
 //! # Outputs
 //! [`MonitoringStack`], which implements `MonitoringProvider`: the namespace, in-cluster URLs,
@@ -18,12 +20,13 @@
 //! # Defaults
 //! Chart `kube-prometheus-stack` [`CHART_VERSION`], namespace `monitoring`, release
 //! `kube-prometheus-stack` (also its `fullnameOverride`); Prometheus with 1 replica, 15 days of
-//! retention and a 20Gi volume, selecting every ServiceMonitor, PodMonitor and rule of the
-//! cluster; Alertmanager with 1 replica and a 2Gi volume; Grafana with a 5Gi volume, its admin
-//! password generated into the Secret `<id>-grafana-admin`, on
-//! `grafana.<subdomain>.<cluster>.<base_domain>`. The volumes name no storage class (the
-//! cluster's default) unless the module is given one ([`KubePrometheusStack::storage_class`]) or
-//! a [`Persistence`] names its own, which wins.
+//! retention and a 20Gi volume, selecting every ServiceMonitor, PodMonitor and rule of the cluster;
+//! Alertmanager with 1 replica and a 2Gi volume; Grafana with a 5Gi volume, its admin password
+//! generated into the Secret `<id>-grafana-admin`, on
+//! `grafana.<subdomain>.<cluster>.<base_domain>`. The volumes name no storage class (the cluster's
+//! default) unless the module is given one
+//! ([`KubePrometheusStack::storage_class`](KubePrometheusStack#method.storage_class)) or a
+//! [`Persistence`] names its own, which wins.
 //!
 //! # Login
 //! With an OIDC provider, Grafana logs in natively (`auth.generic_oauth` with the `grafana`
@@ -47,12 +50,13 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 pub use crds::{
-    CRDS_CHART_VERSION, PROMETHEUS_COMMUNITY, PrometheusOperatorCrds, ServiceMonitorCrds,
+    CRDS_CHART_VERSION, PROMETHEUS_COMMUNITY, PrometheusOperatorCrds, PrometheusOperatorCrdsSpec,
+    ServiceMonitorCrds,
 };
 
-use crate::common::{
-    ChartSource, Common, Component, Env, Exposure, GeneratedSecret, IngressSettings, Rendered,
-    Secrets, ValueKind, common_setters, component_module,
+use crate::chart::{
+    Chart, ChartSource, ChartSpec, Common, Env, Exposure, GeneratedSecret, IngressSettings,
+    Rendered, Secrets, ValueKind,
 };
 use crate::error::Result;
 
@@ -151,9 +155,15 @@ impl MonitoringProvider for MonitoringStack {
 const APPS: [&str; 3] = ["grafana", "prometheus", "alertmanager"];
 
 /// Deploys Prometheus, Alertmanager and Grafana.
+///
+/// Its own setters are below; the shared ones (`namespace`, `values`, `sync`...) are on
+/// [`Chart`].
+pub type KubePrometheusStack = Chart<KubePrometheusStackSpec>;
+
+/// The spec of [`KubePrometheusStack`]: where its UIs are published and how they log in, its
+/// volumes, retention, replicas and resources.
 #[derive(Debug, Clone)]
-pub struct KubePrometheusStack {
-    common: Common,
+pub struct KubePrometheusStackSpec {
     exposure: Exposure,
     oidc: Option<[Input<Oidc>; 3]>,
     hostnames: BTreeMap<String, String>,
@@ -177,35 +187,37 @@ impl KubePrometheusStack {
         argocd: impl Into<Input<ArgoCdTarget>>,
         ingress: impl Into<Input<Ingress>>,
     ) -> Self {
-        KubePrometheusStack {
-            common: Common::new(
+        Chart::with_spec(
+            Common::new(
                 "kube-prometheus-stack",
-                cluster.into(),
-                argocd.into(),
+                cluster,
+                argocd,
                 ChartSource::new(PROMETHEUS_COMMUNITY, "kube-prometheus-stack", CHART_VERSION),
                 "monitoring",
             ),
-            exposure: Exposure::new(ingress.into()),
-            oidc: None,
-            hostnames: BTreeMap::new(),
-            prometheus_storage: Persistence::new("20Gi"),
-            alertmanager_storage: Persistence::new("2Gi"),
-            grafana_storage: Persistence::new("5Gi"),
-            storage_class: None,
-            retention: "15d".into(),
-            prometheus_replicas: 1,
-            alertmanager_replicas: 1,
-            prometheus_resources: crate::Resources::new()
-                .request("cpu", "200m")
-                .request("memory", "1Gi")
-                .limit("memory", "2Gi"),
-            admin_group: crate::DEFAULT_ADMIN_GROUP.into(),
-            oauth2_proxy_chart: ChartSource::new(
-                OAUTH2_PROXY_REPOSITORY,
-                "oauth2-proxy",
-                OAUTH2_PROXY_CHART_VERSION,
-            ),
-        }
+            KubePrometheusStackSpec {
+                exposure: Exposure::new(ingress.into()),
+                oidc: None,
+                hostnames: BTreeMap::new(),
+                prometheus_storage: Persistence::new("20Gi"),
+                alertmanager_storage: Persistence::new("2Gi"),
+                grafana_storage: Persistence::new("5Gi"),
+                storage_class: None,
+                retention: "15d".into(),
+                prometheus_replicas: 1,
+                alertmanager_replicas: 1,
+                prometheus_resources: crate::Resources::new()
+                    .request("cpu", "200m")
+                    .request("memory", "1Gi")
+                    .limit("memory", "2Gi"),
+                admin_group: crate::DEFAULT_ADMIN_GROUP.into(),
+                oauth2_proxy_chart: ChartSource::new(
+                    OAUTH2_PROXY_REPOSITORY,
+                    "oauth2-proxy",
+                    OAUTH2_PROXY_CHART_VERSION,
+                ),
+            },
+        )
     }
 
     /// Another source of the `oauth2-proxy` chart in front of Prometheus and Alertmanager
@@ -213,7 +225,7 @@ impl KubePrometheusStack {
     /// another version.
     #[must_use]
     pub fn oauth2_proxy_chart(mut self, chart: ChartSource) -> Self {
-        self.oauth2_proxy_chart = chart;
+        self.spec.oauth2_proxy_chart = chart;
         self
     }
 
@@ -221,42 +233,42 @@ impl KubePrometheusStack {
     /// Alertmanager behind oauth2-proxy with its `prometheus` and `alertmanager` clients.
     #[must_use]
     pub fn oidc<T: OidcProvider + Send + Sync + 'static>(mut self, provider: &Handle<T>) -> Self {
-        self.oidc = Some(APPS.map(|app| provider.oidc(app)));
+        self.spec.oidc = Some(APPS.map(|app| provider.oidc(app)));
         self
     }
 
     /// TLS for the ingresses from `issuer`.
     #[must_use]
     pub fn issuer(mut self, issuer: Input<ClusterIssuer>) -> Self {
-        self.exposure.issuer = Some(issuer);
+        self.spec.exposure.issuer = Some(issuer);
         self
     }
 
     /// Another hostname for `app` (`grafana`, `prometheus` or `alertmanager`).
     #[must_use]
     pub fn hostname(mut self, app: impl Into<String>, host: impl Into<String>) -> Self {
-        self.hostnames.insert(app.into(), host.into());
+        self.spec.hostnames.insert(app.into(), host.into());
         self
     }
 
     /// Prometheus's volume (default 20Gi).
     #[must_use]
     pub fn prometheus_storage(mut self, p: Persistence) -> Self {
-        self.prometheus_storage = p;
+        self.spec.prometheus_storage = p;
         self
     }
 
     /// Alertmanager's volume (default 2Gi).
     #[must_use]
     pub fn alertmanager_storage(mut self, p: Persistence) -> Self {
-        self.alertmanager_storage = p;
+        self.spec.alertmanager_storage = p;
         self
     }
 
     /// Grafana's volume (default 5Gi).
     #[must_use]
     pub fn grafana_storage(mut self, p: Persistence) -> Self {
-        self.grafana_storage = p;
+        self.spec.grafana_storage = p;
         self
     }
 
@@ -266,35 +278,35 @@ impl KubePrometheusStack {
     /// claims name no class (the cluster's default).
     #[must_use]
     pub fn storage_class(mut self, class: impl Into<Input<StorageClass>>) -> Self {
-        self.storage_class = Some(class.into());
+        self.spec.storage_class = Some(class.into());
         self
     }
 
     /// How long Prometheus keeps samples (default `15d`).
     #[must_use]
     pub fn retention(mut self, retention: impl Into<String>) -> Self {
-        self.retention = retention.into();
+        self.spec.retention = retention.into();
         self
     }
 
     /// Prometheus replicas (default 1).
     #[must_use]
     pub fn prometheus_replicas(mut self, n: u32) -> Self {
-        self.prometheus_replicas = n;
+        self.spec.prometheus_replicas = n;
         self
     }
 
     /// Alertmanager replicas (default 1).
     #[must_use]
     pub fn alertmanager_replicas(mut self, n: u32) -> Self {
-        self.alertmanager_replicas = n;
+        self.spec.alertmanager_replicas = n;
         self
     }
 
     /// Prometheus's compute resources (default 200m CPU and 1Gi memory requested, 2Gi limit).
     #[must_use]
     pub fn prometheus_resources(mut self, resources: crate::Resources) -> Self {
-        self.prometheus_resources = resources;
+        self.spec.prometheus_resources = resources;
         self
     }
 
@@ -302,20 +314,25 @@ impl KubePrometheusStack {
     /// [`DEFAULT_ADMIN_GROUP`](crate::DEFAULT_ADMIN_GROUP)).
     #[must_use]
     pub fn admin_group(mut self, group: impl Into<String>) -> Self {
-        self.admin_group = group.into();
+        self.spec.admin_group = group.into();
         self
     }
+}
 
-    fn grafana_admin(&self) -> String {
-        format!("{}-grafana-admin", self.common.id)
+impl KubePrometheusStackSpec {
+    /// The Secret of Grafana's admin of the module `id`.
+    fn grafana_admin(id: &str) -> String {
+        format!("{id}-grafana-admin")
     }
 
-    fn proxy_secret(&self, app: &str) -> String {
-        format!("{}-{app}-proxy", self.common.id)
+    /// The Secret of the OIDC proxy of `app` of the module `id`.
+    fn proxy_secret(id: &str, app: &str) -> String {
+        format!("{id}-{app}-proxy")
     }
 
     fn grafana_values(
         &self,
+        id: &str,
         ing: &IngressSettings,
         host: &str,
         oidc: Option<&Oidc>,
@@ -326,7 +343,7 @@ impl KubePrometheusStack {
             persistence["storageClassName"] = c.into();
         }
         let mut grafana = json!({
-            "admin": {"existingSecret": self.grafana_admin(), "userKey": "admin-user", "passwordKey": "admin-password"},
+            "admin": {"existingSecret": Self::grafana_admin(id), "userKey": "admin-user", "passwordKey": "admin-password"},
             "ingress": {
                 "enabled": true,
                 "ingressClassName": ing.class_name,
@@ -343,7 +360,7 @@ impl KubePrometheusStack {
         });
         if let Some(o) = oidc {
             grafana["envValueFrom"] = json!({"GF_AUTH_GENERIC_OAUTH_CLIENT_SECRET": {
-                "secretKeyRef": {"name": format!("{}-grafana-oidc", self.common.id), "key": "client-secret"},
+                "secretKeyRef": {"name": format!("{id}-grafana-oidc"), "key": "client-secret"},
             }});
             grafana["grafana.ini"]["auth.generic_oauth"] = json!({
                 "enabled": true,
@@ -365,13 +382,14 @@ impl KubePrometheusStack {
     /// The oauth2-proxy Application in front of `app`, listening on `upstream`.
     fn proxy_application(
         &self,
+        common: &Common,
         env: &Env,
         ing: &IngressSettings,
         app: &str,
         upstream: &str,
         oidc: &Oidc,
     ) -> Value {
-        let host = env.host(app, self.hostnames.get(app));
+        let host = env.host(app, self.hostnames.get(app).map(String::as_str));
         let mut args = serde_json::Map::new();
         for a in &oidc.extra_proxy_args {
             let a = a.trim_start_matches('-');
@@ -385,7 +403,7 @@ impl KubePrometheusStack {
         );
         args.insert("reverse-proxy".into(), "true".into());
         let values = json!({
-            "config": {"existingSecret": self.proxy_secret(app)},
+            "config": {"existingSecret": Self::proxy_secret(&common.id, app)},
             "extraArgs": args,
             "ingress": {
                 "enabled": true,
@@ -397,7 +415,7 @@ impl KubePrometheusStack {
                 "tls": ing.tls_list(app, &host),
             },
         });
-        self.common.application_of(
+        common.application_of(
             env,
             &format!("{}-{app}-proxy", env.module),
             &self.oauth2_proxy_chart,
@@ -407,16 +425,9 @@ impl KubePrometheusStack {
     }
 }
 
-common_setters!(KubePrometheusStack);
-component_module!(KubePrometheusStack, MonitoringStack);
-
-impl Component for KubePrometheusStack {
+impl ChartSpec for KubePrometheusStackSpec {
     type Output = MonitoringStack;
     const KIND: &'static str = "kube-prometheus-stack";
-
-    fn common(&self) -> &Common {
-        &self.common
-    }
 
     fn needs_more(&self, n: &mut Needs) {
         self.exposure.needs(n);
@@ -441,7 +452,7 @@ impl Component for KubePrometheusStack {
         ]
     }
 
-    fn validate_more(&self, v: &mut Validation) {
+    fn validate_more(&self, _common: &Common, v: &mut Validation) {
         for (app, host) in &self.hostnames {
             if !APPS.contains(&app.as_str()) {
                 v.error(
@@ -478,17 +489,17 @@ impl Component for KubePrometheusStack {
         }
     }
 
-    fn generated_secrets(&self, _env: &Env) -> Vec<GeneratedSecret> {
+    fn generated_secrets(&self, common: &Common, _env: &Env) -> Vec<GeneratedSecret> {
         let mut g = vec![GeneratedSecret {
-            name: self.grafana_admin(),
-            namespace: self.common.namespace.clone(),
+            name: Self::grafana_admin(&common.id),
+            namespace: common.namespace.clone(),
             keys: vec!["admin-password".into()],
         }];
         if self.oidc.is_some() {
             for app in &APPS[1..] {
                 g.push(GeneratedSecret {
-                    name: self.proxy_secret(app),
-                    namespace: self.common.namespace.clone(),
+                    name: Self::proxy_secret(&common.id, app),
+                    namespace: common.namespace.clone(),
                     keys: vec!["cookie-secret".into()],
                 });
             }
@@ -498,13 +509,15 @@ impl Component for KubePrometheusStack {
 
     fn render(
         &self,
+        common: &Common,
         ctx: &Context,
         env: &Env,
         secrets: &Secrets,
     ) -> Result<Rendered<MonitoringStack>> {
         let ing = self.exposure.resolve(ctx)?;
-        let ns = &self.common.namespace;
-        let release = &self.common.release_name;
+        let ns = &common.namespace;
+        let release = &common.release_name;
+        let id = &common.id;
         let oidc: Option<Vec<Oidc>> = match &self.oidc {
             Some(inputs) => Some(
                 inputs
@@ -519,13 +532,13 @@ impl Component for KubePrometheusStack {
             None => None,
         };
         let class = class.as_deref();
-        let grafana_host = env.host("grafana", self.hostnames.get("grafana"));
+        let grafana_host = env.host("grafana", self.hostnames.get("grafana").map(String::as_str));
         let prometheus_url = format!("http://{release}-prometheus.{ns}.svc:9090");
         let alertmanager_url = format!("http://{release}-alertmanager.{ns}.svc:9093");
         let defaults = json!({
             "fullnameOverride": release,
             "crds": {"enabled": env.monitors.is_none()},
-            "grafana": self.grafana_values(&ing, &grafana_host, oidc.as_ref().map(|o| &o[0]), class),
+            "grafana": self.grafana_values(id, &ing, &grafana_host, oidc.as_ref().map(|o| &o[0]), class),
             "prometheus": {"prometheusSpec": {
                 "replicas": self.prometheus_replicas,
                 "retention": self.retention,
@@ -541,18 +554,18 @@ impl Component for KubePrometheusStack {
                 "storage": self.alertmanager_storage.claim_template(class),
             }},
         });
-        let values = self
-            .common
-            .values(env, defaults, |crds| json!({"commonLabels": crds.labels}));
+        let values = common.values(env, defaults, |crds| json!({"commonLabels": crds.labels}));
 
-        let admin_password = secrets.get(&self.grafana_admin(), "admin-password").clone();
+        let admin_password = secrets
+            .get(&Self::grafana_admin(id), "admin-password")
+            .clone();
         // secrets first, so that the pods the Application creates find them
-        let mut objects = self.common.chart_objects(env, values);
+        let mut objects = common.chart_objects(env, values);
         let application = objects
             .pop()
             .expect("chart_objects ends with the Application");
         objects.push(env.secret(
-            &self.grafana_admin(),
+            &Self::grafana_admin(id),
             ns,
             &[],
             [
@@ -564,7 +577,7 @@ impl Component for KubePrometheusStack {
         let mut proxies = Vec::new();
         if let Some(oidc) = &oidc {
             objects.push(env.secret(
-                &format!("{}-grafana-oidc", self.common.id),
+                &format!("{id}-grafana-oidc"),
                 ns,
                 &[],
                 [("client-secret", oidc[0].client_secret.expose())],
@@ -577,7 +590,7 @@ impl Component for KubePrometheusStack {
             .enumerate()
             {
                 let o = &oidc[i + 1];
-                let secret = self.proxy_secret(app);
+                let secret = Self::proxy_secret(id, app);
                 objects.push(env.secret(
                     &secret,
                     ns,
@@ -591,8 +604,9 @@ impl Component for KubePrometheusStack {
                         ),
                     ],
                 ));
-                proxies.push(self.proxy_application(env, &ing, app, upstream, o));
-                public[i] = Some(ing.url(&env.host(app, self.hostnames.get(app))));
+                proxies.push(self.proxy_application(common, env, &ing, app, upstream, o));
+                public[i] =
+                    Some(ing.url(&env.host(app, self.hostnames.get(app).map(String::as_str))));
             }
         }
         objects.push(application);

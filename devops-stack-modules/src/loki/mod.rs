@@ -9,36 +9,37 @@
 //! repository.
 //!
 //! # Inputs
-//! - the cluster and Argo CD, in [`Loki::new`];
-//! - optionally monitoring ([`Loki::monitoring`]): a Grafana datasource ConfigMap is then
-//!   created in the monitoring namespace, with Grafana's datasource label;
+//! - the cluster and Argo CD, in [`Loki::new`](Loki#method.new);
+//! - optionally monitoring ([`Loki::monitoring`](Loki#method.monitoring)): a Grafana datasource
+//!   ConfigMap is then created in the monitoring namespace, with Grafana's datasource label;
 //! - optionally the ServiceMonitor CRDs ([`Loki::service_monitors`]);
-//! - optionally a storage class ([`Loki::storage_class`], the EBS CSI driver's on EKS) that
-//!   Loki's volume names (a [`Persistence`] that names a class keeps its own);
-//! - optionally an object store and a workload identity ([`Loki::object_store`]): see
+//! - optionally a storage class ([`Loki::storage_class`](Loki#method.storage_class), the EBS CSI
+//!   driver's on EKS) that Loki's volume names (a [`Persistence`] that names a class keeps its
+//!   own);
+//! - optionally an object store and a workload identity
+//!   ([`Loki::object_store`](Loki#method.object_store)): see
 //!   [below](self#chunks-in-an-object-store).
 //!
 //! # Outputs
 //! [`Logs`]: the namespace and Loki's in-cluster URL.
 //!
 //! # Defaults
-//! Chart `loki` [`CHART_VERSION`] in `Monolithic` mode (1 replica, filesystem storage on a
-//! 10Gi volume, TSDB schema v13, no auth, caches, canary, gateway and MinIO off), chart
-//! `alloy` [`ALLOY_CHART_VERSION`] as a DaemonSet pushing to it, namespace `loki`. Logs are
-//! kept `744h` (31 days, [`Loki::retention`]; a retention of zero is refused, as Loki would
+//! Chart `loki` [`CHART_VERSION`] in `Monolithic` mode (1 replica, filesystem storage on a 10Gi
+//! volume, TSDB schema v13, no auth, caches, canary, gateway and MinIO off), chart `alloy`
+//! [`ALLOY_CHART_VERSION`] as a DaemonSet pushing to it, namespace `loki`. Logs are kept `744h` (31
+//! days, [`Loki::retention`](Loki#method.retention); a retention of zero is refused, as Loki would
 //! read it as "forever").
 //!
 //! # Chunks in an object store
-//! With [`Loki::object_store`] (an S3 bucket on AWS), Loki keeps its chunks, its index and its
-//! ruler and admin data in the bucket: `loki.storage.type: s3`, the bucket in
-//! `loki.storage.bucketNames.{chunks,ruler,admin}`, `loki.storage.s3.region` (and the endpoint,
-//! path-style, when the store has its own endpoint), the schema's `object_store: s3`, and the
-//! compactor's deletion requests in `s3`. Loki's service account (`serviceAccount.name`, set to
-//! the release name) gets a workload role with the store's `access` policy (that bucket's
-//! objects, nothing more), made before the Application and deleted after it on destroy; its
-//! annotations go on the chart's `serviceAccount.annotations`. The volume stays, for the
-//! write-ahead log and the index not yet shipped. Without it, storage is the filesystem of the
-//! volume, as everywhere else.
+//! With [`Loki::object_store`](Loki#method.object_store) (an S3 bucket on AWS), Loki keeps its
+//! chunks, its index and its ruler and admin data in the bucket: `loki.storage.type: s3`, the
+//! bucket in `loki.storage.bucketNames.{chunks,ruler,admin}`, `loki.storage.s3.region` (and the
+//! endpoint, path-style, when the store has its own endpoint), the schema's `object_store: s3`, and
+//! the compactor's deletion requests in `s3`. Loki's service account (`serviceAccount.name`, set to
+//! the release name) gets a workload role with the store's `access` policy (that bucket's objects,
+//! nothing more), made before the Application and deleted after it on destroy; its annotations go
+//! on the chart's `serviceAccount.annotations`. The volume stays, for the write-ahead log and the
+//! index not yet shipped. Without it, storage is the filesystem of the volume, as everywhere else.
 //!
 //! # Log shipping
 //! Alloy runs the pipeline [`alloy_config`] renders (in the chart's `alloy.configMap.content`):
@@ -65,9 +66,8 @@ use devops_stack_core::{Context, Input, Needs, Validation};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::common::{
-    ChartSource, Common, Component, Env, Rendered, Secrets, ValueKind, WantedRole, common_setters,
-    component_module,
+use crate::chart::{
+    Chart, ChartSource, ChartSpec, Common, Env, Rendered, Secrets, ValueKind, WantedRole,
 };
 use crate::error::Result;
 use crate::kube_prometheus_stack::Persistence;
@@ -91,9 +91,15 @@ pub struct Logs {
 }
 
 /// Deploys Loki and Grafana Alloy.
+///
+/// Its own setters are below; the shared ones (`namespace`, `values`, `sync`...) are on
+/// [`Chart`].
+pub type Loki = Chart<LokiSpec>;
+
+/// The spec of [`Loki`]: its storage, retention and resources, the Grafana it is a datasource
+/// of, and the Alloy chart shipping the logs.
 #[derive(Debug, Clone)]
-pub struct Loki {
-    common: Common,
+pub struct LokiSpec {
     monitoring: Option<Input<Monitoring>>,
     storage: Persistence,
     storage_class: Option<Input<StorageClass>>,
@@ -109,22 +115,18 @@ impl Loki {
         cluster: impl Into<Input<ClusterRef>>,
         argocd: impl Into<Input<ArgoCdTarget>>,
     ) -> Self {
-        Loki {
-            common: Common::new(
-                "loki",
-                cluster.into(),
-                argocd.into(),
-                crate::pins::LOKI.source(),
-                "loki",
-            ),
-            monitoring: None,
-            storage: Persistence::new("10Gi"),
-            storage_class: None,
-            object_store: None,
-            retention: "744h".into(),
-            resources: crate::Resources::small(256),
-            alloy_chart: crate::pins::ALLOY.source(),
-        }
+        Chart::with_spec(
+            Common::new("loki", cluster, argocd, crate::pins::LOKI.source(), "loki"),
+            LokiSpec {
+                monitoring: None,
+                storage: Persistence::new("10Gi"),
+                storage_class: None,
+                object_store: None,
+                retention: "744h".into(),
+                resources: crate::Resources::small(256),
+                alloy_chart: crate::pins::ALLOY.source(),
+            },
+        )
     }
 
     /// Another source of the `alloy` chart (default [`ALLOY_CHART_VERSION`] from Grafana's
@@ -132,30 +134,30 @@ impl Loki {
     /// `chart_repository` and `chart_version`.
     #[must_use]
     pub fn alloy_chart(mut self, chart: ChartSource) -> Self {
-        self.alloy_chart = chart;
+        self.spec.alloy_chart = chart;
         self
     }
 
     /// Adds Loki as a Grafana datasource of this monitoring.
     #[must_use]
     pub fn monitoring(mut self, monitoring: impl Into<Input<Monitoring>>) -> Self {
-        self.monitoring = Some(monitoring.into());
+        self.spec.monitoring = Some(monitoring.into());
         self
     }
 
     /// Loki's volume (default 10Gi in the default storage class).
     #[must_use]
     pub fn storage(mut self, p: Persistence) -> Self {
-        self.storage = p;
+        self.spec.storage = p;
         self
     }
 
     /// The storage class of Loki's volume, from the module that provides it (the EBS CSI
     /// driver's `gp3`): Loki then runs after it. A [`Persistence`] given to
-    /// [`Loki::storage`] that names a class keeps its own.
+    /// [`Loki::storage`](Loki#method.storage) that names a class keeps its own.
     #[must_use]
     pub fn storage_class(mut self, class: impl Into<Input<StorageClass>>) -> Self {
-        self.storage_class = Some(class.into());
+        self.spec.storage_class = Some(class.into());
         self
     }
 
@@ -167,34 +169,39 @@ impl Loki {
         store: impl Into<Input<ObjectStore>>,
         identity: impl Into<Input<WorkloadIdentityRef>>,
     ) -> Self {
-        self.object_store = Some((store.into(), identity.into()));
+        self.spec.object_store = Some((store.into(), identity.into()));
         self
-    }
-
-    /// Loki's service account: its release name, in its namespace (set in the chart's values
-    /// when Loki gets a role).
-    fn service_account(&self) -> ServiceAccount {
-        ServiceAccount::new(&self.common.namespace, &self.common.release_name)
     }
 
     /// How long logs are kept (default `744h`, 31 days).
     #[must_use]
     pub fn retention(mut self, retention: impl Into<String>) -> Self {
-        self.retention = retention.into();
+        self.spec.retention = retention.into();
         self
     }
 
     /// Loki's compute resources.
     #[must_use]
     pub fn resources(mut self, resources: crate::Resources) -> Self {
-        self.resources = resources;
+        self.spec.resources = resources;
         self
     }
 }
 
-impl Loki {
-    /// The values that keep Loki's data in `store`, with its role's annotations.
-    fn object_store_values(&self, env: &Env, store: &ObjectStore) -> serde_json::Value {
+impl LokiSpec {
+    /// Loki's service account: its release name, in its namespace (set in the chart's values
+    /// when Loki gets a role).
+    fn service_account(common: &Common) -> ServiceAccount {
+        ServiceAccount::new(&common.namespace, &common.release_name)
+    }
+
+    /// The values that keep Loki's data in `store`, with the role's annotations of the service
+    /// account `sa`.
+    fn object_store_values(
+        env: &Env,
+        sa: &ServiceAccount,
+        store: &ObjectStore,
+    ) -> serde_json::Value {
         let kind = match store.kind {
             ObjectStoreKind::S3 => "s3",
             // ObjectStoreKind is non-exhaustive: a new kind needs its values here
@@ -205,7 +212,6 @@ impl Loki {
             s3["endpoint"] = endpoint.clone().into();
             s3["s3ForcePathStyle"] = true.into();
         }
-        let sa = self.service_account();
         json!({
             "loki": {
                 "storage": {
@@ -222,21 +228,14 @@ impl Loki {
                 }]},
                 "compactor": {"delete_request_store": kind},
             },
-            "serviceAccount": {"create": true, "name": sa.name, "annotations": env.role_annotations(&sa)},
+            "serviceAccount": {"create": true, "name": sa.name, "annotations": env.role_annotations(sa)},
         })
     }
 }
 
-common_setters!(Loki);
-component_module!(Loki, Logs);
-
-impl Component for Loki {
+impl ChartSpec for LokiSpec {
     type Output = Logs;
     const KIND: &'static str = "loki";
-
-    fn common(&self) -> &Common {
-        &self.common
-    }
 
     fn needs_more(&self, n: &mut Needs) {
         n.add(&self.monitoring).add(&self.storage_class);
@@ -245,11 +244,11 @@ impl Component for Loki {
         }
     }
 
-    fn workload_roles(&self, ctx: &Context) -> Result<Vec<WantedRole>> {
+    fn workload_roles(&self, common: &Common, ctx: &Context) -> Result<Vec<WantedRole>> {
         match &self.object_store {
             Some((store, identity)) => Ok(vec![WantedRole::new(
                 ctx.get(identity)?,
-                RoleRequest::new(self.service_account(), ctx.get(store)?.access),
+                RoleRequest::new(Self::service_account(common), ctx.get(store)?.access),
             )]),
             None => Ok(Vec::new()),
         }
@@ -264,7 +263,7 @@ impl Component for Loki {
         ]
     }
 
-    fn validate_more(&self, v: &mut Validation) {
+    fn validate_more(&self, _common: &Common, v: &mut Validation) {
         self.storage.validate(v, "storage");
         match self
             .retention
@@ -292,9 +291,15 @@ impl Component for Loki {
         }
     }
 
-    fn render(&self, ctx: &Context, env: &Env, _secrets: &Secrets) -> Result<Rendered<Logs>> {
-        let ns = &self.common.namespace;
-        let release = &self.common.release_name;
+    fn render(
+        &self,
+        common: &Common,
+        ctx: &Context,
+        env: &Env,
+        _secrets: &Secrets,
+    ) -> Result<Rendered<Logs>> {
+        let ns = &common.namespace;
+        let release = &common.release_name;
         let url = format!("http://{release}.{ns}.svc:3100");
         let class = match &self.storage_class {
             Some(c) => Some(ctx.get(c)?.name),
@@ -333,12 +338,13 @@ impl Component for Loki {
         });
         if let Some((store, _)) = &self.object_store {
             let store = ctx.get(store)?;
-            merge_values(&mut defaults, &self.object_store_values(env, &store));
+            let sa = Self::service_account(common);
+            merge_values(&mut defaults, &Self::object_store_values(env, &sa, &store));
         }
-        let values = self.common.values(env, defaults, |crds| {
+        let values = common.values(env, defaults, |crds| {
             json!({"monitoring": {"serviceMonitor": {"enabled": true, "labels": crds.labels}}})
         });
-        let mut objects = self.common.chart_objects(env, values);
+        let mut objects = common.chart_objects(env, values);
 
         let mut alloy = json!({
             "crds": {"create": false},
@@ -357,7 +363,7 @@ impl Component for Loki {
         if let Some(crds) = &env.monitors {
             alloy["serviceMonitor"] = json!({"enabled": true, "additionalLabels": crds.labels});
         }
-        objects.push(self.common.application_of(
+        objects.push(common.application_of(
             env,
             &format!("{}-alloy", env.module),
             &self.alloy_chart,
@@ -371,7 +377,7 @@ impl Component for Loki {
                 "apiVersion: 1\ndatasources:\n  - name: Loki\n    type: loki\n    uid: loki\n    access: proxy\n    url: {url}\n"
             );
             objects.push(env.config_map(
-                &format!("{}-datasource", self.common.id),
+                &format!("{}-datasource", common.id),
                 &m.namespace,
                 &[(m.grafana_datasource_label.as_str(), "1")],
                 json!({"loki-datasource.yaml": datasource}),

@@ -2,26 +2,26 @@
 //! `metrics-server` chart of <https://kubernetes-sigs.github.io/metrics-server/>.
 //!
 //! # Inputs
-//! - the cluster and Argo CD, in [`MetricsServer::new`];
+//! - the cluster and Argo CD, in [`MetricsServer::new`](MetricsServer#method.new);
 //! - optionally the ServiceMonitor CRDs ([`MetricsServer::service_monitors`]).
 //!
 //! # Outputs
 //! [`ResourceMetrics`]: the namespace and the APIService it serves.
 //!
 //! # Defaults
-//! Chart `metrics-server` [`CHART_VERSION`], namespace `kube-system` (never created nor deleted
-//! by the module), 2 replicas with a PodDisruptionBudget, 100m CPU / 200Mi memory requested;
-//! kubelet certificates verified (turn off with [`MetricsServer::kubelet_insecure_tls`] on kind
-//! and other clusters with self-signed kubelet certificates).
+//! Chart `metrics-server` [`CHART_VERSION`], namespace `kube-system` (never created nor deleted by
+//! the module), 2 replicas with a PodDisruptionBudget, 100m CPU / 200Mi memory requested; kubelet
+//! certificates verified (turn off with
+//! [`MetricsServer::kubelet_insecure_tls`](MetricsServer#method.kubelet_insecure_tls) on kind and
+//! other clusters with self-signed kubelet certificates).
 
 use devops_stack_core::interfaces::{ArgoCdTarget, ClusterRef};
 use devops_stack_core::{Context, Input, Validation};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::common::{
-    ChartSource, Common, Component, Env, Rendered, Secrets, Sizing, ValueKind, common_setters,
-    component_module, sizing_setters,
+use crate::chart::{
+    Chart, ChartSource, ChartSpec, Common, Env, Rendered, Secrets, Sizable, Sizing, ValueKind,
 };
 use crate::error::Result;
 
@@ -40,9 +40,14 @@ pub struct ResourceMetrics {
 }
 
 /// Deploys metrics-server.
+///
+/// Its own setters are below; the shared ones (`namespace`, `values`, `sync`..., and
+/// `replicas`, `resources`) are on [`Chart`].
+pub type MetricsServer = Chart<MetricsServerSpec>;
+
+/// The spec of [`MetricsServer`]: its sizing and kubelet TLS setting.
 #[derive(Debug, Clone)]
-pub struct MetricsServer {
-    common: Common,
+pub struct MetricsServerSpec {
     sizing: Sizing,
     kubelet_insecure_tls: bool,
 }
@@ -53,43 +58,43 @@ impl MetricsServer {
         cluster: impl Into<Input<ClusterRef>>,
         argocd: impl Into<Input<ArgoCdTarget>>,
     ) -> Self {
-        MetricsServer {
-            common: Common::new(
+        Chart::with_spec(
+            Common::new(
                 "metrics-server",
-                cluster.into(),
-                argocd.into(),
+                cluster,
+                argocd,
                 ChartSource::new(CHART_REPOSITORY, "metrics-server", CHART_VERSION),
                 "kube-system",
             ),
-            sizing: Sizing::new(
-                2,
-                crate::Resources::new()
-                    .request("cpu", "100m")
-                    .request("memory", "200Mi"),
-            ),
-            kubelet_insecure_tls: false,
-        }
+            MetricsServerSpec {
+                sizing: Sizing::new(
+                    2,
+                    crate::Resources::new()
+                        .request("cpu", "100m")
+                        .request("memory", "200Mi"),
+                ),
+                kubelet_insecure_tls: false,
+            },
+        )
     }
 
     /// Skip verifying kubelet certificates (kind, k3d; default false).
     #[must_use]
     pub fn kubelet_insecure_tls(mut self, on: bool) -> Self {
-        self.kubelet_insecure_tls = on;
+        self.spec.kubelet_insecure_tls = on;
         self
     }
 }
 
-common_setters!(MetricsServer);
-sizing_setters!(MetricsServer);
-component_module!(MetricsServer, ResourceMetrics);
+impl Sizable for MetricsServerSpec {
+    fn sizing(&mut self) -> &mut Sizing {
+        &mut self.sizing
+    }
+}
 
-impl Component for MetricsServer {
+impl ChartSpec for MetricsServerSpec {
     type Output = ResourceMetrics;
     const KIND: &'static str = "metrics-server";
-
-    fn common(&self) -> &Common {
-        &self.common
-    }
 
     fn typed_values(&self) -> &'static [(&'static str, ValueKind)] {
         &[
@@ -98,12 +103,13 @@ impl Component for MetricsServer {
         ]
     }
 
-    fn validate_more(&self, v: &mut Validation) {
+    fn validate_more(&self, _common: &Common, v: &mut Validation) {
         self.sizing.validate(v);
     }
 
     fn render(
         &self,
+        common: &Common,
         _ctx: &Context,
         env: &Env,
         _secrets: &Secrets,
@@ -119,15 +125,15 @@ impl Component for MetricsServer {
             "podDisruptionBudget": {"enabled": self.sizing.replicas > 1, "minAvailable": 1},
             "args": args,
         });
-        let values = self.common.values(env, defaults, |crds| {
+        let values = common.values(env, defaults, |crds| {
             json!({"metrics": {"enabled": true}, "serviceMonitor": {"enabled": true, "additionalLabels": crds.labels}})
         });
         Ok(Rendered {
             output: ResourceMetrics {
-                namespace: self.common.namespace.clone(),
+                namespace: common.namespace.clone(),
                 api_service: "v1beta1.metrics.k8s.io".into(),
             },
-            objects: self.common.chart_objects(env, values),
+            objects: common.chart_objects(env, values),
         })
     }
 }

@@ -285,7 +285,7 @@ impl App {
         self.manifests.apply_to(&mut source, &self.name);
         let spec = t.spec(source, &self.namespace, &self.sync);
         let app = Application::with_finalizer(&name, t.argocd_namespace, spec, t.labels.clone());
-        crate::common::to_json(&app)
+        crate::chart::to_json(&app)
     }
 }
 
@@ -708,7 +708,7 @@ impl AppSet {
             .collect();
         let template = json!({
             "metadata": {"name": app_name, "labels": team_labels, "finalizers": [devops_stack_core::argocd::RESOURCES_FINALIZER]},
-            "spec": crate::common::to_json(&spec),
+            "spec": crate::chart::to_json(&spec),
         });
         let mut set = ApplicationSet::new(
             &self.set_name(prefix),
@@ -722,6 +722,6 @@ impl AppSet {
         );
         set.metadata.namespace = Some(t.argocd_namespace.to_owned());
         set.metadata.labels = Some(t.labels.clone());
-        crate::common::to_json(&set)
+        crate::chart::to_json(&set)
     }
 }

@@ -474,7 +474,7 @@ impl Team {
         );
         project.metadata.namespace = Some(env.argocd.namespace.clone());
         project.metadata.labels = Some(env.labels.clone());
-        crate::common::to_json(&project)
+        crate::chart::to_json(&project)
     }
 
     /// A Role per access role in use and a RoleBinding per group, in each namespace.
@@ -727,7 +727,7 @@ impl Module for Team {
             });
             self.check_delivery(v, &field, set.repo_url(), set.namespace());
         }
-        crate::common::check_destination_server(v, self.destination_server.as_deref());
+        crate::chart::check_destination_server(v, self.destination_server.as_deref());
     }
 
     async fn plan(&self, ctx: &Context) -> ModuleResult<Planned<TeamOutput>> {

@@ -1,14 +1,16 @@
 //! Traefik, the ingress controller, from the `traefik` chart of <https://traefik.github.io/charts>.
 //!
 //! # Inputs
-//! - the cluster (`Input<ClusterRef>`) and Argo CD (`Input<ArgoCdTarget>`), in [`Traefik::new`];
+//! - the cluster (`Input<ClusterRef>`) and Argo CD (`Input<ArgoCdTarget>`), in
+//!   [`Traefik::new`](Traefik);
 //! - optionally a DNS zone (`Input<DnsZone>`, [`Traefik::dns_zone`]) for the wildcard record;
 //! - optionally the ServiceMonitor CRDs ([`Traefik::service_monitors`]), which enables Traefik's
 //!   ServiceMonitor from the first run, with the chart's dedicated metrics Service it scrapes.
 //!
 //! # Outputs
-//! An [`IngressController`]: the [`Ingress`](devops_stack_core::interfaces::Ingress) every other
-//! module's ingresses use, with the controller's namespace (class `traefik`, TLS ingresses annotated
+//! An [`IngressController`](crate::IngressController): the
+//! [`Ingress`](devops_stack_core::interfaces::Ingress) every other module's ingresses use, with the
+//! controller's namespace (class `traefik`, TLS ingresses annotated
 //! `traefik.ingress.kubernetes.io/router.tls: "true"`). It implements `IngressProvider`.
 //!
 //! # On a cloud
@@ -32,18 +34,13 @@
 //! `Capability::IngressClass`, so the stack refuses two controllers claiming the same class
 //! or both claiming the default.
 
-use devops_stack_core::interfaces::{ArgoCdTarget, ClusterRef};
-use devops_stack_core::{Context, Input};
-use serde_json::json;
+use devops_stack_core::Validation;
+use serde_json::{Value, json};
 
-use crate::common::{
-    ChartSource, Common, Component, Env, Rendered, Secrets, Sizing, ValueKind, common_setters,
-    component_module, helm_fullname, sizing_setters,
-};
-use crate::error::Result;
-use crate::ingress_controller::{
-    ControllerSettings, IngressController, controller_hooks, controller_setters,
-};
+use crate::chart::{Chart, Common, ValueKind, helm_fullname};
+use crate::ingress_controller::{IngressChart, IngressControllerSpec, sealed};
+use crate::kube_prometheus_stack::ServiceMonitorCrds;
+use crate::pins::Pin;
 
 /// The pinned chart version.
 pub const CHART_VERSION: &str = crate::pins::TRAEFIK.version;
@@ -67,6 +64,10 @@ const MOVED_VALUES: &[(&str, &str)] = &[
 
 /// Deploys Traefik as the stack's ingress controller.
 ///
+/// Its constructor and setters are on [`Chart`]: those of the ingress controllers (`new`,
+/// `class_name`, `dns_zone`...), and those every chart module has (`namespace`, `values`,
+/// `replicas`...).
+///
 /// ```
 /// # use devops_stack_core::{Input, interfaces::{ArgoCdTarget, ClusterRef}};
 /// # fn f(cluster: Input<ClusterRef>, argocd: Input<ArgoCdTarget>) {
@@ -74,71 +75,61 @@ const MOVED_VALUES: &[(&str, &str)] = &[
 /// let traefik = Traefik::new(cluster, argocd).replicas(3).values(serde_json::json!({"log": {"level": "DEBUG"}}));
 /// # }
 /// ```
-#[derive(Debug, Clone)]
-pub struct Traefik {
-    common: Common,
-    controller: ControllerSettings,
-    sizing: Sizing,
-}
+pub type Traefik = Chart<IngressControllerSpec<TraefikChart>>;
 
-impl Traefik {
-    /// Traefik on `cluster`, deployed by `argocd`, with the id `traefik`.
-    pub fn new(
-        cluster: impl Into<Input<ClusterRef>>,
-        argocd: impl Into<Input<ArgoCdTarget>>,
-    ) -> Self {
-        Traefik {
-            common: Common::new(
-                "traefik",
-                cluster.into(),
-                argocd.into(),
-                ChartSource::new(CHART_REPOSITORY, "traefik", CHART_VERSION),
-                "traefik",
-            ),
-            controller: ControllerSettings::new("traefik"),
-            sizing: Sizing::new(2, crate::Resources::small(128)),
-        }
-    }
-}
+/// The names and values of the `traefik` chart ([`IngressChart`]).
+#[derive(Debug, Clone, Copy)]
+pub struct TraefikChart;
 
-impl Traefik {
-    /// The controller's Service, as the chart names it for the release.
-    fn service_name(&self) -> String {
-        helm_fullname(&self.common.release_name, "traefik")
-    }
-}
+impl sealed::Sealed for TraefikChart {}
 
-common_setters!(Traefik);
-sizing_setters!(Traefik);
-controller_setters!(Traefik);
-component_module!(Traefik, IngressController);
+impl IngressChart for TraefikChart {
+    const NAME: &'static str = "traefik";
+    const PIN: Pin = crate::pins::TRAEFIK;
+    const CLASS_NAME: &'static str = "traefik";
+    const CONTROLLER: &'static str = "traefik.io/ingress-controller";
+    const TLS_ANNOTATIONS: &'static [(&'static str, &'static str)] =
+        &[("traefik.ingress.kubernetes.io/router.tls", "true")];
+    const TYPED_VALUES: &'static [(&'static str, ValueKind)] = &[
+        ("/deployment/replicas", ValueKind::Integer),
+        ("/resources", ValueKind::Object),
+        ("/ingressClass/isDefaultClass", ValueKind::Bool),
+        ("/ingressClass/name", ValueKind::String),
+        ("/service/spec/type", ValueKind::String),
+    ];
+    const SERVICE_VALUES: &'static str = "/service";
 
-impl Component for Traefik {
-    type Output = IngressController;
-    const KIND: &'static str = "traefik";
-
-    fn common(&self) -> &Common {
-        &self.common
+    fn service_name(release: &str) -> String {
+        helm_fullname(release, "traefik")
     }
 
-    controller_hooks!();
-
-    fn typed_values(&self) -> &'static [(&'static str, ValueKind)] {
-        &[
-            ("/deployment/replicas", ValueKind::Integer),
-            ("/resources", ValueKind::Object),
-            ("/ingressClass/isDefaultClass", ValueKind::Bool),
-            ("/ingressClass/name", ValueKind::String),
-            ("/service/spec/type", ValueKind::String),
-        ]
+    fn values(c: &IngressControllerSpec<Self>) -> Value {
+        json!({
+            "deployment": {"replicas": c.sizing.replicas},
+            "resources": c.sizing.resources.to_value(),
+            "ingressClass": {"enabled": true, "isDefaultClass": c.default_class, "name": c.class_name},
+            "providers": {
+                "kubernetesIngress": {"enabled": true, "publishedService": {"enabled": true}},
+                "kubernetesCRD": {"enabled": true},
+            },
+            "service": {"spec": {"type": c.service_type}},
+            "metrics": {"prometheus": {"entryPoint": "metrics"}},
+        })
     }
 
-    fn validate_more(&self, v: &mut devops_stack_core::Validation) {
-        self.controller.validate(v);
-        self.sizing.validate(v);
+    fn service_monitor(crds: &ServiceMonitorCrds) -> Value {
+        // the chart's ServiceMonitor scrapes the port `metrics`, which only the dedicated
+        // metrics Service exposes (`ports.metrics.expose.default` is false)
+        json!({"metrics": {"prometheus": {
+            "service": {"enabled": true},
+            "serviceMonitor": {"enabled": true, "additionalLabels": crds.labels},
+        }}})
+    }
+
+    fn validate(common: &Common, v: &mut Validation) {
         // keys the chart moved since 37.x: the old ones would be ignored (`service.type`) or
         // refused by the chart's schema (`logs`) only when Argo CD renders the chart
-        for overrides in &self.common.values {
+        for overrides in &common.values {
             for (old, new) in MOVED_VALUES {
                 if overrides.pointer(old).is_some() {
                     v.error(
@@ -152,46 +143,5 @@ impl Component for Traefik {
                 }
             }
         }
-    }
-
-    fn render(
-        &self,
-        ctx: &Context,
-        env: &Env,
-        _secrets: &Secrets,
-    ) -> Result<Rendered<IngressController>> {
-        let c = &self.controller;
-        let mut defaults = json!({
-            "deployment": {"replicas": self.sizing.replicas},
-            "resources": self.sizing.resources.to_value(),
-            "ingressClass": {"enabled": true, "isDefaultClass": c.default_class, "name": c.class_name},
-            "providers": {
-                "kubernetesIngress": {"enabled": true, "publishedService": {"enabled": true}},
-                "kubernetesCRD": {"enabled": true},
-            },
-            "service": {"spec": {"type": c.service_type}},
-            "metrics": {"prometheus": {"entryPoint": "metrics"}},
-        });
-        let annotations = c.service_annotations(env);
-        if !annotations.is_empty() {
-            defaults["service"]["annotations"] = json!(annotations);
-        }
-        let values = self.common.values(env, defaults, |crds| {
-            // the chart's ServiceMonitor scrapes the port `metrics`, which only the dedicated
-            // metrics Service exposes (`ports.metrics.expose.default` is false)
-            json!({"metrics": {"prometheus": {
-                "service": {"enabled": true},
-                "serviceMonitor": {"enabled": true, "additionalLabels": crds.labels},
-            }}})
-        });
-        Ok(Rendered {
-            output: c.output(
-                ctx,
-                &self.common.namespace,
-                "traefik.io/ingress-controller",
-                &[("traefik.ingress.kubernetes.io/router.tls", "true")],
-            ),
-            objects: self.common.chart_objects(env, values),
-        })
     }
 }

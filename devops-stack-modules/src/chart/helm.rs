@@ -1,5 +1,5 @@
-//! The public chart layer: an in-house Helm chart wrapped as a typed module in a few lines, with
-//! what the built-in components get: a pinned, overridable chart version; typed settings
+//! An in-house Helm chart wrapped as a typed module in a few lines ([`HelmChart`]), with what
+//! the built-in components get: a pinned, overridable chart version; typed settings
 //! deep-merged with value overrides; the Argo CD Application with its sync settings; ingress
 //! and TLS wiring through handles; waits, plan, diff and ownership from the engine.
 //!
@@ -40,9 +40,8 @@ use devops_stack_core::{Context, Input, Needs, Validation};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::common::{
-    ChartSource, Common, Component, Env, Exposure, Rendered, Secrets, common_setters,
-    component_module,
+use super::{
+    Chart, ChartSource, ChartSpec, Common, Env, Exposure, Rendered, Secrets, merge_values,
 };
 use crate::error::Result;
 
@@ -68,11 +67,16 @@ struct Publish {
 }
 
 /// An in-house Helm chart as a typed module: `settings` (any `Serialize` type, as the chart's
-/// values name them) are the chart's values, deep-merged under [`values`](HelmChart::values)
+/// values name them) are the chart's values, deep-merged under [`values`](Chart::values)
 /// overrides. The module id names its namespace, release and Argo CD Application.
+///
+/// Its own setters are below; the shared ones (`namespace`, `values`, `sync`...) are on
+/// [`Chart`].
+pub type HelmChart<S> = Chart<HelmChartSpec<S>>;
+
+/// The spec of a [`HelmChart`]: its typed settings, and where it is published.
 #[derive(Debug, Clone)]
-pub struct HelmChart<S> {
-    common: Common,
+pub struct HelmChartSpec<S> {
     settings: S,
     publish: Option<Publish>,
 }
@@ -87,13 +91,15 @@ impl<S: Serialize + Clone + Send + Sync + 'static> HelmChart<S> {
         chart: ChartSource,
         settings: S,
     ) -> Self {
-        let mut common = Common::new(id, cluster.into(), argocd.into(), chart, id);
+        let mut common = Common::new(id, cluster, argocd, chart, id);
         common.release_name = id.to_owned();
-        HelmChart {
+        Chart::with_spec(
             common,
-            settings,
-            publish: None,
-        }
+            HelmChartSpec {
+                settings,
+                publish: None,
+            },
+        )
     }
 
     /// Publishes the chart through `ingress` at `<app>.<cluster's apps domain>`, with TLS from
@@ -108,7 +114,7 @@ impl<S: Serialize + Clone + Send + Sync + 'static> HelmChart<S> {
     ) -> Self {
         let mut exposure = Exposure::new(ingress.into());
         exposure.issuer = Some(issuer.into());
-        self.publish = Some(Publish {
+        self.spec.publish = Some(Publish {
             exposure,
             app: app.into(),
             key: "ingress".into(),
@@ -119,23 +125,16 @@ impl<S: Serialize + Clone + Send + Sync + 'static> HelmChart<S> {
     /// The values key the chart reads its ingress settings from (default `ingress`).
     #[must_use]
     pub fn ingress_key(mut self, key: impl Into<String>) -> Self {
-        if let Some(p) = &mut self.publish {
+        if let Some(p) = &mut self.spec.publish {
             p.key = key.into();
         }
         self
     }
 }
 
-common_setters!([S] HelmChart<S>);
-component_module!([S: Serialize + Clone + Send + Sync + 'static] HelmChart<S>, ChartRelease);
-
-impl<S: Serialize + Clone + Send + Sync + 'static> Component for HelmChart<S> {
+impl<S: Serialize + Clone + Send + Sync + 'static> ChartSpec for HelmChartSpec<S> {
     type Output = ChartRelease;
     const KIND: &'static str = "helm-chart";
-
-    fn common(&self) -> &Common {
-        &self.common
-    }
 
     fn needs_more(&self, n: &mut Needs) {
         if let Some(p) = &self.publish {
@@ -143,7 +142,7 @@ impl<S: Serialize + Clone + Send + Sync + 'static> Component for HelmChart<S> {
         }
     }
 
-    fn validate_more(&self, v: &mut Validation) {
+    fn validate_more(&self, _common: &Common, v: &mut Validation) {
         match serde_json::to_value(&self.settings) {
             Ok(Value::Object(_)) => {}
             Ok(other) => {
@@ -175,6 +174,7 @@ impl<S: Serialize + Clone + Send + Sync + 'static> Component for HelmChart<S> {
 
     fn render(
         &self,
+        common: &Common,
         ctx: &Context,
         env: &Env,
         _secrets: &Secrets,
@@ -192,17 +192,17 @@ impl<S: Serialize + Clone + Send + Sync + 'static> Component for HelmChart<S> {
                 "hosts": [{"host": host, "paths": [{"path": "/", "pathType": "Prefix"}]}],
                 "tls": ingress.tls_list(&p.app, &host),
             });
-            crate::merge_values(&mut defaults, &json!({ p.key.clone(): block }));
+            merge_values(&mut defaults, &json!({ p.key.clone(): block }));
         }
-        let values = self.common.values(env, defaults, |_| json!({}));
+        let values = common.values(env, defaults, |_| json!({}));
         Ok(Rendered {
             output: ChartRelease {
-                namespace: self.common.namespace.clone(),
-                release: self.common.release_name.clone(),
-                application: self.common.id.clone(),
+                namespace: common.namespace.clone(),
+                release: common.release_name.clone(),
+                application: common.id.clone(),
                 url,
             },
-            objects: self.common.chart_objects(env, values),
+            objects: common.chart_objects(env, values),
         })
     }
 }
