@@ -15,7 +15,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     /// An error of the core (reading an input, the apply engine). A module's own API call that
     /// cannot reach the cluster at all is reported here too, as the engine's are:
-    /// [`Unreachable`](devops_stack_core::Error::Unreachable), naming the cluster, its server,
+    /// [`Unreachable`](devops_stack_core::k8s::KubeError::Unreachable), naming the cluster, its server,
     /// kubeconfig and context, the cause and the fix.
     #[error(transparent)]
     Core(#[from] devops_stack_core::Error),
@@ -142,7 +142,7 @@ impl Error {
 
     /// This error, or, when it is a Kubernetes API error that says the API server of `cluster`
     /// cannot be reached at all (a refused connection, a name that does not resolve, a TLS
-    /// failure), the core's [`Unreachable`](devops_stack_core::Error::Unreachable) for
+    /// failure), the core's [`Unreachable`](devops_stack_core::k8s::KubeError::Unreachable) for
     /// `cluster`, as the engine reports it. The steps of modules that call the API themselves
     /// pass their errors through it.
     pub(crate) fn reach(self, cluster: &dyn Cluster) -> Self {

@@ -297,7 +297,7 @@ async fn a_hub_delivers_each_spoke_its_own_modules_in_waves_reapplies_quietly_an
             [format!("{a}-metrics-server"), format!("{a}-traefik")]
         );
         let w2 = report.output(&handles.waves[1]).unwrap();
-        assert_eq!(w2.spokes, [b.clone()]);
+        assert_eq!(w2.spokes, std::slice::from_ref(&b));
         // the Applications are on the hub; what they deploy is on their own spoke only
         let apps = applications(&env.hub.counting.client);
         for s in [&a, &b] {

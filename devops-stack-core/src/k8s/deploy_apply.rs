@@ -7,7 +7,7 @@ impl Deployer {
     /// Applies `objects`: surveys what is live, refuses to take over what is not the module's,
     /// writes what changed or drifted (CRDs first and waited for, then namespaces, then the
     /// rest, in parallel), records the module's inventory, prunes what it no longer renders and
-    /// waits for readiness. See the [module documentation](self) for the steps.
+    /// waits for readiness. See the [module documentation](crate::k8s) for the steps.
     ///
     /// # Errors
     /// [`KubeError::NotOwned`] before any write, API errors, [`KubeError::Unreachable`],

@@ -1,6 +1,6 @@
 //! A fleet: one platform definition over many clusters. The hub is a stack's cluster with its
 //! Argo CD; each spoke is another cluster, registered with the hub's Argo CD (a
-//! [`Registration`](spoke) module writes Argo CD's cluster Secret in the hub's Argo CD
+//! registration module writes Argo CD's cluster Secret in the hub's Argo CD
 //! namespace, with typed labels and values and the credentials a [`SpokeAuth`] makes on the
 //! spoke). The platform's modules are written once, as a function from a spoke's typed settings
 //! to its modules, and added for every spoke under the spoke's [scope](devops_stack_core::Scope):
