@@ -149,6 +149,49 @@ async fn one_definition_plans_every_spoke_under_its_own_ids_with_waves() {
         .collect();
     assert_eq!(waves[0]["spokes"][0], "dev");
     assert_eq!(waves[1]["order"], 2);
+    // the fleet's view: spokes in wave order, and where they differ (their settings)
+    let report = fleet.plan_report(&plan);
+    let names: Vec<_> = report
+        .spokes
+        .iter()
+        .map(|s| (s.spoke.as_str(), s.wave.as_deref()))
+        .collect();
+    assert_eq!(names, [("dev", Some("first")), ("prod", Some("then"))]);
+    assert!(
+        report.spokes[1].modules["traefik"]
+            .iter()
+            .any(|l| l.contains("Application argocd/prod-traefik"))
+    );
+    let replicas = report
+        .differences
+        .iter()
+        .find(|d| d.module == "traefik" && d.path.ends_with("deployment.replicas"))
+        .expect("the replicas differ");
+    assert_eq!(
+        replicas.object,
+        "argoproj.io/v1alpha1 Application argocd/{spoke}-traefik"
+    );
+    assert_eq!(replicas.values["dev"], "1");
+    assert_eq!(replicas.values["prod"], "3");
+    assert!(!replicas.live);
+    // what names the spoke (its server, its modules' labels) is not a difference
+    assert!(
+        !report
+            .differences
+            .iter()
+            .any(|d| d.path.ends_with("destination.server"))
+    );
+    assert!(
+        !report
+            .differences
+            .iter()
+            .any(|d| d.module == "metrics-server"),
+        "{}",
+        report.to_text()
+    );
+    let text = report.to_text();
+    assert!(text.starts_with("wave `first`:\n  spoke `dev`:"), "{text}");
+    assert!(text.contains("differences between spokes:"), "{text}");
     // prod's modules come after the first wave's gate, which comes after dev's modules
     let order = built.order();
     let at = |id: &str| order.iter().position(|m| *m == id).unwrap();

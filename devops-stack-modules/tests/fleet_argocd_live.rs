@@ -16,11 +16,12 @@
 //! starts them.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use devops_stack_core::clusters::LocalCluster;
-use devops_stack_core::interfaces::{ArgoCdTarget, Cluster, IN_CLUSTER};
-use devops_stack_core::k8s::{KubeEngine, KubeError, KubeOptions, STACK_LABEL};
+use devops_stack_core::interfaces::{ArgoCdTarget, Cluster, ClusterRef, IN_CLUSTER};
+use devops_stack_core::k8s::{KubeEngine, KubeError, KubeOptions, STACK_LABEL, diff_stack};
 use devops_stack_core::{
     BoxError, Capability, Context, Error, Input, Interface, Module, ModuleResult, Planned,
     RunOptions, Stack, Status, Validation,
@@ -323,6 +324,60 @@ async fn a_hub_delivers_each_spoke_its_own_modules_in_waves_reapplies_quietly_an
         // each spoke's settings reached its own spoke
         assert_eq!(replicas(&env.a).await.as_deref(), Some("1"));
         assert_eq!(replicas(&env.b).await.as_deref(), Some("2"));
+
+        // drift on spoke a only: the rules of the hub's ClusterRole there narrowed by hand;
+        // the fleet's diff shows it on a, nothing on b, and a's live value against b's
+        let roles: Api<k8s_openapi::api::rbac::v1::ClusterRole> =
+            Api::all(env.a.counting.client.clone());
+        let edit = kube::api::PatchParams {
+            field_manager: Some("kubectl-edit".into()),
+            ..Default::default()
+        };
+        let narrowed = serde_json::json!({"rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]});
+        roles
+            .patch(
+                &format!("devops-stack-{stack}-argocd"),
+                &edit,
+                &kube::api::Patch::Merge(&narrowed),
+            )
+            .await
+            .unwrap();
+        let clusters: Vec<ClusterRef> = [&env.hub, &env.a, &env.b]
+            .iter()
+            .map(|c| Arc::new((*c).clone()) as ClusterRef)
+            .collect();
+        let live = both.read(&opts).await.unwrap();
+        let kube = KubeOptions {
+            state_namespace: state.clone(),
+            ..KubeOptions::default()
+        };
+        let diff = diff_stack(&both, &live, &clusters, &kube).await.unwrap();
+        let fleet_diff = handles.diff_report(&diff);
+        println!("{}", fleet_diff.to_text());
+        let by = |s: &str| fleet_diff.spokes.iter().find(|x| x.spoke == s).unwrap();
+        assert!(
+            by(&a).modules["spoke"]
+                .iter()
+                .any(|l| l.contains("ClusterRole") && l.contains("rules")),
+            "{}",
+            fleet_diff.to_text()
+        );
+        assert!(by(&b).modules.is_empty(), "{}", fleet_diff.to_text());
+        let drift = fleet_diff
+            .differences
+            .iter()
+            .find(|d| d.live && d.module == "spoke" && d.path.starts_with("rules"))
+            .expect("the drift between the spokes");
+        assert_eq!(drift.values[&b], "(as rendered)");
+        assert_ne!(drift.values[&a], "(as rendered)");
+        // the next apply puts it back (on a only)
+        let repaired = both.apply(&opts).await.unwrap();
+        assert!(repaired.is_success());
+        let (hub_w, a_w, b_w) = (env.hub.writes(), env.a.writes(), env.b.writes());
+        assert!(
+            hub_w.is_empty() && b_w.is_empty() && !a_w.is_empty(),
+            "{hub_w:?} {a_w:?} {b_w:?}"
+        );
 
         // a re-apply writes nothing anywhere
         let again = both.apply(&opts).await.unwrap();

@@ -173,12 +173,31 @@ impl Deployer {
     }
 }
 
-/// Whether every value a rendered Secret sets is live (always true for other kinds).
+/// Whether every value a rendered Secret sets is live (always true for other kinds); a value
+/// known only after apply is live when the key is.
 pub(super) fn secret_values_live(d: &Desired, live: &DynamicObject) -> bool {
     d.secret_data.as_ref().is_none_or(|data| {
-        data.iter()
-            .all(|(k, v)| live.data["data"][k].as_str() == Some(v.as_str()))
+        data.iter().all(|(k, v)| {
+            let now = live.data["data"][k].as_str();
+            now == Some(v.as_str()) || (now.is_some() && d.unknown_keys.contains(k))
+        })
     })
+}
+
+/// `body` (a Secret of a plan) with the values known only after apply taken as they are live,
+/// so that a diff shows no change for them.
+pub(super) fn with_live_unknowns(d: &Desired, mut body: Value, live: &DynamicObject) -> Value {
+    for k in &d.unknown_keys {
+        for key in ["stringData", "data"] {
+            if let Some(values) = body.get_mut(key).and_then(Value::as_object_mut) {
+                values.remove(k);
+            }
+        }
+        if let Some(v) = live.data["data"].get(k) {
+            body["data"][k] = v.clone();
+        }
+    }
+    body
 }
 
 /// The rendered body with its namespace set to match its kind's scope.

@@ -23,6 +23,7 @@ impl Deployer {
             let (Some(live), Some(r)) = (&item.live, &item.resolved) else {
                 return ObjectDiff::between(None, &body);
             };
+            let body = with_live_unknowns(item.desired, body, live);
             let mut note = None;
             let force = match item.action {
                 Action::Unchanged { .. } => {

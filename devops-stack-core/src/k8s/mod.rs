@@ -116,7 +116,7 @@ pub use state::{InventoryEntry, ModuleState, read_state, state_name};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::interfaces::{AbandonInCluster, ClusterRef};
-use deploy_apply::{apply_error, scoped_body, secret_values_live};
+use deploy_apply::{apply_error, scoped_body, secret_values_live, with_live_unknowns};
 use deploy_survey::{Action, Item, Survey};
 use discovery::{Resolved, Resolver};
 use live::{Depth, LiveObjects};

@@ -110,6 +110,10 @@ pub(crate) struct Desired {
     pub(crate) hash: String,
     /// For a Secret: every key it renders with its base64 value (`stringData` encoded).
     pub(crate) secret_data: Option<BTreeMap<String, String>>,
+    /// For a Secret of a plan: the keys whose values are known only after apply
+    /// ([`unknown`](crate::plan::unknown) placeholders: credentials made by the apply). A diff
+    /// takes them as they are live.
+    pub(crate) unknown_keys: Vec<String>,
 }
 
 impl fmt::Debug for Desired {
@@ -143,6 +147,7 @@ impl Desired {
                 meta.remove("annotations");
             }
         }
+        let mut unknown_keys = Vec::new();
         let (hash, secret_data) = if is_secret(&id) {
             let mut public = object.clone();
             let mut data = BTreeMap::new();
@@ -151,6 +156,9 @@ impl Desired {
                     if let Some(Value::Object(values)) = map.remove(key) {
                         for (k, v) in values {
                             let text = v.as_str().unwrap_or_default();
+                            if crate::plan::is_unknown(text) {
+                                unknown_keys.push(k.clone());
+                            }
                             let value = if encode {
                                 base64::engine::general_purpose::STANDARD.encode(text)
                             } else {
@@ -175,6 +183,7 @@ impl Desired {
             body: object,
             hash,
             secret_data,
+            unknown_keys,
         })
     }
 }

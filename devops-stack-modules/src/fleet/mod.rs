@@ -45,6 +45,7 @@
 //! # }).unwrap();
 //! ```
 
+mod report;
 mod route;
 mod spoke;
 mod token;
@@ -62,6 +63,7 @@ use serde::Serialize;
 use serde_json::Value;
 use std::sync::Arc;
 
+pub use report::{FleetReport, SpokeChanges, SpokeDifference};
 pub use spoke::{SECRET_TYPE_LABEL, Spoke, VALUE_PREFIX, WAVE_LABEL};
 pub use token::ServiceAccountToken;
 pub use wave::WaveReport;
@@ -245,6 +247,8 @@ pub struct FleetHandles {
     pub spokes: BTreeMap<String, Handle<Spoke>>,
     /// Each wave's gate, in order.
     pub waves: Vec<Handle<WaveReport>>,
+    /// The spokes in rollout order, each with its wave.
+    order: Vec<(String, Option<String>)>,
 }
 
 /// Adds one spoke's modules: what the fleet's function is given for each spoke.
@@ -411,6 +415,7 @@ impl<S> Fleet<S> {
         let mut handles = FleetHandles {
             spokes: BTreeMap::new(),
             waves: Vec::new(),
+            order: Vec::new(),
         };
         let mut modules: BTreeMap<String, Vec<Dependency>> = BTreeMap::new();
         for spec in self.spokes {
@@ -436,8 +441,12 @@ impl<S> Fleet<S> {
             };
             each(&mut spoke, &spec.settings);
             modules.insert(spec.name.clone(), spoke.added);
+            handles
+                .order
+                .push((spec.name.clone(), wave_of.get(&spec.name).cloned()));
             handles.spokes.insert(spec.name, registration);
         }
+        let self_waves: Vec<String> = self.waves.iter().map(|(w, _)| w.clone()).collect();
         let mut previous: Option<Handle<WaveReport>> = None;
         for (order, (wave, spokes)) in self.waves.into_iter().enumerate() {
             let members: Vec<Dependency> = spokes
@@ -472,6 +481,12 @@ impl<S> Fleet<S> {
             handles.waves.push(gate.clone());
             previous = Some(gate);
         }
+        let rank = |w: &Option<String>| {
+            w.as_ref()
+                .and_then(|w| self_waves.iter().position(|x| x == w))
+                .unwrap_or(usize::MAX)
+        };
+        handles.order.sort_by_key(|(_, w)| rank(w));
         handles
     }
 }

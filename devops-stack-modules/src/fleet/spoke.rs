@@ -149,7 +149,10 @@ impl Registration {
             "stringData": {
                 "name": self.name,
                 "server": server,
-                "config": config.to_string(),
+                "config": match config {
+                    Value::String(s) => s,
+                    other => other.to_string(),
+                },
             },
         })
     }
@@ -256,7 +259,8 @@ impl Module for Registration {
         let secret = self.secret(
             ctx,
             &server,
-            json!(format!("({}: made when registered)", self.auth.describe())),
+            // the credentials are made on the spoke by the apply; a diff takes them as live
+            json!(unknown(ctx.module_id(), "credentials")),
             true,
         );
         let mut resources = vec![Resource::kubernetes(hub.name(), &secret)];
