@@ -166,6 +166,18 @@ pub enum Error {
         fix: String,
     },
 
+    /// An EKS cluster authenticates only through the `aws-auth` ConfigMap, so it takes no access
+    /// entry: nothing was written.
+    #[error(
+        "EKS cluster `{cluster}` authenticates through the aws-auth ConfigMap only (mode {mode}) and takes no access entry; nothing was written. Fix: switch it to access entries and the ConfigMap (`aws eks update-cluster-config --name {cluster} --access-config authenticationMode=API_AND_CONFIG_MAP`, which cannot be undone), or create it with an `Eks::access_entry`, which makes the module create it in that mode"
+    )]
+    AccessEntriesDisabled {
+        /// The cluster's name.
+        cluster: String,
+        /// Its authentication mode, as EKS names it (`CONFIG_MAP`).
+        mode: String,
+    },
+
     /// No Route 53 hosted zone of the domain exists (of the kind asked: public or private).
     #[error(
         "no {} Route 53 hosted zone for `{domain}`; fix: create the hosted zone for `{domain}` in Route 53, or give the base domain of an existing zone",

@@ -12,9 +12,8 @@ mod common;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use common::eks_fake::EksFake;
-use common::recorder::Recorder;
-use common::replay::{Canned, ReplayClient, Sent};
+use common::eks_fake::Emulated;
+use common::replay::{Canned, IAM_NS, ReplayClient, Sent, eks_json, eks_not_found, iam};
 use devops_stack_aws::AwsConfig;
 use devops_stack_aws::eks::{Eks, EksCluster, POD_IDENTITY_AGENT, WorkloadIdentityMode};
 use devops_stack_aws::iam::EksPodIdentity;
@@ -121,14 +120,14 @@ async fn apply_cluster(
 #[tokio::test]
 #[ignore = "needs moto (DEVOPS_STACK_TEST_AWS_ENDPOINT): scripts/test.sh starts it"]
 async fn one_role_serves_two_clusters_and_goes_with_the_last() {
-    let ep = common::endpoint();
-    let _guard = common::LOCK.lock().await;
-    common::reset(&ep);
-    let fake = EksFake::start().await;
-    let recorder = Recorder::new();
-    let aws = common::aws(&ep)
-        .interceptor(fake.route())
-        .interceptor(recorder.clone());
+    let Emulated {
+        endpoint: ep,
+        fake,
+        recorder,
+        aws,
+        lock: _lock,
+        ..
+    } = Emulated::start().await;
     let iam = aws_sdk_iam::Client::new(&common::sdk(&ep).await);
     // One stack applied to two clusters of a fleet: the same stack name and module ids.
     let (stack_a, a) =
@@ -284,11 +283,13 @@ async fn one_role_serves_two_clusters_and_goes_with_the_last() {
 #[tokio::test]
 #[ignore = "needs moto (DEVOPS_STACK_TEST_AWS_ENDPOINT): scripts/test.sh starts it"]
 async fn an_association_the_module_did_not_make_is_refused_and_left_alone() {
-    let ep = common::endpoint();
-    let _guard = common::LOCK.lock().await;
-    common::reset(&ep);
-    let fake = EksFake::start().await;
-    let aws = common::aws(&ep).interceptor(fake.route());
+    let Emulated {
+        endpoint: ep,
+        fake,
+        aws,
+        lock: _lock,
+        ..
+    } = Emulated::start().await;
     let iam = aws_sdk_iam::Client::new(&common::sdk(&ep).await);
     let (stack, cluster) =
         apply_cluster("fleet", "fleet-a", WorkloadIdentityMode::PodIdentity, &aws).await;
@@ -339,14 +340,14 @@ async fn an_association_the_module_did_not_make_is_refused_and_left_alone() {
 #[tokio::test]
 #[ignore = "needs moto (DEVOPS_STACK_TEST_AWS_ENDPOINT): scripts/test.sh starts it"]
 async fn a_live_cluster_switches_from_irsa_and_its_irsa_role_goes_at_destroy() {
-    let ep = common::endpoint();
-    let _guard = common::LOCK.lock().await;
-    common::reset(&ep);
-    let fake = EksFake::start().await;
-    let recorder = Recorder::new();
-    let aws = common::aws(&ep)
-        .interceptor(fake.route())
-        .interceptor(recorder.clone());
+    let Emulated {
+        endpoint: ep,
+        fake,
+        recorder,
+        aws,
+        lock: _lock,
+        ..
+    } = Emulated::start().await;
     let iam = aws_sdk_iam::Client::new(&common::sdk(&ep).await);
     let owner = owner("switch");
     let (_, irsa) = apply_cluster("switch", "switch", WorkloadIdentityMode::Irsa, &aws).await;
@@ -413,32 +414,6 @@ async fn a_live_cluster_switches_from_irsa_and_its_irsa_role_goes_at_destroy() {
 // ---------------------------------------------------------------------------------------------
 
 const ACCOUNT: &str = "123456789012";
-const IAM_NS: &str = "https://iam.amazonaws.com/doc/2010-05-08/";
-
-fn eks_json(status: u16, body: Value) -> Canned {
-    Canned::new(status, body.to_string()).header("content-type", "application/json")
-}
-
-fn eks_not_found() -> Canned {
-    eks_json(404, json!({"message": "not found"}))
-        .header("x-amzn-errortype", "ResourceNotFoundException")
-}
-
-/// An IAM answer to `action`, with `result` inside its `<ActionResult>` (none when empty).
-fn iam(action: &str, result: &str) -> Canned {
-    let result = if result.is_empty() {
-        String::new()
-    } else {
-        format!("<{action}Result>{result}</{action}Result>")
-    };
-    Canned::new(
-        200,
-        format!(
-            "<{action}Response xmlns=\"{IAM_NS}\">{result}<ResponseMetadata><RequestId>r</RequestId></ResponseMetadata></{action}Response>"
-        ),
-    )
-    .header("content-type", "text/xml")
-}
 
 fn iam_no_such_role(name: &str) -> Canned {
     Canned::new(

@@ -5,16 +5,16 @@ use std::collections::{BTreeMap, BTreeSet};
 use aws_config::SdkConfig;
 use aws_sdk_eks::Client;
 use aws_sdk_eks::types::{
-    AccessScope, AccessScopeType, AddonStatus, AuthenticationMode, ClusterStatus,
-    CreateAccessConfigRequest, Nodegroup, NodegroupScalingConfig, NodegroupStatus,
-    Taint as SdkTaint, TaintEffect as SdkTaintEffect, Update, UpdateLabelsPayload, UpdateStatus,
-    UpdateTaintsPayload, VpcConfigRequest,
+    AddonStatus, AuthenticationMode, ClusterStatus, CreateAccessConfigRequest, Nodegroup,
+    NodegroupScalingConfig, NodegroupStatus, Taint as SdkTaint, TaintEffect as SdkTaintEffect,
+    Update, UpdateLabelsPayload, UpdateStatus, UpdateTaintsPayload, VpcConfigRequest,
 };
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use devops_stack_core::Context;
 
+use super::access;
 use super::cleanup::CloudCleanup;
 use super::token::TokenSource;
 use super::{
@@ -22,11 +22,15 @@ use super::{
     parse_version,
 };
 use crate::config::region_of;
-use crate::error::{Error, Result, is_not_found};
+use crate::error::{Error, Result, deleted, is_not_found};
 use crate::iam::{Iam, RoleSpec, partition, service_trust};
 use crate::tags::{owned_by, ownership};
 use crate::wait::Backoff;
 use devops_stack_core::interfaces::AbandonInCluster;
+
+/// The tags of the access entries the module declares: none (they are the module's by
+/// declaration, and removed by it only on an adopted cluster).
+static NO_TAGS: BTreeMap<String, String> = BTreeMap::new();
 
 struct Api {
     client: Client,
@@ -333,13 +337,22 @@ async fn create_cluster(
     Ok(())
 }
 
-/// The health issues EKS reports, or where to look when it reports none.
-fn join_issues<'a>(messages: impl Iterator<Item = Option<&'a str>>) -> String {
+/// `resource` in the failed `status`, with the issues EKS reports (`messages`), or where to look
+/// when it reports none.
+fn failed<'a>(
+    resource: String,
+    status: impl Into<String>,
+    messages: impl Iterator<Item = Option<&'a str>>,
+) -> Error {
     let joined = messages.flatten().collect::<Vec<_>>().join("; ");
-    if joined.is_empty() {
-        "EKS reports no health issue; see the console".into()
-    } else {
-        joined
+    Error::Failed {
+        resource,
+        status: status.into(),
+        detail: if joined.is_empty() {
+            "EKS reports no health issue; see the console".into()
+        } else {
+            joined
+        },
     }
 }
 
@@ -502,11 +515,11 @@ async fn wait_update(
         match status {
             UpdateStatus::Successful => return Ok(()),
             UpdateStatus::Failed | UpdateStatus::Cancelled => {
-                return Err(Error::Failed {
+                return Err(failed(
                     resource,
-                    status: format!("update {}", status.as_str()),
-                    detail: join_issues(update.errors().iter().map(|e| e.error_message())),
-                });
+                    format!("update {}", status.as_str()),
+                    update.errors().iter().map(|e| e.error_message()),
+                ));
             }
             _ => {
                 backoff
@@ -551,12 +564,11 @@ async fn wait_cluster_active(api: &Api, eks: &Eks, ctx: &Context) -> Result<SdkC
             ClusterStatus::Active => return Ok(c),
             ClusterStatus::Failed | ClusterStatus::Deleting => {
                 let issues = c.health().map(|h| h.issues()).unwrap_or_default();
-                let detail = join_issues(issues.iter().map(|i| i.message()));
-                return Err(Error::Failed {
+                return Err(failed(
                     resource,
-                    status: status.as_str().to_owned(),
-                    detail,
-                });
+                    status.as_str(),
+                    issues.iter().map(|i| i.message()),
+                ));
             }
             _ => backoff.pause(status.as_str()).await?,
         }
@@ -596,8 +608,7 @@ where
     Ok(())
 }
 
-/// Creates the access entries the cluster lacks, and associates every entry's policies
-/// (associating an already associated policy is a no-op in EKS).
+/// Creates the access entries the cluster lacks, and associates every entry's policies.
 async fn ensure_access_entries(api: &Api, eks: &Eks, ctx: &Context) -> Result<()> {
     reconcile(
         eks,
@@ -613,40 +624,7 @@ async fn ensure_access_entries(api: &Api, eks: &Eks, ctx: &Context) -> Result<()
                 .collect()
         },
         |entry| &entry.principal_arn,
-        |entry, exists| async move {
-            let what = format!(
-                "access entry `{}` of {}",
-                entry.principal_arn,
-                eks.cluster_resource()
-            );
-            if !exists {
-                ctx.progress(format!("creating {what}"));
-                api.client
-                    .create_access_entry()
-                    .cluster_name(&eks.name)
-                    .principal_arn(&entry.principal_arn)
-                    .set_kubernetes_groups(Some(entry.kubernetes_groups.clone()))
-                    .send()
-                    .await
-                    .map_err(|e| Error::aws("creating the access entry", &what, e))?;
-            }
-            for policy in &entry.policies {
-                api.client
-                    .associate_access_policy()
-                    .cluster_name(&eks.name)
-                    .principal_arn(&entry.principal_arn)
-                    .policy_arn(policy)
-                    .access_scope(
-                        AccessScope::builder()
-                            .r#type(AccessScopeType::Cluster)
-                            .build(),
-                    )
-                    .send()
-                    .await
-                    .map_err(|e| Error::aws(format!("associating policy {policy}"), &what, e))?;
-            }
-            Ok(())
-        },
+        |entry, exists| access::ensure(&api.client, &eks.name, entry, exists, &NO_TAGS, ctx),
     )
     .await
 }
@@ -915,12 +893,11 @@ async fn wait_node_group(
             | NodegroupStatus::DeleteFailed
             | NodegroupStatus::Degraded => {
                 let issues = ng.health().map(|h| h.issues()).unwrap_or_default();
-                let detail = join_issues(issues.iter().map(|i| i.message()));
-                return Err(Error::Failed {
+                return Err(failed(
                     resource,
-                    status: status.as_str().to_owned(),
-                    detail,
-                });
+                    status.as_str(),
+                    issues.iter().map(|i| i.message()),
+                ));
             }
             _ => backoff.pause(status.as_str()).await?,
         }
@@ -1038,18 +1015,16 @@ async fn destroy_cluster(api: &Api, eks: &Eks, ctx: &Context) -> Result<()> {
             Some(_) => {}
         }
         ctx.progress(format!("deleting {what}"));
-        match api
-            .client
-            .delete_nodegroup()
-            .cluster_name(&eks.name)
-            .nodegroup_name(group)
-            .send()
-            .await
-        {
-            Ok(_) => {}
-            Err(e) if is_not_found(&e) => {}
-            Err(e) => return Err(Error::aws("deleting the node group", what, e)),
-        }
+        deleted(
+            api.client
+                .delete_nodegroup()
+                .cluster_name(&eks.name)
+                .nodegroup_name(group)
+                .send()
+                .await,
+            "deleting the node group",
+            &what,
+        )?;
     }
     for group in &groups {
         wait_node_group(api, eks, ctx, group, true).await?;
@@ -1097,11 +1072,11 @@ async fn wait_addon_active(api: &Api, eks: &Eks, ctx: &Context, name: &str) -> R
                     .and_then(|a| a.health())
                     .map(|h| h.issues())
                     .unwrap_or_default();
-                return Err(Error::Failed {
-                    resource: what,
-                    status: status.map(|s| s.as_str().to_owned()).unwrap_or_default(),
-                    detail: join_issues(issues.iter().map(|i| i.message())),
-                });
+                return Err(failed(
+                    what,
+                    status.map(|s| s.as_str().to_owned()).unwrap_or_default(),
+                    issues.iter().map(|i| i.message()),
+                ));
             }
             other => {
                 backoff
@@ -1137,20 +1112,7 @@ async fn addon_owned(api: &Api, eks: &Eks, ctx: &Context, name: &str, what: &str
 async fn remove_addons_and_access_entries(api: &Api, eks: &Eks, ctx: &Context) -> Result<()> {
     let resource = eks.cluster_resource();
     for entry in &eks.access_entries {
-        let what = format!("access entry `{}` of {resource}", entry.principal_arn);
-        ctx.progress(format!("deleting {what}"));
-        match api
-            .client
-            .delete_access_entry()
-            .cluster_name(&eks.name)
-            .principal_arn(&entry.principal_arn)
-            .send()
-            .await
-        {
-            Ok(_) => {}
-            Err(e) if is_not_found(&e) => {}
-            Err(e) => return Err(Error::aws("deleting the access entry", what, e)),
-        }
+        access::delete(&api.client, &eks.name, &entry.principal_arn, ctx).await?;
     }
     for addon in &eks.wanted_addons() {
         let what = format!("add-on `{}` of {resource}", addon.name);

@@ -82,6 +82,22 @@ impl EksCluster {
         })
     }
 
+    /// The AWS configuration of the cluster's module, in the cluster's region.
+    ///
+    /// # Errors
+    /// [`Error::Client`] for a planned cluster (no configuration).
+    pub(crate) fn aws_config(&self) -> Result<AwsConfig> {
+        let aws = self.aws.clone().ok_or_else(|| Error::Client {
+            cluster: self.name.clone(),
+            reason: "this cluster comes from an offline plan; apply the stack first".into(),
+        })?;
+        Ok(if self.region.is_empty() {
+            aws
+        } else {
+            aws.region(&self.region)
+        })
+    }
+
     /// A Kubernetes client for the cluster, authenticated with EKS tokens that are re-signed
     /// every 10 minutes.
     ///

@@ -36,6 +36,11 @@
 //! provider is made in both modes: IRSA roles of a stack switching to Pod Identity keep working
 //! through it until their modules delete them.
 //!
+//! **Fleets.** [`EksSpokeAuth`] registers the cluster as a spoke of a hub's Argo CD with IAM
+//! instead of a ServiceAccount token: an access entry for the hub's role, owned by the
+//! registration, and Argo CD's `awsAuthConfig`
+//! (`SpokeSpec::new("prod", &prod_eks, s).auth(EksSpokeAuth::new(&prod_eks, hub_role))`).
+//!
 //! **Destroy** first checks that the cluster's API answers: objects in it (load balancers,
 //! volumes) hold cloud resources that would outlive the cluster. When it does not answer, the
 //! destroy stops with [`Error::ClusterUnreachable`], unless the run carries
@@ -57,10 +62,12 @@
 //! (`UpdateNodegroupConfig`); instance types, disk size, node role and subnets cannot change.
 //! Node groups the module does not declare are left alone by apply.
 
+mod access;
 mod apply;
 mod cleanup;
 mod cluster;
 mod identity_provider;
+mod spoke_auth;
 pub mod token;
 
 use std::collections::BTreeMap;
@@ -78,6 +85,7 @@ use serde_json::json;
 pub use cleanup::{CLUSTER_TAG_PREFIX, CleanupReport, CloudCleanup, Leftover};
 pub use cluster::{EksCluster, INTERNAL_ANNOTATION, NLB_TYPE_ANNOTATION};
 pub use identity_provider::EksOidcIdentityProvider;
+pub use spoke_auth::{AWS_AUTH_CONFIG, EksSpokeAuth};
 pub use token::{EksAuth, EksAuthLayer, TokenSource};
 
 use crate::config::AwsConfig;

@@ -1,10 +1,12 @@
-//! The EKS calls moto does not serve (pod identity associations and add-ons), served from memory
-//! by a small HTTP server on loopback, beside moto: [`EksFake::route`] is an SDK interceptor that
-//! sends those calls there and leaves every other one (IAM, the clusters) to moto.
+//! The EKS calls moto does not serve (pod identity associations, add-ons, access entries and
+//! their policies), served from memory by a small HTTP server on loopback, beside moto:
+//! [`EksFake::route`] is an SDK interceptor that sends those calls there and leaves every other
+//! one (IAM, the clusters) to moto.
 //!
 //! It answers as EKS does for what the modules use: one association per service account of a
-//! cluster (a second is `ResourceInUseException`), tags kept as given, `ResourceNotFoundException`
-//! for an unknown association or add-on, add-ons `ACTIVE` at once.
+//! cluster and one access entry per principal (a second is `ResourceInUseException`), tags kept
+//! as given, `ResourceNotFoundException` for an unknown association, add-on or access entry,
+//! add-ons `ACTIVE` at once.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -18,13 +20,50 @@ use aws_smithy_types::config_bag::ConfigBag;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::recorder::Recorder;
+
 #[derive(Debug, Default)]
 struct State {
     /// `(cluster, association)`, the association as EKS describes it.
     associations: Vec<(String, Value)>,
     /// `(cluster, name)` to the add-on as EKS describes it.
     addons: BTreeMap<(String, String), Value>,
+    /// `(cluster, principal)` to the access entry as EKS describes it.
+    access_entries: BTreeMap<(String, String), Value>,
+    /// `(cluster, principal)` to the access policies associated, in order.
+    access_policies: BTreeMap<(String, String), Vec<String>>,
     next_id: u32,
+}
+
+/// A moto test's emulators: moto, reset and kept for this test while `lock` lives (bind it when
+/// destructuring: `lock: _lock`), the fake beside it, a recorder of the operations called, and
+/// an AWS configuration sending to both through the recorder.
+pub struct Emulated {
+    pub endpoint: String,
+    pub fake: EksFake,
+    pub recorder: Recorder,
+    pub aws: devops_stack_aws::AwsConfig,
+    pub lock: tokio::sync::MutexGuard<'static, ()>,
+}
+
+impl Emulated {
+    pub async fn start() -> Self {
+        let endpoint = super::endpoint();
+        let guard = super::LOCK.lock().await;
+        super::reset(&endpoint);
+        let fake = EksFake::start().await;
+        let recorder = Recorder::new();
+        let aws = super::aws(&endpoint)
+            .interceptor(fake.route())
+            .interceptor(recorder.clone());
+        Emulated {
+            endpoint,
+            fake,
+            recorder,
+            aws,
+            lock: guard,
+        }
+    }
 }
 
 /// The fake; it serves until dropped with the test's runtime.
@@ -106,6 +145,34 @@ impl EksFake {
             .collect()
     }
 
+    /// The access entries of `cluster`.
+    pub fn access_entries(&self, cluster: &str) -> Vec<Value> {
+        let state = self.state.lock().unwrap();
+        state
+            .access_entries
+            .iter()
+            .filter(|((c, _), _)| c == cluster)
+            .map(|(_, e)| e.clone())
+            .collect()
+    }
+
+    /// The policies associated to the access entry of `principal` on `cluster`.
+    pub fn access_policies(&self, cluster: &str, principal: &str) -> Vec<String> {
+        let key = (cluster.to_owned(), principal.to_owned());
+        let state = self.state.lock().unwrap();
+        state.access_policies.get(&key).cloned().unwrap_or_default()
+    }
+
+    /// Adds an access entry made by someone else (`eksctl`, the console).
+    pub fn insert_access_entry(&self, cluster: &str, principal: &str, tags: Value) {
+        let entry = access_entry(cluster, principal, &json!([]), tags);
+        self.state
+            .lock()
+            .unwrap()
+            .access_entries
+            .insert((cluster.to_owned(), principal.to_owned()), entry);
+    }
+
     /// Adds an add-on made by someone else.
     pub fn insert_addon(&self, cluster: &str, name: &str, tags: Value) {
         let addon =
@@ -139,7 +206,26 @@ fn association(
     })
 }
 
-/// Sends the pod identity association and add-on calls to the fake.
+fn access_entry(cluster: &str, principal: &str, groups: &Value, tags: Value) -> Value {
+    json!({
+        "clusterName": cluster,
+        "principalArn": principal,
+        "kubernetesGroups": groups,
+        "accessEntryArn": format!("arn:aws:eks:us-east-1:123456789012:access-entry/{cluster}/x"),
+        "type": "STANDARD",
+        "tags": tags,
+    })
+}
+
+/// A path segment, percent-decoded (the SDK encodes an ARN's `:` and `/`).
+fn decoded(segment: &str) -> String {
+    url::form_urlencoded::parse(format!("s={segment}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+/// Sends the pod identity association, add-on and access entry calls to the fake.
 #[derive(Debug, Clone)]
 pub struct Route {
     addr: SocketAddr,
@@ -158,7 +244,10 @@ impl Intercept for Route {
     ) -> Result<(), BoxError> {
         let request = context.request_mut();
         let uri: http::Uri = request.uri().parse()?;
-        if uri.path().contains("/pod-identity-associations") || uri.path().contains("/addons") {
+        if ["/pod-identity-associations", "/addons", "/access-entries"]
+            .iter()
+            .any(|p| uri.path().contains(p))
+        {
             let path = uri.path_and_query().map_or("/", |p| p.as_str());
             request.set_uri(format!("http://{}{path}", self.addr))?;
         }
@@ -336,6 +425,76 @@ fn answer(
                 }
                 _ => (405, None, json!({})),
             }
+        }
+        ("GET", ["clusters", cluster, "access-entries"]) => {
+            let principals: Vec<&Value> = state
+                .access_entries
+                .iter()
+                .filter(|((c, _), _)| c == cluster)
+                .map(|(_, e)| &e["principalArn"])
+                .collect();
+            (200, None, json!({"accessEntries": principals}))
+        }
+        ("POST", ["clusters", cluster, "access-entries"]) => {
+            let principal = body["principalArn"].as_str().unwrap_or_default().to_owned();
+            let key = ((*cluster).to_owned(), principal.clone());
+            if state.access_entries.contains_key(&key) {
+                return (
+                    409,
+                    Some("ResourceInUseException"),
+                    json!({"message": "The specified access entry resource is already in use on this cluster."}),
+                );
+            }
+            let entry = access_entry(
+                cluster,
+                &principal,
+                body.get("kubernetesGroups").unwrap_or(&json!([])),
+                body.get("tags").cloned().unwrap_or(json!({})),
+            );
+            state.access_entries.insert(key, entry.clone());
+            (200, None, json!({"accessEntry": entry}))
+        }
+        (method, ["clusters", cluster, "access-entries", principal]) => {
+            let key = ((*cluster).to_owned(), decoded(principal));
+            match (method, state.access_entries.get(&key).cloned()) {
+                (_, None) => not_found("access entry"),
+                ("GET", Some(e)) => (200, None, json!({"accessEntry": e})),
+                ("DELETE", Some(_)) => {
+                    state.access_entries.remove(&key);
+                    state.access_policies.remove(&key);
+                    (200, None, json!({}))
+                }
+                _ => (405, None, json!({})),
+            }
+        }
+        (
+            "POST",
+            [
+                "clusters",
+                cluster,
+                "access-entries",
+                principal,
+                "access-policies",
+            ],
+        ) => {
+            let key = ((*cluster).to_owned(), decoded(principal));
+            if !state.access_entries.contains_key(&key) {
+                return not_found("access entry");
+            }
+            let policy = body["policyArn"].as_str().unwrap_or_default().to_owned();
+            let policies = state.access_policies.entry(key.clone()).or_default();
+            if !policies.contains(&policy) {
+                policies.push(policy.clone());
+            }
+            (
+                200,
+                None,
+                json!({
+                    "clusterName": cluster,
+                    "principalArn": key.1,
+                    "associatedAccessPolicy": {"policyArn": policy, "accessScope": body["accessScope"]},
+                }),
+            )
         }
         _ => (
             404,

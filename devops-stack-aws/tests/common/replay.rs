@@ -17,6 +17,7 @@ use aws_smithy_runtime_api::client::result::ConnectorError;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_runtime_api::http::StatusCode;
 use aws_smithy_types::body::SdkBody;
+use serde_json::Value;
 
 /// A canned response.
 #[derive(Debug, Clone)]
@@ -110,4 +111,34 @@ impl HttpClient for ReplayClient {
     ) -> SharedHttpConnector {
         SharedHttpConnector::new(self.clone())
     }
+}
+
+/// An EKS (JSON) answer.
+pub fn eks_json(status: u16, body: Value) -> Canned {
+    Canned::new(status, body.to_string()).header("content-type", "application/json")
+}
+
+/// EKS's answer for something that does not exist.
+pub fn eks_not_found() -> Canned {
+    eks_json(404, serde_json::json!({"message": "not found"}))
+        .header("x-amzn-errortype", "ResourceNotFoundException")
+}
+
+/// The XML namespace of IAM's answers.
+pub const IAM_NS: &str = "https://iam.amazonaws.com/doc/2010-05-08/";
+
+/// An IAM answer to `action`, with `result` inside its `<ActionResult>` (none when empty).
+pub fn iam(action: &str, result: &str) -> Canned {
+    let result = if result.is_empty() {
+        String::new()
+    } else {
+        format!("<{action}Result>{result}</{action}Result>")
+    };
+    Canned::new(
+        200,
+        format!(
+            "<{action}Response xmlns=\"{IAM_NS}\">{result}<ResponseMetadata><RequestId>r</RequestId></ResponseMetadata></{action}Response>"
+        ),
+    )
+    .header("content-type", "text/xml")
 }
