@@ -3,7 +3,7 @@
 //! metrics-server and seven in-house charts published through Traefik with TLS), in four waves.
 //!
 //! - `fleet/build_plan/100x12`: build (validation included) and offline plan of the whole fleet
-//!   (1,506 modules: 100 clusters, 100 registrations, 1,200 spoke modules, 4 wave gates, the
+//!   (1,406 modules: 100 clusters, 100 registrations, 1,200 spoke modules, 4 wave gates, the
 //!   hub and its Argo CD). Target: median under 150 ms. The peak heap of one run is printed
 //!   (target: under 200 MiB).
 //! - `fleet/plan_report/100x12`: the fleet's view of that plan (waves, spokes, the fields
@@ -27,7 +27,9 @@ use serde::Serialize;
 static PEAK: PeakAlloc = PeakAlloc;
 
 const SPOKES: usize = 100;
-const APPS: [&str; 7] = ["billing", "orders", "catalog", "search", "cart", "users", "mail"];
+const APPS: [&str; 7] = [
+    "billing", "orders", "catalog", "search", "cart", "users", "mail",
+];
 
 /// What differs between spokes.
 struct Settings {
@@ -49,7 +51,9 @@ fn fleet() -> (BuiltStack, FleetHandles) {
     let names: Vec<String> = (0..SPOKES).map(|i| format!("s{i:03}")).collect();
     for (i, name) in names.iter().enumerate() {
         let cluster = stack.add(Kind::new(name));
-        let settings = Settings { replicas: 1 + (i % 3) as u32 };
+        let settings = Settings {
+            replicas: 1 + (i % 3) as u32,
+        };
         let spec = SpokeSpec::new(name, &cluster, settings)
             .server(format!("https://10.0.{}.{}:6443", i / 250, i % 250))
             .label("env", if i < 10 { "staging" } else { "prod" });
@@ -71,7 +75,9 @@ fn fleet() -> (BuiltStack, FleetHandles) {
         spoke.add(MetricsServer::new(&cluster, argocd.clone()));
         for app in APPS {
             let chart = ChartSource::new("https://charts.example.com", app, "1.0.0");
-            let values = App { replica_count: s.replicas };
+            let values = App {
+                replica_count: s.replicas,
+            };
             spoke.add(
                 HelmChart::new(app, &cluster, argocd.clone(), chart, values).publish(
                     &traefik,

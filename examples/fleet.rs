@@ -43,9 +43,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let argocd = stack.add(ArgoCd::new(&hub));
 
     let mut fleet = Fleet::new(&hub, &argocd);
-    for (name, replicas, tier, region) in
-        [("dev", 1, "dev", "eu-west-1"), ("staging", 2, "staging", "eu-west-1"), ("prod", 3, "prod", "eu-central-1")]
-    {
+    for (name, replicas, tier, region) in [
+        ("eu-dev", 1, "dev", "eu-west-1"),
+        ("eu-staging", 2, "staging", "eu-west-1"),
+        ("eu-prod", 3, "prod", "eu-central-1"),
+    ] {
         let cluster = stack.add(Kind::new(name));
         let server = format!("https://{name}.clusters.example.com:6443");
         fleet = fleet.spoke(
@@ -55,7 +57,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .values(&Region { region, zone_count: 3 }),
         );
     }
-    let fleet = fleet.wave("dev", ["dev"]).wave("staging", ["staging"]).wave("prod", ["prod"]);
+    let fleet =
+        fleet.wave("dev", ["eu-dev"]).wave("staging", ["eu-staging"]).wave("prod", ["eu-prod"]);
 
     // The platform of one spoke, from its settings: the same for every spoke.
     let handles = fleet.add_to(&mut stack, |spoke, s| {
@@ -65,13 +68,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         spoke.add(MetricsServer::new(&cluster, argocd.clone()));
         let chart = ChartSource::new("https://charts.example.com", "shop", "2.1.0");
         let shop = Shop { replica_count: s.replicas, tier: s.tier };
-        spoke.add(
-            HelmChart::new("shop", &cluster, argocd, chart, shop).publish(
-                &traefik,
-                "shop",
-                certs.issuer(IssuerKind::SelfSignedCa),
-            ),
-        );
+        spoke.add(HelmChart::new("shop", &cluster, argocd, chart, shop).publish(
+            &traefik,
+            "shop",
+            certs.issuer(IssuerKind::SelfSignedCa),
+        ));
     });
 
     let stack = stack.build()?;

@@ -204,6 +204,45 @@ impl Registration {
 }
 
 impl Registration {
+    /// Refuses, before anything is made, a server the hub's Argo CD knows under another cluster
+    /// Secret (another spoke of this fleet whose server was not declared, or another tool's).
+    async fn refuse_registered_elsewhere(
+        &self,
+        ctx: &Context,
+        hub: &ClusterRef,
+        server: &str,
+    ) -> Result<()> {
+        let namespace = ctx.get(&self.argocd)?.namespace;
+        let client = hub
+            .client()
+            .await
+            .map_err(|e| Error::cloud(format!("connecting to the hub `{}`", hub.name()), e))?;
+        let api: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client, &namespace);
+        let clusters = api
+            .list(&ListParams::default().labels(&format!("{SECRET_TYPE_LABEL}=cluster")))
+            .await
+            .map_err(|e| Error::kube(format!("listing the cluster Secrets of {namespace}"), e))?;
+        let ours = secret_name(&self.name);
+        for secret in clusters.items {
+            let name = secret.metadata.name.clone().unwrap_or_default();
+            let registered = secret
+                .data
+                .as_ref()
+                .and_then(|d| d.get("server"))
+                .map(|s| String::from_utf8_lossy(&s.0).into_owned());
+            if name != ours && registered.as_deref() == Some(server) {
+                return Err(Error::input(
+                    format!("fleet.spokes.{}.server", self.name),
+                    format!(
+                        "the hub's Argo CD already has the cluster at {server}, registered by Secret {namespace}/{name}"
+                    ),
+                    "register each cluster once: remove the other registration, or give this spoke the server of its own cluster",
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The `config` of the live cluster Secret, when it is there.
     async fn live_config(&self, ctx: &Context, hub: &kube::Client) -> Result<Option<Value>> {
         let namespace = ctx.get(&self.argocd)?.namespace;
@@ -278,6 +317,7 @@ impl Module for Registration {
                 "give it with `SpokeSpec::server`",
             )
         })?;
+        self.refuse_registered_elsewhere(ctx, &hub, &server).await?;
         ctx.progress(format!(
             "making the hub's credentials on spoke `{}`",
             self.name
