@@ -410,6 +410,16 @@ async fn delivered_in_waves_quiet_and_removed() {
         // registration went after them
         let tb = tracked(&env.b.counting.client).await;
         assert_eq!(on(&tb, &b), 0, "left on spoke b: {tb:?}");
+        // and what the stack made on b itself (the namespaces, the hub's token): nothing left
+        let left =
+            labelled_everywhere(&env.b.counting.client, &format!("{STACK_LABEL}={stack}")).await;
+        assert!(left.is_empty(), "left on spoke b: {left:?}");
+        let swept = removed
+            .module("fleet-removed-spokes")
+            .unwrap()
+            .output
+            .clone();
+        assert_eq!(swept, Some(serde_json::json!([b.clone()])));
         assert!(
             secrets
                 .get_opt(&format!("cluster-{a}"))

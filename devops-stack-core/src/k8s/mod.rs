@@ -198,6 +198,20 @@ impl Deployer {
     /// # Errors
     /// When the cluster's client cannot be made.
     pub async fn for_module(ctx: &Context, cluster: &ClusterRef) -> Result<Deployer> {
+        Self::for_named_module(ctx, cluster, ctx.module_id()).await
+    }
+
+    /// [`for_module`](Deployer::for_module) for another module's objects, in the running
+    /// module's run: the state's `module` entry (a module the stack no longer has, which the
+    /// running module removes on purpose, as a fleet removes a spoke that left it).
+    ///
+    /// # Errors
+    /// When the cluster's client cannot be made.
+    pub async fn for_named_module(
+        ctx: &Context,
+        cluster: &ClusterRef,
+        module: &str,
+    ) -> Result<Deployer> {
         install_tls_provider();
         let destroying = ctx.step() == crate::Step::Destroy;
         let abandon = destroying && ctx.abandon_in_cluster();
@@ -220,13 +234,8 @@ impl Deployer {
             }
         };
         let engine = ctx.engine::<KubeRun>();
-        let mut d = Deployer::new(
-            client,
-            ctx.stack_name(),
-            ctx.module_id(),
-            engine.options.clone(),
-        )
-        .cancellation(ctx.cancellation().clone());
+        let mut d = Deployer::new(client, ctx.stack_name(), module, engine.options.clone())
+            .cancellation(ctx.cancellation().clone());
         d.lock = engine.lock_for(ctx.stack_name()).cloned();
         d.target = Target::of(&**cluster);
         d.abandoned = abandoned;
@@ -241,6 +250,11 @@ impl Deployer {
             needs: ctx.dependencies(),
         });
         Ok(d)
+    }
+
+    /// The engine's options this deployer runs with.
+    pub fn options(&self) -> &KubeOptions {
+        &self.options
     }
 
     /// A deployer for `module` of `stack` with `client`, outside a stack run (tools, tests).
@@ -411,6 +425,17 @@ impl Deployer {
     /// API errors, and an entry that is not valid.
     pub async fn recorded(&self) -> Result<Option<ModuleState>> {
         self.store().read().await.map_err(|e| self.reach(e))
+    }
+
+    /// Drops the module's entry from the state without deleting its objects (the state's
+    /// ConfigMap goes with its last entry): for objects whose deletion the caller makes itself
+    /// (credentials that the deletion revokes).
+    ///
+    /// # Errors
+    /// API errors.
+    pub async fn forget(&self) -> Result<()> {
+        self.guard().await?;
+        self.store().write(None).await.map_err(|e| self.reach(e))
     }
 
     /// Records the module's non-secret output in the state (no write when it is unchanged).

@@ -48,6 +48,7 @@
 mod report;
 mod route;
 mod spoke;
+mod sweep;
 mod token;
 mod wave;
 
@@ -70,6 +71,7 @@ pub use wave::WaveReport;
 
 pub(crate) use route::{Deployers, cluster_of};
 use spoke::Registration;
+use sweep::Sweep;
 use wave::WaveGate;
 
 /// One spoke of a fleet: its name (Argo CD's cluster name, the prefix of its modules' ids), its
@@ -446,6 +448,16 @@ impl<S> Fleet<S> {
                 .push((spec.name.clone(), wave_of.get(&spec.name).cloned()));
             handles.spokes.insert(spec.name, registration);
         }
+        // the spokes the definition no longer has: removed in order, alongside the rest
+        stack.add(Sweep {
+            hub: self.hub.clone(),
+            argocd: self.argocd.clone(),
+            registrations: handles
+                .spokes
+                .values()
+                .map(|h| h.module_id().to_owned())
+                .collect(),
+        });
         let self_waves: Vec<String> = self.waves.iter().map(|(w, _)| w.clone()).collect();
         let mut previous: Option<Handle<WaveReport>> = None;
         for (order, (wave, spokes)) in self.waves.into_iter().enumerate() {

@@ -14,6 +14,11 @@ use serde_json::{Value, json};
 
 use crate::error::{Error, Result};
 
+/// The name of the objects [`ServiceAccountToken`] makes for the hub of `stack`.
+pub(crate) fn binding_name(stack: &str) -> String {
+    format!("devops-stack-{stack}-argocd")
+}
+
 /// The hub authenticates with the token of a ServiceAccount made on the spoke, bound to a
 /// ClusterRole that may manage everything (Argo CD deploys the platform's CRDs and cluster
 /// roles), and trusts the CA the spoke's token controller puts beside the token. The objects
@@ -48,7 +53,54 @@ impl ServiceAccountToken {
     }
 
     fn name(ctx: &Context) -> String {
-        format!("devops-stack-{}-argocd", ctx.stack_name())
+        binding_name(ctx.stack_name())
+    }
+
+    /// Makes the ClusterRoleBinding the owner of the other objects, so that deleting it (the
+    /// one request the token can still make, as it revokes the token's rights) deletes them
+    /// too, through the garbage collector. Written once, by a field manager of its own.
+    async fn owned_by_binding(&self, ctx: &Context, client: &kube::Client) -> Result<()> {
+        use k8s_openapi::api::core::v1::ServiceAccount;
+        use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+        use kube::api::{Patch, PatchParams};
+        let name = Self::name(ctx);
+        let fail = |what: &str, e| Error::kube(format!("{what} {name}"), e);
+        let binding = Api::<ClusterRoleBinding>::all(client.clone())
+            .get(&name)
+            .await
+            .map_err(|e| fail("reading ClusterRoleBinding", e))?;
+        let uid = binding.metadata.uid.unwrap_or_default();
+        let owner = serde_json::json!({"metadata": {"ownerReferences": [{
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+            "name": name, "uid": uid,
+        }]}});
+        let params = PatchParams::default();
+        let owned = |refs: Option<
+            &Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>,
+        >| { refs.is_some_and(|r| r.iter().any(|o| o.uid == uid)) };
+        let roles = Api::<ClusterRole>::all(client.clone());
+        let role = roles
+            .get(&name)
+            .await
+            .map_err(|e| fail("reading ClusterRole", e))?;
+        if !owned(role.metadata.owner_references.as_ref()) {
+            roles
+                .patch(&name, &params, &Patch::Merge(&owner))
+                .await
+                .map_err(|e| fail("owning ClusterRole", e))?;
+        }
+        let accounts = Api::<ServiceAccount>::namespaced(client.clone(), &self.namespace);
+        let account = accounts
+            .get(&name)
+            .await
+            .map_err(|e| fail("reading ServiceAccount", e))?;
+        if !owned(account.metadata.owner_references.as_ref()) {
+            accounts
+                .patch(&name, &params, &Patch::Merge(&owner))
+                .await
+                .map_err(|e| fail("owning ServiceAccount", e))?;
+        }
+        Ok(())
     }
 
     fn objects(&self, ctx: &Context) -> Vec<Value> {
@@ -113,6 +165,7 @@ impl ServiceAccountToken {
             }
             let data = secret.as_ref().and_then(|s| s.data.as_ref());
             if let Some(token) = data.and_then(|d| d.get("token")) {
+                self.owned_by_binding(ctx, deployer.client()).await?;
                 let token = String::from_utf8_lossy(&token.0).into_owned();
                 let ca = data
                     .and_then(|d| d.get("ca.crt"))
