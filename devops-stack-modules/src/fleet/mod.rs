@@ -190,6 +190,25 @@ impl<S> SpokeSpec<S> {
     }
 }
 
+/// The Argo CD Applications of `namespace`, or of every namespace, as they are (other tools'
+/// Applications included, whatever fields their Argo CD version has).
+pub(crate) fn applications(
+    client: kube::Client,
+    namespace: Option<&str>,
+) -> kube::Api<kube::api::DynamicObject> {
+    let resource = kube::discovery::ApiResource {
+        group: "argoproj.io".into(),
+        version: "v1alpha1".into(),
+        api_version: "argoproj.io/v1alpha1".into(),
+        kind: "Application".into(),
+        plural: "applications".into(),
+    };
+    match namespace {
+        Some(ns) => kube::Api::namespaced_with(client, ns, &resource),
+        None => kube::Api::all_with(client, &resource),
+    }
+}
+
 /// `a.b` → scalar as text, or the kind of what cannot be one.
 fn flatten(prefix: &str, v: &Value, out: &mut Vec<(String, Result<String, &'static str>)>) {
     match v {

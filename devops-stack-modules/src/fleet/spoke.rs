@@ -15,8 +15,7 @@ use devops_stack_core::{
     Resource, Validation,
 };
 use futures::future::BoxFuture;
-use kube::api::{Api, DynamicObject, ListParams};
-use kube::discovery::ApiResource;
+use kube::api::{Api, ListParams};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -160,14 +159,7 @@ impl Registration {
     /// Waits until no Application of the hub deploys to the spoke any more (the ApplicationSets
     /// that selected it have deleted theirs), within the registration's wait.
     async fn await_no_applications(&self, hub: &kube::Client, server: &str) -> Result<()> {
-        let resource = ApiResource {
-            group: "argoproj.io".into(),
-            version: "v1alpha1".into(),
-            api_version: "argoproj.io/v1alpha1".into(),
-            kind: "Application".into(),
-            plural: "applications".into(),
-        };
-        let api: Api<DynamicObject> = Api::all_with(hub.clone(), &resource);
+        let api = super::applications(hub.clone(), None);
         let deadline = tokio::time::Instant::now() + self.wait;
         loop {
             let left: Vec<String> = api

@@ -1,6 +1,7 @@
 //! Spokes taken out of the fleet's definition: their registration's cluster Secret is still on
-//! the hub, and with it the way to reach them. Before anything else of the run, each such spoke
-//! is removed in order: its Applications on the hub (Argo CD, still registered with the spoke,
+//! the hub, and with it the way to reach them. Each such spoke is removed in order: its cluster
+//! Secret loses the labels generators select on (so no ApplicationSet re-creates its
+//! Applications); its Applications on the hub (Argo CD, still registered with the spoke,
 //! deletes what they deployed), its modules' objects on the spoke (with the registration's
 //! credentials), the registration's own objects on the spoke (the hub's token) last, then its
 //! cluster Secret. Each module's state entry goes with its objects, so the engine's
@@ -131,6 +132,31 @@ impl Sweep {
             };
             if self.registrations.contains(&module) {
                 continue;
+            }
+            // first, no generator selects the spoke any more (its labels but ownership go)
+            let name = s.metadata.name.clone().unwrap_or_default();
+            let selectable: serde_json::Map<String, Value> = s
+                .metadata
+                .labels
+                .iter()
+                .flatten()
+                .filter(|(k, _)| {
+                    ![STACK_LABEL, MODULE_LABEL, SECRET_TYPE_LABEL].contains(&k.as_str())
+                })
+                .map(|(k, _)| (k.clone(), Value::Null))
+                .collect();
+            if !selectable.is_empty() {
+                ctx.progress(format!(
+                    "spoke of `{module}` left the fleet: no generator selects it any more"
+                ));
+                let patch = serde_json::json!({"metadata": {"labels": selectable}});
+                api.patch(
+                    &name,
+                    &kube::api::PatchParams::default(),
+                    &kube::api::Patch::Merge(&patch),
+                )
+                .await
+                .map_err(|e| Error::kube(format!("unlabelling Secret {namespace}/{name}"), e))?;
             }
             let data = |k: &str| {
                 s.data

@@ -7,8 +7,7 @@
 use devops_stack_core::interfaces::{ArgoCdTarget, ClusterRef};
 use devops_stack_core::k8s::{MODULE_LABEL, STACK_LABEL};
 use devops_stack_core::{Context, Input, Module, ModuleResult, Needs, Planned};
-use kube::api::{Api, DynamicObject, ListParams};
-use kube::discovery::ApiResource;
+use kube::api::ListParams;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
@@ -44,14 +43,7 @@ impl WaveGate {
             .client()
             .await
             .map_err(|e| Error::cloud(format!("connecting to the hub `{}`", hub.name()), e))?;
-        let resource = ApiResource {
-            group: "argoproj.io".into(),
-            version: "v1alpha1".into(),
-            api_version: "argoproj.io/v1alpha1".into(),
-            kind: "Application".into(),
-            plural: "applications".into(),
-        };
-        let api: Api<DynamicObject> = Api::namespaced_with(client, &argocd.namespace, &resource);
+        let api = super::applications(client, Some(&argocd.namespace));
         let list = api
             .list(&ListParams::default().labels(&format!("{STACK_LABEL}={}", ctx.stack_name())))
             .await
