@@ -252,11 +252,6 @@ impl Deployer {
         Ok(d)
     }
 
-    /// The engine's options this deployer runs with.
-    pub fn options(&self) -> &KubeOptions {
-        &self.options
-    }
-
     /// A deployer for `module` of `stack` with `client`, outside a stack run (tools, tests).
     pub fn new(
         client: kube::Client,

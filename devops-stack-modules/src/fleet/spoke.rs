@@ -8,14 +8,15 @@ use devops_stack_core::interfaces::{
     ArgoCdTarget, Cluster, ClusterRef, Hostnames, KubeconfigSource, LoadBalancerScheme,
     SpokeAuthRef,
 };
-use devops_stack_core::k8s::{Deployer, ownership_labels};
+use devops_stack_core::k8s::{Deployer, MODULE_LABEL, STACK_LABEL, ownership_labels};
 use devops_stack_core::plan::unknown;
 use devops_stack_core::{
     BoxError, Capability, Context, Input, Interface, Module, ModuleResult, Needs, Planned,
     Resource, Validation,
 };
 use futures::future::BoxFuture;
-use kube::api::{Api, ListParams};
+use k8s_openapi::api::core::v1::Secret as KubeSecret;
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -121,14 +122,12 @@ impl Registration {
     }
 
     /// The cluster Secret, with `config` (redacted in plans).
-    fn secret(&self, ctx: &Context, server: &str, config: Value, fleet: bool) -> Value {
+    fn secret(&self, ctx: &Context, server: &str, config: Value) -> Value {
         let mut labels = ownership_labels(ctx.stack_name(), ctx.module_id());
         labels.insert(SECRET_TYPE_LABEL.into(), "cluster".into());
-        if fleet {
-            labels.extend(self.labels.clone());
-            if let Some(w) = &self.wave {
-                labels.insert(WAVE_LABEL.into(), w.clone());
-            }
+        labels.extend(self.labels.clone());
+        if let Some(w) = &self.wave {
+            labels.insert(WAVE_LABEL.into(), w.clone());
         }
         let annotations: BTreeMap<String, String> = self
             .values
@@ -209,7 +208,7 @@ impl Registration {
             .client()
             .await
             .map_err(|e| Error::cloud(format!("connecting to the hub `{}`", hub.name()), e))?;
-        let api: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client, &namespace);
+        let api: Api<KubeSecret> = Api::namespaced(client, &namespace);
         let clusters = api
             .list(&ListParams::default().labels(&format!("{SECRET_TYPE_LABEL}=cluster")))
             .await
@@ -217,11 +216,7 @@ impl Registration {
         let ours = secret_name(&self.name);
         for secret in clusters.items {
             let name = secret.metadata.name.clone().unwrap_or_default();
-            let registered = secret
-                .data
-                .as_ref()
-                .and_then(|d| d.get("server"))
-                .map(|s| String::from_utf8_lossy(&s.0).into_owned());
+            let registered = ClusterSecret::of(&secret).server;
             if name != ours && registered.as_deref() == Some(server) {
                 return Err(Error::input(
                     format!("fleet.spokes.{}.server", self.name),
@@ -234,26 +229,57 @@ impl Registration {
         }
         Ok(())
     }
+}
 
-    /// The `config` of the live cluster Secret, when it is there.
-    async fn live_config(&self, ctx: &Context, hub: &kube::Client) -> Result<Option<Value>> {
-        let namespace = ctx.get(&self.argocd)?.namespace;
-        let api: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(hub.clone(), &namespace);
-        let name = secret_name(&self.name);
-        let Some(secret) = api
-            .get_opt(&name)
-            .await
-            .map_err(|e| Error::kube(format!("reading Secret {namespace}/{name}"), e))?
-        else {
-            return Ok(None);
+/// What an Argo CD cluster Secret says (its `name`, `server` and `config` keys), as
+/// [`Registration`] writes them and the fleet reads them back.
+pub(crate) struct ClusterSecret {
+    pub(crate) name: Option<String>,
+    pub(crate) server: Option<String>,
+    /// `Null` when it has none, or none that is JSON.
+    pub(crate) config: Value,
+}
+
+impl ClusterSecret {
+    pub(crate) fn of(secret: &KubeSecret) -> Self {
+        let text = |k: &str| {
+            secret
+                .data
+                .as_ref()
+                .and_then(|d| d.get(k))
+                .map(|v| String::from_utf8_lossy(&v.0).into_owned())
         };
-        let config = secret
-            .data
-            .as_ref()
-            .and_then(|d| d.get("config"))
-            .and_then(|c| serde_json::from_slice(&c.0).ok());
-        Ok(config)
+        ClusterSecret {
+            name: text("name"),
+            server: text("server"),
+            config: text("config")
+                .and_then(|c| serde_json::from_str(&c).ok())
+                .unwrap_or_default(),
+        }
     }
+}
+
+/// Drops the labels of a cluster Secret that generators select on (all but its ownership and
+/// Argo CD's type), so that no ApplicationSet makes Applications for its cluster any more. No
+/// request when there are none.
+pub(crate) async fn unselect(api: &Api<KubeSecret>, secret: &KubeSecret) -> Result<()> {
+    let selectable: serde_json::Map<String, Value> = secret
+        .metadata
+        .labels
+        .iter()
+        .flatten()
+        .filter(|(k, _)| ![STACK_LABEL, MODULE_LABEL, SECRET_TYPE_LABEL].contains(&k.as_str()))
+        .map(|(k, _)| (k.clone(), Value::Null))
+        .collect();
+    if selectable.is_empty() {
+        return Ok(());
+    }
+    let name = secret.metadata.name.clone().unwrap_or_default();
+    let patch = json!({"metadata": {"labels": selectable}});
+    api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(|e| Error::kube(format!("unlabelling the cluster Secret {name}"), e))?;
+    Ok(())
 }
 
 /// The name of a spoke's cluster Secret.
@@ -292,7 +318,6 @@ impl Module for Registration {
             &server,
             // the credentials are made on the spoke by the apply; a diff takes them as live
             json!(unknown(ctx.module_id(), "credentials")),
-            true,
         );
         let mut resources = vec![Resource::kubernetes(hub.name(), &secret)];
         resources.extend(self.auth.planned_resources(ctx, &spoke));
@@ -318,7 +343,7 @@ impl Module for Registration {
             self.auth.credentials(ctx, &spoke).await.map_err(|e| {
                 Error::cloud(format!("making credentials on spoke `{}`", self.name), e)
             })?;
-        let secret = self.secret(ctx, &server, credentials.argocd_config(), true);
+        let secret = self.secret(ctx, &server, credentials.argocd_config());
         Deployer::for_module(ctx, &hub)
             .await?
             .apply(vec![secret])
@@ -344,21 +369,27 @@ impl Module for Registration {
         let deployer = Deployer::for_module(ctx, &hub).await?;
         if deployer.abandoned().is_none()
             && let Some(server) = self.server(&spoke)
-            && let Some(config) = self.live_config(ctx, deployer.client()).await?
         {
-            ctx.progress(format!(
-                "unregistering spoke `{}`: no generator selects it any more",
-                self.name
-            ));
-            // the credentials kept, the labels generators select on dropped
-            let secret = self.secret(ctx, &server, config, false);
-            deployer.apply(vec![secret]).await?;
-            ctx.progress(format!(
-                "unregistering spoke `{}`: waiting for the Applications that deploy to it",
-                self.name
-            ));
-            self.await_no_applications(deployer.client(), &server)
-                .await?;
+            let namespace = ctx.get(&self.argocd)?.namespace;
+            let secrets: Api<KubeSecret> = Api::namespaced(deployer.client().clone(), &namespace);
+            let name = secret_name(&self.name);
+            let live = secrets
+                .get_opt(&name)
+                .await
+                .map_err(|e| Error::kube(format!("reading Secret {namespace}/{name}"), e))?;
+            if let Some(live) = live {
+                ctx.progress(format!(
+                    "unregistering spoke `{}`: no generator selects it any more",
+                    self.name
+                ));
+                unselect(&secrets, &live).await?;
+                ctx.progress(format!(
+                    "unregistering spoke `{}`: waiting for the Applications that deploy to it",
+                    self.name
+                ));
+                self.await_no_applications(deployer.client(), &server)
+                    .await?;
+            }
         }
         deployer.destroy().await?;
         self.auth.revoke(ctx, &spoke).await.map_err(|e| {

@@ -11,14 +11,13 @@
 use std::collections::BTreeSet;
 
 use devops_stack_core::interfaces::{ArgoCdTarget, Cluster, ClusterRef};
-use devops_stack_core::k8s::{Deployer, KubeOptions, MODULE_LABEL, STACK_LABEL, read_state};
+use devops_stack_core::k8s::{Deployer, KubeRun, MODULE_LABEL, STACK_LABEL, read_state};
 use devops_stack_core::{BoxError, Context, Input, Module, ModuleResult, Needs, Planned};
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::Secret as KubeSecret;
 use kube::api::{Api, ListParams};
-use serde_json::Value;
 
-use super::spoke::SECRET_TYPE_LABEL;
+use super::spoke::{ClusterSecret, SECRET_TYPE_LABEL, unselect};
 use crate::error::{Error, Result};
 
 /// Removes the spokes the definition no longer has; added by [`Fleet`](super::Fleet).
@@ -71,11 +70,7 @@ impl Cluster for Registered {
 /// Where the sweep deletes: the hub (in the run), or a spoke that left (outside it).
 enum On<'a> {
     Hub(&'a ClusterRef),
-    Spoke {
-        name: String,
-        client: kube::Client,
-        options: Box<KubeOptions>,
-    },
+    Spoke { name: String, client: kube::Client },
 }
 
 impl On<'_> {
@@ -89,13 +84,11 @@ impl On<'_> {
     async fn deployer(&self, ctx: &Context, module: &str) -> Result<Deployer> {
         Ok(match self {
             On::Hub(c) => Deployer::for_named_module(ctx, c, module).await?,
-            On::Spoke {
-                client, options, ..
-            } => Deployer::new(
+            On::Spoke { client, .. } => Deployer::new(
                 client.clone(),
                 ctx.stack_name(),
                 module,
-                (**options).clone(),
+                ctx.engine::<KubeRun>().options().clone(),
             )
             .cancellation(ctx.cancellation().clone()),
         })
@@ -133,41 +126,17 @@ impl Sweep {
             if self.registrations.contains(&module) {
                 continue;
             }
-            // first, no generator selects the spoke any more (its labels but ownership go)
-            let name = s.metadata.name.clone().unwrap_or_default();
-            let selectable: serde_json::Map<String, Value> = s
-                .metadata
-                .labels
-                .iter()
-                .flatten()
-                .filter(|(k, _)| {
-                    ![STACK_LABEL, MODULE_LABEL, SECRET_TYPE_LABEL].contains(&k.as_str())
-                })
-                .map(|(k, _)| (k.clone(), Value::Null))
-                .collect();
-            if !selectable.is_empty() {
-                ctx.progress(format!(
-                    "spoke of `{module}` left the fleet: no generator selects it any more"
-                ));
-                let patch = serde_json::json!({"metadata": {"labels": selectable}});
-                api.patch(
-                    &name,
-                    &kube::api::PatchParams::default(),
-                    &kube::api::Patch::Merge(&patch),
-                )
-                .await
-                .map_err(|e| Error::kube(format!("unlabelling Secret {namespace}/{name}"), e))?;
-            }
-            let data = |k: &str| {
-                s.data
-                    .as_ref()
-                    .and_then(|d| d.get(k))
-                    .map(|v| String::from_utf8_lossy(&v.0).into_owned())
-            };
-            let config: Value = data("config")
-                .and_then(|c| serde_json::from_str(&c).ok())
-                .unwrap_or_default();
-            let reach = match (data("name"), data("server"), config["bearerToken"].as_str()) {
+            // first, no generator selects the spoke any more
+            ctx.progress(format!(
+                "spoke of `{module}` left the fleet: no generator selects it any more"
+            ));
+            unselect(&api, &s).await?;
+            let ClusterSecret {
+                name,
+                server,
+                config,
+            } = ClusterSecret::of(&s);
+            let reach = match (name, server, config["bearerToken"].as_str()) {
                 (Some(name), Some(server), Some(token)) => Some(Registered {
                     name,
                     server,
@@ -194,8 +163,8 @@ impl Sweep {
         keep_last: bool,
     ) -> Result<()> {
         let probe = on.deployer(ctx, last).await?;
-        let options = probe.options().clone();
-        let state = read_state(probe.client(), ctx.stack_name(), &options).await?;
+        let engine = ctx.engine::<KubeRun>();
+        let state = read_state(probe.client(), ctx.stack_name(), engine.options()).await?;
         let mut ids: Vec<&String> = state
             .iter()
             .map(|(id, _)| id)
@@ -258,13 +227,11 @@ impl Sweep {
                 .await?;
             // 2. its modules' objects on the spoke, the hub's token last; outside the run's
             // engine, which no longer knows that cluster
-            let options = on_hub.deployer(ctx, &registration).await?.options().clone();
             let on_spoke = On::Spoke {
                 name: spoke.name.clone(),
                 client: spoke.client().await.map_err(|e| {
                     Error::cloud(format!("connecting to spoke `{}`", spoke.name), e)
                 })?,
-                options: Box::new(options),
             };
             self.destroy_modules(ctx, &on_spoke, &prefix, &registration, false)
                 .await?;
