@@ -27,8 +27,7 @@ use devops_stack_core::{Input, RunOptions, Stack};
 use devops_stack_modules::Traefik;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, DynamicObject, GroupVersionKind, PostParams};
-use kube::discovery::ApiResource;
+use kube::api::{Api, PostParams};
 use serde_json::Value;
 
 /// What the engine sees of one run of the scenario.
@@ -158,24 +157,8 @@ async fn the_stand_in_and_the_real_argo_cd_look_the_same_to_the_engine() {
     // The real Argo CD.
     let real_cluster = cluster(PathBuf::from(real), "real");
     let real_client = real_cluster.connect().await.unwrap();
+    // it waits for the `default` project argocd-server makes
     real_argocd::install(&crds, &real_client).await;
-    // argocd-server makes the `default` project when it starts (after the install above)
-    let projects: Api<DynamicObject> = Api::namespaced_with(
-        real_client,
-        real_argocd::ARGOCD_NS,
-        &ApiResource::from_gvk_with_plural(
-            &GroupVersionKind::gvk("argoproj.io", "v1alpha1", "AppProject"),
-            "appprojects",
-        ),
-    );
-    let t = Instant::now();
-    while projects.get_opt("default").await.unwrap().is_none() {
-        assert!(
-            t.elapsed() < Duration::from_secs(60),
-            "Argo CD made no `default` project"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
     let real = scenario(
         real_cluster,
         real_argocd::ARGOCD_NS,

@@ -15,7 +15,9 @@ pub const ARGOCD_NS: &str = "argocd";
 
 /// Argo CD as its chart would install it, minus the Deployments (the environment's processes
 /// play them): the CRDs of the pinned version, the namespace and the ConfigMaps and Secret its
-/// processes read. Idempotent (server-side apply under the environment's own field manager).
+/// processes read; then waits (up to 60 s) for the `default` project, which argocd-server makes
+/// once they are there (an Application of that project is refused until then). Idempotent
+/// (server-side apply under the environment's own field manager).
 pub async fn install(crd_dir: &Path, client: &kube::Client) {
     let ssa = PatchParams::apply("devops-stack-testenv").force();
     let crds: Api<DynamicObject> = Api::all_with(
@@ -83,4 +85,20 @@ pub async fn install(crd_dir: &Path, client: &kube::Client) {
         )
         .await
         .unwrap();
+    let projects: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        ARGOCD_NS,
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("argoproj.io", "v1alpha1", "AppProject"),
+            "appprojects",
+        ),
+    );
+    let t = std::time::Instant::now();
+    while projects.get_opt("default").await.unwrap().is_none() {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "Argo CD made no `default` project"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
